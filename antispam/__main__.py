@@ -1,0 +1,5 @@
+import sys
+
+from antispam.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""The one interface every backend keeps, so the HTTP layer never knows which one answers.
+
+Text is tokenized by the app (the shared pipeline); a backend receives token lists, builds the
+``[n, 20, 200]`` tensor with the vectors of the version it is about to call, pins that version in
+the call, and returns the spam probabilities together with the version that produced them.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class BackendError(Exception):
+    """No usable answer (down, deadline passed, overloaded): the client gets 503."""
+
+    code = "backend_unavailable"
+
+
+class DeadlineExceeded(BackendError):
+    code = "deadline_exceeded"
+
+
+class Overloaded(BackendError):
+    code = "overloaded"
+
+
+class NotReady(BackendError):
+    code = "not_ready"
+
+
+@dataclass
+class BatchResult:
+    spam_probability: np.ndarray  # float [n], column 0 of the model's probabilities
+    model_name: str
+    version: int
+    backend: str  # which concrete backend answered ("local", "grpc", "rest")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Lifecycle: ``await start()`` once, ``predict`` many times, ``await close()`` once."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load what is needed; may return before a model is usable (see ``ready``)."""
+
+    @abc.abstractmethod
+    async def predict(self, batch: Sequence[Sequence[str]], timeout: float) -> BatchResult:
+        """Score token lists within ``timeout`` seconds or raise :class:`BackendError`."""
+
+    @property
+    @abc.abstractmethod
+    def ready(self) -> bool:
+        """True when a model version can answer now."""
+
+    @property
+    @abc.abstractmethod
+    def current_version(self) -> int | None:
+        """The version new requests are sent to (the dedup cache keys on it)."""
+
+    @abc.abstractmethod
+    def status(self) -> dict[str, Any]:
+        """For ``GET /models``: backend, model name, versions and their state."""
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,94 @@
+"""Configuration as typed dataclasses, filled from CLI flags, then environment, then defaults.
+
+Each field carries its flag help and environment variable in its metadata, so a default is
+written once and ``--help`` always tells the truth. Precedence: flag > environment > default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def opt(default: Any, env: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "choices": choices})
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``antispam serve`` (and the app factory) needs."""
+
+    host: str = opt("0.0.0.0", "ANTISPAM_HOST", "address to listen on")
+    port: int = opt(8000, "ANTISPAM_PORT", "port to listen on (0 picks a free one)")
+    backend: str = opt("auto", "ANTISPAM_BACKEND",
+                       "auto: gRPC with REST fallback when TF Serving answers, else local",
+                       ("auto", "grpc", "rest", "local"))
+    model_base: str = opt("models", "ANTISPAM_MODEL_BASE", "folder holding <model-name>/<version>/")
+    model_name: str = opt("cnn", "ANTISPAM_MODEL_NAME", "model to serve")
+    tfs_grpc: str = opt("localhost:8500", "ANTISPAM_TFS_GRPC", "TF Serving gRPC host:port")
+    tfs_rest: str = opt("http://localhost:8501", "ANTISPAM_TFS_REST", "TF Serving REST base URL")
+    deadline_ms: float = opt(1000.0, "ANTISPAM_DEADLINE_MS", "per-request deadline for the backend")
+    block_threshold: float = opt(0.9, "ANTISPAM_BLOCK_THRESHOLD",
+                                 "spam_probability at or above which the suggestion is block")
+    review_threshold: float = opt(0.5, "ANTISPAM_REVIEW_THRESHOLD",
+                                  "spam_probability at or above which the suggestion is review")
+    max_texts: int = opt(100, "ANTISPAM_MAX_TEXTS", "most texts in one POST /predict")
+    max_chars: int = opt(5000, "ANTISPAM_MAX_CHARS", "longest text accepted (longer: 413)")
+    max_body_bytes: int = opt(2_000_000, "ANTISPAM_MAX_BODY_BYTES", "largest request body (larger: 413)")
+    workers: int = opt(1, "ANTISPAM_WORKERS", "processes sharing the port (fork before TF loads)")
+    batch_size: int = opt(64, "ANTISPAM_BATCH_SIZE", "local backend: most texts in one model call")
+    batch_wait_ms: float = opt(2.0, "ANTISPAM_BATCH_WAIT_MS",
+                               "local backend: how long a micro-batch waits to fill")
+    max_queue: int = opt(2000, "ANTISPAM_MAX_QUEUE", "texts waiting for the model before 503")
+    poll_seconds: float = opt(5.0, "ANTISPAM_POLL_SECONDS",
+                              "how often to look for new model versions")
+    cache_size: int = opt(20000, "ANTISPAM_CACHE_SIZE", "dedup cache entries (0 disables it)")
+    feedback_db: str = opt("feedback.db", "ANTISPAM_FEEDBACK_DB", "SQLite file for POST /feedback")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, *, only: tuple[str, ...] | None = None) -> None:
+    """Add one ``--flag`` per field of ``cls`` (default None, so we can tell "not given")."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        meta = f.metadata
+        kind = hints[f.name]
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=kind if kind in (int, float) else str,
+            choices=meta.get("choices"),
+            default=None,
+            help=f"{meta.get('help', '')} (env {meta['env']}, default {f.default!r})",
+        )
+
+
+def from_args(cls: type[T], args: argparse.Namespace | None = None,
+              environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build ``cls`` with flag > environment > default precedence; bad env values raise ValueError."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        given = getattr(args, f.name, None) if args is not None else None
+        if f.name in overrides:
+            values[f.name] = overrides[f.name]
+        elif given is not None:
+            values[f.name] = given
+        elif f.metadata.get("env") in environ:
+            raw = environ[f.metadata["env"]]
+            try:
+                values[f.name] = hints[f.name](raw)
+            except ValueError as exc:
+                raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {hints[f.name].__name__}") from exc
+            choices = f.metadata.get("choices")
+            if choices and values[f.name] not in choices:
+                raise ValueError(f"{f.metadata['env']}={raw!r} must be one of {', '.join(choices)}")
+    return cls(**values)

@@ -1,0 +1,138 @@
+"""The model-version layout shared by trainer, TF Serving, the service and the retrain job.
+
+``<model_base>/<name>/<version>/`` holds ``saved_model.pb``, ``variables/`` and
+``assets.extra/`` (warmup records, this version's word vectors, preprocessing settings and
+``metrics.json``). A version folder appears only when complete: it is built in a hidden staging
+folder beside it (TF Serving and :func:`list_versions` ignore names that are not integers) and
+renamed into place. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from antispam.atomic import fsync_tree
+from antispam.features import DIM, MAX_LEN, WordVectors
+from antispam.text import NORMALIZER_VERSION
+
+ASSETS_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+PREPROCESSING_FILE = "preprocessing.json"
+METRICS_FILE = "metrics.json"
+SIGNATURE = "serving_default"
+INPUT_KEY = "inputs"
+PROBABILITIES_KEY = "probabilities"
+CLASSES_KEY = "classes"
+
+
+class VersionError(Exception):
+    """A version folder is incomplete, corrupt or built for another pipeline."""
+
+
+def model_dir(model_base: str | os.PathLike[str], name: str) -> Path:
+    return Path(model_base) / name
+
+
+def version_dir(model_dir: str | os.PathLike[str], version: int) -> Path:
+    return Path(model_dir) / str(int(version))
+
+
+def list_versions(model_dir: str | os.PathLike[str]) -> list[int]:
+    """Complete versions, ascending: integer-named folders that hold ``saved_model.pb``."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        if entry.name.isdigit() and (entry / "saved_model.pb").is_file():
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def latest_version(model_dir: str | os.PathLike[str]) -> int | None:
+    versions = list_versions(model_dir)
+    return versions[-1] if versions else None
+
+
+def staging_dir(model_dir: str | os.PathLike[str]) -> Path:
+    """A fresh hidden folder on the same filesystem as the versions, for building one."""
+    root = Path(model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".staging-{uuid.uuid4().hex}"
+    path.mkdir()
+    return path
+
+
+def publish(staged: str | os.PathLike[str], model_dir: str | os.PathLike[str]) -> int:
+    """Rename a complete staged version into place under the next free number; return it.
+
+    ``os.rename`` of a folder onto a missing name is atomic on POSIX; if another publisher took
+    the number first the rename fails and we try the next one.
+    """
+    staged, root = Path(staged), Path(model_dir)
+    if not (staged / "saved_model.pb").is_file():
+        raise VersionError(f"{staged} is not a complete SavedModel (no saved_model.pb)")
+    fsync_tree(staged)
+    numbers = [int(p.name) for p in root.iterdir() if p.name.isdigit()]
+    version = max(numbers, default=0) + 1
+    while True:
+        try:
+            os.rename(staged, root / str(version))
+        except OSError:
+            if (root / str(version)).exists():
+                version += 1
+                continue
+            raise
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return version
+
+
+def discard(path: str | os.PathLike[str]) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def preprocessing_settings() -> dict[str, Any]:
+    return {"max_len": MAX_LEN, "dim": DIM, "normalizer_version": NORMALIZER_VERSION}
+
+
+@dataclass
+class VersionAssets:
+    """What the service needs from a version to build its tensors, without TensorFlow."""
+
+    version: int
+    path: Path
+    vectors: WordVectors
+    preprocessing: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def load_assets(model_dir: str | os.PathLike[str], version: int) -> VersionAssets:
+    path = version_dir(model_dir, version)
+    assets = path / ASSETS_DIR
+    try:
+        preprocessing = json.loads((assets / PREPROCESSING_FILE).read_text(encoding="utf-8"))
+        vectors = WordVectors.load(assets)
+    except (OSError, ValueError) as exc:
+        raise VersionError(f"version {version} at {path} has unusable assets: {exc}") from exc
+    expected = preprocessing_settings()
+    for key, value in expected.items():
+        if preprocessing.get(key) != value:
+            raise VersionError(
+                f"version {version} was built with {key}={preprocessing.get(key)!r}, "
+                f"this service uses {value!r}"
+            )
+    if vectors.dim != expected["dim"]:
+        raise VersionError(f"version {version} has {vectors.dim}-d vectors, expected {expected['dim']}")
+    metrics_path = assets / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    return VersionAssets(version, path, vectors, preprocessing, metrics)
