@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 
+READABLE_MODE = 0o644
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as fh:
         try:
+            # mkstemp creates 0600 files; these are read by other accounts (TF Serving, the service).
+            os.fchmod(fh.fileno(), READABLE_MODE)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -10,8 +10,8 @@ able to build tensors without TensorFlow or TensorLayer:
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -97,15 +97,19 @@ class WordVectors:
         return [(self.vocab[i], float(sims[i])) for i in order]
 
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write both files atomically (temporary name in the same folder, then rename)."""
+        """Write each file atomically.
+
+        Readers of a live folder could still pair a new vocabulary with an old matrix between the
+        two renames; :meth:`load` then fails on the shape check instead of using wrong vectors.
+        Model versions avoid the window entirely: their vectors are written before the version
+        folder is renamed into view.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(directory / VOCAB_FILE, ("\n".join(self.vocab) + "\n").encode("utf-8"))
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".npy.tmp", delete=False) as fh:
-            np.save(fh, self.matrix)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(fh.name, directory / VECTORS_FILE)
+        buffer = io.BytesIO()
+        np.save(buffer, self.matrix)
+        atomic_write_bytes(directory / VECTORS_FILE, buffer.getvalue())
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> "WordVectors":
