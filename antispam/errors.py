@@ -1,7 +1,96 @@
-"""Exceptions that carry a message meant for a person (CLI) or a client (HTTP)."""
+"""Exceptions that carry a message meant for a person (CLI) or a client (HTTP), and the one
+place that turns any exception into the HTTP error shape ``{"error": {"code", "message"}}``.
+
+Handlers raise; they never build error bodies themselves. That way every status and code a
+client can see is listed here (and in ``openapi.json``), and an unexpected exception still ends
+as a JSON answer (500, logged) instead of an HTML page or a dropped connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class UserError(Exception):
     """Bad input or setup the user can fix; the CLI prints it and exits non-zero."""
 
     exit_code = 2
+
+
+class ApiError(Exception):
+    """A client-visible failure with its HTTP status and a stable machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# Every code the HTTP API can answer with, and its status. The OpenAPI document lists the same
+# set (a test keeps them equal); clients may switch on the code, so codes never change meaning.
+ERROR_CODES: dict[str, int] = {
+    "missing_text": 400,       # no text / texts given, or an empty list
+    "empty_text": 400,         # a text that is empty once normalized (only emoji, punctuation ...)
+    "invalid_text": 400,       # not a string, or not valid Unicode (lone surrogates)
+    "invalid_utf8": 400,       # query string or body bytes are not UTF-8
+    "malformed_json": 400,     # body is not JSON
+    "invalid_request": 400,    # JSON of the wrong shape (not an object, both text and texts ...)
+    "invalid_label": 400,      # feedback label is not spam/pass/0/1
+    "too_many_texts": 400,     # more than max_texts in one request
+    "bad_request": 400,        # any other malformed request Tornado itself rejects
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "text_too_long": 413,      # one text over max_chars characters
+    "body_too_large": 413,     # request body over max_body_bytes
+    "unsupported_media_type": 415,  # POST body that is not application/json
+    "internal_error": 500,     # a bug: logged with its traceback
+    "not_ready": 503,          # no model version loaded yet
+    "backend_unavailable": 503,  # the model backend failed
+    "deadline_exceeded": 503,  # no answer within the deadline
+    "overloaded": 503,         # the model queue is full
+    "shutting_down": 503,      # the process is draining before exit
+    "feedback_unavailable": 503,  # no feedback store configured, or it failed
+}
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "body_too_large", 415: "unsupported_media_type", 503: "backend_unavailable"}
+
+
+def api_error(code: str, message: str) -> ApiError:
+    """An :class:`ApiError` whose status comes from :data:`ERROR_CODES`."""
+    return ApiError(ERROR_CODES[code], code, message)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def to_response(exc: BaseException | None, status: int = 500) -> tuple[int, dict[str, Any], bool]:
+    """Map any exception to ``(status, body, unexpected)``.
+
+    ``unexpected`` is True when the exception is a bug (the caller logs its traceback); known
+    failures are answers, not incidents. ``status`` is what the framework chose when there is no
+    exception object (e.g. Tornado's own 404/405).
+    """
+    if isinstance(exc, ApiError):
+        return exc.status, error_body(exc.code, exc.message), False
+    from antispam.backends.base import BackendError  # numpy; keep ``antispam --help`` light
+
+    if isinstance(exc, BackendError):
+        return 503, error_body(exc.code, str(exc) or exc.code.replace("_", " ")), False
+    import http.client
+
+    import tornado.web
+
+    message = None
+    if isinstance(exc, tornado.web.HTTPError):
+        status = exc.status_code
+        message = exc.get_message()
+    elif exc is not None:
+        return 500, error_body("internal_error", "internal error"), True
+    if status >= 500 and status != 503:
+        return 500, error_body("internal_error", "internal error"), exc is not None
+    code = _HTTP_CODES.get(status, "bad_request")
+    message = message or http.client.responses.get(status, "error").lower()
+    return status, error_body(code, message), False

@@ -1,0 +1,285 @@
+"""``antispam serve``: run the HTTP service.
+
+Order matters: parse flags and bind the listening sockets in the parent, then fork the workers
+(``--workers N``), and only then create the backend and the app in each worker, because
+TensorFlow's runtime does not survive a fork once initialized and jieba's 100 MB would be loaded
+N+1 times. Importing this module imports nothing heavy.
+
+Shutdown (SIGTERM or SIGINT): stop accepting connections, answer requests already in flight
+(new requests on open connections get 503 ``shutting_down``), close the backend, exit 0. With
+several workers the parent forwards the signal to each one and exits 0 once all have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from antispam.config import ServeConfig, add_arguments, from_args
+from antispam.errors import UserError
+
+log = logging.getLogger("antispam.serve")
+
+# Seconds a worker may spend answering requests in flight after a stop signal, beyond the
+# deadline those requests already have.
+DRAIN_EXTRA_SECONDS = 5.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the HTTP API (local SavedModel or TF Serving backend)",
+        description="Serve GET/POST /predict, POST /feedback, /healthz, /readyz, /models, /metrics "
+        "and /openapi.json. Every flag also reads an environment variable (shown in its help); "
+        "a flag wins over the variable. Logs one line with the URL when ready.",
+    )
+    add_arguments(p, ServeConfig)
+    p.set_defaults(run=run)
+
+
+def check_config(config: ServeConfig) -> None:
+    """Reject settings that would only fail later, inside a worker, with a worse message."""
+    problems = []
+    if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
+        problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1")
+    for name in ("workers", "batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes"):
+        if getattr(config, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if config.cache_size < 0:
+        problems.append("--cache-size must be >= 0")
+    if config.deadline_ms <= 0:
+        problems.append("--deadline-ms must be > 0")
+    if config.batch_wait_ms < 0 or config.poll_seconds < 0:
+        problems.append("--batch-wait-ms and --poll-seconds must be >= 0")
+    if not 0 <= config.port <= 65535:
+        problems.append("--port must be between 0 and 65535")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def make_backend(config: ServeConfig) -> Any:
+    """The factory decides (local | grpc | rest | auto); without it, only the local backend."""
+    try:
+        from antispam.backends.factory import make_backend as factory
+    except ModuleNotFoundError as exc:
+        if exc.name != "antispam.backends.factory":
+            raise
+        if config.backend not in ("local", "auto"):
+            raise UserError(f"the {config.backend} backend is not available in this installation") from None
+        from antispam.backends.local import LocalBackend
+
+        return LocalBackend(config)
+    return factory(config)
+
+
+def make_feedback_store(config: ServeConfig) -> Any:
+    if not config.feedback_db:
+        return None
+    try:
+        from antispam.feedback import FeedbackStore
+    except ModuleNotFoundError as exc:
+        if exc.name != "antispam.feedback":
+            raise
+        log.warning("no feedback store in this installation; POST /feedback answers 503")
+        return None
+    return FeedbackStore(config.feedback_db)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = from_args(ServeConfig, args)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    check_config(config)
+    import tornado.netutil
+
+    try:
+        sockets = tornado.netutil.bind_sockets(config.port, config.host)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    port = sockets[0].getsockname()[1]
+    worker: int | None = None
+    if config.workers > 1:
+        supervisor = Supervisor(config.workers, sockets)
+        log.info("starting %d workers on %s", config.workers, display_url(config.host, port))
+        worker = supervisor.run()
+        if worker is None:  # the parent, after every worker has exited
+            return supervisor.exit_code
+    return asyncio.run(serve(config, sockets, port, worker))
+
+
+def display_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+async def serve(config: ServeConfig, sockets: list[socket.socket], port: int,
+                worker: int | None = None) -> int:
+    """One worker's life: build everything, serve until a stop signal, drain, close."""
+    import tornado.httpserver
+
+    from antispam.app import make_app, server_options
+
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    backend = make_backend(config)
+    store = make_feedback_store(config)
+    try:
+        app = make_app(config, backend, feedback_store=store)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    server = tornado.httpserver.HTTPServer(app, **server_options(config))
+    server.add_sockets(sockets)
+    who = f" (worker {worker}, pid {os.getpid()})" if worker is not None else f" (pid {os.getpid()})"
+    url = display_url(config.host, port)
+    log.info("listening on %s%s; starting the %s backend", url, who, config.backend)
+
+    starting = loop.create_task(backend.start())
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if starting.done():
+        if starting.exception() is not None:
+            exc = starting.exception()
+            log.error("the %s backend failed to start: %s", config.backend, exc, exc_info=exc)
+            stop.set()
+            code = 1
+        elif backend.ready:
+            log.info("ready on %s%s: backend %s, model %s version %s, started in %.1f s", url, who,
+                     backend.name, config.model_name, backend.current_version,
+                     time.monotonic() - started)
+        else:
+            log.info("ready on %s%s: backend %s, no model version of %s yet (/readyz answers 503 "
+                     "until one appears), started in %.1f s", url, who, backend.name,
+                     config.model_name, time.monotonic() - started)
+    else:
+        starting.cancel()
+    await stopping
+
+    services = app.services  # type: ignore[attr-defined]
+    log.info("stopping%s: no new connections, %d requests in flight", who, services.inflight)
+    server.stop()
+    drained = await services.drain(config.deadline_ms / 1000.0 + DRAIN_EXTRA_SECONDS)
+    if not drained:
+        log.warning("%d requests still in flight after the drain period; closing anyway",
+                    services.inflight)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), 5.0)
+    except asyncio.TimeoutError:
+        log.warning("some connections did not close in time")
+    await backend.close()
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
+    log.info("stopped%s", who)
+    return code
+
+
+class Supervisor:
+    """Forks the workers after the sockets are bound and keeps them running.
+
+    Like ``tornado.process.fork_processes`` (restart a worker that dies abnormally), plus what it
+    lacks for a clean stop: SIGTERM/SIGINT to the parent reach every worker, and the parent exits
+    0 once all workers have stopped cleanly.
+    """
+
+    MAX_RESTARTS = 10
+
+    def __init__(self, count: int, sockets: list[socket.socket]) -> None:
+        self.count = count
+        # The parent keeps the listening sockets only to hand them to restarted workers; on stop
+        # it closes them so new connections are refused instead of queueing where no one accepts.
+        self.sockets = sockets
+        self.children: dict[int, int] = {}  # pid -> worker index
+        self.stopping = False
+        self.restarts = 0
+        self.exit_code = 0
+
+    def run(self) -> int | None:
+        """In a worker (first start or restart): its index. In the parent: None, once every
+        worker has exited (then see :attr:`exit_code`)."""
+        for index in range(self.count):
+            if self._start(index):
+                return index
+        return self._supervise()
+
+    def _start(self, index: int) -> bool:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            _die_with_parent(parent)
+            return True
+        self.children[pid] = index
+        return False
+
+    def _forward(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+        for sock in self.sockets:
+            sock.close()
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _supervise(self) -> int | None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._forward)
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            index = self.children.pop(pid, None)
+            if index is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:
+                log.info("worker %d (pid %d) exited", index, pid)
+                continue
+            if self.stopping:
+                log.error("worker %d (pid %d) exited with %d while stopping", index, pid, code)
+                self.exit_code = 1
+                continue
+            self.restarts += 1
+            if self.restarts > self.MAX_RESTARTS:
+                log.error("workers keep dying (%d restarts); stopping", self.restarts - 1)
+                self._forward(signal.SIGTERM, None)
+                self.exit_code = 1
+                continue
+            log.warning("worker %d (pid %d) died with %d; restarting it", index, pid, code)
+            if self._start(index):
+                return index
+        for sock in self.sockets:
+            sock.close()
+        return None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGTERM if the supervisor is killed outright, so no worker is left orphaned."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,106 @@
+"""Prometheus metrics of one application instance.
+
+Each app gets its own ``CollectorRegistry`` (never the global default), so several apps in one
+test process do not share counters and a worker's ``/metrics`` shows only its own numbers.
+Values that already live elsewhere (served model version, readiness, cache counters) are read
+at scrape time by small collectors instead of being copied into gauges on every change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from antispam.backends.base import Backend
+    from antispam.cache import PredictionCache
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class _BackendCollector(Collector):
+    def __init__(self, backend: "Backend", model_name: str) -> None:
+        self.backend = backend
+        self.model_name = model_name
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        version = GaugeMetricFamily("antispam_model_version",
+                                    "model version new requests go to (-1: none loaded)",
+                                    labels=["model", "backend"])
+        current = self.backend.current_version
+        version.add_metric([self.model_name, self.backend.name], -1 if current is None else current)
+        yield version
+        ready = GaugeMetricFamily("antispam_ready", "1 when a model version can answer",
+                                  labels=["backend"])
+        ready.add_metric([self.backend.name], 1.0 if self.backend.ready else 0.0)
+        yield ready
+
+
+class _CacheCollector(Collector):
+    def __init__(self, cache: "PredictionCache") -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        c = self.cache
+        yield CounterMetricFamily("antispam_cache_hits", "texts answered from the dedup cache",
+                                  value=c.hits)
+        yield CounterMetricFamily("antispam_cache_misses", "texts the dedup cache did not hold",
+                                  value=c.misses)
+        yield CounterMetricFamily("antispam_cache_invalidations",
+                                  "times a model version switch emptied the cache",
+                                  value=c.invalidations)
+        yield GaugeMetricFamily("antispam_cache_hit_ratio", "hits / (hits + misses) since start",
+                                value=c.hit_ratio)
+        yield GaugeMetricFamily("antispam_cache_entries", "entries in the dedup cache",
+                                value=len(c))
+
+
+class Metrics:
+    """The counters and histograms the HTTP layer updates, in a registry of their own."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("antispam_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=r)
+        self.latency = Histogram("antispam_request_duration_seconds",
+                                 "HTTP request latency by route", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.backend_used = Counter("antispam_backend_requests",
+                                    "predict requests by the backend that answered them "
+                                    "(cache: every text came from the dedup cache)",
+                                    ["backend"], registry=r)
+        self.backend_errors = Counter("antispam_backend_errors",
+                                      "predict requests that failed in the backend, by error code",
+                                      ["code"], registry=r)
+        self.fallbacks = Counter("antispam_backend_fallbacks",
+                                 "backend calls answered by a fallback (e.g. REST after gRPC failed)",
+                                 registry=r)
+        self.request_texts = Histogram("antispam_request_texts", "texts per predict request",
+                                       buckets=BATCH_BUCKETS, registry=r)
+        self.batch_texts = Histogram("antispam_model_batch_texts",
+                                     "texts per model call (micro-batches in the local backend)",
+                                     buckets=BATCH_BUCKETS, registry=r)
+
+    def watch_backend(self, backend: "Backend", model_name: str) -> None:
+        self.registry.register(_BackendCollector(backend, model_name))
+
+    def watch_cache(self, cache: "PredictionCache") -> None:
+        self.registry.register(_CacheCollector(cache))
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def observe_batch(self, size: int) -> None:
+        self.batch_texts.observe(size)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
