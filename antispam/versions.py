@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antispam.atomic import fsync_tree
+from antispam.atomic import atomic_write_text, fsync_tree
 from antispam.features import DIM, MAX_LEN, WordVectors
 from antispam.text import NORMALIZER_VERSION
 
@@ -29,6 +29,7 @@ SIGNATURE = "serving_default"
 INPUT_KEY = "inputs"
 PROBABILITIES_KEY = "probabilities"
 CLASSES_KEY = "classes"
+HIGH_WATER_FILE = ".highest_version"
 
 
 class VersionError(Exception):
@@ -80,7 +81,7 @@ def publish(staged: str | os.PathLike[str], model_dir: str | os.PathLike[str]) -
         raise VersionError(f"{staged} is not a complete SavedModel (no saved_model.pb)")
     fsync_tree(staged)
     numbers = [int(p.name) for p in root.iterdir() if p.name.isdigit()]
-    version = max(numbers, default=0) + 1
+    version = max([*numbers, highest_published(root)], default=0) + 1
     while True:
         try:
             os.rename(staged, root / str(version))
@@ -94,7 +95,22 @@ def publish(staged: str | os.PathLike[str], model_dir: str | os.PathLike[str]) -
             os.fsync(fd)
         finally:
             os.close(fd)
+        if version > highest_published(root):
+            atomic_write_text(root / HIGH_WATER_FILE, f"{version}\n")
         return version
+
+
+def highest_published(model_dir: str | os.PathLike[str]) -> int:
+    """The largest number ever published here, even if its folder was deleted since.
+
+    A rollback deletes the newest folder; without this mark the next publish would reuse its
+    number, and TF Serving or a frontend that still remembers the old version N could pair it
+    with the new one's files.
+    """
+    try:
+        return int((Path(model_dir) / HIGH_WATER_FILE).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
 
 
 def discard(path: str | os.PathLike[str]) -> None:

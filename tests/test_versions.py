@@ -37,6 +37,18 @@ def test_publish_renames_staging_into_next_number(tmp_path: Path) -> None:
     assert not staged.exists() and (tmp_path / "4" / "saved_model.pb").is_file()
 
 
+def test_publish_never_reuses_a_deleted_number(tmp_path: Path) -> None:
+    for expected in (1, 2):
+        staged = versions.staging_dir(tmp_path)
+        (staged / "saved_model.pb").write_bytes(b"pb")
+        assert versions.publish(staged, tmp_path) == expected
+    versions.discard(tmp_path / "2")  # rollback
+    staged = versions.staging_dir(tmp_path)
+    (staged / "saved_model.pb").write_bytes(b"pb")
+    assert versions.publish(staged, tmp_path) == 3
+    assert versions.list_versions(tmp_path) == [1, 3]
+
+
 def test_publish_refuses_incomplete(tmp_path: Path) -> None:
     staged = versions.staging_dir(tmp_path)
     with pytest.raises(VersionError, match="saved_model.pb"):
