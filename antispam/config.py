@@ -27,8 +27,10 @@ class ServeConfig:
     host: str = opt("0.0.0.0", "ANTISPAM_HOST", "address to listen on")
     port: int = opt(8000, "ANTISPAM_PORT", "port to listen on (0 picks a free one)")
     backend: str = opt("auto", "ANTISPAM_BACKEND",
-                       "auto: gRPC with REST fallback when TF Serving answers, else local",
-                       ("auto", "grpc", "rest", "local"))
+                       "grpc: TF Serving over gRPC with REST fallback; rest: REST only; "
+                       "local: the model in-process; auto: grpc if TF Serving answers at start, "
+                       "else local; grpc-only: gRPC without fallback",
+                       ("auto", "grpc", "rest", "local", "grpc-only"))
     model_base: str = opt("models", "ANTISPAM_MODEL_BASE", "folder holding <model-name>/<version>/")
     model_name: str = opt("cnn", "ANTISPAM_MODEL_NAME", "model to serve")
     tfs_grpc: str = opt("localhost:8500", "ANTISPAM_TFS_GRPC", "TF Serving gRPC host:port")

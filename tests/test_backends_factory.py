@@ -49,7 +49,8 @@ def nowhere(**overrides: Any) -> ServeConfig:
 
 
 def test_explicit_choices_build_the_named_backend_without_probing() -> None:
-    assert isinstance(factory.make_backend(nowhere(backend="grpc")), GrpcBackend)
+    assert isinstance(factory.make_backend(nowhere(backend="grpc")), FallbackBackend)
+    assert isinstance(factory.make_backend(nowhere(backend="grpc-only")), GrpcBackend)
     assert isinstance(factory.make_backend(nowhere(backend="rest")), RestBackend)
     with pytest.raises(ValueError, match="unknown backend"):
         factory.make_backend(nowhere(backend="carrier-pigeon"))

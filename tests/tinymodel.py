@@ -55,7 +55,14 @@ def build_version(model_dir: str | Path, *, flip: bool = False, name: str | None
         @tf.function(input_signature=[tf.TensorSpec([None, MAX_LEN, DIM], tf.float32, name="inputs")])
         def serve(self, inputs):
             if sleep_ms:
-                tf.py_function(lambda: __import__("time").sleep(sleep_ms / 1000), [], [])
+                # tf.data's test-only sleep stage: unlike a py_function it survives export, so a
+                # served version stalls in another process too (the serve subprocess, the stand-in),
+                # and it sleeps without burning CPU. take(1) stops before a second sleep.
+                from tensorflow.python.data.experimental.ops import testing
+
+                slept = tf.data.Dataset.range(1).apply(testing.sleep(int(sleep_ms * 1000))).take(1) \
+                    .reduce(tf.constant(0, tf.int64), lambda total, x: total + x)
+                inputs = inputs + tf.cast(slept, tf.float32) * 0.0
             mask = tf.cast(tf.reduce_any(inputs != 0, axis=-1), tf.float32)
             total = tf.reduce_sum(inputs[:, :, 0] * mask, axis=1)
             mean = total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)

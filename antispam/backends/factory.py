@@ -1,5 +1,7 @@
-"""Choose the backend for ``--backend local | grpc | rest | auto``.
+"""Choose the backend for ``--backend auto | grpc | rest | local | grpc-only``.
 
+``grpc`` is production's mode: gRPC with REST as fallback behind a circuit breaker; ``rest`` and
+``grpc-only`` use one protocol (for setups where the other port is closed, and for tests).
 ``auto`` asks TF Serving for the model's status over gRPC, then over REST, each with a short
 timeout; if either answers (even "no such model yet": the server is there and will load it), the
 service uses gRPC with REST fallback, otherwise the in-process SavedModel (local) backend.
@@ -30,6 +32,10 @@ def make_backend(config: ServeConfig) -> Backend:
     if kind == "local":
         return _local(config)
     if kind == "grpc":
+        from antispam.backends.fallback import FallbackBackend
+
+        return FallbackBackend(config)
+    if kind == "grpc-only":
         from antispam.backends.grpc import GrpcBackend
 
         return GrpcBackend(config)
@@ -47,7 +53,7 @@ def make_backend(config: ServeConfig) -> Backend:
             return FallbackBackend(config)
         log.info("no TF Serving at %s or %s: serving the model in-process", config.tfs_grpc, config.tfs_rest)
         return _local(config)
-    raise ValueError(f"unknown backend {kind!r} (expected auto, grpc, rest or local)")
+    raise ValueError(f"unknown backend {kind!r} (expected auto, grpc, rest, local or grpc-only)")
 
 
 def _local(config: ServeConfig) -> Backend:

@@ -1,0 +1,105 @@
+"""``antispam evaluate``: score an exported model version (and/or the TF-IDF baselines) as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from antispam.config import ServeConfig, add_arguments
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a model version on labelled messages and print JSON",
+        description="Run an exported version on a corpus in the public layout through the same "
+        "pipeline as serving (normalize, jieba, the version's own vectors, its SavedModel "
+        "signature) and print accuracy, precision/recall/F1 for spam, ROC-AUC, counts, the "
+        "confusion matrix and the scores at the review and block thresholds. By default only "
+        "the test split of the corpus is scored (the messages no model was trained or selected "
+        "on); --all scores every message, for a corpus that was not used in training.",
+    )
+    p.add_argument("--model", metavar="DIR", action="append", default=[],
+                   help="model folder, e.g. models/cnn; repeat to compare several in one run")
+    p.add_argument("--version", type=int,
+                   help="version number (default: the newest; only with a single --model)")
+    p.add_argument("--data", metavar="PATH",
+                   help="corpus (msglog.tar.gz or folder; default $ANTISPAM_DATA, else download)")
+    p.add_argument("--data-dir", default="data", help="where a downloaded corpus goes (default data/)")
+    p.add_argument("--all", action="store_true",
+                   help="score every (de-duplicated) message of the corpus, not only its test split")
+    p.add_argument("--baselines", action="store_true",
+                   help="also train and score the TF-IDF + logistic regression baselines on the "
+                   "corpus' split (needs scikit-learn)")
+    p.add_argument("--latency", action="store_true",
+                   help="also time the version in-process: 1- and 64-message calls")
+    p.add_argument("--latency-repeats", type=int, default=200, metavar="N",
+                   help="timed calls per latency figure (default 200)")
+    add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from antispam.network.cli import quiet_libraries
+
+    quiet_libraries(getattr(args, "verbose", False))
+    from antispam import data, versions
+    from antispam.config import ServeConfig, from_args
+    from antispam.errors import UserError
+
+    if not args.model and not args.baselines:
+        raise UserError("nothing to evaluate: give --model DIR and/or --baselines")
+    if args.latency_repeats < 1:
+        raise UserError("--latency-repeats must be at least 1")
+    if args.version is not None and len(args.model) != 1:
+        raise UserError("--version needs exactly one --model")
+    try:
+        config = from_args(ServeConfig, args)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    thresholds = (config.review_threshold, config.block_threshold)
+    for value in thresholds:
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"thresholds must be in [0, 1], got {value}")
+
+    path = data.locate(args.data, args.data_dir)
+    kept, stats = data.dedupe(data.read_corpus(path))
+    split = data.split(kept)
+    split.stats = stats
+    samples = kept if args.all else split.test
+    output: dict[str, Any] = {
+        "data": {"source": str(path), "scope": "all" if args.all else "test split", "count": len(samples)},
+    }
+    summary: dict[str, dict[str, Any]] = {}
+    if args.model:
+        from antispam.network.evaluate import evaluate_version, measure_latency
+
+        output["models"] = []
+        for model_dir in args.model:
+            try:
+                entry: dict[str, Any] = {"evaluation": evaluate_version(model_dir, args.version, samples,
+                                                                        thresholds)}
+                if args.latency:
+                    entry["latency"] = measure_latency(model_dir, args.version,
+                                                       [s.text for s in samples[:256]],
+                                                       repeats=args.latency_repeats)
+            except versions.VersionError as exc:
+                raise UserError(str(exc)) from exc
+            output["models"].append(entry)
+            model = entry["evaluation"]["model"]
+            summary[f"{model['name']} v{model['version']}"] = _headline(entry["evaluation"])
+    if args.baselines:
+        from antispam.network.baselines import tfidf_baselines
+
+        output["baselines"] = tfidf_baselines(split, thresholds=thresholds)
+        summary.update({name: _headline(scores) for name, scores in output["baselines"].items()})
+    output["summary"] = summary
+    print(json.dumps(output, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _headline(scores: dict[str, Any]) -> dict[str, Any]:
+    """One comparable row per model: the figures the acceptance criteria name."""
+    return {key: (round(scores[key], 4) if isinstance(scores[key], float) else scores[key])
+            for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "count") if key in scores}

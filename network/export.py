@@ -1,0 +1,136 @@
+"""Export a trained classifier as a self-contained SavedModel version (DESIGN.md §4).
+
+A version folder holds everything needed to score raw text with it: the graph and weights, and
+in ``assets.extra/`` the word vectors it was trained with, the preprocessing settings, TF
+Serving warmup records and ``metrics.json``. It is built in a hidden staging folder beside the
+versions, checked (reloaded and compared with the trainer's own predictions), and only then
+renamed into place by :func:`antispam.versions.publish`; on any failure the staging folder is
+removed, so a reader never sees a half-written version.
+
+Why a ``tf.Module`` around the TensorLayer model: TensorLayer 2.2.5 models are not trackable
+objects, so ``tf.saved_model.save`` would not find their variables. The module holds
+``model.all_weights`` (so they are saved) and a ``tf.function`` with an explicit input
+signature, traced once with the model in eval mode (dropout off), which is what TF Serving and
+the in-process backend call.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from antispam import versions
+from antispam.atomic import atomic_write_json
+from antispam.features import DIM, MAX_LEN, WordVectors
+from antispam.network.train import TrainedClassifier, prepare_vectors, vectors_fingerprint
+from antispam.network.warmup import write_warmup
+from antispam.text import Segmenter, default_segmenter
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(Exception):
+    """The staged version does not behave like the trained model; nothing was published."""
+
+
+def serving_module(model: Any) -> Any:
+    """Wrap a TensorLayer model in a ``tf.Module`` whose ``serve`` is the serving signature."""
+    import tensorflow as tf
+
+    class ServingModule(tf.Module):
+        def __init__(self, network: Any) -> None:
+            super().__init__(name="antispam_classifier")
+            network.eval()
+            self.network_weights = list(network.all_weights)
+            self._network = network
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, MAX_LEN, DIM], tf.float32, name=versions.INPUT_KEY)])
+        def serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+            probabilities = tf.nn.softmax(self._network(inputs), axis=-1)
+            return {
+                versions.PROBABILITIES_KEY: probabilities,
+                versions.CLASSES_KEY: tf.argmax(probabilities, axis=-1, output_type=tf.int64),
+            }
+
+    return ServingModule(model)
+
+
+def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: str | os.PathLike[str],
+                   warmup_texts: Sequence[str], metrics: dict[str, Any] | None = None, *,
+                   model_name: str | None = None, segmenter: Segmenter | None = None) -> int:
+    """Stage, check and atomically publish one version; return its number.
+
+    ``vectors`` are the word vectors given to :func:`~antispam.network.train.train_classifier`;
+    they are checked against the model, and the version ships ``trained.vectors`` (those
+    vectors as the network was trained with them: fine-tuned, vocabulary extended), because
+    those are what its weights expect. ``metrics`` is merged over the trainer's own summary in ``metrics.json`` (the retrain job
+    adds its feedback counts there). ``model_name`` (default: the folder's name) goes into the
+    warmup requests' ``model_spec.name``.
+    """
+    import tensorflow as tf
+
+    if vectors_fingerprint(prepare_vectors(vectors)) != trained.source_fingerprint:
+        raise ValueError("export_version needs the word vectors the model was trained with")
+    prepared = trained.vectors
+    model_dir = Path(model_dir)
+    name = model_name or model_dir.name
+    segmenter = segmenter or default_segmenter()
+    staged = versions.staging_dir(model_dir)
+    try:
+        module = serving_module(trained.model)
+        tf.saved_model.save(module, str(staged), signatures={versions.SIGNATURE: module.serve})
+        assets = staged / versions.ASSETS_DIR
+        prepared.save(assets)
+        atomic_write_json(assets / versions.PREPROCESSING_FILE, versions.preprocessing_settings())
+        records = write_warmup(assets / versions.WARMUP_FILE, name, prepared, warmup_texts, segmenter)
+        payload = {
+            **trained.summary(),
+            "warmup_records": records,
+            "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **(metrics or {}),
+        }
+        atomic_write_json(assets / versions.METRICS_FILE, payload)
+        check_staged(staged, trained, prepared, warmup_texts, segmenter)
+        version = versions.publish(staged, model_dir)
+    except BaseException:
+        versions.discard(staged)
+        raise
+    log.info("published %s version %d (%s)", name, version, versions.version_dir(model_dir, version))
+    return version
+
+
+def check_staged(staged: Path, trained: TrainedClassifier, vectors: WordVectors,
+                 texts: Sequence[str], segmenter: Segmenter) -> None:
+    """Reload the staged SavedModel and require the trainer's predictions from its signature.
+
+    This is what proves the export carried the right weights and the eval-mode graph, and that
+    the vectors saved beside it are the ones the model was trained on.
+    """
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(staged))
+    signature = loaded.signatures[versions.SIGNATURE]
+    inputs = vectors.featurize_batch([segmenter.tokenize(t) for t in list(texts)[:64]] or [[]])
+    outputs = signature(**{versions.INPUT_KEY: tf.constant(inputs)})
+    got = outputs[versions.PROBABILITIES_KEY].numpy()
+    expected = trained.predict_proba(inputs)
+    if got.shape != expected.shape:
+        raise ExportError(f"staged version at {staged} answers shape {got.shape}, "
+                          f"the trained model {expected.shape}")
+    if not np.allclose(got, expected, atol=1e-5):
+        raise ExportError(f"staged version at {staged} disagrees with the trained model "
+                          f"(largest difference {np.max(np.abs(got - expected)):.3g})")
+    classes = outputs[versions.CLASSES_KEY].numpy()
+    if classes.dtype != np.int64 or not np.array_equal(classes, np.argmax(got, axis=1)):
+        raise ExportError("staged version's classes output is not the argmax of its probabilities")
+
+
+def version_size_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes on disk of a version folder (graph, weights and assets)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a running service on the embedded (in-process) backend:
+# venv + install, locate or download the corpus, train word2vec and the CNN with quick settings
+# (skipped when a version already exists), then serve on $PORT (default 8000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT="${PORT:-8000}"
+
+if [ ! -x .venv/bin/antispam ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e .
+fi
+. .venv/bin/activate
+
+antispam data                       # --source PATH or $ANTISPAM_DATA, else download + sha256 check
+if [ -z "$(ls -d models/cnn/[0-9]* 2>/dev/null)" ]; then
+  antispam train cnn --quick        # word2vec first (data/word2vec), then the CNN -> models/cnn/1
+fi
+echo "serving on http://127.0.0.1:${PORT}  (try: curl 'http://127.0.0.1:${PORT}/predict?text=...')"
+exec antispam serve --backend local --port "$PORT"

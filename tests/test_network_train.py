@@ -1,0 +1,180 @@
+"""Training each network on a tiny corpus: it learns, selects on validation, scores test once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorlayer")
+
+from network_helpers import random_vectors, tiny_corpus_path, tiny_split, tiny_vectors, train_tiny, trained_cnn  # noqa: E402,F401
+
+from antispam.features import DIM, MAX_LEN, UNK, WordVectors  # noqa: E402
+from antispam.labels import SPAM  # noqa: E402
+from antispam.network.train import ClassifierSettings, extend_vocabulary, prepare_vectors, token_ids  # noqa: E402
+from antispam.text import default_segmenter  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["cnn", "rnn", "mlp"])
+def test_each_network_trains_on_a_tiny_corpus(kind: str, tiny_split, tiny_vectors) -> None:
+    trained = train_tiny(kind, tiny_split, tiny_vectors, epochs=6, patience=6)
+    assert trained.kind == kind
+    assert [h["epoch"] for h in trained.history] == list(range(1, 7))
+    # It learned: the training loss fell, and the model separates the training messages.
+    assert trained.history[-1]["loss"] < trained.history[0]["loss"]
+    seg = default_segmenter()
+    x = trained.vectors.featurize_batch([seg.tokenize(s.text) for s in tiny_split.train])
+    probs = trained.predict_proba(x)
+    assert probs.shape == (len(x), 2) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    labels = np.array([s.label for s in tiny_split.train])
+    assert np.mean((probs[:, 0] >= 0.5) == (labels == SPAM)) >= 0.9
+    # Test scores exist and cover exactly the test split.
+    assert trained.test["count"] == len(tiny_split.test)
+    assert set(trained.test) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion", "at_thresholds"}
+    summary = trained.summary()
+    assert summary["settings"]["epochs"] == 6 and summary["split"]["counts"]["test"]["spam"] > 0
+    assert 1 <= trained.best_epoch <= 6
+
+
+def test_best_epoch_weights_are_restored(trained_cnn, tiny_split, tiny_vectors) -> None:
+    best = trained_cnn.history[trained_cnn.best_epoch - 1]
+    # The validation scores reported after training are the kept epoch's, not the last one's.
+    assert trained_cnn.validation["f1"] == pytest.approx(best["validation_f1"])
+    assert trained_cnn.validation["loss"] == pytest.approx(best["validation_loss"], rel=1e-4)
+
+
+def test_training_is_seeded(tiny_split, tiny_vectors) -> None:
+    first = train_tiny("mlp", tiny_split, tiny_vectors, epochs=2, seed=7)
+    second = train_tiny("mlp", tiny_split, tiny_vectors, epochs=2, seed=7)
+    assert [h["loss"] for h in first.history] == pytest.approx([h["loss"] for h in second.history], rel=1e-5)
+
+
+def test_early_stopping_stops_after_patience(tiny_split, tiny_vectors) -> None:
+    # A learning rate of ~0 never improves on epoch 1, so patience 1 stops at epoch 2.
+    trained = train_tiny("mlp", tiny_split, tiny_vectors, epochs=10, patience=1, learning_rate=1e-12)
+    assert len(trained.history) == 2 and trained.best_epoch == 1
+    assert "no better validation F1" in trained.stopped_because
+
+
+def test_learning_rate_shrinks_on_a_plateau(tiny_split, tiny_vectors) -> None:
+    trained = train_tiny("mlp", tiny_split, tiny_vectors, epochs=3, patience=3, learning_rate=1e-12,
+                         plateau_factor=0.5)
+    rates = [h["learning_rate"] for h in trained.history]
+    assert rates[0] == pytest.approx(1e-12)
+    # Epoch 2 does not beat epoch 1, so epoch 3 runs at half the rate.
+    assert rates[1] == pytest.approx(rates[0]) and rates[2] == pytest.approx(rates[0] / 2)
+
+
+def test_padding_does_not_change_predictions(trained_cnn) -> None:
+    """A message scores the same alone or next to an empty one."""
+    seg = default_segmenter()
+    tokens = seg.tokenize("代开发票，联系电话13800138000")
+    x = trained_cnn.vectors.featurize_batch([tokens])
+    assert np.all(x[0, len(tokens):] == 0)
+    again = np.concatenate([x, np.zeros((1, MAX_LEN, DIM), np.float32)])
+    probs = trained_cnn.predict_proba(again)
+    np.testing.assert_allclose(probs[0], trained_cnn.predict_proba(x)[0], rtol=1e-6)
+
+
+def test_static_vectors_are_shipped_unchanged(tiny_split, tiny_vectors) -> None:
+    trained = train_tiny("mlp", tiny_split, tiny_vectors, epochs=1, fine_tune_vectors=False)
+    assert trained.vectors.vocab == tiny_vectors.vocab
+    np.testing.assert_array_equal(trained.vectors.matrix, tiny_vectors.matrix)
+
+
+def test_fine_tuning_extends_the_vocabulary_with_training_words_only(tiny_split) -> None:
+    full = random_vectors(tiny_split)
+    seg = default_segmenter()
+    test_only = ({t for s in tiny_split.test for t in seg.tokenize(s.text)}
+                 - {t for s in tiny_split.train for t in seg.tokenize(s.text)})
+    small = WordVectors(full.vocab[:10], full.matrix[:10])  # word2vec that knew only 9 words
+    trained = train_tiny("mlp", tiny_split, small, epochs=1, extend_min_count=2)
+    assert trained.vectors.vocab[:10] == small.vocab
+    added = set(trained.vectors.vocab[10:])
+    assert added and not added & test_only
+    counts: dict[str, int] = {}
+    for sample in tiny_split.train:
+        for token in seg.tokenize(sample.text)[:MAX_LEN]:
+            counts[token] = counts.get(token, 0) + 1
+    assert all(counts[w] >= 2 for w in added)
+    assert not np.allclose(trained.vectors.matrix[:10], small.matrix)  # tuned
+    assert np.all(np.any(trained.vectors.matrix != 0, axis=1))
+
+
+def test_extend_vocabulary_is_deterministic_and_starts_from_unk() -> None:
+    base = WordVectors([UNK, "a"], np.random.default_rng(0).normal(size=(2, DIM)).astype(np.float32))
+    tokens = [["a", "b", "c", "b"], ["c", "d"]]
+    first = extend_vocabulary(base, tokens, min_count=2, seed=3)
+    assert first.vocab == [UNK, "a", "b", "c"]  # by count, then alphabetically; "d" too rare
+    np.testing.assert_array_equal(first.matrix, extend_vocabulary(base, tokens, 2, seed=3).matrix)
+    assert np.linalg.norm(first.matrix[2] - base.matrix[0]) < 0.5 * np.linalg.norm(base.matrix[0])
+    assert extend_vocabulary(base, [["a"]], 1, seed=0) is base
+
+
+def test_prepare_vectors_gives_zero_rows_a_fixed_nonzero_vector() -> None:
+    matrix = np.random.default_rng(0).normal(size=(4, DIM)).astype(np.float32)
+    matrix[0] = 0.0  # UNK never trained
+    matrix[2] = 0.0
+    vectors = WordVectors([UNK, "a", "b", "c"], matrix)
+    fixed = prepare_vectors(vectors)
+    assert np.all(np.any(fixed.matrix != 0, axis=1))
+    np.testing.assert_array_equal(fixed.matrix[[1, 3]], matrix[[1, 3]])
+    np.testing.assert_array_equal(prepare_vectors(vectors).matrix, fixed.matrix)  # deterministic
+    assert prepare_vectors(fixed) is fixed
+
+
+def test_prepare_vectors_rejects_wrong_dim_and_nan() -> None:
+    with pytest.raises(ValueError, match="200-d"):
+        prepare_vectors(WordVectors([UNK], np.ones((1, 50), np.float32)))
+    bad = np.ones((2, DIM), np.float32)
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        prepare_vectors(WordVectors([UNK, "a"], bad))
+
+
+def test_unknown_words_are_words_not_padding(tiny_split) -> None:
+    vectors = prepare_vectors(random_vectors(tiny_split, zero_unk=True))
+    ids = token_ids([default_segmenter().tokenize(tiny_split.train[0].text)], vectors)
+    assert ids.shape == (1, MAX_LEN) and ids.dtype == np.int32
+    x = vectors.featurize_batch([["从没见过的词"]])
+    assert np.any(x[0, 0] != 0) and np.all(x[0, 1:] == 0)
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"batch_size": 0}, {"learning_rate": 0.0},
+                                 {"patience": 0}, {"dropout": 1.0}, {"rnn_cell": "tree"},
+                                 {"extend_min_count": -1}, {"max_seconds": 0.0},
+                                 {"plateau_factor": 0.0}, {"unknown_rate": 1.0}])
+def test_settings_reject_nonsense(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        ClassifierSettings(**bad)
+
+
+def test_unknown_kind_and_one_class_split_are_refused(tiny_split, tiny_vectors) -> None:
+    from antispam.data import Split
+    from antispam.network.train import train_classifier
+
+    with pytest.raises(ValueError, match="unknown classifier"):
+        train_classifier("svm", tiny_split, tiny_vectors, progress=False)
+    only_spam = Split([s for s in tiny_split.train if s.label == SPAM], tiny_split.validation, tiny_split.test)
+    with pytest.raises(ValueError, match="both spam and pass"):
+        train_classifier("mlp", only_spam, tiny_vectors, progress=False)
+
+
+@pytest.mark.slow
+def test_rnn_on_the_real_corpus_beats_the_token_baseline(real_corpus) -> None:
+    """Acceptance check on the real split: the default RNN beats TF-IDF + LR on jieba tokens."""
+    from pathlib import Path
+
+    from antispam.data import load_split
+    from antispam.network.baselines import tfidf_baselines
+    from antispam.network.train import train_classifier
+
+    vectors_dir = Path("data/word2vec")
+    if not (vectors_dir / "vectors.npy").is_file():
+        pytest.skip("no word vectors in data/word2vec (run: antispam train word2vec)")
+    split = load_split(real_corpus, progress=False)
+    trained = train_classifier("rnn", split, WordVectors.load(vectors_dir), progress=False)
+    baseline = tfidf_baselines(split)["tfidf_lr_jieba_tokens"]
+    assert trained.test["f1"] > baseline["f1"]
+    assert trained.test["accuracy"] > baseline["accuracy"]
