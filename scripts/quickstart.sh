@@ -15,7 +15,7 @@ fi
 
 antispam data                       # --source PATH or $ANTISPAM_DATA, else download + sha256 check
 if [ -z "$(ls -d models/cnn/[0-9]* 2>/dev/null)" ]; then
-  antispam train cnn --quick        # word2vec first (data/word2vec), then the CNN -> models/cnn/1
+  antispam train cnn --max-seconds 150  # word2vec first (data/word2vec), then the CNN -> models/cnn/N
 fi
 echo "serving on http://127.0.0.1:${PORT}  (try: curl 'http://127.0.0.1:${PORT}/predict?text=...')"
 exec antispam serve --backend local --port "$PORT"

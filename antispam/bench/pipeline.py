@@ -1,0 +1,124 @@
+"""The raw pipeline limit: what one process can do with no HTTP, no queue and no event loop.
+
+The service can never beat this; the bench reports its throughput as a fraction of it, so a slow
+number is read against what the pipeline itself costs. Three stages, each timed on real texts:
+
+(a) text: :meth:`antispam.text.Segmenter.tokenize` (normalize + jieba), one message at a time;
+(b) featurize: :meth:`antispam.features.WordVectors.featurize_batch` with the version's own
+    vectors, in batches of ``batch`` (per-message time = batch time / batch size);
+(c) model: the version's ``serving_default`` signature loaded with ``tf.saved_model.load``, on
+    full batches of ``batch`` (per-message time likewise).
+
+The implied limit is 1e6 / (a + b + c) messages/s; an end-to-end loop over the same texts
+(tokenize, featurize, model, batch after batch) is measured too, as a check on the sum.
+TensorFlow uses its default thread pools, as the in-process backend does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from antispam import versions
+from antispam.bench.stats import median
+from antispam.errors import UserError
+
+
+@dataclass
+class PipelineLimit:
+    model_dir: str
+    version: int
+    messages: int  # texts timed in (a)
+    batch: int
+    text_us: float  # median per message
+    featurize_us: float  # median per message, measured per batch
+    model_us: float  # median per message, measured per batch
+    total_us: float
+    implied_messages_per_s: float
+    end_to_end_messages_per_s: float
+    model_batch_ms: float  # median time of one full-batch model call
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_version(model_dir: str | os.PathLike[str], version: int | None = None) -> int:
+    found = versions.list_versions(model_dir)
+    if not found:
+        raise UserError(f"no model version under {model_dir} (train one, or pass --model-base)")
+    if version is None:
+        return found[-1]
+    if version not in found:
+        raise UserError(f"version {version} not found under {model_dir} (have {found})")
+    return version
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: int = 64,
+            version: int | None = None, repeats: int = 3) -> PipelineLimit:
+    """Time the three stages on ``texts`` (each stage warmed up first)."""
+    import tensorflow as tf
+
+    from antispam.text import Segmenter
+
+    if not texts:
+        raise UserError("no texts to measure the pipeline with")
+    version = resolve_version(model_dir, version)
+    assets = versions.load_assets(model_dir, version)
+    loaded = tf.saved_model.load(str(versions.version_dir(model_dir, version)))
+    signature = loaded.signatures[versions.SIGNATURE]
+    segmenter = Segmenter()
+
+    # (a) text pipeline, one message at a time, after one warm pass.
+    tokens = [segmenter.tokenize(t) for t in texts]
+    text_times = []
+    for text in texts:
+        t0 = time.perf_counter_ns()
+        segmenter.tokenize(text)
+        text_times.append((time.perf_counter_ns() - t0) / 1000.0)
+
+    # (b) featurizer, per batch.
+    batches = _chunks(tokens, batch)
+    featurize_times = []
+    for _ in range(repeats):
+        for chunk in batches:
+            t0 = time.perf_counter_ns()
+            assets.vectors.featurize_batch(chunk)
+            featurize_times.append((time.perf_counter_ns() - t0) / 1000.0 / len(chunk))
+
+    # (c) model, full batches only, after a few warm-up calls.
+    full = [assets.vectors.featurize_batch(c) for c in batches if len(c) == batch]
+    if not full:  # fewer texts than one batch: repeat them to fill one
+        filled = (list(tokens) * (batch // len(tokens) + 1))[:batch]
+        full = [assets.vectors.featurize_batch(filled)]
+    for warm in full[:3]:
+        signature(inputs=tf.constant(warm))[versions.PROBABILITIES_KEY].numpy()
+    model_times = []
+    for _ in range(repeats):
+        for array in full:
+            t0 = time.perf_counter_ns()
+            signature(inputs=tf.constant(array))[versions.PROBABILITIES_KEY].numpy()
+            model_times.append((time.perf_counter_ns() - t0) / 1000.0)
+    model_batch_us = median(model_times)
+
+    # End to end, as one process would serve them: tokenize, featurize, model, batch by batch.
+    t0 = time.perf_counter()
+    for chunk in _chunks(list(texts), batch):
+        array = assets.vectors.featurize_batch([segmenter.tokenize(t) for t in chunk])
+        signature(inputs=tf.constant(array))[versions.PROBABILITIES_KEY].numpy()
+    elapsed = time.perf_counter() - t0
+
+    text_us, featurize_us, model_us = median(text_times), median(featurize_times), model_batch_us / batch
+    total = text_us + featurize_us + model_us
+    return PipelineLimit(
+        model_dir=str(Path(model_dir)), version=version, messages=len(texts), batch=batch,
+        text_us=text_us, featurize_us=featurize_us, model_us=model_us, total_us=total,
+        implied_messages_per_s=1e6 / total, end_to_end_messages_per_s=len(texts) / elapsed,
+        model_batch_ms=model_batch_us / 1000.0,
+    )

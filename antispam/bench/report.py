@@ -1,0 +1,155 @@
+"""The bench's outputs: a fixed-width table for people and a JSON file for comparing runs.
+
+The JSON layout is versioned (``schema``); :func:`check_payload` is what the tests hold it to,
+so a change of layout is a deliberate bump, not an accident.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from antispam.atomic import atomic_write_json
+
+SCHEMA = "antispam-bench/1"
+RESULT_DIR = "bench-results"
+
+# Keys every entry of "results" has, and their types (None allowed where marked).
+RESULT_KEYS: dict[str, tuple[type, ...]] = {
+    "scenario": (str,),
+    "service": (str,),
+    "backend": (str,),
+    "workers": (int,),
+    "request": (str,),
+    "mode": (str,),
+    "target_rate": (int, float),
+    "connections": (int,),
+    "window_s": (int, float),
+    "requests": (int,),
+    "ok": (int,),
+    "errors": (int,),
+    "requests_per_s": (int, float),
+    "messages_per_s": (int, float),
+    "latency_ms": (dict,),
+    "statuses": (dict,),
+    "error_kinds": (dict,),
+    "service_cpu_percent": (int, float, type(None)),
+    "service_rss_mb": (int, float, type(None)),
+    "service_pss_mb": (int, float, type(None)),
+    "fraction_of_limit": (int, float, type(None)),
+    "driver": (str,),
+    "client_cpu_percent": (int, float, type(None)),
+    "other_cpu_percent": (int, float, type(None)),
+}
+LATENCY_KEYS = ("p50", "p95", "p99", "max", "mean", "count")
+PIPELINE_KEYS = ("version", "batch", "text_us", "featurize_us", "model_us", "total_us",
+                 "implied_messages_per_s", "end_to_end_messages_per_s")
+
+COLUMNS = [
+    ("scenario", 30, "s"), ("req/s", 8, ".0f"), ("msg/s", 8, ".0f"), ("p50 ms", 7, ".1f"),
+    ("p95 ms", 7, ".1f"), ("p99 ms", 7, ".1f"), ("max ms", 7, ".1f"), ("errors", 6, "d"),
+    ("CPU %", 6, ".0f"), ("RSS MB", 7, ".0f"), ("limit", 6, ".0%"), ("gen CPU", 7, ".0f"),
+    ("other", 6, ".0f"),
+]
+
+
+def default_json_path(now: _dt.datetime | None = None) -> Path:
+    now = now or _dt.datetime.now()
+    return Path(RESULT_DIR) / f"{now:%Y%m%d-%H%M%S}.json"
+
+
+def host_info() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "machine": platform.machine()}
+
+
+def _cell(value: Any, width: int, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        text = "-"
+    elif fmt == "s":
+        text = str(value)
+    else:
+        text = format(value, fmt)
+    return text.ljust(width) if fmt == "s" else text.rjust(width)
+
+
+def table_row(result: Mapping[str, Any]) -> list[Any]:
+    lat = result["latency_ms"]
+    return [result["scenario"], result["requests_per_s"], result["messages_per_s"], lat["p50"],
+            lat["p95"], lat["p99"], lat["max"], result["errors"], result["service_cpu_percent"],
+            result["service_rss_mb"], result["fraction_of_limit"], result.get("client_cpu_percent"),
+            result.get("other_cpu_percent")]
+
+
+def format_table(results: Sequence[Mapping[str, Any]]) -> str:
+    header = " ".join(name.ljust(w) if f == "s" else name.rjust(w) for name, w, f in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for result in results:
+        cells = table_row(result)
+        lines.append(" ".join(_cell(v, w, f) for v, (_n, w, f) in zip(cells, COLUMNS)))
+    lines.append("CPU % and RSS MB: the service, all its processes (100 = one core); limit: messages/s "
+                 "as a fraction of the raw pipeline limit; gen CPU: the load generator's own CPU %;\n"
+                 "other: CPU % of every other process on the machine meanwhile (should be ~0).\n"
+                 "gRPC rows: CPU and RSS are the frontend's; the TF Serving stand-in's CPU is in the "
+                 "JSON (model_server_cpu_percent).")
+    return "\n".join(lines)
+
+
+def format_pipeline(pipeline: Mapping[str, Any] | None) -> str:
+    if not pipeline:
+        return "raw pipeline limit: not measured"
+    return "\n".join([
+        f"raw pipeline limit (one process, no HTTP; model version {pipeline['version']}, "
+        f"{pipeline['messages']} test texts, batches of {pipeline['batch']}):",
+        f"  (a) text pipeline (normalize + jieba)  {pipeline['text_us']:8.1f} µs/message (median)",
+        f"  (b) featurizer (featurize_batch)       {pipeline['featurize_us']:8.1f} µs/message (median)",
+        f"  (c) model, {pipeline['batch']}-batches                 {pipeline['model_us']:8.1f} µs/message "
+        f"(median batch {pipeline['model_batch_ms']:.2f} ms)",
+        f"  total {pipeline['total_us']:.1f} µs/message -> implied "
+        f"{pipeline['implied_messages_per_s']:.0f} messages/s; measured end to end "
+        f"{pipeline['end_to_end_messages_per_s']:.0f} messages/s",
+    ])
+
+
+def check_payload(payload: Mapping[str, Any]) -> list[str]:
+    """Problems with a bench JSON document (empty list: it has the documented layout)."""
+    problems: list[str] = []
+    if payload.get("schema") != SCHEMA:
+        problems.append(f"schema is {payload.get('schema')!r}, expected {SCHEMA!r}")
+    for key in ("started", "host", "config", "results"):
+        if key not in payload:
+            problems.append(f"missing top-level key {key!r}")
+    pipeline = payload.get("pipeline")
+    if pipeline is not None:
+        problems.extend(f"pipeline lacks {k!r}" for k in PIPELINE_KEYS if k not in pipeline)
+    for i, result in enumerate(payload.get("results", [])):
+        for key, types in RESULT_KEYS.items():
+            if key not in result:
+                problems.append(f"results[{i}] lacks {key!r}")
+            elif not isinstance(result[key], types):
+                problems.append(f"results[{i}].{key} is {type(result[key]).__name__}")
+        for key in LATENCY_KEYS:
+            if key not in result.get("latency_ms", {}):
+                problems.append(f"results[{i}].latency_ms lacks {key!r}")
+    return problems
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: write null instead (a run with no answers has no percentiles)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
+    path = Path(path)
+    atomic_write_json(path, _finite(dict(payload)))
+    return path

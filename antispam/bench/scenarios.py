@@ -1,0 +1,321 @@
+"""What the bench runs: service configurations, the loads driven at each, and the processes.
+
+A *service* is one way to run ``antispam serve`` (backend and worker count); a *load* is one
+request kind (GET one text, POST 10 or 100 texts) at a fixed rate or at saturation. The bench
+starts each service as a real subprocess on a free loopback port (and, for the gRPC backend, the
+TF Serving stand-in from the repository's ``tests/`` folder), waits until every worker is
+ready, drives each load from a separate generator process while sampling the service's CPU and
+memory, and stops it with SIGTERM.
+
+The service runs with its dedup cache off (``--cache-size 0``) unless asked otherwise: the test
+split has ~1,700 texts, so after one pass every request would be a cache hit and the bench would
+measure a dictionary lookup instead of the pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from antispam.errors import UserError
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    backend: str  # a --backend of antispam serve (the bench uses local and grpc), or "url"
+    workers: int
+
+
+SERVICES: dict[str, Service] = {
+    "local-1w": Service("local-1w", "local", 1),
+    "local-2w": Service("local-2w", "local", 2),
+    "grpc-1w": Service("grpc-1w", "grpc", 1),
+    "grpc-2w": Service("grpc-2w", "grpc", 2),
+}
+DEFAULT_SERVICES = ("local-1w", "local-2w", "grpc-1w")
+
+
+@dataclass(frozen=True)
+class Load:
+    request: str  # "get" | "post10" | "post100"
+    mode: str  # "rate" | "saturation"
+    rate: float = 0.0
+    connections: int = 32
+
+    @property
+    def kind(self) -> str:
+        return "get" if self.request == "get" else "post"
+
+    @property
+    def batch(self) -> int:
+        return 1 if self.request == "get" else int(self.request[4:])
+
+    @property
+    def label(self) -> str:
+        what = "GET 1" if self.request == "get" else f"POST {self.batch}"
+        return f"{what} @{self.rate:g}/s" if self.mode == "rate" else f"{what} max"
+
+
+REQUESTS = ("get", "post10", "post100")
+# Connections at saturation: enough concurrency to keep the micro-batcher fed, few enough that
+# the latency percentiles still describe a usable service. GET uses 64: with one listening socket
+# shared by forked workers the kernel spreads connections unevenly (measured with 32: one worker
+# at 82% CPU, the other at 39%), and 64 evens it out.
+SATURATION_CONNECTIONS = {"get": 64, "post10": 16, "post100": 4}
+RATE_CONNECTIONS = 64
+
+
+def parse_request(name: str) -> str:
+    if name == "get" or (name.startswith("post") and name[4:].isdigit() and int(name[4:]) >= 1):
+        return name
+    raise UserError(f"unknown request kind {name!r} (get, post10, post100, postN)")
+
+
+def plan(requests: tuple[str, ...], rates: tuple[float, ...], connections: int | None = None) -> list[Load]:
+    """Fixed rates for single-text GETs (the latency target), saturation for every kind."""
+    loads: list[Load] = []
+    if "get" in requests:
+        loads.extend(Load("get", "rate", rate, connections or RATE_CONNECTIONS) for rate in rates)
+    for request in requests:
+        loads.append(Load(request, "saturation", 0.0,
+                          connections or SATURATION_CONNECTIONS.get(request, 8)))
+    return loads
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with _OPENER.open(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
+def repo_tests_dir() -> Path | None:
+    """The source checkout's ``tests/`` folder, when the package runs from one (editable install)."""
+    candidate = Path(__file__).resolve().parents[2] / "tests"
+    return candidate if (candidate / "standin_tfs.py").is_file() else None
+
+
+def load_standin_module() -> Any:
+    """Import ``tests/standin_tfs.py`` by path: it is test equipment, not part of the package."""
+    tests = repo_tests_dir()
+    if tests is None:
+        raise UserError("the grpc scenarios need the TF Serving stand-in tests/standin_tfs.py from a "
+                        "source checkout; use --scenarios local-1w,local-2w or --url")
+    if str(tests) not in sys.path:
+        sys.path.insert(0, str(tests))  # the stand-in imports tinymodel from beside it
+    spec = importlib.util.spec_from_file_location("standin_tfs", tests / "standin_tfs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ServiceProcess:
+    """``antispam serve`` as a subprocess on 127.0.0.1, ready when every worker says so."""
+
+    def __init__(self, service: Service, *, model_base: str, model_name: str, workdir: Path,
+                 cache_size: int = 0, tfs_grpc: str | None = None, tfs_rest: str | None = None,
+                 extra_args: tuple[str, ...] = (), ready_timeout: float = 180.0) -> None:
+        self.service = service
+        self.port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / f"serve-{service.name}-{self.port}.log"
+        self.ready_timeout = ready_timeout
+        self.command = [
+            sys.executable, "-m", "antispam", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend", service.backend, "--workers", str(service.workers), "--model-base", model_base,
+            "--model-name", model_name, "--cache-size", str(cache_size), "--feedback-db", "",
+        ]
+        if tfs_grpc:
+            self.command += ["--tfs-grpc", tfs_grpc]
+        if tfs_rest:
+            self.command += ["--tfs-rest", tfs_rest]
+        self.command += list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> "ServiceProcess":
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise UserError(f"antispam serve ({self.service.name}) exited with "
+                                f"{self.process.returncode} while starting:\n{self.log_tail()}")
+            if self._ready_workers() >= self.service.workers and http_status(self.url + "/readyz") == 200:
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise UserError(f"antispam serve ({self.service.name}) not ready after {self.ready_timeout:.0f} s:\n"
+                        f"{self.log_tail()}")
+
+    def _ready_workers(self) -> int:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if " ready on " in line and "version None" not in line)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (the service drains and exits 0), SIGKILL if it does not go in time."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def __enter__(self) -> "ServiceProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Standin:
+    """The TF Serving stand-in for the grpc scenarios, started once and shared by them."""
+
+    def __init__(self, model_base: str, workdir: Path) -> None:
+        module = load_standin_module()
+        self.tfs = module.StandinTFS(model_base, keep=1, poll=1.0, log_path=workdir / "standin.log")
+
+    def __enter__(self) -> Any:
+        return self.tfs.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.tfs.stop(graceful=True)
+
+
+def services_by_name(names: tuple[str, ...]) -> list[Service]:
+    out = []
+    for name in names:
+        if name not in SERVICES:
+            raise UserError(f"unknown scenario {name!r} (choose from {', '.join(SERVICES)})")
+        out.append(SERVICES[name])
+    return out
+
+
+def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts: list[str], *,
+          duration: float, warmup: float, timeout: float, workdir: Path, driver: str = "asyncio",
+          service_warmup: float = 0.0, model_server_pid: int | None = None,
+          profile_dir: Path | None = None, progress: Any = None) -> list[dict[str, Any]]:
+    """Run each load against one service; one result record (see report.RESULT_KEYS) each.
+
+    ``service_warmup`` seconds of unrecorded load come first; each row also has its own
+    ``warmup`` seconds, not recorded either. ``model_server_pid`` (the TF Serving stand-in) is
+    sampled too, so a gRPC row shows where its CPU went. With ``profile_dir``, saturation rows
+    are sampled with py-spy (:mod:`antispam.bench.profile`) and carry a ``profile`` breakdown.
+    """
+    from antispam.bench import procstats
+    from antispam.bench.load import LoadSpec, run_in_subprocess
+
+    if service_warmup > 0:
+        # Not recorded: first jieba calls, first model calls at each batch size, lazy imports.
+        for kind, batch, connections in (("post", 64, 4), ("get", 1, 16)):
+            run_in_subprocess(LoadSpec(url=url, texts=texts, kind=kind, batch=batch, mode="saturation",
+                                       duration=service_warmup / 2, connections=connections,
+                                       timeout=timeout, verify=False), workdir)
+    records = []
+    for load in loads:
+        spec = LoadSpec(url=url, texts=texts, kind=load.kind, batch=load.batch, mode=load.mode,
+                        rate=load.rate, duration=duration, warmup=warmup,
+                        connections=load.connections, timeout=timeout)
+        sampler = procstats.Sampler(pid).start() if pid else None
+        model_sampler = procstats.Sampler(model_server_pid).start() if model_server_pid else None
+        spies = None
+        if profile_dir is not None and pid and load.mode == "saturation":
+            from antispam.bench import profile
+
+            slug = f"{service.name}-{load.request}-max"
+            spies = profile.start(procstats.tree(pid), duration, profile_dir / slug)
+        try:
+            if driver == "wrk" and load.mode == "saturation":
+                from antispam.bench.wrk import run_wrk
+
+                result, used = run_wrk(spec, workdir), "wrk"
+            else:
+                result, used = run_in_subprocess(spec, workdir), "asyncio"
+        finally:
+            usage = sampler.stop() if sampler else None
+            model_usage = model_sampler.stop() if model_sampler else None
+        record = {
+            "scenario": f"{service.name} {load.label}",
+            "service": service.name,
+            "backend": service.backend,
+            "workers": service.workers,
+            "request": load.request,
+            "mode": load.mode,
+            "target_rate": load.rate,
+            "connections": load.connections,
+            "window_s": result.window_s,
+            "requests": result.requests,
+            "ok": result.ok,
+            "errors": result.errors,
+            "requests_per_s": result.requests_per_s,
+            "messages_per_s": result.messages_per_s,
+            "latency_ms": result.latency_ms,
+            "statuses": result.statuses,
+            "error_kinds": result.error_kinds,
+            "service_cpu_percent": usage.cpu_percent if usage else None,
+            "service_rss_mb": usage.rss_mb if usage else None,
+            "service_pss_mb": usage.pss_mb if usage else None,
+            "fraction_of_limit": None,
+            "driver": used,
+            "client_cpu_percent": result.client_cpu_percent,
+            "model_server_cpu_percent": model_usage.cpu_percent if model_usage else None,
+            # What the rest of the machine used meanwhile: on a shared box, a busy neighbour
+            # explains a bad row better than the service does.
+            "other_cpu_percent": None if usage is None else max(0.0, usage.host_cpu_percent - usage.cpu_percent
+                                                              - (result.client_cpu_percent or 0.0)
+                                                              - (model_usage.cpu_percent if model_usage else 0.0)),
+        }
+        if spies is not None:
+            record["profile"] = profile.components(profile.finish(spies))
+        records.append(record)
+        if progress is not None:
+            progress(record)
+    return records

@@ -1,0 +1,271 @@
+"""``antispam bench``: measure the service under load and the raw pipeline limit, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import os
+import signal
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+Benchmark the service. Unless --url is given, starts `antispam serve` subprocesses on 127.0.0.1
+(local backend with 1 and 2 workers; gRPC backend against the TF Serving stand-in, which the
+bench imports by path from the source checkout's tests/standin_tfs.py - test equipment, so the
+grpc scenarios need a checkout). Each service is driven from a separate load-generator process
+over keep-alive connections with the test-split texts of the corpus: single-text GET /predict
+at fixed rates (open loop: latency counts from the scheduled send time) and GET, POST 10 and
+POST 100 texts at saturation, after a few seconds of unrecorded warm-up load. The services run
+with the dedup cache off (--cache to keep it).
+Before that, in this process and with no HTTP, it measures the raw pipeline limit: normalize +
+jieba, featurize, and the model on batches of 64. Prints a table (requests/s, messages/s,
+latency percentiles, errors, service CPU and RSS, fraction of the pipeline limit) and writes
+the results as JSON (default bench-results/<timestamp>.json). Only loopback targets are accepted.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark the service and the raw pipeline limit",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="bench a running service at this loopback URL instead of starting one")
+    p.add_argument("--model-base", default=os.environ.get("ANTISPAM_MODEL_BASE", "models"),
+                   help="folder holding <model-name>/<version>/ (env ANTISPAM_MODEL_BASE, default models)")
+    p.add_argument("--model-name", default=os.environ.get("ANTISPAM_MODEL_NAME", "cnn"),
+                   help="model to serve and measure (default cnn)")
+    p.add_argument("--version", type=int, help="version for the pipeline limit (default: newest)")
+    p.add_argument("--data", help="corpus for the texts (default $ANTISPAM_DATA); its test split is used")
+    p.add_argument("--texts", type=int, default=0, help="use at most this many test texts (default all)")
+    p.add_argument("--duration", type=float, help="seconds of load per row (default 10; --quick 1.5)")
+    p.add_argument("--warmup", type=float, help="first seconds of each row not recorded (default 1)")
+    p.add_argument("--rates", help="fixed GET rates in requests/s, comma-separated (default 250,500)")
+    p.add_argument("--scenarios", help="services to start, comma-separated: local-1w, local-2w, "
+                   "grpc-1w, grpc-2w (default local-1w,local-2w,grpc-1w; --quick local-1w)")
+    p.add_argument("--requests", default="get,post10,post100",
+                   help="request kinds: get, post10, post100, postN (default get,post10,post100)")
+    p.add_argument("--connections", type=int, help="connections per load (default: per kind)")
+    p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout in s (default 5)")
+    p.add_argument("--driver", choices=("asyncio", "wrk"), default="asyncio",
+                   help="load generator for saturation rows (fixed rates always use asyncio); wrk "
+                   "must be installed (apt-get install wrk)")
+    p.add_argument("--cache", action="store_true", help="keep the service's dedup cache on")
+    p.add_argument("--no-pipeline", action="store_true", help="skip the raw pipeline limit")
+    p.add_argument("--profile", action="store_true",
+                   help="sample the service with py-spy during saturation rows (pip install py-spy) and "
+                   "print where the time goes; raw stacks go beside the JSON file")
+    p.add_argument("--json", dest="json_path", help="results file (default bench-results/<timestamp>.json)")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds instead of minutes: short rows, one rate (50/s), local-1w only, "
+                   "200 texts (for tests and smoke runs; the figures mean little)")
+    p.set_defaults(run=run)
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    from antispam.errors import UserError
+
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise UserError(f"{what} must be positive")
+    return values
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Resolve defaults (with --quick) into one dict; also recorded in the JSON."""
+    from antispam.bench import scenarios
+    from antispam.errors import UserError
+
+    quick = args.quick
+    duration = args.duration if args.duration is not None else (1.5 if quick else 10.0)
+    warmup = args.warmup if args.warmup is not None else (0.3 if quick else 1.0)
+    if duration <= 0 or not 0 <= warmup < duration:
+        raise UserError("--duration must be > 0 and --warmup shorter than it")
+    rates = _floats(args.rates or ("50" if quick else "250,500"), "--rates")
+    if args.url:
+        names: tuple[str, ...] = ()
+    else:
+        default = "local-1w" if quick else ",".join(scenarios.DEFAULT_SERVICES)
+        names = tuple(n.strip() for n in (args.scenarios or default).split(",") if n.strip())
+        scenarios.services_by_name(names)  # validates
+    requests = tuple(scenarios.parse_request(r.strip()) for r in args.requests.split(",") if r.strip())
+    if not requests:
+        raise UserError("--requests is empty")
+    if args.connections is not None and args.connections < 1:
+        raise UserError("--connections must be >= 1")
+    if args.timeout <= 0:
+        raise UserError("--timeout must be > 0")
+    return {
+        "url": args.url, "model_base": args.model_base, "model_name": args.model_name,
+        "version": args.version, "data": args.data or os.environ.get("ANTISPAM_DATA"),
+        "texts": args.texts or (200 if quick else 0), "duration": duration, "warmup": warmup,
+        "rates": list(rates), "scenarios": list(names), "requests": list(requests),
+        "connections": args.connections, "timeout": args.timeout, "driver": args.driver,
+        "cache": args.cache, "pipeline": not args.no_pipeline, "quick": quick,
+        "service_warmup": 0.6 if quick else 4.0, "profile": args.profile,
+    }
+
+
+def load_texts(data: str | None, limit: int) -> list[str]:
+    from antispam.data import load_split
+
+    split = load_split(data, progress=False)
+    texts = [s.text for s in split.test] or [s.text for s in split.train]
+    return texts[:limit] if limit else texts
+
+
+def evaluate_targets(results: list[dict[str, Any]], pipeline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The issue's targets, checked against this run's rows (local backend, 2 workers)."""
+    def rows(request: str, mode: str, rate: float | None = None) -> list[dict[str, Any]]:
+        return [r for r in results if r["service"] == "local-2w" and r["request"] == request
+                and r["mode"] == mode and (rate is None or r["target_rate"] == rate)]
+
+    targets: list[dict[str, Any]] = []
+    for r in rows("get", "saturation"):
+        targets.append({"target": "local-2w GET /predict at saturation >= 1000 req/s, 0 errors",
+                        "value": f"{r['requests_per_s']:.0f} req/s, {r['errors']} errors",
+                        "met": r["requests_per_s"] >= 1000 and r["errors"] == 0})
+    for r in rows("get", "rate", 500.0):
+        p99 = r["latency_ms"]["p99"]
+        targets.append({"target": "local-2w GET /predict p99 <= 25 ms at 500 req/s",
+                        "value": f"p99 {p99:.1f} ms, {r['errors']} errors",
+                        "met": p99 <= 25 and r["errors"] == 0})
+    for r in rows("post100", "saturation"):
+        targets.append({"target": "local-2w POST 100 texts >= 3000 messages/s",
+                        "value": f"{r['messages_per_s']:.0f} msg/s", "met": r["messages_per_s"] >= 3000})
+    local2 = [r for r in results if r["service"] == "local-2w" and r["errors"] == 0]
+    if pipeline and local2:
+        best = max(local2, key=lambda r: r["messages_per_s"])
+        fraction = best["messages_per_s"] / pipeline["implied_messages_per_s"]
+        targets.append({"target": "service >= 50% of the raw pipeline limit",
+                        "value": f"{fraction:.0%} ({best['scenario']}: {best['messages_per_s']:.0f} of "
+                                 f"{pipeline['implied_messages_per_s']:.0f} msg/s)",
+                        "met": fraction >= 0.5})
+    return targets
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    # SIGTERM unwinds like Ctrl-C, so the services and generators it started are stopped too.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _run(args, settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from antispam.bench import report, scenarios
+    from antispam.bench.load import loopback_address
+    from antispam.bench.procstats import listening_pid
+
+    started = _dt.datetime.now()
+    json_path = Path(args.json_path) if args.json_path else report.default_json_path(started)
+    texts = load_texts(settings["data"], settings["texts"])
+    loads = scenarios.plan(tuple(settings["requests"]), tuple(settings["rates"]), settings["connections"])
+    model_dir = Path(settings["model_base"]) / settings["model_name"]
+    if args.driver == "wrk":
+        from antispam.bench.wrk import require_wrk
+
+        require_wrk()
+    profile_dir = None
+    if args.profile:
+        from antispam.bench.profile import require_pyspy
+
+        require_pyspy()
+        profile_dir = json_path.with_name(json_path.stem + "-profiles")
+    if args.url:
+        loopback_address(args.url)
+    else:
+        from antispam.bench.pipeline import resolve_version
+
+        resolve_version(model_dir, settings["version"])  # fail early, before minutes of work
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    pipeline = None
+    if settings["pipeline"]:
+        from antispam.bench.pipeline import measure
+
+        say(f"measuring the raw pipeline limit on {len(texts)} texts ...")
+        pipeline = measure(model_dir, texts, version=settings["version"],
+                           repeats=1 if settings["quick"] else 3).to_dict()
+        say(report.format_pipeline(pipeline))
+
+    def progress(record: dict[str, Any]) -> None:
+        lat = record["latency_ms"]
+        say(f"  {record['scenario']}: {record['requests_per_s']:.0f} req/s, p99 {lat['p99'] or 0:.1f} ms, "
+            f"{record['errors']} errors")
+
+    common = dict(duration=settings["duration"], warmup=settings["warmup"], timeout=settings["timeout"],
+                  driver=settings["driver"], service_warmup=settings["service_warmup"],
+                  profile_dir=profile_dir, progress=progress)
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="antispam-bench-") as tmp:
+        workdir = Path(tmp)
+        if args.url:
+            pid = listening_pid(loopback_address(args.url)[1])
+            service = scenarios.Service("url", "url", 0)
+            say(f"driving {args.url}" + (f" (service pid {pid})" if pid else " (service process not found: "
+                                                                          "no CPU/RSS)"))
+            results += scenarios.drive(service, args.url, pid, loads, texts, workdir=workdir, **common)
+        else:
+            cache_size = 20000 if settings["cache"] else 0
+            with contextlib.ExitStack() as stack:
+                standin = None
+                for service in scenarios.services_by_name(tuple(settings["scenarios"])):
+                    extra: dict[str, Any] = {}
+                    model_server_pid = None
+                    if service.backend == "grpc":
+                        if standin is None:
+                            say("starting the TF Serving stand-in ...")
+                            standin = stack.enter_context(scenarios.Standin(settings["model_base"], workdir))
+                        extra = {"tfs_grpc": standin.grpc_target, "tfs_rest": standin.rest_url}
+                        model_server_pid = standin.process.pid
+                    say(f"starting {service.name} ...")
+                    with scenarios.ServiceProcess(service, model_base=settings["model_base"],
+                                                  model_name=settings["model_name"], workdir=workdir,
+                                                  cache_size=cache_size, **extra) as proc:
+                        results += scenarios.drive(service, proc.url, proc.pid, loads, texts,
+                                                   workdir=workdir, model_server_pid=model_server_pid,
+                                                   **common)
+                        code = proc.stop()
+                        if code != 0:
+                            say(f"warning: {service.name} exited with {code} on SIGTERM:\n{proc.log_tail()}")
+
+    if pipeline:
+        for record in results:
+            record["fraction_of_limit"] = record["messages_per_s"] / pipeline["implied_messages_per_s"]
+    targets = evaluate_targets(results, pipeline)
+    payload = {
+        "schema": report.SCHEMA,
+        "started": started.isoformat(timespec="seconds"),
+        "host": report.host_info(),
+        "config": settings,
+        "texts": len(texts),
+        "pipeline": pipeline,
+        "results": results,
+        "targets": targets,
+    }
+    print(report.format_pipeline(pipeline))
+    print()
+    print(report.format_table(results))
+    for record in results:
+        if record.get("profile"):
+            from antispam.bench.profile import format_components
+
+            print()
+            print(format_components(record["scenario"], record["profile"]))
+    if targets:
+        print()
+        for t in targets:
+            print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
+    report.write_json(json_path, payload)
+    print(f"\nresults written to {json_path}")
+    return 0
