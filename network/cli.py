@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser, target: str) -> None:
         parser.add_argument("--rnn-cell", dest="rnn_cell", choices=("lstm", "gru"), default=None,
                             help=f"recurrent cell (default {defaults.rnn_cell})")
     parser.add_argument("--warmup-texts", type=int, default=WARMUP_TEXTS,
-                        help=f"training messages used for the TF Serving warmup records (default {WARMUP_TEXTS})")
+                        help="training messages used for the TF Serving warmup records "
+                        f"(default {WARMUP_TEXTS})")
     parser.add_argument("--baselines", action="store_true",
                         help="also score the TF-IDF + logistic regression baselines on the same split")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -81,7 +82,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return ClassifierSettings(**given)
 
 
-def load_vectors(directory: str | os.PathLike[str], data_source: str | None, progress: bool) -> tuple[Any, str]:
+def load_vectors(directory: str | os.PathLike[str], data_source: str | None,
+                 progress: bool) -> tuple[Any, str]:
     """The word vectors in ``directory``, training them there first when there are none."""
     from antispam.errors import UserError
     from antispam.features import VECTORS_FILE, VOCAB_FILE, WordVectors

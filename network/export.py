@@ -11,7 +11,9 @@ Why a ``tf.Module`` around the TensorLayer model: TensorLayer 2.2.5 models are n
 objects, so ``tf.saved_model.save`` would not find their variables. The module holds
 ``model.all_weights`` (so they are saved) and a ``tf.function`` with an explicit input
 signature, traced once with the model in eval mode (dropout off), which is what TF Serving and
-the in-process backend call.
+the in-process backend call. The networks have no Python control flow on tensor values (the
+recurrence is ``tf.scan``), so every ``tf.function`` here and in the trainer is traced with
+``autograph=False``: plain tracing, no source-code rewriting.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def serving_module(model: Any) -> Any:
             self._network = network
 
         @tf.function(input_signature=[
-            tf.TensorSpec([None, MAX_LEN, DIM], tf.float32, name=versions.INPUT_KEY)])
+            tf.TensorSpec([None, MAX_LEN, DIM], tf.float32, name=versions.INPUT_KEY)], autograph=False)
         def serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
             probabilities = tf.nn.softmax(self._network(inputs), axis=-1)
             return {
@@ -69,9 +71,9 @@ def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: 
     ``vectors`` are the word vectors given to :func:`~antispam.network.train.train_classifier`;
     they are checked against the model, and the version ships ``trained.vectors`` (those
     vectors as the network was trained with them: fine-tuned, vocabulary extended), because
-    those are what its weights expect. ``metrics`` is merged over the trainer's own summary in ``metrics.json`` (the retrain job
-    adds its feedback counts there). ``model_name`` (default: the folder's name) goes into the
-    warmup requests' ``model_spec.name``.
+    those are what its weights expect. ``metrics`` is merged over the trainer's own summary in
+    ``metrics.json`` (the retrain job adds its feedback counts there). ``model_name`` (default:
+    the folder's name) goes into the warmup requests' ``model_spec.name``.
     """
     import tensorflow as tf
 

@@ -117,7 +117,8 @@ class TrainedClassifier:
         if self._predict is None:
             model = self.model
 
-            @tf.function(input_signature=[tf.TensorSpec([None, MAX_LEN, DIM], tf.float32)])
+            @tf.function(input_signature=[tf.TensorSpec([None, MAX_LEN, DIM], tf.float32)],
+                         autograph=False)
             def predict(x: tf.Tensor) -> tf.Tensor:
                 return tf.nn.softmax(model(x), axis=-1)
 
@@ -263,7 +264,7 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
 
     ids_spec = tf.TensorSpec([None, MAX_LEN], tf.int32)
 
-    @tf.function(input_signature=[ids_spec, tf.TensorSpec([None], tf.int32)])
+    @tf.function(input_signature=[ids_spec, tf.TensorSpec([None], tf.int32)], autograph=False)
     def train_step(ids: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         if settings.unknown_rate > 0:
             # Word dropout to UNK: at test time a sixth or so of the tokens are unknown words,
@@ -277,7 +278,7 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return loss
 
-    @tf.function(input_signature=[ids_spec])
+    @tf.function(input_signature=[ids_spec], autograph=False)
     def predict_ids(ids: tf.Tensor) -> tf.Tensor:
         return tf.nn.softmax(model(lookup(ids)), axis=-1)
 

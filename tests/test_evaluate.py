@@ -14,7 +14,6 @@ from network_helpers import exported_cnn, tiny_corpus_path, tiny_split, tiny_vec
 
 from antispam import versions  # noqa: E402
 from antispam.cli import main  # noqa: E402
-from antispam.data import Sample  # noqa: E402
 from antispam.labels import PASS, SPAM  # noqa: E402
 from antispam.network.evaluate import evaluate_version, load_version, measure_latency  # noqa: E402
 from antispam.network.metrics import binary_scores, roc_auc  # noqa: E402
