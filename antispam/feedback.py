@@ -107,29 +107,54 @@ class FeedbackStore:
     # -- connection -----------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        """Open on first use; the caller holds the lock."""
+        """Open on first use; the caller holds the lock.
+
+        Two processes opening a brand-new file at once can both ask for WAL mode; SQLite answers
+        one of them SQLITE_BUSY at once, without calling the busy handler (the journal-mode switch
+        needs an exclusive lock it will not wait for). So the whole open is retried until the busy
+        timeout runs out, instead of failing the first request of a freshly started worker.
+        """
         if self._conn is not None:
             return self._conn
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly
-            # what the code says and nothing is left open between calls.
-            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_ms / 1000,
-                                   isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise FeedbackError(f"cannot create feedback store folder {self.path.parent}: {exc}") from exc
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.01
+        while True:
+            try:
+                conn = self._open()
+                break
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + delay > deadline:
+                    raise FeedbackError(f"cannot open feedback store {self.path}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            except sqlite3.Error as exc:
+                raise FeedbackError(f"cannot open feedback store {self.path}: {exc}") from exc
+        self._conn = conn
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        """One attempt at opening the file in WAL mode with the schema in place."""
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly
+        # what the code says and nothing is left open between calls.
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_ms / 1000,
+                               isolation_level=None, check_same_thread=False)
+        try:
             conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                conn.close()
                 raise FeedbackError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
                                     "is it on a network filesystem?")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            raise FeedbackError(f"cannot open feedback store {self.path}: {exc}") from exc
-        except OSError as exc:
-            raise FeedbackError(f"cannot create feedback store folder {self.path.parent}: {exc}") from exc
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def close(self) -> None:

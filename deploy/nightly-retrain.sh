@@ -15,6 +15,13 @@ base="${ANTISPAM_MODEL_BASE:-/models}"
 
 trap 'echo "nightly-retrain: stopping"; exit 0' TERM INT
 
+# Check the schedule before any work: a typo should stop the container at once, not after an
+# initial training that can take minutes.
+case "$at" in
+  [0-1][0-9]:[0-5][0-9]|2[0-3]:[0-5][0-9]) ;;
+  *) echo "nightly-retrain: bad RETRAIN_AT=$at (want HH:MM, 00:00-23:59)"; exit 2 ;;
+esac
+
 retrain() {
   model="$1"
   echo "nightly-retrain: $(date -Iseconds) retraining $model"

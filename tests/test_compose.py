@@ -299,11 +299,21 @@ def test_nightly_loop_trains_missing_models_then_waits_and_stops_on_sigterm(tmp_
             proc.wait()
 
 
-def test_nightly_loop_rejects_a_bad_time(tmp_path: Path) -> None:
-    env = dict(os.environ, RETRAIN_MODELS="", RETRAIN_AT="25:99", ANTISPAM_MODEL_BASE=str(tmp_path))
+@pytest.mark.parametrize("at", ["25:99", "24:00", "3am", "7:5", "03:00; true"])
+def test_nightly_loop_rejects_a_bad_time_before_any_work(tmp_path: Path, at: str) -> None:
+    # A model without a version would be trained at start; a bad schedule must stop first.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    fake = bin_dir / "antispam"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexit 0\n', encoding="utf-8")
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RETRAIN_MODELS="cnn",
+               RETRAIN_AT=at, ANTISPAM_MODEL_BASE=str(tmp_path / "models"))
     result = subprocess.run(["sh", str(NIGHTLY)], env=env, capture_output=True, text=True, timeout=10)
-    assert result.returncode == 2
-    assert "bad RETRAIN_AT" in result.stdout
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"bad RETRAIN_AT={at}" in result.stdout
+    assert not calls.exists(), calls.read_text()
 
 
 if __name__ == "__main__":  # pragma: no cover
