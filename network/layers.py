@@ -25,8 +25,8 @@ def padding_mask(inputs: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.reduce_any(tf.not_equal(inputs, 0.0), axis=-1), tf.float32)
 
 
-class PaddingMask(tl.layers.Layer):
-    """``[n, steps, dim]`` word vectors → ``[n, steps]`` float mask of real tokens."""
+class _WeightlessLayer(tl.layers.Layer):
+    """A layer with no weights: built at construction, so it needs no input shape."""
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name)
@@ -38,27 +38,20 @@ class PaddingMask(tl.layers.Layer):
 
     def build(self, inputs_shape: Any) -> None:
         pass
+
+
+class PaddingMask(_WeightlessLayer):
+    """``[n, steps, dim]`` word vectors → ``[n, steps]`` float mask of real tokens."""
 
     def forward(self, inputs: tf.Tensor) -> tf.Tensor:
         return padding_mask(inputs)
 
 
-class MaskedMean(tl.layers.Layer):
+class MaskedMean(_WeightlessLayer):
     """``[values [n, steps, d], mask [n, steps]]`` → mean of the real steps ``[n, d]``.
 
     An empty message (no tokens at all) averages to zeros instead of dividing by zero.
     """
-
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(name)
-        self.build(None)
-        self._built = True
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(name={self.name!r})"
-
-    def build(self, inputs_shape: Any) -> None:
-        pass
 
     def forward(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         values, mask = inputs
@@ -67,7 +60,7 @@ class MaskedMean(tl.layers.Layer):
         return total / tf.maximum(count, 1.0)
 
 
-class MaskedMaxPool(tl.layers.Layer):
+class MaskedMaxPool(_WeightlessLayer):
     """``[values [n, steps, d], mask [n, steps]]`` → max over the real steps ``[n, d]``.
 
     TensorLayer's ``MaxPool1d`` would also pool over padding positions, where a convolution
@@ -75,17 +68,6 @@ class MaskedMaxPool(tl.layers.Layer):
     padded steps are pushed far below any real value before the max, and an empty message
     pools to zeros.
     """
-
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(name)
-        self.build(None)
-        self._built = True
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(name={self.name!r})"
-
-    def build(self, inputs_shape: Any) -> None:
-        pass
 
     def forward(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         values, mask = inputs

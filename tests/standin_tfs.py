@@ -43,7 +43,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 HERE = Path(__file__).resolve().parent
 READY_PREFIX = "STANDIN-READY "
@@ -648,6 +648,46 @@ def publish_tiny(tfs: StandinTFS, model: str, *, flip: bool = False, wait: bool 
     if wait:
         tfs.wait_ready().wait_until(model, version)
     return version
+
+
+def standin_serving(*models: str) -> StandinTFS:
+    """The shared stand-in with a tiny version 1 of each of ``models`` AVAILABLE.
+
+    Test modules call this from a module-scoped fixture, each with its own model names; the
+    versions are built while the server starts.
+    """
+    server = shared_standin(wait=False)
+    for model in models:
+        if not (server.model_base / model).is_dir():
+            publish_tiny(server, model, wait=False)
+    server.wait_ready()
+    for model in models:
+        server.wait_until(model, 1)
+    return server
+
+
+def remote_config(tfs: StandinTFS, model: str, **overrides: Any) -> Any:
+    """A ``ServeConfig`` pointing the remote backends at ``tfs`` and its folder of ``model``."""
+    from antispam.config import ServeConfig
+
+    values: dict[str, Any] = dict(model_base=str(tfs.model_base), model_name=model,
+                                  tfs_grpc=tfs.grpc_target, tfs_rest=tfs.rest_url, poll_seconds=0.2)
+    values.update(overrides)
+    return ServeConfig(**values)
+
+
+def run_started(backend: Any, scenario: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Start ``backend``, run ``scenario(backend)`` on a fresh event loop, close it whatever happens."""
+    import asyncio
+
+    async def main() -> Any:
+        await backend.start()
+        try:
+            return await scenario(backend)
+        finally:
+            await backend.close()
+
+    return asyncio.run(main())
 
 
 if __name__ == "__main__":

@@ -22,18 +22,14 @@ from antispam.backends.fallback import FallbackBackend
 from antispam.backends.grpc import GrpcBackend
 from antispam.backends.rest import RestBackend
 from antispam.config import ServeConfig
-from standin_tfs import StandinTFS, publish_tiny, shared_standin
+from standin_tfs import StandinTFS, standin_serving
 
 MODEL = "factory_cnn"
 
 
 @pytest.fixture(scope="module")
 def tfs() -> StandinTFS:
-    server = shared_standin(wait=False)
-    if not (server.model_base / MODEL).is_dir():
-        publish_tiny(server, MODEL, wait=False)
-    server.wait_ready().wait_until(MODEL, 1)
-    return server
+    return standin_serving(MODEL)
 
 
 def unused_port() -> int:

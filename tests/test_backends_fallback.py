@@ -21,7 +21,7 @@ from antispam.backends.remote_versions import AVAILABLE, RemoteVersions
 from antispam.config import ServeConfig
 from antispam.features import WordVectors
 from antispam.text import tokenize
-from standin_tfs import StandinTFS, publish_tiny, shared_standin
+from standin_tfs import StandinTFS, publish_tiny, remote_config, run_started, shared_standin, standin_serving
 from tinymodel import PASS_TEXT, SPAM_TEXT
 
 SPAM, PASS = tokenize(SPAM_TEXT), tokenize(PASS_TEXT)
@@ -234,32 +234,15 @@ PIN_MODEL = "fallback_pin"
 
 @pytest.fixture(scope="module")
 def tfs() -> StandinTFS:
-    server = shared_standin(wait=False)
-    for model in (MODEL, PIN_MODEL):
-        if not (server.model_base / model).is_dir():
-            publish_tiny(server, model, wait=False)
-    server.wait_ready()
-    for model in (MODEL, PIN_MODEL):
-        server.wait_until(model, 1)
-    return server
+    return standin_serving(MODEL, PIN_MODEL)
 
 
 def config(tfs: StandinTFS, model: str = MODEL, **overrides: Any) -> ServeConfig:
-    values: dict[str, Any] = dict(model_base=str(tfs.model_base), model_name=model, tfs_grpc=tfs.grpc_target,
-                                  tfs_rest=tfs.rest_url, poll_seconds=0.2)
-    values.update(overrides)
-    return ServeConfig(**values)
+    return remote_config(tfs, model, **overrides)
 
 
 def run(backend: FallbackBackend, body: Any) -> Any:
-    async def main() -> Any:
-        await backend.start()
-        try:
-            return await body(backend)
-        finally:
-            await backend.close()
-
-    return asyncio.run(main())
+    return run_started(backend, body)
 
 
 async def wait_for(condition: Any, timeout: float = 10.0) -> None:

@@ -21,7 +21,7 @@ from antispam.backends.remote import BadResponse, Unreachable, UnreachableDeadli
 from antispam.backends.rest import RestBackend, RowEncoder, parse_predictions
 from antispam.config import ServeConfig
 from antispam.text import tokenize
-from standin_tfs import StandinTFS, publish_tiny, shared_standin
+from standin_tfs import StandinTFS, remote_config, run_started, standin_serving
 from tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 
 MODEL = "rest_cnn"
@@ -30,28 +30,15 @@ SPAM, PASS = tokenize(SPAM_TEXT), tokenize(PASS_TEXT)
 
 @pytest.fixture(scope="module")
 def tfs() -> StandinTFS:
-    server = shared_standin(wait=False)  # starts while the version is built
-    if not (server.model_base / MODEL).is_dir():
-        publish_tiny(server, MODEL)
-    return server.wait_ready()
+    return standin_serving(MODEL)
 
 
 def config(tfs: StandinTFS, **overrides: Any) -> ServeConfig:
-    values: dict[str, Any] = dict(model_base=str(tfs.model_base), model_name=MODEL, tfs_grpc=tfs.grpc_target,
-                                  tfs_rest=tfs.rest_url, poll_seconds=0.2)
-    values.update(overrides)
-    return ServeConfig(**values)
+    return remote_config(tfs, MODEL, **overrides)
 
 
 def run(backend: RestBackend, scenario: Callable[[RestBackend], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        await backend.start()
-        try:
-            return await scenario(backend)
-        finally:
-            await backend.close()
-
-    return asyncio.run(main())
+    return run_started(backend, scenario)
 
 
 def test_scores_spam_and_pass_with_the_pinned_version(tfs: StandinTFS) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from antispam.text import tokenize
-from standin_tfs import StandinTFS, publish_tiny, shared_standin
+from standin_tfs import StandinTFS, publish_tiny, standin_serving
 from tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 
 tf = pytest.importorskip("tensorflow")
@@ -25,10 +25,7 @@ MODEL = "standin_cnn"
 
 @pytest.fixture(scope="module")
 def tfs() -> StandinTFS:
-    server = shared_standin(wait=False)
-    if not (server.model_base / MODEL).is_dir():
-        publish_tiny(server, MODEL, wait=False)
-    return server.wait_ready()
+    return standin_serving(MODEL)
 
 
 @pytest.fixture
