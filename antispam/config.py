@@ -48,6 +48,10 @@ class ServeConfig:
     batch_wait_ms: float = opt(2.0, "ANTISPAM_BATCH_WAIT_MS",
                                "local backend: how long a micro-batch waits to fill")
     max_queue: int = opt(2000, "ANTISPAM_MAX_QUEUE", "texts waiting for the model before 503")
+    breaker_failures: int = opt(3, "ANTISPAM_BREAKER_FAILURES",
+                                "grpc mode: consecutive gRPC transport failures that send traffic to REST")
+    breaker_cooldown_s: float = opt(5.0, "ANTISPAM_BREAKER_COOLDOWN_S",
+                                    "grpc mode: seconds on REST before gRPC is tried again")
     poll_seconds: float = opt(5.0, "ANTISPAM_POLL_SECONDS",
                               "how often to look for new model versions")
     cache_size: int = opt(20000, "ANTISPAM_CACHE_SIZE", "dedup cache entries (0 disables it)")

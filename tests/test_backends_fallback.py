@@ -271,9 +271,11 @@ def test_grpc_down_rest_answers_then_grpc_resumes(tfs: StandinTFS) -> None:
         answered_by = [(await backend.predict([SPAM], timeout=2)).backend for _ in range(3)]
         assert answered_by == ["grpc"] * 3 and backend.breaker_state == CLOSED
 
-    breaker = CircuitBreaker(failures=2, cooldown=0.5)
+    # The breaker comes from the settings (--breaker-failures, --breaker-cooldown-s).
+    backend = FallbackBackend(config(tfs, breaker_failures=2, breaker_cooldown_s=0.5))
+    assert (backend.breaker.threshold, backend.breaker.cooldown) == (2, 0.5)
     try:
-        run(FallbackBackend(config(tfs), breaker=breaker), body)
+        run(backend, body)
     finally:
         tfs.grpc_up()
 

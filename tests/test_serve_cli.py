@@ -138,6 +138,8 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path, serve):
     (["--review-threshold", "0.95", "--block-threshold", "0.9"], "thresholds"),
     (["--port", "70000"], "--port"),
     (["--workers", "0"], "--workers"),
+    (["--breaker-failures", "0"], "--breaker-failures"),
+    (["--breaker-cooldown-s", "-1"], "--breaker-cooldown-s"),
     (["--backend", "docker"], "invalid choice"),
 ])
 def test_bad_settings_fail_fast_with_a_message(tmp_path, args, message):

@@ -57,7 +57,7 @@ class FallbackBackend(Backend):
         self.versions = versions or RemoteVersions(config.model_base, config.model_name)
         self.primary = primary or GrpcBackend(config, versions=self.versions, poll=False)
         self.secondary = secondary or RestBackend(config, versions=self.versions, poll=False)
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
         self.grpc_share = grpc_share
         self.fallbacks = 0
         self.grpc_failures = 0

@@ -49,15 +49,16 @@ def check_config(config: ServeConfig) -> None:
     problems = []
     if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
         problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1")
-    for name in ("workers", "batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes"):
+    for name in ("workers", "batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes",
+                 "breaker_failures"):
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     if config.cache_size < 0:
         problems.append("--cache-size must be >= 0")
     if config.deadline_ms <= 0:
         problems.append("--deadline-ms must be > 0")
-    if config.batch_wait_ms < 0 or config.poll_seconds < 0:
-        problems.append("--batch-wait-ms and --poll-seconds must be >= 0")
+    if config.batch_wait_ms < 0 or config.poll_seconds < 0 or config.breaker_cooldown_s < 0:
+        problems.append("--batch-wait-ms, --poll-seconds and --breaker-cooldown-s must be >= 0")
     if not 0 <= config.port <= 65535:
         problems.append("--port must be between 0 and 65535")
     if problems:
