@@ -257,19 +257,26 @@ def test_a_typo_in_a_config_is_caught() -> None:
 # The nightly loop
 
 
+def fake_antispam(tmp_path: Path, exit_code: int) -> tuple[Path, Path]:
+    """A stand-in ``antispam`` command that appends its arguments to a file and exits with
+    ``exit_code``; returns (folder to put first on PATH, the file of calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    fake = bin_dir / "antispam"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexit {exit_code}\n', encoding="utf-8")
+    fake.chmod(0o755)
+    return bin_dir, calls
+
+
 def test_nightly_script_is_valid_shell() -> None:
     assert os.access(NIGHTLY, os.X_OK)
     subprocess.run(["sh", "-n", str(NIGHTLY)], check=True, timeout=10)
 
 
 def test_nightly_loop_trains_missing_models_then_waits_and_stops_on_sigterm(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls.txt"
-    fake = bin_dir / "antispam"
-    # A stand-in for the real command: record the arguments, exit like a refused gate.
-    fake.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexit 3\n', encoding="utf-8")
-    fake.chmod(0o755)
+    # Exit like a refused gate.
+    bin_dir, calls = fake_antispam(tmp_path, exit_code=3)
     models = tmp_path / "models"
     (models / "rnn" / "1").mkdir(parents=True)
     (models / "rnn" / "1" / "saved_model.pb").write_bytes(b"x")
@@ -302,12 +309,7 @@ def test_nightly_loop_trains_missing_models_then_waits_and_stops_on_sigterm(tmp_
 @pytest.mark.parametrize("at", ["25:99", "24:00", "3am", "7:5", "03:00; true"])
 def test_nightly_loop_rejects_a_bad_time_before_any_work(tmp_path: Path, at: str) -> None:
     # A model without a version would be trained at start; a bad schedule must stop first.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls.txt"
-    fake = bin_dir / "antispam"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexit 0\n', encoding="utf-8")
-    fake.chmod(0o755)
+    bin_dir, calls = fake_antispam(tmp_path, exit_code=0)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RETRAIN_MODELS="cnn",
                RETRAIN_AT=at, ANTISPAM_MODEL_BASE=str(tmp_path / "models"))
     result = subprocess.run(["sh", str(NIGHTLY)], env=env, capture_output=True, text=True, timeout=10)

@@ -24,9 +24,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -37,57 +35,14 @@ from pathlib import Path
 
 import pytest
 import tinymodel
+from serve_process import ServeProcess
 
-READY = re.compile(r"ready on http://127\.0\.0\.1:(\d+)")
 SWITCH_TIMEOUT = 45.0  # seconds a switch may take before the test fails
 
 
-class Service:
-    """``antispam serve`` in a subprocess on a free port, its log collected."""
-
-    def __init__(self, *args: str, cwd: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "antispam", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--feedback-db", "", "--cache-size", "0", "--poll-seconds", "0.2", *args],
-            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.port = 0
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines[-200:])
-
-    def wait_ready(self, timeout: float = 120.0) -> int:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for line in self.lines:
-                match = READY.search(line)
-                if match:
-                    self.port = int(match.group(1))
-                    return self.port
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log}")
-            time.sleep(0.1)
-        raise AssertionError(f"serve not ready in {timeout} s:\n{self.log}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._reader.join(5)
+def start_service(*args: str, cwd: Path) -> ServeProcess:
+    """The real command with the dedup cache off (every request reaches the model) and a fast poll."""
+    return ServeProcess("--cache-size", "0", "--poll-seconds", "0.2", *args, cwd=cwd)
 
 
 @dataclass
@@ -234,10 +189,11 @@ def cleanup():
 def test_local_backend_switches_and_rolls_back_without_a_failed_request(tmp_path: Path, cleanup) -> None:
     model_dir = tmp_path / "models" / "cnn"
     first = tinymodel.build_version(model_dir)
-    service = Service("--backend", "local", "--model-base", str(tmp_path / "models"), "--model-name", "cnn",
+    service = start_service("--backend", "local", "--model-base", str(tmp_path / "models"), "--model-name", "cnn",
                       cwd=tmp_path)
     cleanup.append(service)
-    port = service.wait_ready()
+    service.wait_ready()
+    port = service.port
     traffic = Traffic(port, TEXTS).start()
     cleanup.append(traffic)
     figures = publish_and_roll_back(traffic, model_dir, lambda: tinymodel.build_version(model_dir, flip=True),
@@ -258,10 +214,11 @@ def test_standin_tf_serving_switches_and_rolls_back_without_a_failed_request(tmp
     tfs = StandinTFS(base, keep=2, poll=0.2, log_path=tmp_path / "standin.log").start()
     cleanup.append(tfs)
     tfs.wait_until("cnn", first)
-    service = Service("--backend", backend, "--tfs-grpc", tfs.grpc_target, "--tfs-rest", tfs.rest_url,
+    service = start_service("--backend", backend, "--tfs-grpc", tfs.grpc_target, "--tfs-rest", tfs.rest_url,
                       "--model-base", str(base), "--model-name", "cnn", cwd=tmp_path)
     cleanup.append(service)
-    port = service.wait_ready()
+    service.wait_ready()
+    port = service.port
     if backend == "auto":
         assert "grpc+rest" in json.dumps(get_json(port, "/models")), "auto did not pick gRPC with REST fallback"
     traffic = Traffic(port, TEXTS).start()
@@ -276,10 +233,11 @@ def test_local_backend_switches_to_a_version_published_by_antispam_retrain(tmp_p
     """The real publisher: ``antispam retrain`` (tiny settings) while the service is under load."""
     model_dir = tmp_path / "models" / "cnn"
     first = tinymodel.build_version(model_dir)
-    service = Service("--backend", "local", "--model-base", str(tmp_path / "models"), "--model-name", "cnn",
+    service = start_service("--backend", "local", "--model-base", str(tmp_path / "models"), "--model-name", "cnn",
                       cwd=tmp_path)
     cleanup.append(service)
-    port = service.wait_ready()
+    service.wait_ready()
+    port = service.port
     # The retrained model is real but tiny, so its verdicts on these texts are not guaranteed:
     # only failures are counted here, not verdicts.
     # A steady 50 requests/s rather than back to back: the job needs the 2 cores to train.

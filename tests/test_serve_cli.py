@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -14,67 +13,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
+import serve_process
 import tinymodel
-
-READY = re.compile(r"ready on (http://[\d.]+:\d+)")
-
-
-class ServeProcess:
-    """``antispam serve`` in a subprocess, its log collected by a thread."""
-
-    def __init__(self, *args: str, cwd: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "antispam", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--backend", "local", "--feedback-db", "", *args],
-            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_ready(self, count: int = 1, timeout: float = 120.0) -> str:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            urls = READY.findall(self.log)
-            if len(urls) >= count:
-                return urls[0]
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log}")
-            time.sleep(0.1)
-        raise AssertionError(f"serve not ready in {timeout} s:\n{self.log}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._reader.join(5)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 @pytest.fixture
 def serve(tmp_path):
-    started: list[ServeProcess] = []
+    started: list[serve_process.ServeProcess] = []
 
-    def start(*args: str) -> ServeProcess:
-        process = ServeProcess(*args, cwd=tmp_path)
+    def start(*args: str) -> serve_process.ServeProcess:
+        # The local backend unless ``args`` names another (a later flag wins).
+        process = serve_process.ServeProcess("--backend", "local", *args, cwd=tmp_path)
         started.append(process)
         return process
 
@@ -111,7 +62,7 @@ def test_serve_answers_and_drains_in_flight_requests_on_sigterm(tmp_path, serve)
     client = threading.Thread(target=in_flight)
     client.start()
     time.sleep(0.5)  # the request is now waiting in the micro-batcher
-    assert server.stop() == 0, server.log
+    assert server.terminate() == 0, server.log
     client.join(10)
     assert result["status"] == 200 and result["body"]["data"]["label"] == "pass"
     assert "stopped" in server.log
@@ -127,7 +78,7 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path, serve):
     assert len(pids) == 2
     for _ in range(5):
         assert get_json(url + "/predict?text=" + urllib.parse.quote(tinymodel.PASS_TEXT))[0] == 200
-    assert server.stop() == 0, server.log
+    assert server.terminate() == 0, server.log
     assert server.log.count("stopped (worker") == 2
     for pid in pids:
         with pytest.raises(ProcessLookupError):
