@@ -111,8 +111,11 @@ class Scorer:
                 if metrics is not None:
                     metrics.backend_errors.labels(exc.code).inc()
                 raise
-            for key, p in zip(keys, scores.tolist()):
-                entry = CachedScore(p, result.model_name, result.backend)
+            counts = [len(t) for t in tokens]
+            scored = (result.scored_tokens.tolist() if result.scored_tokens is not None
+                      and len(result.scored_tokens) == len(keys) else counts)
+            for key, p, n, read in zip(keys, scores.tolist(), counts, scored):
+                entry = CachedScore(p, result.model_name, result.backend, n, int(read))
                 self.cache.put(key, result.version, entry)
                 for i in misses[key]:
                     found[i] = (entry, result.version)
@@ -129,15 +132,24 @@ class Scorer:
     def render(self, text: str, entry: CachedScore, version: int) -> dict[str, Any]:
         p = entry.spam_probability
         predict = SPAM if p >= 0.5 else PASS
+        capped = False
         if p >= self.config.block_threshold:
             suggestion = "block"
+            # One or two words ("你好", "在吗", "代开") are too little to block on a model's word:
+            # the corpus taught the networks that short means spam. A person looks instead.
+            if entry.tokens < self.config.min_tokens_to_block:
+                suggestion, capped = "review", True
         elif p >= self.config.review_threshold:
             suggestion = "review"
         else:
             suggestion = "pass"
-        return {"text": text, "predict": predict, "label": label_name(predict),
+        item = {"text": text, "predict": predict, "label": label_name(predict),
                 "spam_probability": p, "suggestion": suggestion,
-                "model": {"name": entry.model_name, "version": version}}
+                "model": {"name": entry.model_name, "version": version},
+                "coverage": {"tokens": entry.tokens, "scored": entry.scored}}
+        if capped:
+            item["capped"] = "too_little_text"
+        return item
 
 
 @dataclass

@@ -17,6 +17,8 @@ class CachedScore:
     spam_probability: float
     model_name: str
     backend: str
+    tokens: int = 0  # tokens of the normalized text
+    scored: int = 0  # of those, how many the version's windows read (the rest cut by its cap)
 
 
 class PredictionCache:

@@ -40,6 +40,9 @@ class ServeConfig:
                                  "spam_probability at or above which the suggestion is block")
     review_threshold: float = opt(0.5, "ANTISPAM_REVIEW_THRESHOLD",
                                   "spam_probability at or above which the suggestion is review")
+    min_tokens_to_block: int = opt(3, "ANTISPAM_MIN_TOKENS_TO_BLOCK",
+                                   "texts with fewer tokens are at most 'review', never 'block', on "
+                                   "model evidence alone (0: off)")
     max_texts: int = opt(100, "ANTISPAM_MAX_TEXTS", "most texts in one POST /predict")
     max_chars: int = opt(5000, "ANTISPAM_MAX_CHARS", "longest text accepted (longer: 413)")
     max_body_bytes: int = opt(2_000_000, "ANTISPAM_MAX_BODY_BYTES", "largest request body (larger: 413)")

@@ -253,12 +253,20 @@ def split(samples: Iterable[Sample], seed: int = SPLIT_SEED,
 
 
 def load_split(source: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] = "data",
-               *, progress: bool = True) -> Split:
-    """Locate, read, de-duplicate and split: what every training and evaluation command uses."""
+               *, progress: bool = True, everyday: bool = False) -> Split:
+    """Locate, read, de-duplicate and split: what every training and evaluation command uses.
+
+    ``everyday`` (the trainers) adds the training part of the shipped everyday messages to
+    ``train`` (:mod:`antispam.everyday`); validation and test stay the corpus' own.
+    """
     path = locate(source, data_dir, progress=progress)
     kept, stats = dedupe(read_corpus(path))
     result = split(kept)
     result.stats = stats
+    if everyday:
+        from antispam.everyday import with_everyday
+
+        result = with_everyday(result)
     return result
 
 

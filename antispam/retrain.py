@@ -43,6 +43,7 @@ from typing import Any, Iterable, Sequence
 from antispam import versions
 from antispam.data import Sample, Split
 from antispam.errors import UserError
+from antispam.everyday import with_everyday
 from antispam.lock import FileLock, LockBusy
 from antispam.text import normalize
 
@@ -328,10 +329,13 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: dict[str, Any]
     split = data.load_split(options.data, options.data_dir, progress=options.progress)
     feedback, conflicts, store_stats = _read_feedback(options, record)
     merged = merge_feedback(split, feedback, conflicts)
-    train_split = Split(merged.train, split.validation, split.test, seed=split.seed, stats=split.stats)
+    # The shipped everyday messages join the training data as `antispam train` adds them.
+    train_split = with_everyday(Split(merged.train, split.validation, split.test, seed=split.seed,
+                                      stats=split.stats))
     record["data"] = {
         "corpus_train": len(split.train), "validation": len(split.validation), "test": len(split.test),
         "train": len(merged.train), "test_fingerprint": data.fingerprint(split.test),
+        "everyday": train_split.stats.get("everyday_added_to_train", 0),
     }
     record["feedback"].update(merged.counts)
     record["feedback"]["store"] = store_stats

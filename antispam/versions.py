@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from antispam.atomic import atomic_write_text, fsync_tree
-from antispam.features import DIM, MAX_LEN, WordVectors
-from antispam.text import NORMALIZER_VERSION
+from antispam.features import DIM, FIRST_WINDOW, MAX_LEN, Featurizer, Windowing, WordVectors
+from antispam.text import COMPATIBLE_NORMALIZERS, NORMALIZER_VERSION
 
 ASSETS_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -117,8 +117,12 @@ def discard(path: str | os.PathLike[str]) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def preprocessing_settings() -> dict[str, Any]:
-    return {"max_len": MAX_LEN, "dim": DIM, "normalizer_version": NORMALIZER_VERSION}
+def preprocessing_settings(windowing: Windowing | None = None) -> dict[str, Any]:
+    """What ``preprocessing.json`` records; without ``windowing``, the first-20-tokens layout."""
+    settings: dict[str, Any] = {"max_len": MAX_LEN, "dim": DIM, "normalizer_version": NORMALIZER_VERSION}
+    if windowing is not None and windowing != FIRST_WINDOW:
+        settings.update(windowing.to_preprocessing())
+    return settings
 
 
 @dataclass
@@ -130,25 +134,46 @@ class VersionAssets:
     vectors: WordVectors
     preprocessing: dict[str, Any]
     metrics: dict[str, Any]
+    windowing: Windowing = FIRST_WINDOW
+
+    @property
+    def featurizer(self) -> Featurizer:
+        return Featurizer(self.vectors, self.windowing)
 
 
 def load_assets(model_dir: str | os.PathLike[str], version: int) -> VersionAssets:
-    path = version_dir(model_dir, version)
+    return read_assets(version_dir(model_dir, version), version)
+
+
+def read_assets(path: str | os.PathLike[str], version: int) -> VersionAssets:
+    """The assets of the version folder ``path`` (also a staged one), checked for this service."""
+    path = Path(path)
     assets = path / ASSETS_DIR
     try:
         preprocessing = json.loads((assets / PREPROCESSING_FILE).read_text(encoding="utf-8"))
         vectors = WordVectors.load(assets)
     except (OSError, ValueError) as exc:
         raise VersionError(f"version {version} at {path} has unusable assets: {exc}") from exc
-    expected = preprocessing_settings()
-    for key, value in expected.items():
+    if not isinstance(preprocessing, dict):
+        raise VersionError(f"version {version}: {PREPROCESSING_FILE} is not a JSON object")
+    for key, value in (("max_len", MAX_LEN), ("dim", DIM)):
         if preprocessing.get(key) != value:
             raise VersionError(
                 f"version {version} was built with {key}={preprocessing.get(key)!r}, "
                 f"this service uses {value!r}"
             )
-    if vectors.dim != expected["dim"]:
-        raise VersionError(f"version {version} has {vectors.dim}-d vectors, expected {expected['dim']}")
+    normalizer = preprocessing.get("normalizer_version")
+    if isinstance(normalizer, bool) or not isinstance(normalizer, int) or normalizer not in COMPATIBLE_NORMALIZERS:
+        raise VersionError(
+            f"version {version} was built with normalizer_version="
+            f"{preprocessing.get('normalizer_version')!r}, this service serves "
+            f"{', '.join(map(str, sorted(COMPATIBLE_NORMALIZERS)))}")
+    try:
+        windowing = Windowing.from_preprocessing(preprocessing)
+    except (TypeError, ValueError) as exc:
+        raise VersionError(f"version {version} has unusable windowing settings: {exc}") from exc
+    if vectors.dim != DIM:
+        raise VersionError(f"version {version} has {vectors.dim}-d vectors, expected {DIM}")
     metrics_path = assets / METRICS_FILE
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    return VersionAssets(version, path, vectors, preprocessing, metrics)
+    return VersionAssets(version, path, vectors, preprocessing, metrics, windowing)

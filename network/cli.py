@@ -34,6 +34,13 @@ _SETTINGS_FLAGS = {
     "--extend-min-count": ("extend_min_count", int,
                            "give training words seen this often, that word2vec lacks, their own "
                            "tuned vector (0: off)"),
+    "--stride": ("stride", int, "tokens between the starts of two 20-token windows of a message"),
+    "--cap": ("cap", int, "most windows scored per message (the version records it; serving uses it too)"),
+    "--aggregation": ("aggregation", str, "how a message's windows fold into its score: max or noisy_or"),
+    "--temperature": ("temperature", float, "mean_odds aggregation: how much a lone window in a long "
+                      "text is diluted (higher: more)"),
+    "--augment": ("augment", float, "extra training messages (ads with ordinary text around them, "
+                  "joined ordinary messages) as a share of the training split (0: off)"),
 }
 
 
@@ -58,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser, target: str) -> None:
     parser.add_argument("--static-vectors", dest="fine_tune_vectors", action="store_false", default=None,
                         help="keep the word2vec vectors fixed (default: fine-tune them with the "
                         "network; the version ships the vectors it was trained with either way)")
+    parser.add_argument("--no-char-backoff", dest="char_backoff", action="store_false", default=None,
+                        help="unknown words read as UNK (default: the mean of their known "
+                        "characters' vectors)")
     if target == "rnn":
         parser.add_argument("--rnn-cell", dest="rnn_cell", choices=("lstm", "gru"), default=None,
                             help=f"recurrent cell (default {defaults.rnn_cell})")
@@ -77,8 +87,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
              if getattr(args, field, None) is not None}
     if getattr(args, "rnn_cell", None):
         given["rnn_cell"] = args.rnn_cell
-    if getattr(args, "fine_tune_vectors", None) is not None:
-        given["fine_tune_vectors"] = args.fine_tune_vectors
+    for flag in ("fine_tune_vectors", "char_backoff"):
+        if getattr(args, flag, None) is not None:
+            given[flag] = getattr(args, flag)
     return ClassifierSettings(**given)
 
 
@@ -141,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    split = data.load_split(args.data, args.data_dir, progress=args.progress)
+    split = data.load_split(args.data, args.data_dir, progress=args.progress, everyday=True)
     vectors, origin = load_vectors(args.word2vec, args.data, args.progress)
     log.info("%s word vectors: %d words x %d (%s from %s)", kind, len(vectors), vectors.dim, origin,
              args.word2vec)

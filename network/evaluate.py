@@ -36,12 +36,15 @@ class LoadedVersion:
 
     def spam_probability(self, texts: Sequence[str], segmenter: Segmenter | None = None,
                          batch_size: int = 256) -> np.ndarray:
-        """Column 0 of the signature's probabilities for each raw text."""
+        """Each raw text's spam probability, its windows folded exactly as the service folds them."""
         segmenter = segmenter or default_segmenter()
         tokens = [segmenter.tokenize(text) for text in texts]
-        parts = [self.call(self.assets.vectors.featurize_batch(tokens[i:i + batch_size]))[:, 0]
-                 for i in range(0, len(tokens), batch_size)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        featurizer = self.assets.featurizer
+        parts = []
+        for i in range(0, len(tokens), batch_size):
+            rows, plan = featurizer.featurize(tokens[i:i + batch_size])
+            parts.append(plan.fold(self.call(rows)))
+        return np.concatenate(parts) if parts else np.zeros(0, np.float64)
 
     def call(self, inputs: np.ndarray) -> np.ndarray:
         import tensorflow as tf
@@ -106,7 +109,7 @@ def measure_latency(model_dir: str | os.PathLike[str], version: int | None, text
                               "repeats": repeats, "signature": {}, "pipeline": {}}
     for size in batch_sizes:
         batch = [texts[i % len(texts)] for i in range(size)]
-        inputs = loaded.assets.vectors.featurize_batch([segmenter.tokenize(t) for t in batch])
+        inputs, _plan = loaded.assets.featurizer.featurize([segmenter.tokenize(t) for t in batch])
         for _ in range(5):
             loaded.call(inputs)
         result["signature"][f"batch_{size}"] = _timed(lambda: loaded.call(inputs), repeats)

@@ -89,8 +89,10 @@ def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: 
         tf.saved_model.save(module, str(staged), signatures={versions.SIGNATURE: module.serve})
         assets = staged / versions.ASSETS_DIR
         prepared.save(assets)
-        atomic_write_json(assets / versions.PREPROCESSING_FILE, versions.preprocessing_settings())
-        records = write_warmup(assets / versions.WARMUP_FILE, name, prepared, warmup_texts, segmenter)
+        windowing = trained.settings.windowing()
+        atomic_write_json(assets / versions.PREPROCESSING_FILE, versions.preprocessing_settings(windowing))
+        records = write_warmup(assets / versions.WARMUP_FILE, name, trained.featurizer, warmup_texts,
+                               segmenter)
         payload = {
             **trained.summary(),
             "warmup_records": records,
@@ -98,7 +100,7 @@ def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: 
             **(metrics or {}),
         }
         atomic_write_json(assets / versions.METRICS_FILE, payload)
-        check_staged(staged, trained, prepared, warmup_texts, segmenter)
+        check_staged(staged, trained, warmup_texts, segmenter)
         version = versions.publish(staged, model_dir)
     except BaseException:
         versions.discard(staged)
@@ -107,18 +109,25 @@ def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: 
     return version
 
 
-def check_staged(staged: Path, trained: TrainedClassifier, vectors: WordVectors,
-                 texts: Sequence[str], segmenter: Segmenter) -> None:
-    """Reload the staged SavedModel and require the trainer's predictions from its signature.
+def check_staged(staged: Path, trained: TrainedClassifier, texts: Sequence[str],
+                 segmenter: Segmenter) -> None:
+    """Reload the staged version as the service will and require the trainer's predictions.
 
-    This is what proves the export carried the right weights and the eval-mode graph, and that
-    the vectors saved beside it are the ones the model was trained on.
+    The rows are built from the staged assets (vectors and windowing read back from disk), so
+    this proves the export carried the right weights and the eval-mode graph, and that the
+    vectors and settings saved beside them are the ones the model was trained with.
     """
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(staged))
     signature = loaded.signatures[versions.SIGNATURE]
-    inputs = vectors.featurize_batch([segmenter.tokenize(t) for t in list(texts)[:64]] or [[]])
+    staged_assets = versions.read_assets(staged, version=0)
+    token_lists = [segmenter.tokenize(t) for t in list(texts)[:64]] or [[]]
+    inputs, _plan = staged_assets.featurizer.featurize(token_lists)
+    expected_inputs, _ = trained.featurizer.featurize(token_lists)
+    if not np.array_equal(inputs, expected_inputs):
+        raise ExportError(f"staged version at {staged} builds other rows than the trainer "
+                          "(vectors or windowing not saved as trained)")
     outputs = signature(**{versions.INPUT_KEY: tf.constant(inputs)})
     got = outputs[versions.PROBABILITIES_KEY].numpy()
     expected = trained.predict_proba(inputs)

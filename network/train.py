@@ -4,19 +4,29 @@ What keeps the figures honest:
 
 * Every text goes through :func:`antispam.text.Segmenter.tokenize` and the version's own word
   vectors, exactly as the service will process it (DESIGN.md §3).
-* Early stopping and the choice of epoch look only at the validation split; the test split is
+* Early stopping and the choice of epoch look only at the validation split (its messages and
+  whole messages built from them alone, :func:`augmented_messages`, so the kept epoch is the one
+  that judges messages with ordinary text around an ad best, not only single ones); the test split is
   featurized and scored once, after the best weights are restored.
 * One compiled train step (``tf.function`` with a fixed input signature, so it traces once) and
   seeded initialization, shuffling and dropout.
 
-Unknown words: at serve time about a sixth of the tokens a network sees are outside the
-vocabulary and arrive as the ``UNK`` vector. Training replaces a share of the tokens by ``UNK``
-at each step (``unknown_rate``), so the network learns to read messages with holes in them and
-the ``UNK`` row learns what an unknown word suggests.
+Whole messages (multiple-instance learning): a message is cut into the same overlapping 20-token
+windows the service scores (:class:`antispam.features.Windowing`), all windows of a batch's
+messages go through the network together, and the loss is taken on the message's score folded
+from its windows exactly as the service folds them (``max``: the most spam-like window; or
+``noisy_or``). So an ordinary window inside a spam message is never taught to be spam: only the
+message's most spam-like window must be, and every window of a pass message must be pass.
 
-Batches are fed as token-id matrices and looked up inside the compiled step from the same rows
-:meth:`WordVectors.featurize_batch` uses (padding → an all-zero row), so the network sees exactly
-the featurizer's ``[n, 20, 200]`` output without holding the whole corpus as floats in memory.
+Unknown words: a word outside the vocabulary gets the mean of its known characters' vectors
+(character back-off, :class:`antispam.features.Featurizer`), ``UNK`` only when none is known.
+Training treats a share of the tokens as unknown at each step (``unknown_rate``), so the network
+learns to read back-off vectors and ``UNK`` in context and those rows learn what they suggest.
+
+Batches are fed as the featurizer's own :class:`~antispam.features.Plan` (row ids, back-off
+character ids) and looked up inside the compiled step from the trainable table, with the same
+means the service computes in numpy, so the network sees exactly what serving will build
+without holding the whole corpus as floats in memory.
 
 Word vectors are fine-tuned by default ("non-static" in Kim, 2014), and training-split words that
 word2vec dropped as rare get rows of their own (starting from the ``UNK`` vector). The version
@@ -37,8 +47,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from antispam.data import Sample, Split
-from antispam.features import DIM, MAX_LEN, WordVectors
+from antispam.features import AGGREGATIONS, DIM, MAX_LEN, Featurizer, Plan, Windowing, WordVectors
 from antispam.network.metrics import binary_scores
+from antispam.labels import PASS, SPAM
 from antispam.network.models import KINDS, build_model
 from antispam.text import Segmenter, default_segmenter
 
@@ -56,7 +67,7 @@ class ClassifierSettings:
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
-    patience: int = 3  # epochs without a better validation F1 before stopping
+    patience: int = 3  # epochs without a better selection F1 (validation + built messages) before stopping
     plateau_factor: float = 1.0  # learning rate multiplier after an epoch without improvement (1: off)
     seed: int = 20171128
     dropout: float = 0.5
@@ -65,6 +76,12 @@ class ClassifierSettings:
     unknown_rate: float = 0.1  # share of training tokens replaced by UNK at each step
     fine_tune_vectors: bool = True  # train the word vectors with the network (shipped with it)
     extend_min_count: int = 2  # add training words seen this often that word2vec lacks (0: off)
+    stride: int = 10  # tokens between the starts of two windows of a message
+    cap: int = 64  # most windows scored per message (training and serving alike)
+    aggregation: str = "max"  # how windows fold into the message's score: max or noisy_or
+    char_backoff: bool = True  # unknown words → mean of their known characters' vectors
+    augment: float = 0.5  # extra whole messages built from training messages, as a share of them
+    temperature: float = 1.0  # mean_odds aggregation: how much a lone window in a long text is diluted
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -87,6 +104,15 @@ class ClassifierSettings:
             raise ValueError("extend_min_count must be 0 (off) or positive")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError("max_seconds must be positive")
+        if not 0.0 <= self.augment <= 4.0:
+            raise ValueError("augment must be in [0, 4]")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+        self.windowing()  # validates stride and cap
+
+    def windowing(self) -> Windowing:
+        return Windowing(stride=self.stride, cap=self.cap, aggregation=self.aggregation,
+                         char_backoff=self.char_backoff, temperature=float(self.temperature))
 
     def model_options(self, kind: str) -> dict[str, Any]:
         return {"cell": self.rnn_cell} if kind == "rnn" else {}
@@ -110,8 +136,19 @@ class TrainedClassifier:
     stopped_because: str
     _predict: Any = field(default=None, repr=False)
 
+    @property
+    def featurizer(self) -> Featurizer:
+        """What the service will build for this model: its vectors and its windowing."""
+        return Featurizer(self.vectors, self.settings.windowing())
+
+    def predict_messages(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """float64 ``[n]`` spam probability of whole messages, folded as the service folds them."""
+        featurizer = self.featurizer
+        plan = featurizer.plan(token_lists)
+        return plan.fold(self.predict_proba(featurizer.rows(plan)))
+
     def predict_proba(self, inputs: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """float32 ``[n, 2]`` softmax of the network on featurizer output ``[n, 20, 200]``."""
+        """float32 ``[n, 2]`` softmax of the network on featurizer rows ``[n, 20, 200]``."""
         import tensorflow as tf
 
         if self._predict is None:
@@ -147,6 +184,7 @@ class TrainedClassifier:
             "vocabulary_size": len(self.vectors),
             "source_vectors": self.source_fingerprint,
             "parameters": int(sum(int(np.prod(w.shape)) for w in self.model.all_weights)),
+            "windowing": self.settings.windowing().to_preprocessing(),
         }
 
 
@@ -186,34 +224,111 @@ def vectors_fingerprint(vectors: WordVectors) -> str:
 
 
 def extend_vocabulary(vectors: WordVectors, token_lists: Sequence[Sequence[str]], min_count: int,
-                      seed: int) -> WordVectors:
+                      seed: int, windowing: Windowing | None = None) -> WordVectors:
     """Append words seen ``min_count``+ times in ``token_lists`` that ``vectors`` lacks.
 
-    New rows start at the ``UNK`` vector plus a little seeded noise: to the network they are
-    unknown words at first, and fine-tuning moves each towards what it signals. Words are
-    ordered by descending count, then alphabetically, so the result is reproducible.
+    Only tokens the windows read count (all of them with full-text windowing). A new row
+    starts where the service would have put the word as an unknown one (its characters' mean
+    with back-off, else ``UNK``) plus a little seeded noise, and fine-tuning moves it towards
+    what it signals. Words are ordered by descending count, then alphabetically, so the result
+    is reproducible.
     """
+    windowing = windowing or Windowing()
     counts: dict[str, int] = {}
     for tokens in token_lists:
-        for token in tokens[:MAX_LEN]:  # only what the network sees can be learned
-            if token not in vectors:
-                counts[token] = counts.get(token, 0) + 1
+        spans = windowing.spans(len(tokens))
+        for start, end in spans:
+            for token in tokens[start:end]:
+                if token not in vectors:
+                    counts[token] = counts.get(token, 0) + 1
     new = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
     if not new:
         return vectors
     rng = np.random.default_rng(seed)
-    unk = vectors.matrix[0]
+    start_rows = np.empty((len(new), vectors.dim), np.float32)
+    for k, word in enumerate(new):
+        chars = vectors.char_ids(word) if windowing.char_backoff else np.zeros(0, np.int32)
+        start_rows[k] = vectors.matrix[chars].mean(axis=0) if chars.size else vectors.matrix[0]
     noise = rng.normal(0.0, 0.1 * float(np.std(vectors.matrix)) + 1e-6, (len(new), vectors.dim))
-    rows = (unk[None, :] + noise).astype(np.float32)
+    rows = (start_rows + noise).astype(np.float32)
     return WordVectors([*vectors.vocab, *new], np.vstack([vectors.matrix, rows]))
 
 
-def token_ids(token_lists: Sequence[Sequence[str]], vectors: WordVectors) -> np.ndarray:
-    """int32 ``[n, 20]`` row ids (unknown → 0, padding → ``vectors.pad_id``)."""
-    ids = np.full((len(token_lists), MAX_LEN), vectors.pad_id, dtype=np.int32)
-    for row, tokens in enumerate(token_lists):
-        ids[row] = vectors.ids(tokens)
-    return ids
+def message_log_probabilities(logits: Any, owner: Any, messages: Any, aggregation: str,
+                              temperature: float = 1.0) -> tuple[Any, Any]:
+    """log P(spam), log P(pass) of each message from its windows' logits, as :meth:`Plan.fold`.
+
+    In log space so the loss stays finite when a window is certain. ``max``: the most spam-like
+    window is also the least pass-like one, so both come from the same window. ``noisy_or``:
+    P(pass) is the product of the windows' P(pass). ``mean_odds``: the mean of the windows' odds.
+    """
+    import tensorflow as tf
+
+    log_p = tf.nn.log_softmax(logits, axis=-1)
+    if aggregation == "max":
+        return (tf.math.unsorted_segment_max(log_p[:, 0], owner, messages),
+                tf.math.unsorted_segment_min(log_p[:, 1], owner, messages))
+    if aggregation == "noisy_or":
+        log_pass = tf.minimum(tf.math.unsorted_segment_sum(log_p[:, 1], owner, messages), -1e-7)
+        return tf.math.log(-tf.math.expm1(log_pass)), log_pass
+    # mean_odds: log of the mean of exp(log-odds) over a message's windows.
+    log_odds = (logits[:, 0] - logits[:, 1]) / temperature
+    top = tf.math.unsorted_segment_max(log_odds, owner, messages)
+    total = tf.math.unsorted_segment_sum(tf.exp(log_odds - tf.gather(top, owner)), owner, messages)
+    count = tf.math.unsorted_segment_sum(tf.ones_like(log_odds), owner, messages)
+    mean_log_odds = temperature * (top + tf.math.log(total) - tf.math.log(count))
+    return tf.math.log_sigmoid(mean_log_odds), tf.math.log_sigmoid(-mean_log_odds)
+
+
+def plan_tensors(plan: Plan) -> dict[str, np.ndarray]:
+    """A plan as the compiled step's inputs: row ids, back-off characters, row → message."""
+    counts = np.diff(np.append(plan.starts, len(plan.ids)))
+    chars = plan.extra_chars
+    return {
+        "ids": plan.ids,
+        "chars": np.concatenate(chars).astype(np.int32) if chars else np.zeros(0, np.int32),
+        "char_rows": (np.repeat(np.arange(len(chars), dtype=np.int32), [len(c) for c in chars])
+                      if chars else np.zeros(0, np.int32)),
+        "extra_rows": np.int32(len(chars)),
+        "owner": np.repeat(np.arange(plan.messages, dtype=np.int32), counts),
+        "messages": np.int32(plan.messages),
+    }
+
+
+def augmented_messages(train: Sequence[Sample], share: float, seed: int) -> list[Sample]:
+    """Whole messages a moderation backend sends that the corpus lacks, from training ones only.
+
+    Half are spam with one to three ordinary (pass) messages before and/or after it, labelled
+    spam: under multiple-instance training only the ad's windows must score spam. Half are two to
+    four pass messages joined, labelled pass: long ordinary texts must not start to look like
+    spam because they have more windows. Joined with the separators people type (none, "。",
+    "，", a space, a line break). Built once per run from a seeded generator.
+    """
+    rng = np.random.default_rng([seed, 7])
+    spam = [s.text for s in train if s.label == SPAM]
+    ordinary = [s.text for s in train if s.label != SPAM]
+    if not spam or len(ordinary) < 4 or share <= 0:
+        return []
+    separators = ("", "。", "，", " ", "\n")
+    count = int(round(share * len(train)))
+
+    def join(parts: list[str]) -> str:
+        return str(rng.choice(separators)).join(parts)
+
+    def pick(k: int) -> list[str]:
+        return [ordinary[i] for i in rng.choice(len(ordinary), size=k, replace=False)]
+
+    out = []
+    for n in range(count):
+        if n % 2 == 0:
+            ad = spam[int(rng.integers(len(spam)))]
+            before, after = pick(int(rng.integers(0, 4))), pick(int(rng.integers(0, 3)))
+            if not before and not after:
+                before = pick(1)
+            out.append(Sample(join([*before, ad, *after]), SPAM))
+        else:
+            out.append(Sample(join(pick(int(rng.integers(2, 5)))), PASS))
+    return out
 
 
 def tokenize_all(samples: Sequence[Sample], segmenter: Segmenter) -> list[list[str]]:
@@ -226,7 +341,8 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
     """Train ``kind`` ("cnn", "rnn" or "mlp") on ``split.train``; see the module docstring."""
     import tensorflow as tf
     import tf_keras
-    from tqdm.auto import tqdm
+
+    from antispam.progress import progress_bar
 
     if kind not in KINDS:
         raise ValueError(f"unknown classifier {kind!r}; choose one of {', '.join(KINDS)}")
@@ -239,13 +355,21 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
     started = time.perf_counter()
     source = prepare_vectors(vectors)
     segmenter = segmenter or default_segmenter()
-    train_tokens = tokenize_all(split.train, segmenter)
+    windowing = settings.windowing()
+    train_samples = [*split.train, *augmented_messages(split.train, settings.augment, settings.seed)]
+    train_tokens = tokenize_all(train_samples, segmenter)
     vectors = source
     if settings.fine_tune_vectors and settings.extend_min_count:
-        vectors = extend_vocabulary(source, train_tokens, settings.extend_min_count, settings.seed)
-    train_ids = token_ids(train_tokens, vectors)
-    validation_ids = token_ids(tokenize_all(split.validation, segmenter), vectors)
-    train_y = np.array([s.label for s in split.train], dtype=np.int32)
+        vectors = extend_vocabulary(source, train_tokens, settings.extend_min_count, settings.seed,
+                                    windowing)
+    featurizer = Featurizer(vectors, windowing)
+    validation_tokens = tokenize_all(split.validation, segmenter)
+    # What epochs are selected on: the validation messages and whole messages built from them.
+    selection_samples = [*split.validation,
+                         *augmented_messages(split.validation, settings.augment, settings.seed + 1)]
+    selection_tokens = validation_tokens + tokenize_all(selection_samples[len(split.validation):], segmenter)
+    selection_y = np.array([s.label for s in selection_samples], dtype=np.int32)
+    train_y = np.array([s.label for s in train_samples], dtype=np.int32)
     validation_y = np.array([s.label for s in split.validation], dtype=np.int32)
 
     tf.random.set_seed(settings.seed)
@@ -256,62 +380,80 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
     optimizer = tf_keras.optimizers.Adam(learning_rate=settings.learning_rate)
     rows = len(vectors)
 
-    def lookup(ids: tf.Tensor) -> tf.Tensor:
-        # Padding ids (== rows) read row rows-1 and are zeroed: no gradient reaches any row from
-        # padding, and the input is exactly the featurizer's (padding = zero vectors).
-        real = tf.cast(ids < rows, tf.float32)[:, :, None]
-        return tf.gather(table, tf.minimum(ids, rows - 1)) * real
+    def lookup(ids: tf.Tensor, chars: tf.Tensor, char_rows: tf.Tensor, extra_rows: tf.Tensor) -> tf.Tensor:
+        # The featurizer's rows from the trainable table: vocabulary ids read their row, padding
+        # (== rows) reads zeros, back-off ids (> rows) read the mean of their characters' rows,
+        # as Featurizer.rows does in numpy. Gradients reach every row that was read.
+        extras = tf.math.unsorted_segment_mean(tf.gather(table, chars), char_rows, extra_rows)
+        extras = tf.concat([extras, tf.zeros([1, DIM], table.dtype)], axis=0)
+        vocab_part = tf.gather(table, tf.minimum(ids, rows - 1))
+        extra_part = tf.gather(extras, tf.clip_by_value(ids - rows - 1, 0, extra_rows))
+        is_vocab = tf.cast(ids < rows, table.dtype)[:, :, None]
+        is_extra = tf.cast(ids > rows, table.dtype)[:, :, None]
+        return vocab_part * is_vocab + extra_part * is_extra
 
-    ids_spec = tf.TensorSpec([None, MAX_LEN], tf.int32)
+    plan_spec = [tf.TensorSpec([None, MAX_LEN], tf.int32), tf.TensorSpec([None], tf.int32),
+                 tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
+                 tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)]
 
-    @tf.function(input_signature=[ids_spec, tf.TensorSpec([None], tf.int32)], autograph=False)
-    def train_step(ids: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        if settings.unknown_rate > 0:
-            # Word dropout to UNK: at test time a sixth or so of the tokens are unknown words,
-            # so training shows the network unknown words in context, and trains the UNK row.
-            hit = tf.random.uniform(tf.shape(ids)) < settings.unknown_rate
-            ids = tf.where(hit & (ids < rows), tf.zeros_like(ids), ids)
+    @tf.function(input_signature=[*plan_spec, tf.TensorSpec([None], tf.int32)], autograph=False)
+    def train_step(ids: tf.Tensor, chars: tf.Tensor, char_rows: tf.Tensor, extra_rows: tf.Tensor,
+                   owner: tf.Tensor, messages: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            logits = model(lookup(ids))
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+            logits = model(lookup(ids, chars, char_rows, extra_rows))
+            log_spam, log_pass = message_log_probabilities(logits, owner, messages,
+                                                           settings.aggregation, settings.temperature)
+            picked = tf.where(tf.equal(labels, SPAM), log_spam, log_pass)
+            loss = -tf.reduce_mean(picked)
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return loss
 
-    @tf.function(input_signature=[ids_spec], autograph=False)
-    def predict_ids(ids: tf.Tensor) -> tf.Tensor:
-        return tf.nn.softmax(model(lookup(ids)), axis=-1)
+    @tf.function(input_signature=[tf.TensorSpec([None, MAX_LEN], tf.int32), *plan_spec[1:4]],
+                 autograph=False)
+    def predict_rows(ids: tf.Tensor, chars: tf.Tensor, char_rows: tf.Tensor, extra_rows: tf.Tensor
+                     ) -> tf.Tensor:
+        return tf.nn.softmax(model(lookup(ids, chars, char_rows, extra_rows)), axis=-1)
 
-    def probabilities(ids: np.ndarray) -> np.ndarray:
+    def message_probabilities(token_lists: Sequence[Sequence[str]]) -> np.ndarray:
         model.eval()
-        return np.concatenate([predict_ids(ids[i:i + 1024]).numpy() for i in range(0, len(ids), 1024)])
+        parts = []
+        for i in range(0, len(token_lists), 512):
+            plan = featurizer.plan(token_lists[i:i + 512])
+            t = plan_tensors(plan)
+            parts.append(plan.fold(predict_rows(t["ids"], t["chars"], t["char_rows"],
+                                                t["extra_rows"]).numpy()))
+        return np.concatenate(parts) if parts else np.zeros(0)
 
-    def scores(ids: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-        probs = probabilities(ids)
-        picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
-        return binary_scores(labels, probs[:, 0], loss=float(-np.mean(np.log(picked))))
+    def scores(token_lists: Sequence[Sequence[str]], labels: np.ndarray) -> dict[str, Any]:
+        spam = message_probabilities(token_lists)
+        picked = np.clip(np.where(labels == SPAM, spam, 1.0 - spam), 1e-7, 1.0)
+        return binary_scores(labels, spam, loss=float(-np.mean(np.log(picked))))
 
     history: list[dict[str, Any]] = []
-    best: tuple[float, float] | None = None  # (validation F1, -validation loss)
+    best: tuple[float, float] | None = None  # (selection F1, -selection loss)
     best_weights: list[np.ndarray] = []
     best_epoch, stale, stopped_because = 0, 0, "epochs"
-    steps = -(-len(train_ids) // settings.batch_size)
+    steps = -(-len(train_tokens) // settings.batch_size)
     for epoch in range(1, settings.epochs + 1):
         epoch_started = time.perf_counter()
-        order = rng.permutation(len(train_ids))
+        order = rng.permutation(len(train_tokens))
         model.train()
-        bar = tqdm(total=steps, desc=f"{kind} epoch {epoch}/{settings.epochs}", unit="batch",
-                   disable=not progress, leave=True, dynamic_ncols=True)
+        bar = progress_bar(total=steps, desc=f"{kind} epoch {epoch}/{settings.epochs}", unit="batch",
+                           enabled=progress)
         total_loss = 0.0
         for step in range(steps):
             batch = order[step * settings.batch_size:(step + 1) * settings.batch_size]
-            loss = float(train_step(train_ids[batch], train_y[batch]))
+            plan = featurizer.plan([train_tokens[i] for i in batch], settings.unknown_rate, rng)
+            t = plan_tensors(plan)
+            loss = float(train_step(t["ids"], t["chars"], t["char_rows"], t["extra_rows"], t["owner"],
+                                    t["messages"], train_y[batch]))
             total_loss += loss * len(batch)
             bar.update(1)
             if step % 20 == 0 or step == steps - 1:
                 bar.set_postfix(loss=f"{total_loss / min(len(order), (step + 1) * settings.batch_size):.4f}")
-        train_loss = total_loss / len(train_ids)
-        validation = scores(validation_ids, validation_y)
+        train_loss = total_loss / len(train_tokens)
+        validation = scores(validation_tokens, validation_y)
+        selection = scores(selection_tokens, selection_y) if len(selection_y) > len(validation_y) else validation
         record = {
             "epoch": epoch,
             "loss": train_loss,
@@ -319,6 +461,8 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
             "validation_accuracy": validation["accuracy"],
             "validation_f1": validation["f1"],
             "validation_roc_auc": validation["roc_auc"],
+            "selection_f1": selection["f1"],
+            "selection_loss": selection["loss"],
             "learning_rate": float(optimizer.learning_rate),
             "seconds": round(time.perf_counter() - epoch_started, 2),
         }
@@ -326,7 +470,7 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
         bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{validation['loss']:.4f}",
                         val_acc=f"{validation['accuracy']:.4f}", val_f1=f"{validation['f1']:.4f}")
         bar.close()
-        key = (validation["f1"], -validation["loss"])
+        key = (selection["f1"], -selection["loss"])
         if best is None or key > best:
             best, best_epoch, stale = key, epoch, 0
             best_weights = [w.numpy() for w in [*model.all_weights, table]]
@@ -337,7 +481,7 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
                 # than overshoot.
                 optimizer.learning_rate.assign(optimizer.learning_rate * settings.plateau_factor)
         if stale >= settings.patience:
-            stopped_because = f"no better validation F1 for {settings.patience} epochs"
+            stopped_because = f"no better validation (selection) F1 for {settings.patience} epochs"
             break
         if settings.max_seconds is not None and time.perf_counter() - started > settings.max_seconds:
             stopped_because = f"time budget of {settings.max_seconds:g} s reached"
@@ -349,11 +493,10 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
     final_vectors = WordVectors(list(vectors.vocab), table.numpy())
     if prepare_vectors(final_vectors) is not final_vectors:
         raise RuntimeError("fine-tuning drove a word vector to exactly zero; retrain with another seed")
-    validation_scores = scores(validation_ids, validation_y)
+    validation_scores = scores(validation_tokens, validation_y)
     # The one and only look at the test split.
-    test_ids = token_ids(tokenize_all(split.test, segmenter), vectors)
     test_y = np.array([s.label for s in split.test], dtype=np.int32)
-    test_scores = scores(test_ids, test_y) if len(test_y) else {}
+    test_scores = scores(tokenize_all(split.test, segmenter), test_y) if len(test_y) else {}
     trained = TrainedClassifier(
         kind=kind, model=model, vectors=final_vectors, source_fingerprint=vectors_fingerprint(source),
         settings=settings, history=history,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from antispam import versions
-from antispam.features import WordVectors
+from antispam.features import Featurizer
 from antispam.text import Segmenter, default_segmenter
 
 MAX_RECORDS = 1000  # TF Serving reads at most this many warmup records
@@ -33,9 +33,12 @@ def warmup_batches(texts: Sequence[str], singles: int = 32, batch: int = 64) -> 
     return records
 
 
-def write_warmup(path: str | Path, model_name: str, vectors: WordVectors, texts: Sequence[str],
+def write_warmup(path: str | Path, model_name: str, featurizer: Featurizer, texts: Sequence[str],
                  segmenter: Segmenter | None = None, singles: int = 32, batch: int = 64) -> int:
-    """Write the records for ``texts`` to ``path``; return how many were written."""
+    """Write the records for ``texts`` to ``path``; return how many were written.
+
+    Each record holds the rows the service would send for its texts (all their windows).
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
@@ -45,7 +48,7 @@ def write_warmup(path: str | Path, model_name: str, vectors: WordVectors, texts:
         for group in records:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=versions.SIGNATURE))
-            tensor = vectors.featurize_batch([segmenter.tokenize(text) for text in group])
+            tensor, _plan = featurizer.featurize([segmenter.tokenize(text) for text in group])
             request.inputs[versions.INPUT_KEY].CopyFrom(tf.make_tensor_proto(tensor))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))

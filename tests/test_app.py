@@ -26,6 +26,8 @@ from antispam.backends.base import BackendError, Overloaded
 from antispam.backends.local import LocalBackend
 from antispam.config import ServeConfig
 from antispam.errors import ERROR_CODES
+from antispam.features import Windowing
+from antispam.text import tokenize
 
 JSON = {"Content-Type": "application/json"}
 
@@ -130,6 +132,25 @@ class LocalBackendApiTest(ApiTestCase):
         self.assertEqual([d["label"] for d in body["data"]], ["pass", "spam", "spam", "pass", "pass"])
         single = self.call("/predict", "POST", {"text": tinymodel.SPAM_TEXT})[1]["data"]
         self.assertEqual(single, body["data"][1])
+
+    def test_every_prediction_reports_its_coverage(self):
+        # This version records no windows: only the first 20 tokens are read.
+        long_text = "".join((tinymodel.PASS_WORDS * 4)[:25])  # 25 two-character words, 50 chars
+        self.assertEqual(len(tokenize(long_text)), 25)
+        status, body = self.get_predict(long_text)
+        self.assertEqual(status, 200)
+        self.assertEqual(body["data"]["coverage"], {"tokens": 25, "scored": 20})
+        again = self.get_predict(long_text)[1]["data"]  # from the cache: same coverage
+        self.assertEqual(again["coverage"], {"tokens": 25, "scored": 20})
+
+        texts = [tinymodel.SPAM_TEXT, long_text, "明天开会"]
+        status, body = self.call("/predict", "POST", {"texts": texts})
+        self.assertEqual(status, 200)
+        coverage = [d["coverage"] for d in body["data"]]
+        counts = [len(tokenize(t)) for t in texts]
+        self.assertEqual(coverage, [{"tokens": n, "scored": min(n, 20)} for n in counts])
+        single = self.call("/predict", "POST", {"text": "明天开会"})[1]["data"]
+        self.assertEqual(single["coverage"], {"tokens": counts[2], "scored": counts[2]})
 
     # -- errors ----------------------------------------------------------------------------
 
@@ -292,6 +313,26 @@ class LocalBackendApiTest(ApiTestCase):
         self.assertEqual((versions[0], versions[-1]), (1, 2))
 
 
+class WindowedApiTest(ApiTestCase):
+    """A version that records windows reads every token of a long text."""
+
+    def make_backend(self):
+        tinymodel.build_version(self.model_dir, windowing=Windowing())
+        return LocalBackend(self.config)
+
+    def test_coverage_of_a_windowed_version(self):
+        long_text = "".join((tinymodel.PASS_WORDS * 4)[:25])
+        status, body = self.get_predict(long_text)
+        self.assertEqual((status, body["data"]["coverage"]), (200, {"tokens": 25, "scored": 25}))
+        texts = [long_text, tinymodel.SPAM_TEXT]
+        status, body = self.call("/predict", "POST", {"texts": texts})
+        self.assertEqual(status, 200)
+        counts = [len(tokenize(t)) for t in texts]
+        self.assertEqual([d["coverage"] for d in body["data"]],
+                         [{"tokens": n, "scored": n} for n in counts])
+        self.assertEqual([d["label"] for d in body["data"]], ["pass", "spam"])
+
+
 class NotReadyApiTest(ApiTestCase):
     """No version on disk at start: alive, not ready; ready once a version is published."""
 
@@ -312,7 +353,7 @@ class NotReadyApiTest(ApiTestCase):
 class FakeBackendApiTest(ApiTestCase):
     """Backend failures become 503s with the JSON error shape, within the deadline."""
 
-    settings = {"cache_size": 0}
+    settings = {"cache_size": 0, "min_tokens_to_block": 0}
 
     def make_backend(self):
         self.store = None
@@ -323,6 +364,14 @@ class FakeBackendApiTest(ApiTestCase):
         got = [(d["predict"], d["label"], d["suggestion"]) for d in body["data"]]
         self.assertEqual(got, [(0, "spam", "review"), (0, "spam", "block"),
                                (1, "pass", "pass"), (1, "pass", "pass")])
+
+    def test_coverage_when_the_backend_does_not_report_it(self):
+        # FakeBackend gives no scored_tokens: every token counts as read.
+        status, body = self.call("/predict", "POST", {"texts": ["a", "b c d"]})
+        self.assertEqual(status, 200)
+        self.assertEqual([d["coverage"] for d in body["data"]],
+                         [{"tokens": 1, "scored": 1}, {"tokens": 3, "scored": 3}])
+        self.assertEqual(self.get_predict("b c")[1]["data"]["coverage"], {"tokens": 2, "scored": 2})
 
     def test_duplicates_in_one_request_reach_the_backend_once(self):
         self.call("/predict", "POST", {"texts": ["a", "b", "a!", "A"]})
@@ -375,6 +424,24 @@ class FakeBackendApiTest(ApiTestCase):
         response = await in_flight
         self.assertEqual(response.code, 200)
         self.assertTrue(await drained)
+
+
+class TooLittleTextApiTest(ApiTestCase):
+    """Fewer than min_tokens_to_block tokens: at most review on model evidence, and it says so."""
+
+    settings = {"cache_size": 0, "min_tokens_to_block": 3}
+
+    def make_backend(self):
+        self.store = None
+        return FakeBackend(lambda tokens: 0.99)
+
+    def test_short_texts_are_reviewed_not_blocked(self):
+        status, body = self.call("/predict", "POST", {"texts": ["a", "a b", "a b c"]})
+        self.assertEqual(status, 200)
+        got = [(d["suggestion"], d.get("capped"), d["spam_probability"], d["label"]) for d in body["data"]]
+        self.assertEqual(got, [("review", "too_little_text", 0.99, "spam"),
+                               ("review", "too_little_text", 0.99, "spam"),
+                               ("block", None, 0.99, "spam")])
 
 
 class RealFeedbackStoreApiTest(ApiTestCase):

@@ -353,7 +353,7 @@ def test_a_new_version_is_pinned_only_once_its_vectors_are_loaded(tfs: StandinTF
         # the trap the frontend avoids: old vectors sent to the new weights flip the verdict
         mixed = layout.VersionAssets(new, Path(), backend.versions.pick().vectors, {}, {})
         protocol = backend.primary if kind == "grpc" else backend.secondary
-        wrong = await protocol._call(mixed, [SPAM, PASS], 2)
+        wrong = await protocol._call(mixed, mixed.featurizer.plan([SPAM, PASS]), 2)
         assert wrong[0][0] < 0.5 < wrong[1][0]
         gate.set()
         await wait_for(lambda: backend.current_version == new)

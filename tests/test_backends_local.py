@@ -239,3 +239,62 @@ def test_deadline_and_full_queue_on_a_stalled_model(tmp_path):
 
     waited = asyncio.run(main())
     assert waited < 0.3
+
+
+# -- full-text windows -------------------------------------------------------------------------
+
+from antispam.features import Windowing
+
+# 30 pass words, then the ad. With stride 10 the last window is aligned to the message's end.
+# One SPAM_TEXT is only 6 tokens (jieba: 代/开发票/优惠/贷款/加微信/xxxxxxxxxxx), so the last
+# window would still hold 14 pass words and read as pass; three copies fill 18 of its 20 tokens.
+LONG_TEXT = "".join((tinymodel.PASS_WORDS * 5)[:30]) + tinymodel.SPAM_TEXT * 3
+LONG = tokenize(LONG_TEXT)
+
+
+def test_windowed_version_reads_the_ad_at_the_end(tmp_path):
+    assert LONG[:30] == (tinymodel.PASS_WORDS * 5)[:30] and len(LONG) > 40
+    first_dir, windowed_dir = tmp_path / "first", tmp_path / "windowed"
+    tinymodel.build_version(first_dir / "models" / "cnn")
+    tinymodel.build_version(windowed_dir / "models" / "cnn", windowing=Windowing())
+
+    async def score(root):
+        backend = LocalBackend(config(root, poll_seconds=0))
+        await backend.start()
+        try:
+            return await backend.predict([LONG, SPAM, PASS, []], timeout=5)
+        finally:
+            await backend.close()
+
+    windowed = asyncio.run(score(windowed_dir))
+    first = asyncio.run(score(first_dir))
+    assert windowed.spam_probability[0] > 0.5  # the ad window wins under max
+    assert first.spam_probability[0] < 0.5  # the first 20 tokens are all pass words
+    for result in (windowed, first):
+        assert result.spam_probability[1] > 0.5 > result.spam_probability[2]
+    assert windowed.scored_tokens.tolist() == [len(LONG), len(SPAM), len(PASS), 0]
+    assert first.scored_tokens.tolist() == [20, len(SPAM), len(PASS), 0]
+
+
+def test_version_with_unusable_windowing_is_refused(tmp_path):
+    tinymodel.build_version(model_dir(tmp_path), windowing=Windowing())
+    tinymodel.build_version(model_dir(tmp_path), windowing=Windowing(),
+                            preprocessing={"aggregation": "mean"})
+
+    async def main():
+        backend = LocalBackend(config(tmp_path, poll_seconds=0))
+        await backend.start()
+        try:
+            await backend.refresh()
+            return backend.status(), await backend.predict([LONG, PASS], timeout=5)
+        finally:
+            await backend.close()
+
+    status, result = asyncio.run(main())
+    states = {v["version"]: v for v in status["versions"]}
+    assert states[2]["state"] == "failed"
+    assert "windowing" in states[2]["error"] and "mean" in states[2]["error"]
+    assert states[1]["state"] == "serving" and status["current_version"] == 1
+    assert result.version == 1
+    assert result.spam_probability[0] > 0.5 > result.spam_probability[1]
+    assert result.scored_tokens.tolist() == [len(LONG), len(PASS)]

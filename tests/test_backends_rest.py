@@ -20,6 +20,7 @@ from antispam.backends.base import BackendError, NotReady, Overloaded
 from antispam.backends.remote import BadResponse, Unreachable, UnreachableDeadline
 from antispam.backends.rest import RestBackend, RowEncoder, parse_predictions
 from antispam.config import ServeConfig
+from antispam.features import FIRST_WINDOW, Featurizer, Windowing
 from antispam.text import tokenize
 from standin_tfs import StandinTFS, remote_config, run_started, standin_serving
 from tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
@@ -55,13 +56,17 @@ def test_a_64_text_batch_keeps_its_order(tfs: StandinTFS) -> None:
     assert [bool(p > 0.5) for p in result.spam_probability] == pattern
 
 
-def test_row_encoder_sends_exactly_the_featurized_float32_tensor() -> None:
-    vectors = tiny_vectors()
-    batch = [SPAM, PASS, ["never", "seen"], []]
-    body = json.loads(RowEncoder(vectors).body(batch))
+@pytest.mark.parametrize("windowing", [FIRST_WINDOW, Windowing(stride=5)], ids=["first-20", "windows"])
+def test_row_encoder_sends_exactly_the_featurized_float32_tensor(windowing: Windowing) -> None:
+    featurizer = Featurizer(tiny_vectors(), windowing)
+    # An unknown word made of known characters (back-off row) and a long message (many windows).
+    batch = [SPAM, PASS, ["never", "seen"], [], ["妈我"], SPAM * 5]
+    plan = featurizer.plan(batch)
+    body = json.loads(RowEncoder(featurizer.vectors).body(plan))
     assert body["signature_name"] == "serving_default"
     sent = np.asarray(body["instances"], dtype=np.float32)
-    np.testing.assert_array_equal(sent, vectors.featurize_batch(batch))
+    np.testing.assert_array_equal(sent, featurizer.rows(plan))
+    assert len(sent) == (6 if windowing == FIRST_WINDOW else 5 + len(windowing.spans(len(SPAM) * 5)))
 
 
 def test_an_unknown_model_is_not_ready(tfs: StandinTFS) -> None:

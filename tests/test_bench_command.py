@@ -20,21 +20,28 @@ def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytes
     out = tmp_path / "results.json"
     monkeypatch.chdir(tmp_path)
     code = main(["bench", "--quick", "--model-base", str(tmp_path / "models"), "--data", str(tiny_corpus),
-                 "--duration", "1", "--warmup", "0.2", "--rates", "20", "--requests", "get,post10",
+                 "--duration", "1", "--warmup", "0.2", "--rates", "20", "--requests", "get,post10,post10long",
                  "--json", str(out)])
     stdout = capsys.readouterr().out
     assert code == 0
     payload = json.loads(out.read_text())
     assert report.check_payload(payload) == []
     rows = {r["scenario"]: r for r in payload["results"]}
-    assert set(rows) == {"local-1w GET 1 @20/s", "local-1w GET 1 max", "local-1w POST 10 max"}
+    assert set(rows) == {"local-1w GET 1 @20/s", "local-1w GET 1 max", "local-1w POST 10 max",
+                         "local-1w POST 10 1000-char max"}
     for row in rows.values():
         assert row["errors"] == 0 and row["ok"] > 0, row
         assert row["service_cpu_percent"] > 0 and row["service_rss_mb"] > 50
-        assert 0 < row["fraction_of_limit"]
     assert rows["local-1w GET 1 @20/s"]["ok"] == 16  # 20/s over the 0.8 s recorded window
-    assert rows["local-1w POST 10 max"]["messages_per_s"] == pytest.approx(
-        10 * rows["local-1w POST 10 max"]["requests_per_s"])
+    for scenario in ("local-1w POST 10 max", "local-1w POST 10 1000-char max"):
+        assert rows[scenario]["messages_per_s"] == pytest.approx(10 * rows[scenario]["requests_per_s"])
+        assert rows[scenario]["texts_per_request"] == 10
+    long = rows["local-1w POST 10 1000-char max"]
+    assert long["request"] == "post10long" and long["text_chars"] == 1000
+    assert long["fraction_of_limit"] is None  # the limit is measured on the test texts
+    assert all(0 < r["fraction_of_limit"] for r in rows.values() if r is not long)
+    assert payload["config"]["requests"] == ["get", "post10", "post10long"]
+    assert payload["config"]["local_requests"] == []
     assert payload["pipeline"]["implied_messages_per_s"] > 0
     # The table went to stdout, with every row.
     for scenario in rows:

@@ -24,7 +24,33 @@ def test_measures_each_stage(tmp_path: Path) -> None:
     assert limit.implied_messages_per_s == pytest.approx(1e6 / limit.total_us)
     assert limit.model_us == pytest.approx(limit.model_batch_ms * 1000 / 16)
     assert limit.end_to_end_messages_per_s > 0
-    assert set(limit.to_dict()) >= {"text_us", "featurize_us", "model_us", "implied_messages_per_s"}
+    assert set(limit.to_dict()) >= {"text_us", "featurize_us", "model_us", "implied_messages_per_s",
+                                    "rows_per_message", "model_batch_rows", "windowing"}
+    # A version that records no windowing is read as its first 20 tokens: one row per message.
+    assert limit.rows_per_message == 1.0 and limit.model_batch_rows == 16
+    assert limit.windowing["cap"] == 1
+
+
+def test_counts_the_windows_the_service_scores(tmp_path: Path) -> None:
+    """Long messages are several 20-token windows; the model stage is per message, all its rows."""
+    from tinymodel import build_version
+
+    from antispam import versions
+    from antispam.features import Windowing
+    from antispam.text import Segmenter
+
+    model_dir = tmp_path / "cnn"
+    build_version(model_dir, windowing=Windowing(stride=10, cap=64))
+    texts = ["，".join(TEXTS[:4]) * 3] * 8 + TEXTS[:8]  # 8 long messages, 8 short ones
+    limit = measure(model_dir, texts, batch=16, repeats=1)
+    featurizer = versions.load_assets(model_dir, limit.version).featurizer
+    segmenter = Segmenter()
+    rows, _plan = featurizer.featurize([segmenter.tokenize(t) for t in texts])
+    assert len(rows) > len(texts)  # the long ones have several windows
+    assert limit.rows_per_message == pytest.approx(len(rows) / len(texts))
+    assert limit.model_batch_rows == len(rows)  # one full batch of 16 messages: all their rows
+    assert limit.model_us == pytest.approx(limit.model_batch_ms * 1000 / 16)  # per message, not per row
+    assert limit.windowing == {"window": 20, "stride": 10, "cap": 64, "aggregation": "max", "char_backoff": True}
 
 
 def test_fewer_texts_than_a_batch_still_time_the_model(tmp_path: Path) -> None:

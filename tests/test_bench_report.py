@@ -31,13 +31,18 @@ def payload(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_table_has_one_aligned_line_per_result() -> None:
+    long = record(scenario="local-2w POST 10 1000-char max", request="post10long", text_chars=1000,
+                  requests_per_s=21.0, messages_per_s=210.0, fraction_of_limit=None)
     table = report.format_table([record(), record(scenario="local-1w POST 100 max", messages_per_s=3456.0,
-                                                  service_cpu_percent=None, fraction_of_limit=None)])
-    lines = table.splitlines()[:-3]  # the last three lines are the legend
-    assert len(lines) == 4 and len({len(line) for line in lines}) == 1
-    assert "p99 ms" in lines[0] and "RSS MB" in lines[0]
+                                                  service_cpu_percent=None, fraction_of_limit=None), long])
+    lines = table.splitlines()[:-4]  # the last four lines are the legend
+    assert len(lines) == 5 and len({len(line) for line in lines}) == 1
+    assert "p99 ms" in lines[0] and "RSS MB" in lines[0] and "msg/s" in lines[0]
     assert "3456" in lines[3] and " -" in lines[3]  # unknown values print as "-"
     assert "50%" in lines[2]
+    # The long-text row: labelled as such, with its messages (texts) per second.
+    assert lines[4].startswith("local-2w POST 10 1000-char max ") and "  210 " in lines[4]
+    assert "1000-char rows" in table and "1,000 characters" in table
 
 
 def test_payload_layout_is_checked() -> None:
@@ -68,9 +73,17 @@ def test_default_path_is_in_the_ignored_folder() -> None:
 
 
 def test_pipeline_summary_names_the_three_stages() -> None:
-    text = report.format_pipeline({"version": 3, "messages": 100, "batch": 64, "text_us": 230.0,
-                                   "featurize_us": 5.0, "model_us": 12.0, "total_us": 247.0,
-                                   "model_batch_ms": 0.8, "implied_messages_per_s": 4049.0,
-                                   "end_to_end_messages_per_s": 3900.0})
+    pipeline = {"version": 3, "messages": 100, "batch": 64, "rows_per_message": 2.2, "text_us": 230.0,
+                "featurize_us": 5.0, "model_us": 12.0, "total_us": 247.0, "model_batch_ms": 0.8,
+                "model_batch_rows": 141.0, "implied_messages_per_s": 4049.0,
+                "end_to_end_messages_per_s": 3900.0,
+                "windowing": {"window": 20, "stride": 10, "cap": 64, "aggregation": "max", "char_backoff": True}}
+    text = report.format_pipeline(pipeline)
     assert "(a) text pipeline" in text and "(b) featurizer" in text and "(c) model" in text
     assert "4049 messages/s" in text
+    assert "12.0 µs/message" in text and "141 rows" in text  # the model stage is per message
+    assert "rows per message 2.20" in text and "stride 10, cap 64" in text
+    assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == []
+    del pipeline["rows_per_message"]
+    assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == [
+        "pipeline lacks 'rows_per_message'"]

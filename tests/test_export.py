@@ -13,7 +13,7 @@ tf = pytest.importorskip("tensorflow")
 from network_helpers import exported_cnn, tiny_corpus_path, tiny_split, tiny_vectors, trained_cnn  # noqa: E402,F401
 
 from antispam import versions  # noqa: E402
-from antispam.features import DIM, MAX_LEN, WordVectors  # noqa: E402
+from antispam.features import DIM, FIRST_WINDOW, MAX_LEN, WordVectors  # noqa: E402
 from antispam.network import export as export_module  # noqa: E402
 from antispam.network.export import export_version  # noqa: E402
 from antispam.network.warmup import MAX_RECORDS, read_warmup, warmup_batches  # noqa: E402
@@ -44,7 +44,8 @@ def test_version_layout_and_assets(exported_cnn, trained_cnn, tiny_vectors) -> N
     path = versions.version_dir(model_dir, version)
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
     assets = versions.load_assets(model_dir, version)  # preprocessing settings checked inside
-    assert assets.preprocessing == versions.preprocessing_settings()
+    assert assets.preprocessing == versions.preprocessing_settings(trained_cnn.settings.windowing())
+    assert assets.windowing == trained_cnn.settings.windowing() != FIRST_WINDOW
     # The version ships the vectors the network was trained with (fine-tuned from tiny_vectors).
     assert assets.vectors.vocab == trained_cnn.vectors.vocab
     np.testing.assert_array_equal(assets.vectors.matrix, trained_cnn.vectors.matrix)

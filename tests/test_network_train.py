@@ -11,7 +11,15 @@ from network_helpers import random_vectors, tiny_corpus_path, tiny_split, tiny_v
 
 from antispam.features import DIM, MAX_LEN, UNK, WordVectors  # noqa: E402
 from antispam.labels import SPAM  # noqa: E402
-from antispam.network.train import ClassifierSettings, extend_vocabulary, prepare_vectors, token_ids  # noqa: E402
+from antispam.features import Featurizer, Windowing  # noqa: E402
+from antispam.network.train import (  # noqa: E402
+    ClassifierSettings,
+    augmented_messages,
+    extend_vocabulary,
+    message_log_probabilities,
+    plan_tensors,
+    prepare_vectors,
+)
 from antispam.text import default_segmenter  # noqa: E402
 
 
@@ -54,7 +62,7 @@ def test_early_stopping_stops_after_patience(tiny_split, tiny_vectors) -> None:
     # A learning rate of ~0 never improves on epoch 1, so patience 1 stops at epoch 2.
     trained = train_tiny("mlp", tiny_split, tiny_vectors, epochs=10, patience=1, learning_rate=1e-12)
     assert len(trained.history) == 2 and trained.best_epoch == 1
-    assert "no better validation F1" in trained.stopped_because
+    assert "no better validation (selection) F1" in trained.stopped_because
 
 
 def test_learning_rate_shrinks_on_a_plateau(tiny_split, tiny_vectors) -> None:
@@ -89,13 +97,13 @@ def test_fine_tuning_extends_the_vocabulary_with_training_words_only(tiny_split)
     test_only = ({t for s in tiny_split.test for t in seg.tokenize(s.text)}
                  - {t for s in tiny_split.train for t in seg.tokenize(s.text)})
     small = WordVectors(full.vocab[:10], full.matrix[:10])  # word2vec that knew only 9 words
-    trained = train_tiny("mlp", tiny_split, small, epochs=1, extend_min_count=2)
+    trained = train_tiny("mlp", tiny_split, small, epochs=1, extend_min_count=2, augment=0.0)
     assert trained.vectors.vocab[:10] == small.vocab
     added = set(trained.vectors.vocab[10:])
     assert added and not added & test_only
     counts: dict[str, int] = {}
     for sample in tiny_split.train:
-        for token in seg.tokenize(sample.text)[:MAX_LEN]:
+        for token in seg.tokenize(sample.text):
             counts[token] = counts.get(token, 0) + 1
     assert all(counts[w] >= 2 for w in added)
     assert not np.allclose(trained.vectors.matrix[:10], small.matrix)  # tuned
@@ -135,16 +143,65 @@ def test_prepare_vectors_rejects_wrong_dim_and_nan() -> None:
 
 def test_unknown_words_are_words_not_padding(tiny_split) -> None:
     vectors = prepare_vectors(random_vectors(tiny_split, zero_unk=True))
-    ids = token_ids([default_segmenter().tokenize(tiny_split.train[0].text)], vectors)
-    assert ids.shape == (1, MAX_LEN) and ids.dtype == np.int32
+    plan = Featurizer(vectors, Windowing()).plan([default_segmenter().tokenize(tiny_split.train[0].text)])
+    assert plan.ids.shape[1:] == (MAX_LEN,) and plan.ids.dtype == np.int32
     x = vectors.featurize_batch([["从没见过的词"]])
     assert np.any(x[0, 0] != 0) and np.all(x[0, 1:] == 0)
+
+
+@pytest.mark.parametrize("aggregation,temperature", [("max", 1.0), ("noisy_or", 1.0), ("mean_odds", 1.0),
+                                                     ("mean_odds", 2.5)])
+def test_the_training_loss_folds_windows_exactly_as_the_service(aggregation: str, temperature: float) -> None:
+    """The train step's message probabilities (TensorFlow, log space) equal Plan.fold (numpy)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    vectors = WordVectors([UNK, *"abcdefgh"], rng.normal(size=(9, DIM)).astype(np.float32))
+    batch = [list("abcdefgh" * 5), ["a"], list("hgfedcba" * 3), []]
+    plan = Featurizer(vectors, Windowing(stride=5, aggregation=aggregation, temperature=temperature)).plan(batch)
+    logits = rng.normal(size=(len(plan.ids), 2)).astype(np.float32)
+    t = plan_tensors(plan)
+    log_spam, log_pass = message_log_probabilities(tf.constant(logits), t["owner"], t["messages"],
+                                                   aggregation, temperature)
+    probabilities = tf.nn.softmax(logits).numpy()
+    np.testing.assert_allclose(np.exp(log_spam.numpy()), plan.fold(probabilities), rtol=1e-5)
+    np.testing.assert_allclose(np.exp(log_spam.numpy()) + np.exp(log_pass.numpy()), 1.0, rtol=1e-5)
+
+
+def test_the_trainer_reads_back_off_vectors_as_the_service_builds_them(tiny_split) -> None:
+    """Validation scores come from the trainer's TensorFlow lookup of its table; the shipped
+    vectors through the numpy featurizer (the service's path) must give the same probabilities,
+    back-off rows included."""
+    full = random_vectors(tiny_split)
+    small = WordVectors(full.vocab[:12], full.matrix[:12])  # most words unknown: back-off
+    trained = train_tiny("cnn", tiny_split, small, epochs=1, extend_min_count=0, augment=0.0)
+    seg = default_segmenter()
+    tokens = [seg.tokenize(s.text) for s in tiny_split.validation]
+    assert trained.featurizer.plan(tokens).extra_words  # back-off is exercised
+    spam = trained.predict_messages(tokens)
+    labels = np.array([s.label for s in tiny_split.validation])
+    picked = np.clip(np.where(labels == SPAM, spam, 1.0 - spam), 1e-7, 1.0)
+    assert float(-np.mean(np.log(picked))) == pytest.approx(trained.validation["loss"], rel=1e-4)
+
+
+def test_augmented_messages_come_from_training_messages_only(tiny_split) -> None:
+    extra = augmented_messages(tiny_split.train, 0.5, seed=3)
+    assert len(extra) == round(0.5 * len(tiny_split.train))
+    assert extra == augmented_messages(tiny_split.train, 0.5, seed=3)
+    train_texts = [s.text for s in tiny_split.train]
+    spam_texts = [s.text for s in tiny_split.train if s.label == SPAM]
+    for sample in extra:
+        if sample.label == SPAM:
+            assert any(ad in sample.text for ad in spam_texts)
+        # Every character comes from training texts (plus the separators).
+        assert set(sample.text) <= set("".join(train_texts)) | set("。， \n")
 
 
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"batch_size": 0}, {"learning_rate": 0.0},
                                  {"patience": 0}, {"dropout": 1.0}, {"rnn_cell": "tree"},
                                  {"extend_min_count": -1}, {"max_seconds": 0.0},
-                                 {"plateau_factor": 0.0}, {"unknown_rate": 1.0}])
+                                 {"plateau_factor": 0.0}, {"unknown_rate": 1.0},
+                                 {"aggregation": "mean"}, {"stride": 0}, {"cap": 0}, {"augment": -1.0}])
 def test_settings_reject_nonsense(bad: dict) -> None:
     with pytest.raises(ValueError):
         ClassifierSettings(**bad)

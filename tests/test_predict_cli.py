@@ -13,7 +13,7 @@ from fakes import FakeBackend
 
 from antispam.cli import main
 
-FIELDS = {"text", "predict", "label", "spam_probability", "suggestion", "model"}
+FIELDS = {"text", "predict", "label", "spam_probability", "suggestion", "model", "coverage"}
 
 
 def lines(out: str) -> list[dict]:

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import NUMBERS, TINY_PASS, TINY_SPAM, write_corpus
 
-from antispam import retrain, versions
+from antispam import everyday, retrain, versions
 from antispam.data import Sample, Split, load_split
 from antispam.feedback import FeedbackStore
 from antispam.labels import PASS, SPAM
@@ -278,7 +278,8 @@ def test_first_run_publishes_version_1_with_trained_vectors(seeded) -> None:
     split = load_split(corpus, progress=False)
     assert record["data"] == {"corpus_train": len(split.train), "validation": len(split.validation),
                               "test": len(split.test), "train": len(split.train),
-                              "test_fingerprint": record["data"]["test_fingerprint"]}
+                              "test_fingerprint": record["data"]["test_fingerprint"],
+                              "everyday": len(everyday.training_part())}
     metrics = versions.load_assets(model_base / "cnn", 1).metrics
     assert metrics["retrain"]["gate"]["reason"] == result.reason
     assert not [p for p in (model_base / "cnn").iterdir() if p.name.startswith(".candidate-")]

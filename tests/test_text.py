@@ -81,3 +81,59 @@ def test_importing_text_does_not_load_jieba() -> None:
     code = "import sys, antispam.text; print('jieba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("發票貸款", "发票贷款"),
+        ("請加微信", "请加微信"),
+        ("優惠活動，電話13800138000", "优惠活动 电话xxxxxxxxxxx"),
+        ("发票贷款", "发票贷款"),  # simplified text is left alone
+    ],
+)
+def test_normalize_folds_traditional_to_simplified(raw: str, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
+def test_to_simplified() -> None:
+    from antispam.text import to_simplified
+
+    assert to_simplified("發票貸款，請加微信") == "发票贷款，请加微信"
+    assert to_simplified("") == ""
+
+
+def test_traditional_text_tokenizes_like_simplified(seg: Segmenter) -> None:
+    tokens = seg.tokenize("發票貸款")
+    assert tokens == ["发票", "贷款"]
+    assert tokens == seg.tokenize("发票贷款")
+    assert "微信" in seg.tokenize("請加微信")
+
+
+def test_normalizer_version_and_compatibility() -> None:
+    from antispam.text import COMPATIBLE_NORMALIZERS, NORMALIZER_VERSION
+
+    assert NORMALIZER_VERSION == 2
+    assert NORMALIZER_VERSION in COMPATIBLE_NORMALIZERS and 1 in COMPATIBLE_NORMALIZERS
+
+
+def test_importing_text_does_not_load_opencc() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, antispam.text; print('opencc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_tokens_folds_traditional() -> None:
+    # Same pattern as tests/test_cli.py: the CLI in a subprocess.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "antispam", "tokens", "發票", "請加微信"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["发票"]
+    assert "微信" in lines[1].split()

@@ -80,3 +80,41 @@ def test_load_assets_missing_files(tmp_path: Path) -> None:
     fake_version(tmp_path, 1)
     with pytest.raises(VersionError, match="unusable assets"):
         versions.load_assets(tmp_path, 1)
+
+
+def test_load_assets_reads_the_recorded_windowing(tmp_path: Path) -> None:
+    from antispam.features import FIRST_WINDOW, Windowing
+
+    windowing = Windowing(stride=5, cap=8, aggregation="noisy_or", char_backoff=True)
+    write_assets(fake_version(tmp_path, 1), **windowing.to_preprocessing())
+    assets = versions.load_assets(tmp_path, 1)
+    assert assets.windowing == windowing
+    assert assets.featurizer.windowing == windowing
+    assert assets.featurizer.vectors is assets.vectors
+    # A version without window settings is served as it was trained: the first 20 tokens.
+    write_assets(fake_version(tmp_path, 2))
+    assert versions.load_assets(tmp_path, 2).windowing == FIRST_WINDOW
+    # preprocessing_settings records the windowing it is given (and none for FIRST_WINDOW).
+    assert versions.preprocessing_settings(windowing).items() >= windowing.to_preprocessing().items()
+    assert "stride" not in versions.preprocessing_settings(FIRST_WINDOW)
+
+
+def test_load_assets_refuses_unusable_windowing(tmp_path: Path) -> None:
+    from antispam.features import Windowing
+
+    write_assets(fake_version(tmp_path, 1), **{**Windowing().to_preprocessing(), "aggregation": "mean"})
+    with pytest.raises(VersionError, match="windowing"):
+        versions.load_assets(tmp_path, 1)
+    write_assets(fake_version(tmp_path, 2), stride=10)  # partial record
+    with pytest.raises(VersionError, match="windowing"):
+        versions.load_assets(tmp_path, 2)
+
+
+def test_load_assets_accepts_compatible_normalizers_only(tmp_path: Path) -> None:
+    write_assets(fake_version(tmp_path, 1), normalizer_version=1)
+    assert versions.load_assets(tmp_path, 1).preprocessing["normalizer_version"] == 1
+    write_assets(fake_version(tmp_path, 2), normalizer_version=999)
+    with pytest.raises(VersionError, match="normalizer_version"):
+        versions.load_assets(tmp_path, 2)
+    write_assets(fake_version(tmp_path, 3))
+    assert versions.load_assets(tmp_path, 3).preprocessing["normalizer_version"] == 2

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from antispam.cli import main
+from antispam.data import fingerprint, load_split
 from antispam.features import UNK, WordVectors
 from antispam.word2vec.model import noise_log_expected_counts
 from antispam.word2vec.train import (
@@ -19,6 +20,7 @@ from antispam.word2vec.train import (
     REPORT_FILE,
     Word2VecError,
     Word2VecSettings,
+    character_sentence,
     ensure_word2vec,
     train_word2vec,
 )
@@ -124,8 +126,21 @@ def test_corpus_too_small_is_a_clear_error() -> None:
         train_word2vec([["只有", "两个"]], tiny_settings(min_count=2), progress=False)
 
 
+def test_character_sentences_split_cjk_words_and_keep_latin_runs() -> None:
+    assert character_sentence(["代开", "发票", "xxxxxxxxxxx", "qq", "好"]) == [
+        "代", "开", "发", "票", "xxxxxxxxxxx", "qq", "好"]
+    assert character_sentence([]) == []
+
+
+def test_characters_get_vectors_for_back_off() -> None:
+    tokens = [["代开", "发票", "优惠"], ["今天", "开会"]] * 20
+    chars = [character_sentence(t) for t in tokens]
+    vectors, _ = train_word2vec(tokens + chars, tiny_settings(epochs=1, min_count=2), progress=False)
+    assert {"代", "开", "发", "票", "今", "会"} <= set(vectors.vocab)
+
+
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("window", 0), ("learning_rate", -1.0),
-                                         ("negatives", 0), ("max_vocab", 1)])
+                                         ("negatives", 0), ("max_vocab", 1), ("chars", 2)])
 def test_bad_settings_are_rejected(field: str, value: object) -> None:
     with pytest.raises(Word2VecError):
         tiny_settings(**{field: value}).validate()
@@ -137,7 +152,11 @@ def test_ensure_word2vec_trains_once_then_loads(tmp_path: Path, monkeypatch: pyt
     first = ensure_word2vec(str(corpus), str(out), tiny_settings(epochs=2), progress=False)
     report = json.loads((out / REPORT_FILE).read_text(encoding="utf-8"))
     assert report["vocabulary_size"] == len(first)
-    assert report["messages"] < 80  # the training split only, not the whole corpus
+    # The training split only (with the everyday messages the trainers add), not the whole corpus;
+    # each message once as words and once as characters.
+    split = load_split(corpus, progress=False, everyday=True)
+    assert report["train_fingerprint"] == fingerprint(split.train)
+    assert report["messages"] <= 2 * len(split.train)
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("ensure_word2vec retrained although vectors exist")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from antispam import versions
-from antispam.features import DIM, MAX_LEN, UNK, WordVectors
+from antispam.features import DIM, FIRST_WINDOW, MAX_LEN, UNK, Featurizer, Windowing, WordVectors
 
 SPAM_WORDS = ["发票", "代开", "贷款", "优惠", "微信", "加", "xxxxxxxxxxx"]
 PASS_WORDS = ["今天", "开会", "妈妈", "晚饭", "回家", "我们", "明天"]
@@ -39,8 +39,15 @@ def tiny_vectors(flip: bool = False, seed: int = 0) -> WordVectors:
 
 
 def build_version(model_dir: str | Path, *, flip: bool = False, name: str | None = None,
-                  warmup_texts: list[str] | None = None, sleep_ms: float = 0.0) -> int:
-    """Export one tiny version into ``model_dir`` (atomically) and return its number."""
+                  warmup_texts: list[str] | None = None, sleep_ms: float = 0.0,
+                  windowing: Windowing | None = None,
+                  preprocessing: dict[str, object] | None = None) -> int:
+    """Export one tiny version into ``model_dir`` (atomically) and return its number.
+
+    Without ``windowing`` the version records no window settings (read as the first 20 tokens,
+    like versions made before full-text scoring). ``preprocessing`` overrides what
+    ``preprocessing.json`` records (for versions with broken settings).
+    """
     import tensorflow as tf
 
     model_dir = Path(model_dir)
@@ -75,14 +82,15 @@ def build_version(model_dir: str | Path, *, flip: bool = False, name: str | None
     tf.saved_model.save(module, str(staged), signatures={versions.SIGNATURE: module.serve})
     assets = staged / versions.ASSETS_DIR
     vectors.save(assets)
-    (assets / versions.PREPROCESSING_FILE).write_text(json.dumps(versions.preprocessing_settings()))
+    settings = {**versions.preprocessing_settings(windowing), **(preprocessing or {})}
+    (assets / versions.PREPROCESSING_FILE).write_text(json.dumps(settings))
     (assets / versions.METRICS_FILE).write_text(json.dumps({"tiny": True, "flip": flip}))
-    write_warmup(assets / versions.WARMUP_FILE, name or model_dir.name, vectors,
-                 warmup_texts or [SPAM_TEXT, PASS_TEXT])
+    write_warmup(assets / versions.WARMUP_FILE, name or model_dir.name,
+                 Featurizer(vectors, windowing or FIRST_WINDOW), warmup_texts or [SPAM_TEXT, PASS_TEXT])
     return versions.publish(staged, model_dir)
 
 
-def write_warmup(path: Path, model_name: str, vectors: WordVectors, texts: list[str]) -> None:
+def write_warmup(path: Path, model_name: str, featurizer: Featurizer, texts: list[str]) -> None:
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
@@ -92,7 +100,7 @@ def write_warmup(path: Path, model_name: str, vectors: WordVectors, texts: list[
         for text in texts:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=versions.SIGNATURE))
-            batch = vectors.featurize_batch([tokenize(text)])
+            batch, _plan = featurizer.featurize([tokenize(text)])
             request.inputs[versions.INPUT_KEY].CopyFrom(tf.make_tensor_proto(batch))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))

@@ -33,6 +33,7 @@ import numpy as np
 from antispam.config import opt
 from antispam.errors import UserError
 from antispam.features import DIM, VECTORS_FILE, VOCAB_FILE, WordVectors
+from antispam.text import is_latin
 
 REPORT_FILE = "report.json"
 # Spam-typical words whose nearest neighbours the report lists, to judge the vectors at a glance.
@@ -62,6 +63,9 @@ class Word2VecSettings:
                            "word2vec subsampling threshold for frequent words (0: off)")
     seed: int = opt(0, "ANTISPAM_W2V_SEED", "seed for pairs, initial weights and negatives")
     neighbours: int = opt(8, "ANTISPAM_W2V_NEIGHBOURS", "nearest words listed per probe word in the report")
+    chars: int = opt(1, "ANTISPAM_W2V_CHARS",
+                     "1: also train on each message's character sequence, so single characters get "
+                     "vectors (the classifiers' back-off for unknown words); 0: words only")
 
     def validate(self) -> None:
         """Reject settings that would crash deep inside TensorFlow or train nothing."""
@@ -73,6 +77,8 @@ class Word2VecSettings:
             raise Word2VecError(f"max-vocab must be 0 (no limit) or at least 2, got {self.max_vocab}")
         if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
             raise Word2VecError(f"learning-rate must be a positive number, got {self.learning_rate}")
+        if self.chars not in (0, 1):
+            raise Word2VecError(f"chars must be 0 or 1, got {self.chars}")
         if self.subsample < 0:
             raise Word2VecError(f"subsample must be 0 (off) or positive, got {self.subsample}")
 
@@ -80,8 +86,7 @@ class Word2VecSettings:
 def train_word2vec(token_lists: list[list[str]], settings: Word2VecSettings,
                    progress: bool = True) -> tuple[WordVectors, dict[str, Any]]:
     """Skip-gram with NCE loss over ``token_lists`` (one list per message); vectors and report."""
-    from tqdm import tqdm
-
+    from antispam.progress import progress_bar
     from antispam.word2vec.skipgram import flatten, keep_probabilities, skipgram_pairs
     from antispam.word2vec.vocab import build_vocabulary, encode
 
@@ -110,8 +115,7 @@ def train_word2vec(token_lists: list[list[str]], settings: Word2VecSettings,
         raise Word2VecError("the corpus gives no skip-gram pairs: every message has fewer than "
                             "two tokens after subsampling; use a larger corpus")
     batches_per_epoch = math.ceil(len(first[0]) / settings.batch_size)
-    bar = tqdm(total=batches_per_epoch * settings.epochs, desc="word2vec", unit="step",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(batches_per_epoch * settings.epochs, "word2vec", "step", enabled=progress)
     losses_by_epoch: list[float] = []
     pairs_total = steps = 0
     smoothed = float("nan")
@@ -120,7 +124,6 @@ def train_word2vec(token_lists: list[list[str]], settings: Word2VecSettings,
         n = len(centers)
         # Subsampling makes each epoch's pair count differ a little: re-estimate the total.
         bar.total = steps + math.ceil(n / settings.batch_size) * (settings.epochs - epoch)
-        bar.refresh()
         epoch_sum = 0.0
         epoch_steps = 0
         for start in range(0, n, settings.batch_size):
@@ -179,6 +182,21 @@ def probe_neighbours(vectors: WordVectors, words: Sequence[str], k: int) -> dict
             for word in words}
 
 
+def character_sentence(tokens: Sequence[str]) -> list[str]:
+    """A message as the characters of its CJK words (Latin and ``x`` runs stay whole).
+
+    Trained beside the word sequences, it gives every frequent character a vector in the same
+    space, which the classifiers' back-off averages for words outside the vocabulary.
+    """
+    out: list[str] = []
+    for token in tokens:
+        if is_latin(token[0]):
+            out.append(token)
+        else:
+            out.extend(token)
+    return out
+
+
 def vectors_present(out_dir: str | os.PathLike[str]) -> bool:
     out = Path(out_dir)
     return (out / VOCAB_FILE).is_file() and (out / VECTORS_FILE).is_file()
@@ -188,8 +206,6 @@ def train_and_save(data_source: str | os.PathLike[str] | None, out_dir: str | os
                    settings: Word2VecSettings | None = None,
                    progress: bool = True) -> tuple[WordVectors, dict[str, Any]]:
     """Load the split, tokenize its training half, train, save vectors and report.json."""
-    from tqdm import tqdm
-
     from antispam import data
     from antispam.atomic import atomic_write_json
     from antispam.text import Segmenter
@@ -198,11 +214,11 @@ def train_and_save(data_source: str | os.PathLike[str] | None, out_dir: str | os
     settings.validate()
     started = time.perf_counter()
     source = data.locate(data_source, progress=progress)
-    split = data.load_split(source, progress=progress)
+    split = data.load_split(source, progress=progress, everyday=True)
     segmenter = Segmenter()
-    samples = tqdm(split.train, desc="tokenizing", unit="msg", disable=not progress,
-                   dynamic_ncols=True)
-    token_lists = [segmenter.tokenize(sample.text) for sample in samples]
+    token_lists = [segmenter.tokenize(sample.text) for sample in split.train]
+    if settings.chars:
+        token_lists += [chars for tokens in token_lists if len(chars := character_sentence(tokens)) > 1]
     tokenize_seconds = time.perf_counter() - started
     vectors, report = train_word2vec(token_lists, settings, progress=progress)
     vectors.save(out_dir)

@@ -1,8 +1,9 @@
 """The one interface every backend keeps, so the HTTP layer never knows which one answers.
 
 Text is tokenized by the app (the shared pipeline); a backend receives token lists, builds the
-``[n, 20, 200]`` tensor with the vectors of the version it is about to call, pins that version in
-the call, and returns the spam probabilities together with the version that produced them.
+rows of every text (``[rows, 20, 200]``, :class:`antispam.features.Featurizer`) with the vectors
+and windowing of the version it is about to call, pins that version in the call, folds the rows
+back into one spam probability per text, and returns those with the version that produced them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class BatchResult:
     version: int
     backend: str  # which concrete backend answered ("local", "grpc", "rest")
     extra: dict[str, Any] = field(default_factory=dict)
+    # int [n]: tokens of each text that some window covered (the rest were cut by the cap);
+    # None from a backend that does not say (then the app assumes every token was read).
+    scored_tokens: np.ndarray | None = None
 
 
 class Backend(abc.ABC):

@@ -12,7 +12,7 @@ Serving method paths, which is what the server routes on.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import grpc
 import numpy as np
@@ -23,6 +23,7 @@ from antispam.backends.protos import get_model_status_pb2, predict_pb2, tensor_p
 from antispam.backends.remote import BadResponse, RemoteBackend, Unreachable, UnreachableDeadline, VersionGone
 from antispam.backends.remote_versions import RemoteVersions
 from antispam.config import ServeConfig
+from antispam.features import Plan
 from antispam.versions import INPUT_KEY, PROBABILITIES_KEY, SIGNATURE, VersionAssets
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -158,9 +159,9 @@ class GrpcBackend(RemoteBackend):
         encode_tensor(tensor, request.inputs[INPUT_KEY])
         return request
 
-    async def _call(self, assets: VersionAssets, batch: Sequence[Sequence[str]], timeout: float) -> np.ndarray:
+    async def _call(self, assets: VersionAssets, plan: Plan, timeout: float) -> np.ndarray:
         version = assets.version
-        request = self.build_request(assets.vectors.featurize_batch(batch), version)
+        request = self.build_request(assets.featurizer.rows(plan), version)
         try:
             reply = await self._predict_rpc(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:

@@ -34,7 +34,7 @@ from antispam import versions
 from antispam.backends.base import Backend, BatchResult, NotReady
 from antispam.backends.batching import MicroBatcher
 from antispam.config import ServeConfig
-from antispam.features import DIM, MAX_LEN, WordVectors
+from antispam.features import DIM, MAX_LEN, Featurizer
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class _Served:
     path: Path
     inode: int
     signature: Any  # a ConcreteFunction: inputs=[n, 20, 200] float32 -> {"probabilities": [n, 2]}
-    vectors: WordVectors
+    featurizer: Featurizer  # this version's vectors and windowing
     loaded: Any  # the loaded SavedModel object; holding it keeps the signature's variables alive
     loaded_at: float
     load_seconds: float
@@ -149,8 +149,10 @@ class LocalBackend(Backend):
     async def predict(self, batch: Sequence[Sequence[str]], timeout: float) -> BatchResult:
         if self._served is None:
             raise NotReady(f"no model version of {self.config.model_name!r} is loaded yet")
-        probabilities, version = await self._batcher.submit(list(batch), timeout)
-        return BatchResult(np.asarray(probabilities), self.config.model_name, version, self.name)
+        scored, version = await self._batcher.submit(list(batch), timeout)
+        scored = np.asarray(scored)
+        return BatchResult(scored[:, 0], self.config.model_name, version, self.name,
+                           scored_tokens=scored[:, 1].astype(np.int64))
 
     def status(self) -> dict[str, Any]:
         served = self._served
@@ -193,9 +195,14 @@ class LocalBackend(Backend):
         return probabilities, served.version
 
     def _score(self, served: _Served, batch: list[Sequence[str]]) -> np.ndarray:
-        inputs = served.vectors.featurize_batch(batch)
-        out = served.signature(inputs=self._tf.constant(inputs))
-        return out[versions.PROBABILITIES_KEY].numpy()[:, 0].astype(np.float64)
+        """float64 ``[n, 2]``: each text's spam probability and how many of its tokens were read.
+
+        One array so the micro-batcher can slice it per request like any per-item result.
+        """
+        rows, plan = served.featurizer.featurize(batch)
+        out = served.signature(inputs=self._tf.constant(rows))
+        spam = plan.fold(out[versions.PROBABILITIES_KEY].numpy())
+        return np.column_stack([spam, plan.scored.astype(np.float64)])
 
     # -- versions (loader thread) ----------------------------------------------------------
 
@@ -264,11 +271,11 @@ class LocalBackend(Backend):
             raise versions.VersionError(f"no {versions.SIGNATURE!r} signature") from None
         _check_signature(signature)
         records = self._warm_up(signature, path / versions.ASSETS_DIR / versions.WARMUP_FILE,
-                                assets.vectors)
-        return _Served(version, path, inode or 0, signature, assets.vectors, loaded,
+                                assets.featurizer)
+        return _Served(version, path, inode or 0, signature, assets.featurizer, loaded,
                        time.time(), time.monotonic() - started, records)
 
-    def _warm_up(self, signature: Any, warmup_file: Path, vectors: WordVectors) -> int:
+    def _warm_up(self, signature: Any, warmup_file: Path, featurizer: Featurizer) -> int:
         """Replay the version's TF Serving warmup records; without any, score one padded row.
 
         Warming runs every input shape path once before real traffic arrives, and also proves the
@@ -287,7 +294,7 @@ class LocalBackend(Backend):
                 _check_output(signature(inputs=tf.constant(tf.make_ndarray(tensor), tf.float32)))
                 count += 1
         if count == 0:
-            _check_output(signature(inputs=tf.constant(vectors.featurize_batch([[]]))))
+            _check_output(signature(inputs=tf.constant(featurizer.featurize([[]])[0])))
         return count
 
 

@@ -1,8 +1,9 @@
 """What the gRPC and REST backends share: the request flow, the errors, the answer checks.
 
-The flow (DESIGN.md §4): pick the newest version TF Serving has AVAILABLE *and* whose vectors are
-loaded here, build the ``[n, 20, 200]`` tensor with those vectors, send it pinned to that version,
-and check the answer before trusting it. If TF Serving says the pinned version is gone
+The flow (docs/contracts.md): pick the newest version TF Serving has AVAILABLE *and* whose
+vectors are loaded here, build the rows of every text with that version's vectors and windowing
+(one ``[rows, 20, 200]`` batch), send it pinned to that version, check the answer before trusting
+it, and fold the rows back into one score per text as that version was trained to. If TF Serving says the pinned version is gone
 (it unloaded it between our last refresh and this request), refresh the version list and try once
 more with the new pick, within the same deadline.
 
@@ -30,6 +31,7 @@ import numpy as np
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded, Overloaded
 from antispam.backends.remote_versions import RemoteVersions
 from antispam.config import ServeConfig
+from antispam.features import Plan
 from antispam.versions import VersionAssets
 
 
@@ -57,8 +59,8 @@ class BadResponse(BackendError):
     code = "bad_backend_response"
 
 
-def spam_column(probabilities: Any, n: int) -> np.ndarray:
-    """Check a ``[n, 2]`` probability matrix and return column 0 (spam) as float64 ``[n]``."""
+def checked_probabilities(probabilities: Any, n: int) -> np.ndarray:
+    """Check a ``[n, 2]`` probability matrix from TF Serving; float64, clipped to [0, 1]."""
     try:
         probs = np.asarray(probabilities, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -69,7 +71,7 @@ def spam_column(probabilities: Any, n: int) -> np.ndarray:
         raise BadResponse("probabilities contain NaN or infinity")
     if probs.size and (probs.min() < -1e-6 or probs.max() > 1 + 1e-6):
         raise BadResponse(f"probabilities outside [0, 1]: {probs.min():.4g} .. {probs.max():.4g}")
-    return np.clip(probs[:, 0], 0.0, 1.0)
+    return np.clip(probs, 0.0, 1.0)
 
 
 def admit(backend: Any, texts: int) -> None:
@@ -119,9 +121,9 @@ class RemoteBackend(Backend):
         """Release what :meth:`_open` created."""
 
     @abc.abstractmethod
-    async def _call(self, assets: VersionAssets, batch: Sequence[Sequence[str]], timeout: float) -> np.ndarray:
-        """Encode ``batch`` with ``assets.vectors``, send it pinned to ``assets.version``, and
-        return the ``probabilities`` array as received."""
+    async def _call(self, assets: VersionAssets, plan: Plan, timeout: float) -> np.ndarray:
+        """Encode the rows of ``plan`` with ``assets.vectors``, send them pinned to
+        ``assets.version``, and return the ``probabilities`` array as received."""
 
     @abc.abstractmethod
     async def fetch_states(self, timeout: float) -> Mapping[int, str]:
@@ -184,8 +186,9 @@ class RemoteBackend(Backend):
                 raise DeadlineExceeded(f"{self.name}: deadline passed before the call")
             if not batch:
                 return BatchResult(np.zeros(0), self.model_name, assets.version, self.name)
+            plan = assets.featurizer.plan(batch)
             try:
-                probabilities = await self._call(assets, batch, remaining)
+                probabilities = await self._call(assets, plan, remaining)
             except VersionGone:
                 self.versions.forget(assets.version)
                 self.version_retries += 1
@@ -193,8 +196,9 @@ class RemoteBackend(Backend):
                     raise
                 await self.versions.refresh_within(deadline - loop.time())
                 continue
-            spam = spam_column(probabilities, len(batch))
-            return BatchResult(spam, self.model_name, assets.version, self.name)
+            spam = plan.fold(checked_probabilities(probabilities, len(plan.ids)))
+            return BatchResult(spam, self.model_name, assets.version, self.name,
+                               scored_tokens=plan.scored)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def status(self) -> dict[str, Any]:

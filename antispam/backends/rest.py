@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 from urllib.parse import quote
 
 import numpy as np
@@ -27,7 +27,7 @@ from antispam.backends.base import BackendError, Overloaded
 from antispam.backends.remote import BadResponse, RemoteBackend, Unreachable, UnreachableDeadline, VersionGone
 from antispam.backends.remote_versions import RemoteVersions
 from antispam.config import ServeConfig
-from antispam.features import MAX_LEN, WordVectors
+from antispam.features import Plan, WordVectors
 from antispam.versions import PROBABILITIES_KEY, SIGNATURE, VersionAssets
 
 MAX_CLIENTS = 32  # concurrent HTTP requests to TF Serving; more wait in Tornado's queue
@@ -51,11 +51,17 @@ class RowEncoder:
                 self._rows[index] = text
         return text
 
-    def instance(self, tokens: Sequence[str]) -> str:
-        return "[" + ",".join(self._row(int(i)) for i in self.vectors.ids(tokens, MAX_LEN)) + "]"
+    def _position(self, plan: Plan, index: int) -> str:
+        if index <= plan.pad:
+            return self._row(index)
+        # A back-off vector (an unknown word's characters' mean): cached by word in the vectors.
+        j = index - plan.pad - 1
+        return _row_json(self.vectors.backoff_vector(plan.extra_words[j], plan.extra_chars[j]))
 
-    def body(self, batch: Sequence[Sequence[str]]) -> bytes:
-        instances = ",".join(self.instance(tokens) for tokens in batch)
+    def body(self, plan: Plan) -> bytes:
+        """The ``instances`` of every row of ``plan`` (the rows :meth:`Featurizer.rows` builds)."""
+        instances = ",".join("[" + ",".join(self._position(plan, i) for i in row) + "]"
+                             for row in plan.ids.tolist())
         return ('{"signature_name":%s,"instances":[%s]}' % (json.dumps(SIGNATURE), instances)).encode()
 
 
@@ -69,7 +75,7 @@ def parse_predictions(body: bytes) -> Any:
     Row format answers ``{"predictions": [{"probabilities": [..], "classes": c}, ...]}`` or, with
     a single output, ``{"predictions": [[..], ...]}``; columnar format answers
     ``{"outputs": {"probabilities": [[..]], ...}}`` or ``{"outputs": [[..]]}``. The shape and
-    values are checked by :func:`antispam.backends.remote.spam_column`.
+    values are checked by :func:`antispam.backends.remote.checked_probabilities`.
     """
     try:
         doc = json.loads(body)
@@ -158,13 +164,13 @@ class RestBackend(RemoteBackend):
         except (OSError, StreamClosedError) as exc:
             raise Unreachable(f"REST {what}: {type(exc).__name__}: {exc}") from exc
 
-    async def _call(self, assets: VersionAssets, batch: Sequence[Sequence[str]], timeout: float) -> np.ndarray:
+    async def _call(self, assets: VersionAssets, plan: Plan, timeout: float) -> np.ndarray:
         version = assets.version
         what = f"predict {self.model_name} v{version}"
         request = HTTPRequest(
             f"{self.model_url()}/versions/{version}:predict",
             method="POST",
-            body=self.encoder(assets).body(batch),
+            body=self.encoder(assets).body(plan),
             headers={"Content-Type": "application/json"},
             connect_timeout=timeout,
             request_timeout=timeout,

@@ -4,10 +4,13 @@ The service can never beat this; the bench reports its throughput as a fraction 
 number is read against what the pipeline itself costs. Three stages, each timed on real texts:
 
 (a) text: :meth:`antispam.text.Segmenter.tokenize` (normalize + jieba), one message at a time;
-(b) featurize: :meth:`antispam.features.WordVectors.featurize_batch` with the version's own
-    vectors, in batches of ``batch`` (per-message time = batch time / batch size);
+(b) featurize: the version's :class:`antispam.features.Featurizer` (``featurize``: every
+    message's 20-token windows as rows, as the service builds them), in batches of ``batch``
+    messages (per-message time = batch time / messages in it);
 (c) model: the version's ``serving_default`` signature loaded with ``tf.saved_model.load``, on
-    full batches of ``batch`` (per-message time likewise).
+    all the rows of full batches of ``batch`` messages, then ``plan.fold`` of the rows' scores
+    into the messages' (per-message time likewise: a message costs as many rows as it has
+    windows, ``rows_per_message`` on average).
 
 The implied limit is 1e6 / (a + b + c) messages/s; an end-to-end loop over the same texts
 (tokenize, featurize, model, batch after batch) is measured too, as a check on the sum.
@@ -32,14 +35,17 @@ class PipelineLimit:
     model_dir: str
     version: int
     messages: int  # texts timed in (a)
-    batch: int
+    batch: int  # messages per batch
+    rows_per_message: float  # model rows (windows) per message, over all the texts
     text_us: float  # median per message
     featurize_us: float  # median per message, measured per batch
-    model_us: float  # median per message, measured per batch
+    model_us: float  # median per message (all its rows, and the fold), measured per batch
     total_us: float
     implied_messages_per_s: float
     end_to_end_messages_per_s: float
-    model_batch_ms: float  # median time of one full-batch model call
+    model_batch_ms: float  # median time of one full batch: model call on its rows + fold
+    model_batch_rows: float  # median rows in one full batch
+    windowing: dict[str, Any]  # the version's window settings (stride, cap, aggregation, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,42 +89,49 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
         segmenter.tokenize(text)
         text_times.append((time.perf_counter_ns() - t0) / 1000.0)
 
-    # (b) featurizer, per batch.
+    # (b) featurizer, per batch: windows of every message, as the service builds them.
+    featurizer = assets.featurizer
     batches = _chunks(tokens, batch)
     featurize_times = []
     for _ in range(repeats):
         for chunk in batches:
             t0 = time.perf_counter_ns()
-            assets.vectors.featurize_batch(chunk)
+            featurizer.featurize(chunk)
             featurize_times.append((time.perf_counter_ns() - t0) / 1000.0 / len(chunk))
+    rows_total = sum(len(featurizer.plan(chunk).ids) for chunk in batches)
 
-    # (c) model, full batches only, after a few warm-up calls.
-    full = [assets.vectors.featurize_batch(c) for c in batches if len(c) == batch]
+    def score(rows: Any, plan: Any) -> Any:
+        return plan.fold(signature(inputs=tf.constant(rows))[versions.PROBABILITIES_KEY].numpy())
+
+    # (c) model on the rows of full batches of messages (then the fold), after a few warm-up calls.
+    full = [featurizer.featurize(c) for c in batches if len(c) == batch]
     if not full:  # fewer texts than one batch: repeat them to fill one
         filled = (list(tokens) * (batch // len(tokens) + 1))[:batch]
-        full = [assets.vectors.featurize_batch(filled)]
-    for warm in full[:3]:
-        signature(inputs=tf.constant(warm))[versions.PROBABILITIES_KEY].numpy()
+        full = [featurizer.featurize(filled)]
+    for rows, plan in full[:3]:
+        score(rows, plan)
     model_times = []
     for _ in range(repeats):
-        for array in full:
+        for rows, plan in full:
             t0 = time.perf_counter_ns()
-            signature(inputs=tf.constant(array))[versions.PROBABILITIES_KEY].numpy()
+            score(rows, plan)
             model_times.append((time.perf_counter_ns() - t0) / 1000.0)
     model_batch_us = median(model_times)
 
-    # End to end, as one process would serve them: tokenize, featurize, model, batch by batch.
+    # End to end, as one process would serve them: tokenize, featurize, model, fold, batch by batch.
     t0 = time.perf_counter()
     for chunk in _chunks(list(texts), batch):
-        array = assets.vectors.featurize_batch([segmenter.tokenize(t) for t in chunk])
-        signature(inputs=tf.constant(array))[versions.PROBABILITIES_KEY].numpy()
+        score(*featurizer.featurize([segmenter.tokenize(t) for t in chunk]))
     elapsed = time.perf_counter() - t0
 
     text_us, featurize_us, model_us = median(text_times), median(featurize_times), model_batch_us / batch
     total = text_us + featurize_us + model_us
     return PipelineLimit(
         model_dir=str(Path(model_dir)), version=version, messages=len(texts), batch=batch,
+        rows_per_message=rows_total / len(texts),
         text_us=text_us, featurize_us=featurize_us, model_us=model_us, total_us=total,
         implied_messages_per_s=1e6 / total, end_to_end_messages_per_s=len(texts) / elapsed,
         model_batch_ms=model_batch_us / 1000.0,
+        model_batch_rows=median([float(len(plan.ids)) for _rows, plan in full]),
+        windowing=featurizer.windowing.to_preprocessing(),
     )

@@ -46,11 +46,11 @@ RESULT_KEYS: dict[str, tuple[type, ...]] = {
     "other_cpu_percent": (int, float, type(None)),
 }
 LATENCY_KEYS = ("p50", "p95", "p99", "max", "mean", "count")
-PIPELINE_KEYS = ("version", "batch", "text_us", "featurize_us", "model_us", "total_us",
+PIPELINE_KEYS = ("version", "batch", "rows_per_message", "text_us", "featurize_us", "model_us", "total_us",
                  "implied_messages_per_s", "end_to_end_messages_per_s")
 
 COLUMNS = [
-    ("scenario", 30, "s"), ("req/s", 8, ".0f"), ("msg/s", 8, ".0f"), ("p50 ms", 7, ".1f"),
+    ("scenario", 32, "s"), ("req/s", 8, ".0f"), ("msg/s", 8, ".0f"), ("p50 ms", 7, ".1f"),
     ("p95 ms", 7, ".1f"), ("p99 ms", 7, ".1f"), ("max ms", 7, ".1f"), ("errors", 6, "d"),
     ("CPU %", 6, ".0f"), ("RSS MB", 7, ".0f"), ("limit", 6, ".0%"), ("gen CPU", 7, ".0f"),
     ("other", 6, ".0f"),
@@ -95,24 +95,41 @@ def format_table(results: Sequence[Mapping[str, Any]]) -> str:
                  "as a fraction of the raw pipeline limit; gen CPU: the load generator's own CPU %;\n"
                  "other: CPU % of every other process on the machine meanwhile (should be ~0).\n"
                  "gRPC rows: CPU and RSS are the frontend's; the TF Serving stand-in's CPU is in the "
-                 "JSON (model_server_cpu_percent).")
+                 "JSON (model_server_cpu_percent).\n"
+                 "1000-char rows: each request carries texts of exactly 1,000 characters (consecutive "
+                 "test texts joined with 。); msg/s counts those texts; limit: not measured for them (-).")
     return "\n".join(lines)
 
 
 def format_pipeline(pipeline: Mapping[str, Any] | None) -> str:
     if not pipeline:
         return "raw pipeline limit: not measured"
-    return "\n".join([
-        f"raw pipeline limit (one process, no HTTP; model version {pipeline['version']}, "
-        f"{pipeline['messages']} test texts, batches of {pipeline['batch']}):",
-        f"  (a) text pipeline (normalize + jieba)  {pipeline['text_us']:8.1f} µs/message (median)",
-        f"  (b) featurizer (featurize_batch)       {pipeline['featurize_us']:8.1f} µs/message (median)",
-        f"  (c) model, {pipeline['batch']}-batches                 {pipeline['model_us']:8.1f} µs/message "
-        f"(median batch {pipeline['model_batch_ms']:.2f} ms)",
+    batch = pipeline["batch"]
+    rows = pipeline.get("rows_per_message")
+    windowing = pipeline.get("windowing") or {}
+    if windowing:
+        windows = (f"20-token windows, stride {windowing.get('stride')}, cap {windowing.get('cap')}, "
+                   f"{windowing.get('aggregation')}")
+    else:
+        windows = "20-token windows"
+    batch_note = f"median batch {pipeline['model_batch_ms']:.2f} ms"
+    if pipeline.get("model_batch_rows") is not None:
+        batch_note += f", {pipeline['model_batch_rows']:.0f} rows"
+    stages = [
+        ("(a) text pipeline (normalize + jieba)", pipeline["text_us"], "median"),
+        ("(b) featurizer (windows -> rows)", pipeline["featurize_us"], "median"),
+        (f"(c) model on the rows + fold, {batch}-batches", pipeline["model_us"], batch_note),
+    ]
+    lines = [(f"raw pipeline limit (one process, no HTTP; model version {pipeline['version']}, "
+              f"{pipeline['messages']} test texts, batches of {batch} messages):")]
+    lines += [f"  {name:<42}{us:8.1f} µs/message ({note})" for name, us, note in stages]
+    if rows is not None:
+        lines.append(f"  rows per message {rows:.2f} ({windows})")
+    lines.append(
         f"  total {pipeline['total_us']:.1f} µs/message -> implied "
         f"{pipeline['implied_messages_per_s']:.0f} messages/s; measured end to end "
-        f"{pipeline['end_to_end_messages_per_s']:.0f} messages/s",
-    ])
+        f"{pipeline['end_to_end_messages_per_s']:.0f} messages/s")
+    return "\n".join(lines)
 
 
 def check_payload(payload: Mapping[str, Any]) -> list[str]:

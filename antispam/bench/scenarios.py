@@ -1,11 +1,11 @@
 """What the bench runs: service configurations, the loads driven at each, and the processes.
 
 A *service* is one way to run ``antispam serve`` (backend and worker count); a *load* is one
-request kind (GET one text, POST 10 or 100 texts) at a fixed rate or at saturation. The bench
-starts each service as a real subprocess on a free loopback port (and, for the gRPC backend, the
-TF Serving stand-in from the repository's ``tests/`` folder), waits until every worker is
-ready, drives each load from a separate generator process while sampling the service's CPU and
-memory, and stops it with SIGTERM.
+request kind (GET one text, POST 10 or 100 texts, POST 10 texts of 1,000 characters) at a fixed
+rate or at saturation. The bench starts each service as a real subprocess on a free loopback
+port (and, for the gRPC backend, the TF Serving stand-in from the repository's ``tests/``
+folder), waits until every worker is ready, drives each load from a separate generator process
+while sampling the service's CPU and memory, and stops it with SIGTERM.
 
 The service runs with its dedup cache off (``--cache-size 0``) unless asked otherwise: the test
 split has ~1,700 texts, so after one pass every request would be a cache hit and the bench would
@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from antispam.errors import UserError
 
@@ -50,7 +50,7 @@ DEFAULT_SERVICES = ("local-1w", "local-2w", "grpc-1w")
 
 @dataclass(frozen=True)
 class Load:
-    request: str  # "get" | "post10" | "post100"
+    request: str  # "get" | "postN" | "postNlong" (N texts of LONG_TEXT_CHARS characters each)
     mode: str  # "rate" | "saturation"
     rate: float = 0.0
     connections: int = 32
@@ -60,28 +60,53 @@ class Load:
         return "get" if self.request == "get" else "post"
 
     @property
+    def long(self) -> bool:
+        """Whether the texts are the long ones built by :func:`long_texts`, not the test texts."""
+        return self.request.endswith(LONG_SUFFIX)
+
+    @property
+    def text_chars(self) -> int | None:
+        """Characters in every text sent (None: the test texts as they are)."""
+        return LONG_TEXT_CHARS if self.long else None
+
+    @property
     def batch(self) -> int:
-        return 1 if self.request == "get" else int(self.request[4:])
+        if self.request == "get":
+            return 1
+        size = self.request[4:]
+        return int(size[:-len(LONG_SUFFIX)] if self.long else size)
 
     @property
     def label(self) -> str:
         what = "GET 1" if self.request == "get" else f"POST {self.batch}"
+        if self.long:
+            what += f" {LONG_TEXT_CHARS}-char"
         return f"{what} @{self.rate:g}/s" if self.mode == "rate" else f"{what} max"
 
 
-REQUESTS = ("get", "post10", "post100")
+REQUESTS = ("get", "post10", "post100")  # every service, unless --requests says otherwise
+# Added to the local-backend scenarios by default: 10 texts of 1,000 characters per POST. Each
+# such text is ~60 windows (rows) for the model where a test text is ~2, so this row shows what
+# long messages cost; one row more (~11 s by default) per local scenario. Not added to the gRPC
+# scenarios by default (each such request is ~7 MB of float rows for the model server); an
+# explicit --requests still asks for it on every scenario.
+LOCAL_REQUESTS = ("post10long",)
+LONG_SUFFIX = "long"
+LONG_TEXT_CHARS = 1000
+LONG_TEXT_SEPARATOR = "。"
 # Connections at saturation: enough concurrency to keep the micro-batcher fed, few enough that
 # the latency percentiles still describe a usable service. GET uses 64: with one listening socket
 # shared by forked workers the kernel spreads connections unevenly (measured with 32: one worker
-# at 82% CPU, the other at 39%), and 64 evens it out.
-SATURATION_CONNECTIONS = {"get": 64, "post10": 16, "post100": 4}
+# at 82% CPU, the other at 39%), and 64 evens it out. POST 10 long: ~70 ms of one worker each.
+SATURATION_CONNECTIONS = {"get": 64, "post10": 16, "post100": 4, "post10long": 4}
 RATE_CONNECTIONS = 64
 
 
 def parse_request(name: str) -> str:
-    if name == "get" or (name.startswith("post") and name[4:].isdigit() and int(name[4:]) >= 1):
+    size = name[4:-len(LONG_SUFFIX)] if name.endswith(LONG_SUFFIX) else name[4:]
+    if name == "get" or (name.startswith("post") and size.isdigit() and int(size) >= 1):
         return name
-    raise UserError(f"unknown request kind {name!r} (get, post10, post100, postN)")
+    raise UserError(f"unknown request kind {name!r} (get, post10, post100, postN, post10long, postNlong)")
 
 
 def plan(requests: tuple[str, ...], rates: tuple[float, ...], connections: int | None = None) -> list[Load]:
@@ -90,9 +115,47 @@ def plan(requests: tuple[str, ...], rates: tuple[float, ...], connections: int |
     if "get" in requests:
         loads.extend(Load("get", "rate", rate, connections or RATE_CONNECTIONS) for rate in rates)
     for request in requests:
-        loads.append(Load(request, "saturation", 0.0,
-                          connections or SATURATION_CONNECTIONS.get(request, 8)))
+        default = SATURATION_CONNECTIONS.get(request, 4 if request.endswith(LONG_SUFFIX) else 8)
+        loads.append(Load(request, "saturation", 0.0, connections or default))
     return loads
+
+
+def requests_for(service: Service, requests: tuple[str, ...],
+                 local_requests: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The request kinds driven at ``service``: ``requests``, then for the local backend also
+    those of ``local_requests`` not among them (by default :data:`LOCAL_REQUESTS`)."""
+    if service.backend != "local":
+        return requests
+    return requests + tuple(r for r in local_requests if r not in requests)
+
+
+def long_texts(texts: Sequence[str], chars: int = LONG_TEXT_CHARS,
+               separator: str = LONG_TEXT_SEPARATOR) -> list[str]:
+    """Texts of exactly ``chars`` characters, made of consecutive ``texts`` (deterministic).
+
+    Each long text joins the next unused texts with ``separator`` until it has at least
+    ``chars`` characters, then is cut there. Empty texts are skipped; an unfinished last one is
+    dropped. Only when the texts run out before the first long text is full do they cycle from
+    the first again, so any non-empty input gives at least one.
+    """
+    if chars < 1:
+        raise ValueError("chars must be >= 1")
+    pieces = [t for t in texts if t]
+    if not pieces:
+        raise UserError("no non-empty texts to build long texts from")
+    out: list[str] = []
+    i = 0
+    while i < len(pieces):
+        parts, length = [], -len(separator)
+        while length < chars and (i < len(pieces) or not out):
+            piece = pieces[i % len(pieces)]
+            parts.append(piece)
+            length += len(separator) + len(piece)
+            i += 1
+        if length < chars:
+            break  # the rest is too short for one more
+        out.append(separator.join(parts)[:chars])
+    return out
 
 
 def free_port() -> int:
@@ -249,6 +312,7 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
     ``warmup`` seconds, not recorded either. ``model_server_pid`` (the TF Serving stand-in) is
     sampled too, so a gRPC row shows where its CPU went. With ``profile_dir``, saturation rows
     are sampled with py-spy (:mod:`antispam.bench.profile`) and carry a ``profile`` breakdown.
+    Long loads (``postNlong``) send :func:`long_texts` of ``texts`` instead of ``texts``.
     """
     from antispam.bench import procstats
     from antispam.bench.load import LoadSpec, run_in_subprocess
@@ -260,9 +324,10 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
                                        duration=service_warmup / 2, connections=connections,
                                        timeout=timeout, verify=False), workdir)
     records = []
+    long = long_texts(texts) if any(load.long for load in loads) else []
     for load in loads:
-        spec = LoadSpec(url=url, texts=texts, kind=load.kind, batch=load.batch, mode=load.mode,
-                        rate=load.rate, duration=duration, warmup=warmup,
+        spec = LoadSpec(url=url, texts=long if load.long else texts, kind=load.kind, batch=load.batch,
+                        mode=load.mode, rate=load.rate, duration=duration, warmup=warmup,
                         connections=load.connections, timeout=timeout)
         sampler = procstats.Sampler(pid).start() if pid else None
         model_sampler = procstats.Sampler(model_server_pid).start() if model_server_pid else None
@@ -288,6 +353,8 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
             "backend": service.backend,
             "workers": service.workers,
             "request": load.request,
+            "texts_per_request": load.batch,
+            "text_chars": load.text_chars,  # None: the test texts as they are
             "mode": load.mode,
             "target_rate": load.rate,
             "connections": load.connections,

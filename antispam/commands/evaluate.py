@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -36,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also time the version in-process: 1- and 64-message calls")
     p.add_argument("--latency-repeats", type=int, default=200, metavar="N",
                    help="timed calls per latency figure (default 200)")
+    p.add_argument("--robustness", action="store_true",
+                   help="also score evasion variants built from the test split: ordinary sentences "
+                   "before/after spam, spaced characters, full-width and circled digits, emoji, "
+                   "traditional characters, and joined pass messages")
     add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold"))
     p.set_defaults(run=run)
 
@@ -73,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
     }
     summary: dict[str, dict[str, Any]] = {}
     if args.model:
-        from antispam.network.evaluate import evaluate_version, measure_latency
+        from antispam.network.evaluate import (
+            evaluate_version,
+            load_version,
+            measure_latency,
+        )
+        from antispam import everyday
+        from antispam.network.robustness import format_report, robustness_report
 
         output["models"] = []
         for model_dir in args.model:
@@ -84,6 +95,17 @@ def run(args: argparse.Namespace) -> int:
                     entry["latency"] = measure_latency(model_dir, args.version,
                                                        [s.text for s in samples[:256]],
                                                        repeats=args.latency_repeats)
+                if args.robustness:
+                    # The version evaluate_version resolved, so both figures describe the same one
+                    # even if a newer version lands in between. Variants always come from the
+                    # test split (even with --all): they must hold no training message.
+                    scored = entry["evaluation"]["model"]
+                    loaded = load_version(model_dir, scored["version"])
+                    entry["robustness"] = robustness_report(
+                        loaded.spam_probability, split.test, threshold=config.review_threshold,
+                        everyday=[row.text for row in everyday.held_out_part()])
+                    print(f"{scored['name']} v{scored['version']}\n"
+                          f"{format_report(entry['robustness'])}\n", file=sys.stderr)
             except versions.VersionError as exc:
                 raise UserError(str(exc)) from exc
             output["models"].append(entry)

@@ -17,7 +17,8 @@ from antispam.config import ServeConfig, add_arguments, from_args
 from antispam.errors import UserError
 
 CHUNK = 100  # texts per backend call / HTTP request (the service's default max_texts)
-LOCAL_FLAGS = ("model_base", "model_name", "block_threshold", "review_threshold", "deadline_ms")
+LOCAL_FLAGS = ("model_base", "model_name", "block_threshold", "review_threshold", "min_tokens_to_block",
+               "deadline_ms")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

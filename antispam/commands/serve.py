@@ -55,6 +55,8 @@ def check_config(config: ServeConfig) -> None:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     if config.cache_size < 0:
         problems.append("--cache-size must be >= 0")
+    if config.min_tokens_to_block < 0:
+        problems.append("--min-tokens-to-block must be >= 0")
     if config.deadline_ms <= 0:
         problems.append("--deadline-ms must be > 0")
     if config.batch_wait_ms < 0 or config.poll_seconds < 0 or config.breaker_cooldown_s < 0:
