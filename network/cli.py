@@ -36,7 +36,7 @@ _SETTINGS_FLAGS = {
                            "tuned vector (0: off)"),
     "--stride": ("stride", int, "tokens between the starts of two 20-token windows of a message"),
     "--cap": ("cap", int, "most windows scored per message (the version records it; serving uses it too)"),
-    "--aggregation": ("aggregation", str, "how a message's windows fold into its score: max or noisy_or"),
+    "--aggregation": ("aggregation", str, "how a message's windows fold into its score: max, noisy_or or mean_odds"),
     "--temperature": ("temperature", float, "mean_odds aggregation: how much a lone window in a long "
                       "text is diluted (higher: more)"),
     "--augment": ("augment", float, "extra training messages (ads with ordinary text around them, "

@@ -14,7 +14,7 @@ from antispam.word2vec.train import Word2VecSettings
 
 DEFAULT_OUT = "data/word2vec"
 FLAG_FIELDS = ("dim", "min_count", "max_vocab", "window", "negatives", "batch_size", "epochs",
-               "learning_rate", "subsample", "seed", "neighbours")
+               "learning_rate", "subsample", "seed", "neighbours", "chars")
 
 
 def add_arguments(parser: argparse.ArgumentParser, target: str) -> None:
