@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from antispam.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -61,6 +63,33 @@ class ServeConfig:
     feedback_db: str = opt("feedback.db", "ANTISPAM_FEEDBACK_DB", "SQLite file for POST /feedback")
 
 
+def check_serve_config(config: ServeConfig) -> None:
+    """Reject settings that would only fail later (inside a worker, in the app) with a worse message.
+
+    The message names the flags; ``antispam serve`` and ``antispam predict`` call it before they
+    load anything.
+    """
+    problems = []
+    if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
+        problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1")
+    for name in ("workers", "batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes",
+                 "breaker_failures"):
+        if getattr(config, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if config.cache_size < 0:
+        problems.append("--cache-size must be >= 0")
+    if config.min_tokens_to_block < 0:
+        problems.append("--min-tokens-to-block must be >= 0")
+    if config.deadline_ms <= 0:
+        problems.append("--deadline-ms must be > 0")
+    if config.batch_wait_ms < 0 or config.poll_seconds < 0 or config.breaker_cooldown_s < 0:
+        problems.append("--batch-wait-ms, --poll-seconds and --breaker-cooldown-s must be >= 0")
+    if not 0 <= config.port <= 65535:
+        problems.append("--port must be between 0 and 65535")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, *, only: tuple[str, ...] | None = None) -> None:
     """Add one ``--flag`` per field of ``cls`` (default None, so we can tell "not given")."""
     hints = typing.get_type_hints(cls)
@@ -85,7 +114,7 @@ def from_args(cls: type[T], args: argparse.Namespace | None = None,
     environ = os.environ if environ is None else environ
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(typing.cast(Any, cls)):  # a dataclass type
         given = getattr(args, f.name, None) if args is not None else None
         if f.name in overrides:
             values[f.name] = overrides[f.name]

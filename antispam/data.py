@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from antispam.errors import UserError
 from antispam.labels import PASS, SPAM
@@ -143,9 +143,13 @@ def download(url: str, target: Path, sha256: str, *, progress: bool = True,
     os.replace(partial, target)
 
 
-def _progress_bar(total: int | None, desc: str, enabled: bool):
-    from tqdm import tqdm
+def _progress_bar(total: int | None, desc: str, enabled: bool) -> Any:
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:  # the core install: tqdm comes with the [train] extra
+        from antispam.progress import progress_bar
 
+        return progress_bar(total or 0, desc, "B", enabled=enabled)
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled)
 
 

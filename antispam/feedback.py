@@ -201,7 +201,8 @@ class FeedbackStore:
                             "INSERT INTO feedback (normalized, label, text, model_version, "
                             "first_seen, last_seen, count) VALUES (?, ?, ?, ?, ?, ?, 1)",
                             (normalized, label, text, model_version, stamp, stamp))
-                        row_id, count, duplicate = int(cur.lastrowid), 1, False
+                        assert cur.lastrowid is not None  # an INSERT always sets it
+                        row_id, count, duplicate = cur.lastrowid, 1, False
                     else:
                         row_id, count, duplicate = int(row[0]), int(row[1]) + 1, True
                         conn.execute("UPDATE feedback SET count = ?, last_seen = ? WHERE id = ?",

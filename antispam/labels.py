@@ -1,4 +1,4 @@
-"""Label contract shared by trainer, model and service (DESIGN.md §2).
+"""Label contract shared by trainer, model and service (docs/contracts.md#labels).
 
 The original service answered ``predict: 0`` for spam and ``1`` for pass; moderation backends
 depend on it, so the numbers never change. Output column 0 of the model is spam.

@@ -55,7 +55,9 @@ def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> Any:
     if not enabled:
         return _Silent(total, desc, unit)
     if sys.stderr.isatty():
-        from tqdm.auto import tqdm
-
+        try:
+            from tqdm.auto import tqdm
+        except ModuleNotFoundError:  # the core install: tqdm comes with the [train] extra
+            return LogProgress(total, desc, unit)
         return tqdm(total=total, desc=desc, unit=unit, leave=True, dynamic_ncols=True)
     return LogProgress(total, desc, unit)

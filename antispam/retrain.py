@@ -224,7 +224,7 @@ def prune(model_dir: str | os.PathLike[str], keep: int, protect: Iterable[int | 
 
 def clean_leftovers(model_dir: str | os.PathLike[str]) -> list[str]:
     """Remove candidates and tombstones of runs that died; only call while holding the lock."""
-    removed = []
+    removed: list[str] = []
     root = Path(model_dir)
     if not root.is_dir():
         return removed
@@ -351,10 +351,10 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: dict[str, Any]
     vectors = _word_vectors(options, model_dir, serving, merged.train, segmenter, record)
     seconds["word2vec"] = round(time.perf_counter() - clock, 1)
 
-    from antispam.network.cli import warmup_texts
     from antispam.network.evaluate import evaluate_version
     from antispam.network.export import ExportError, export_version
     from antispam.network.train import ClassifierSettings, train_classifier
+    from antispam.network.warmup import warmup_texts
 
     settings = options.classifier or ClassifierSettings()
     clock = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The one text pipeline: raw text → normalized text → tokens (DESIGN.md §3).
+"""The one text pipeline: raw text → normalized text → tokens (docs/contracts.md#text-pipeline).
 
 The trainer and the server both call :func:`tokenize`; no other code normalizes or segments
 text. Why the rules matter: in the corpus the spam half masks digits as ``x`` and the halves were

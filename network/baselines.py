@@ -1,6 +1,6 @@
 """TF-IDF + logistic regression baselines on the same split the networks use.
 
-DESIGN.md §3 names these as the honest bar: a bag of jieba tokens and a bag of character
+docs/contracts.md#text-pipeline names these as the honest bar: a bag of jieba tokens and a bag of character
 1–3-grams of the normalized text, both from :mod:`antispam.text`, trained on the training split
 with the regularization picked on the validation split, and scored once on the
 test split. A third row uses only the first 20 tokens, which is all the

@@ -114,36 +114,16 @@ def load_vectors(directory: str | os.PathLike[str], data_source: str | None,
     return ensure_word2vec(data_source, str(directory), progress=progress), "trained"
 
 
-def warmup_texts(samples: list[Any], count: int, seed: int) -> list[str]:
-    """A fixed, label-balanced pick of training messages (real texts, never test ones)."""
-    import numpy as np
-
-    from antispam.labels import PASS, SPAM
-
-    rng = np.random.default_rng(seed)
-    by_label = {label: [s.text for s in samples if s.label == label] for label in (SPAM, PASS)}
-    picked = {label: [texts[i] for i in rng.permutation(len(texts))[: -(-count // 2)]]
-              for label, texts in by_label.items()}
-    mixed = [text for pair in zip(picked[SPAM], picked[PASS]) for text in pair]
-    return mixed[:count] or [s.text for s in samples[:count]]
-
-
-def quiet_libraries(verbose: bool) -> None:
-    """TensorLayer logs every layer it builds and TensorFlow every asset it writes; keep the
-    output to our own progress and results unless ``-v`` asks for more."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not verbose:
-        for name in ("tensorlayer", "tensorflow", "absl"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def run(args: argparse.Namespace) -> int:
+    from antispam.network import quiet_libraries
+
     quiet_libraries(getattr(args, "verbose", False))
     from antispam import data, versions
     from antispam.errors import UserError
     from antispam.network.export import ExportError, export_version, version_size_bytes
     from antispam.network.report import write_report
     from antispam.network.train import train_classifier
+    from antispam.network.warmup import warmup_texts
 
     kind = args.target
     if args.warmup_texts < 1:

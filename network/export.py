@@ -1,4 +1,4 @@
-"""Export a trained classifier as a self-contained SavedModel version (DESIGN.md §4).
+"""Export a trained classifier as a self-contained SavedModel version (docs/contracts.md#version-layout).
 
 A version folder holds everything needed to score raw text with it: the graph and weights, and
 in ``assets.extra/`` the word vectors it was trained with, the preprocessing settings, TF

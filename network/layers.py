@@ -9,7 +9,7 @@ float tensor ``[n, 20, 200]``, and a client cannot send a mask that disagrees wi
 
 Every layer here is plain TensorFlow ops inside ``forward``, with no Python branching on tensor
 values, so a model built from them traces into a ``tf.function`` graph and exports as a
-SavedModel (DESIGN.md §9).
+SavedModel (docs/architecture.md#stack-facts).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class MaskedRNN(tl.layers.Layer):
     Why not ``tl.layers.RNN``: in TensorLayer 2.2.5 it calls ``cell.get_initial_state``, which
     Keras 3 cells no longer accept, and with a ``tf_keras`` cell it recomputes sequence lengths
     and loops over them in Python, so it runs eagerly but cannot be traced into a SavedModel
-    (DESIGN.md §9). This layer owns its weights (created with TensorLayer's ``_get_weights`` so
+    (docs/architecture.md#stack-facts). This layer owns its weights (created with TensorLayer's ``_get_weights`` so
     ``model.all_weights`` and the export see them) and runs the recurrence with ``tf.scan`` over
     the time axis: one graph loop whatever the batch, traceable, differentiable.
 

@@ -12,13 +12,26 @@ carries up to ``batch`` messages at once (its micro-batch path).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+import numpy as np
 
 from antispam import versions
 from antispam.features import Featurizer
+from antispam.labels import PASS, SPAM
 from antispam.text import Segmenter, default_segmenter
 
 MAX_RECORDS = 1000  # TF Serving reads at most this many warmup records
+
+
+def warmup_texts(samples: list[Any], count: int, seed: int) -> list[str]:
+    """A fixed, label-balanced pick of training messages (real texts, never test ones)."""
+    rng = np.random.default_rng(seed)
+    by_label = {label: [s.text for s in samples if s.label == label] for label in (SPAM, PASS)}
+    picked = {label: [texts[i] for i in rng.permutation(len(texts))[: -(-count // 2)]]
+              for label, texts in by_label.items()}
+    mixed = [text for pair in zip(picked[SPAM], picked[PASS]) for text in pair]
+    return mixed[:count] or [s.text for s in samples[:count]]
 
 
 def warmup_batches(texts: Sequence[str], singles: int = 32, batch: int = 64) -> list[list[str]]:

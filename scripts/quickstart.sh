@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${PORT:-8000}"
 
-if [ ! -x .venv/bin/antispam ]; then
-  python3 -m venv .venv
+# Training and the in-process backend need the [train] and [local] extras (TensorFlow,
+# TensorLayer); `pip install antispam` alone is the remote frontend. Checked without importing.
+if [ ! -x .venv/bin/antispam ] || ! .venv/bin/python -c 'import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ("tensorflow", "tensorflow_serving", "tensorlayer", "tf_keras")))'; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e .
+  .venv/bin/pip install -q -e '.[local,train]'
 fi
 . .venv/bin/activate
 

@@ -1,42 +1,37 @@
-"""Shared fixtures: tiny corpora in the public layout, built in a temp dir."""
+"""Shared fixtures (tiny corpora in the public layout, built in a temp dir) and the kind markers.
+
+Every test is marked with the kind of the folder it lives in (``unit``, ``service``, ``e2e``,
+``deploy``), so ``pytest -m unit`` or ``-m "not e2e and not deploy"`` select by kind; a test
+module outside those folders is a collection error.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # tests/ helpers (tinymodel, standin_tfs)
+from tests.helpers.corpus import NUMBERS, TINY_PASS, TINY_SPAM, write_corpus
 
-TINY_SPAM = [
-    "尊敬 的 客户 ， 您 的 积分 可 兑换 现金 ， 详 询 xxxxxxxxxxx",
-    "代开 发票 ， 联系 电话 xxxxxxxxxxx",
-    "优惠 活动 开始 啦 ！ 全场 x 折 ， 加 微信 领取",
-    "低息 贷款 ， 当天 放款 ， 详情 咨询 xxxxxxxxxxx",
-    "新店 开业 ， 全场 五折 ， 欢迎 光临",
-    "恭喜 您 中奖 了 ， 请 点击 链接 领取",
-]
-TINY_PASS = [
-    "妈妈 ， 我们 明天 回家 吃 晚饭",
-    "下午 3 点 开会 ， 记得 带 电脑",
-    "今天 天气 不错 ， 一起 去 公园 吧",
-    "我 已经 到 了 ， 你 在 哪里",
-    "这 本书 很 好看 ， 推荐 给 你",
-    "周末 一起 打 篮球 吗",
-]
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "service", "e2e", "deploy")
 
 
-NUMBERS = ["一", "二", "三", "四", "五"]
-
-
-def write_corpus(root: Path, spam: list[str], passed: list[str]) -> Path:
-    folder = root / "msglog"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "msgspam.log.seg").write_text("\n".join(spam) + "\n", encoding="utf-8")
-    (folder / "msgpass.log.seg").write_text("\n".join(passed) + "\n", encoding="utf-8")
-    return root
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = set()
+    for item in items:
+        try:
+            parts = item.path.resolve().relative_to(TESTS).parts
+        except ValueError:
+            continue  # not one of ours
+        if len(parts) > 1 and parts[0] in KINDS:
+            item.add_marker(parts[0])
+        else:
+            misplaced.add(str(item.path))
+    if misplaced:
+        raise pytest.UsageError(f"test modules outside tests/{{{','.join(KINDS)}}}/: "
+                                f"{', '.join(sorted(misplaced))} (put each in the folder of its kind)")
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
 """The skip-gram model: TensorLayer's ``Word2vecEmbedding`` with NCE loss, and its train step.
 
-Why a hand-written sparse SGD step instead of ``tf.keras.optimizers.Adam``: a step touches a
-few thousand rows of two ``[vocab, dim]`` matrices, but Adam (and any optimizer with dense
-slots) rewrites every row every step — measured at about 22 ms per 512-pair step for a
-10,000 × 200 vocabulary, far too slow for the time budget. Gradients of embedding lookups arrive
-as ``tf.IndexedSlices``; the step sums duplicate rows and updates only the rows present (about
-8.6 ms per 1,024-pair step in the default run, with another training job on the two cores). Plain SGD with linear decay is also what word2vec itself uses;
-sparse Adagrad was tried and gave visibly worse vectors (most words' nearest neighbours were
-stop words). The step is a ``tf.function`` with a fixed input signature, traced once.
+Why a hand-written sparse SGD step instead of ``tf.keras.optimizers.Adam``: a step touches a few
+thousand rows of two ``[vocab, dim]`` matrices, but Adam (and any optimizer with dense slots)
+rewrites every row every step — measured at about 22 ms per 512-pair step for a 10,000 × 200
+vocabulary, far too slow for the time budget. Gradients of embedding lookups arrive as
+``tf.IndexedSlices``; the step sums duplicate rows and updates only the rows present (about 8.6
+ms per 1,024-pair step in the default run, with another training job on the two cores). Plain
+SGD with linear decay is also what word2vec itself uses; sparse Adagrad was tried and gave
+visibly worse vectors (most words' nearest neighbours were stop words). The step is a
+``tf.function`` with a fixed input signature, traced once.
 
 TensorFlow and TensorLayer are imported inside the functions: the CLI must stay cheap to import.
 """

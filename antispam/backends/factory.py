@@ -13,6 +13,7 @@ import it. Call :func:`make_backend` in each worker process, after any fork: the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import urllib.error
@@ -21,10 +22,15 @@ from urllib.parse import quote
 
 from antispam.backends.base import Backend
 from antispam.config import ServeConfig
+from antispam.errors import UserError
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 0.5  # seconds per protocol: a local TF Serving answers in milliseconds
+
+# What the in-process backend imports (lazily, once started) beyond the core install.
+LOCAL_MODULES = {"tensorflow": "tensorflow", "tensorflow_serving": "tensorflow-serving-api"}
+LOCAL_INSTALL = "pip install 'antispam[local]'"
 
 
 def make_backend(config: ServeConfig) -> Backend:
@@ -51,12 +57,36 @@ def make_backend(config: ServeConfig) -> Backend:
             log.info("TF Serving answers over %s: using gRPC %s with REST %s as fallback",
                      found, config.tfs_grpc, config.tfs_rest)
             return FallbackBackend(config)
+        try:
+            require_local()
+        except UserError as exc:
+            raise UserError(f"no TF Serving answers at {config.tfs_grpc} or {config.tfs_rest}, and {exc}; "
+                            "or point --tfs-grpc/--tfs-rest at a running TF Serving") from None
         log.info("no TF Serving at %s or %s: serving the model in-process", config.tfs_grpc, config.tfs_rest)
         return _local(config)
     raise ValueError(f"unknown backend {kind!r} (expected auto, grpc, rest, local or grpc-only)")
 
 
+def missing_local_modules() -> list[str]:
+    """The distributions the in-process backend needs that this installation lacks (no import)."""
+    return [dist for module, dist in LOCAL_MODULES.items() if importlib.util.find_spec(module) is None]
+
+
+def require_local() -> None:
+    """A one-line :class:`UserError` when the in-process backend cannot run in this installation.
+
+    The core install (``pip install antispam``, the frontend image) is the remote frontend only;
+    TensorFlow comes with the ``[local]`` extra. Checked before anything imports TensorFlow, so
+    the user reads what to install instead of a ModuleNotFoundError traceback from a worker thread.
+    """
+    missing = missing_local_modules()
+    if missing:
+        raise UserError(f"the in-process (local) backend needs {' and '.join(missing)}, not installed "
+                        f"here: {LOCAL_INSTALL}")
+
+
 def _local(config: ServeConfig) -> Backend:
+    require_local()
     from antispam.backends.local import LocalBackend
 
     return LocalBackend(config)

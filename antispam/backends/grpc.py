@@ -49,7 +49,7 @@ UNREACHABLE_CODES = frozenset({
     grpc.StatusCode.UNKNOWN,  # what gRPC reports for a stream reset by a dying server
 })
 
-_NUMPY_OF = {
+_NUMPY_OF: dict[int, tuple[np.dtype[Any], str]] = {
     tensor_pb2.DT_FLOAT: (np.dtype("<f4"), "float_val"),
     tensor_pb2.DT_DOUBLE: (np.dtype("<f8"), "double_val"),
     tensor_pb2.DT_HALF: (np.dtype("<f2"), "half_val"),

@@ -160,7 +160,7 @@ class LocalBackend(Backend):
         states: dict[int, dict[str, Any]] = {}
         for v in on_disk:
             states[v] = {"version": v, "state": "on_disk"}
-        for v, (_inode_, error) in self._failed.items():
+        for v, (_inode, error) in self._failed.items():
             if v in states:
                 states[v] = {"version": v, "state": "failed", "error": error}
         if self._loading is not None:

@@ -2,10 +2,11 @@
 
 The flow (docs/contracts.md): pick the newest version TF Serving has AVAILABLE *and* whose
 vectors are loaded here, build the rows of every text with that version's vectors and windowing
-(one ``[rows, 20, 200]`` batch), send it pinned to that version, check the answer before trusting
-it, and fold the rows back into one score per text as that version was trained to. If TF Serving says the pinned version is gone
-(it unloaded it between our last refresh and this request), refresh the version list and try once
-more with the new pick, within the same deadline.
+(one ``[rows, 20, 200]`` batch), send it pinned to that version, check the answer before
+trusting it, and fold the rows back into one score per text as that version was trained to. If
+TF Serving says the pinned version is gone (it unloaded it between our last refresh and this
+request), refresh the version list and try once more with the new pick, within the same
+deadline.
 
 Errors are split by what the caller should do next:
 

@@ -1,6 +1,6 @@
 """Which versions TF Serving can answer with, and the word vectors to build tensors for each.
 
-A remote backend may only send a tensor to a version whose vectors built it (DESIGN.md §4), so a
+A remote backend may only send a tensor to a version whose vectors built it (docs/contracts.md#version-layout), so a
 version is usable ("pinnable") when both hold: TF Serving reports it ``AVAILABLE`` and its
 ``assets.extra`` vectors are loaded here. Vectors are loaded as soon as TF Serving reports a
 version at all (``START``/``LOADING``), so they are usually ready by the time the version is

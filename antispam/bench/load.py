@@ -192,7 +192,7 @@ class Connection:
         return status, body, keep_alive
 
     async def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size_line = await self.reader.readuntil(b"\r\n")
             size = int(size_line.split(b";")[0].strip(), 16)
@@ -247,9 +247,10 @@ async def _exchange(conn_holder: list[Connection | None], host: str, port: int, 
                     messages: int, spec: LoadSpec) -> tuple[int | None, str | None]:
     """One request on the worker's connection, reconnecting as needed; (status, error kind)."""
     try:
-        if conn_holder[0] is None:
-            conn_holder[0] = await asyncio.wait_for(Connection.open(host, port), spec.timeout)
         conn = conn_holder[0]
+        if conn is None:
+            conn = await asyncio.wait_for(Connection.open(host, port), spec.timeout)
+            conn_holder[0] = conn
         status, body, keep_alive = await asyncio.wait_for(conn.request(raw), spec.timeout)
     except asyncio.TimeoutError:
         _drop(conn_holder)

@@ -119,10 +119,10 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
     model_batch_us = median(model_times)
 
     # End to end, as one process would serve them: tokenize, featurize, model, fold, batch by batch.
-    t0 = time.perf_counter()
+    started = time.perf_counter()
     for chunk in _chunks(list(texts), batch):
         score(*featurizer.featurize([segmenter.tokenize(t) for t in chunk]))
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - started
 
     text_us, featurize_us, model_us = median(text_times), median(featurize_times), model_batch_us / batch
     total = text_us + featurize_us + model_us

@@ -49,7 +49,8 @@ def require_pyspy() -> str:
     return path
 
 
-def start(pids: Iterable[int], seconds: float, out_prefix: Path, rate: int = 100) -> list[tuple[subprocess.Popen, Path]]:
+def start(pids: Iterable[int], seconds: float, out_prefix: Path,
+          rate: int = 100) -> list[tuple[subprocess.Popen, Path]]:
     """Start one py-spy per process; returns (process, output file) pairs."""
     pyspy = require_pyspy()
     out_prefix.parent.mkdir(parents=True, exist_ok=True)

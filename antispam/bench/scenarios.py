@@ -3,9 +3,10 @@
 A *service* is one way to run ``antispam serve`` (backend and worker count); a *load* is one
 request kind (GET one text, POST 10 or 100 texts, POST 10 texts of 1,000 characters) at a fixed
 rate or at saturation. The bench starts each service as a real subprocess on a free loopback
-port (and, for the gRPC backend, the TF Serving stand-in from the repository's ``tests/``
-folder), waits until every worker is ready, drives each load from a separate generator process
-while sampling the service's CPU and memory, and stops it with SIGTERM.
+port (and, for the gRPC backend, the TF Serving stand-in of :mod:`antispam.testing.standin_tfs`,
+which needs TensorFlow and tensorflow-serving-api like the local backend), waits until every
+worker is ready, drives each load from a separate generator process while sampling the
+service's CPU and memory, and stops it with SIGTERM.
 
 The service runs with its dedup cache off (``--cache-size 0``) unless asked otherwise: the test
 split has ~1,700 texts, so after one pass every request would be a cache hit and the bench would
@@ -14,7 +15,6 @@ measure a dictionary lookup instead of the pipeline.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from antispam.errors import UserError
+from antispam.testing.standin_tfs import StandinTFS
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -84,13 +85,13 @@ class Load:
         return f"{what} @{self.rate:g}/s" if self.mode == "rate" else f"{what} max"
 
 
-REQUESTS = ("get", "post10", "post100")  # every service, unless --requests says otherwise
+REQUESTS: tuple[str, ...] = ("get", "post10", "post100")  # every service, unless --requests says otherwise
 # Added to the local-backend scenarios by default: 10 texts of 1,000 characters per POST. Each
 # such text is ~60 windows (rows) for the model where a test text is ~2, so this row shows what
 # long messages cost; one row more (~11 s by default) per local scenario. Not added to the gRPC
 # scenarios by default (each such request is ~7 MB of float rows for the model server); an
 # explicit --requests still asks for it on every scenario.
-LOCAL_REQUESTS = ("post10long",)
+LOCAL_REQUESTS: tuple[str, ...] = ("post10long",)
 LONG_SUFFIX = "long"
 LONG_TEXT_CHARS = 1000
 LONG_TEXT_SEPARATOR = "。"
@@ -172,27 +173,6 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return exc.code
     except (OSError, ValueError):
         return None
-
-
-def repo_tests_dir() -> Path | None:
-    """The source checkout's ``tests/`` folder, when the package runs from one (editable install)."""
-    candidate = Path(__file__).resolve().parents[2] / "tests"
-    return candidate if (candidate / "standin_tfs.py").is_file() else None
-
-
-def load_standin_module() -> Any:
-    """Import ``tests/standin_tfs.py`` by path: it is test equipment, not part of the package."""
-    tests = repo_tests_dir()
-    if tests is None:
-        raise UserError("the grpc scenarios need the TF Serving stand-in tests/standin_tfs.py from a "
-                        "source checkout; use --scenarios local-1w,local-2w or --url")
-    if str(tests) not in sys.path:
-        sys.path.insert(0, str(tests))  # the stand-in imports tinymodel from beside it
-    spec = importlib.util.spec_from_file_location("standin_tfs", tests / "standin_tfs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class ServiceProcess:
@@ -283,8 +263,7 @@ class Standin:
     """The TF Serving stand-in for the grpc scenarios, started once and shared by them."""
 
     def __init__(self, model_base: str, workdir: Path) -> None:
-        module = load_standin_module()
-        self.tfs = module.StandinTFS(model_base, keep=1, poll=1.0, log_path=workdir / "standin.log")
+        self.tfs = StandinTFS(model_base, keep=1, poll=1.0, log_path=workdir / "standin.log")
 
     def __enter__(self) -> Any:
         return self.tfs.start()

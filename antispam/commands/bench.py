@@ -12,14 +12,14 @@ from typing import Any
 
 DESCRIPTION = """\
 Benchmark the service. Unless --url is given, starts `antispam serve` subprocesses on 127.0.0.1
-(local backend with 1 and 2 workers; gRPC backend against the TF Serving stand-in, which the
-bench imports by path from the source checkout's tests/standin_tfs.py - test equipment, so the
-grpc scenarios need a checkout). Each service is driven from a separate load-generator process
-over keep-alive connections with the test-split texts of the corpus: single-text GET /predict
-at fixed rates (open loop: latency counts from the scheduled send time) and GET, POST 10 and
-POST 100 texts at saturation, after a few seconds of unrecorded warm-up load; the local-backend
-scenarios also get POST 10 texts of 1,000 characters each at saturation ("POST 10 1000-char":
-consecutive test texts joined with "。" and cut at 1,000 characters; msg/s counts these texts).
+(local backend with 1 and 2 workers; gRPC backend against the TF Serving stand-in of
+antispam.testing, test equipment that runs TensorFlow in a subprocess of its own). Each service
+is driven from a separate load-generator process over keep-alive connections with the
+test-split texts of the corpus: single-text GET /predict at fixed rates (open loop: latency
+counts from the scheduled send time) and GET, POST 10 and POST 100 texts at saturation, after a
+few seconds of unrecorded warm-up load; the local-backend scenarios also get POST 10 texts of
+1,000 characters each at saturation ("POST 10 1000-char": consecutive test texts joined with
+"。" and cut at 1,000 characters; msg/s counts these texts).
 The services run with the dedup cache off (--cache to keep it).
 Before that, in this process and with no HTTP, it measures the raw pipeline limit: normalize +
 jieba, featurize into the version's 20-token windows, and the model on those rows for batches

@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from antispam.network.cli import quiet_libraries
+    from antispam.network import quiet_libraries
 
     quiet_libraries(getattr(args, "verbose", False))
     from antispam import data, versions
@@ -78,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
     }
     summary: dict[str, dict[str, Any]] = {}
     if args.model:
+        from antispam import everyday
         from antispam.network.evaluate import (
             evaluate_version,
             load_version,
             measure_latency,
         )
-        from antispam import everyday
         from antispam.network.robustness import format_report, robustness_report
 
         output["models"] = []

@@ -1,7 +1,7 @@
 """``antispam predict TEXT...``: score texts from the command line, one JSON line each.
 
 By default the newest version under ``<model-base>/<model-name>/`` is loaded in this process
-(the same code path as the service: :class:`antispam.app.Scorer` over a
+(the same code path as the service: :class:`antispam.scoring.Scorer` over a
 :class:`~antispam.backends.local.LocalBackend`); with ``--url`` the texts go to a running
 service instead. Either way each line has the shape of one ``data`` item of ``/predict``.
 """
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Iterable, Iterator
 
-from antispam.config import ServeConfig, add_arguments, from_args
+from antispam.config import ServeConfig, add_arguments, check_serve_config, from_args
 from antispam.errors import UserError
 
 CHUNK = 100  # texts per backend call / HTTP request (the service's default max_texts)
@@ -94,14 +94,15 @@ def _error_message(body: bytes) -> str:
 def predict_local(config: ServeConfig, texts: Iterable[str]) -> Iterator[dict]:
     import asyncio
 
-    from antispam.app import Scorer
+    from antispam.backends.factory import require_local
     from antispam.backends.local import LocalBackend
     from antispam.cache import PredictionCache
-    from antispam.commands.serve import check_config
     from antispam.errors import ApiError
+    from antispam.scoring import Scorer
     from antispam.text import Segmenter
 
-    check_config(config)
+    check_serve_config(config)
+    require_local()  # without TensorFlow: what to install, not a traceback (or use --url)
     backend = LocalBackend(config)
     loop = asyncio.new_event_loop()
     try:

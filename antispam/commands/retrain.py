@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from antispam.retrain import RetrainOptions
 
 DEFAULT_TOLERANCE = 0.005
 DEFAULT_KEEP = 5
@@ -60,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def options_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None):
+def options_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> RetrainOptions:
     """Flags > environment > defaults, as every command does."""
     from antispam.config import from_args
     from antispam.errors import UserError

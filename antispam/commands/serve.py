@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from antispam.config import ServeConfig, add_arguments, from_args
+from antispam.config import ServeConfig, add_arguments, check_serve_config, from_args
 from antispam.errors import UserError
 
 log = logging.getLogger("antispam.serve")
@@ -42,29 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_arguments(p, ServeConfig)
     p.set_defaults(run=run)
-
-
-def check_config(config: ServeConfig) -> None:
-    """Reject settings that would only fail later, inside a worker, with a worse message."""
-    problems = []
-    if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
-        problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1")
-    for name in ("workers", "batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes",
-                 "breaker_failures"):
-        if getattr(config, name) < 1:
-            problems.append(f"--{name.replace('_', '-')} must be at least 1")
-    if config.cache_size < 0:
-        problems.append("--cache-size must be >= 0")
-    if config.min_tokens_to_block < 0:
-        problems.append("--min-tokens-to-block must be >= 0")
-    if config.deadline_ms <= 0:
-        problems.append("--deadline-ms must be > 0")
-    if config.batch_wait_ms < 0 or config.poll_seconds < 0 or config.breaker_cooldown_s < 0:
-        problems.append("--batch-wait-ms, --poll-seconds and --breaker-cooldown-s must be >= 0")
-    if not 0 <= config.port <= 65535:
-        problems.append("--port must be between 0 and 65535")
-    if problems:
-        raise UserError("; ".join(problems))
 
 
 def make_backend(config: ServeConfig) -> Any:
@@ -100,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
         config = from_args(ServeConfig, args)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    check_config(config)
+    check_serve_config(config)
+    if config.backend == "local":  # before binding and forking: one message, not one per worker
+        from antispam.backends.factory import require_local
+
+        require_local()
     import tornado.netutil
 
     try:
@@ -155,8 +136,8 @@ async def serve(config: ServeConfig, sockets: list[socket.socket], port: int,
     code = 0
     if starting.done():
         if starting.exception() is not None:
-            exc = starting.exception()
-            log.error("the %s backend failed to start: %s", config.backend, exc, exc_info=exc)
+            error = starting.exception()
+            log.error("the %s backend failed to start: %s", config.backend, error, exc_info=error)
             stop.set()
             code = 1
         elif backend.ready:

@@ -32,8 +32,8 @@ def generated_names() -> list[str]:
 
 
 def compile_into(out_root: Path) -> None:
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/wrappers.proto
     args = [

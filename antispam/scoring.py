@@ -1,0 +1,139 @@
+"""The domain core of the service: texts in, verdicts out, below any transport.
+
+:class:`Scorer` checks and normalizes texts, answers repeats from the dedup cache, segments the
+rest with jieba, awaits the backend within the deadline and renders each score as one item of
+the ``/predict`` response (probability, label, suggestion by the thresholds, model, coverage).
+The HTTP app (:mod:`antispam.app`) and ``antispam predict`` both score through it, so a verdict
+is the same whichever way a text arrives. It imports neither Tornado nor TensorFlow: the backend
+it is given does the model work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from antispam.backends.base import Backend, BackendError, DeadlineExceeded
+from antispam.cache import CachedScore, PredictionCache
+from antispam.config import ServeConfig
+from antispam.errors import api_error
+from antispam.labels import PASS, SPAM, label_name
+from antispam.metrics import Metrics
+from antispam.text import Segmenter, normalize
+
+# Lone surrogates can arrive through JSON "\ud800" escapes; they are not Unicode text, cannot be
+# encoded back to UTF-8, and would otherwise fail only when the response is written.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Extra time the scorer grants a backend past the deadline before it stops waiting itself.
+DEADLINE_GRACE_SECONDS = 0.05
+
+
+class Scorer:
+    """Texts → response items; shared by the HTTP handlers and ``antispam predict``."""
+
+    def __init__(self, config: ServeConfig, backend: Backend, segmenter: Segmenter,
+                 cache: PredictionCache, metrics: Metrics | None = None) -> None:
+        if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
+            raise ValueError("thresholds must satisfy 0 <= review_threshold <= block_threshold <= 1, "
+                             f"got review {config.review_threshold}, block {config.block_threshold}")
+        self.config = config
+        self.backend = backend
+        self.segmenter = segmenter
+        self.cache = cache
+        self.metrics = metrics
+        self.backend_reports_batches = False
+
+    def normalize_all(self, texts: Sequence[Any], field_name: str = "text") -> list[str]:
+        """Check every text and return its normalized form, or raise the first problem."""
+        normalized = []
+        for i, text in enumerate(texts):
+            where = field_name if len(texts) == 1 and field_name == "text" else f"{field_name}[{i}]"
+            if not isinstance(text, str):
+                raise api_error("invalid_text", f"{where} must be a string, got {type(text).__name__}")
+            if len(text) > self.config.max_chars:
+                raise api_error("text_too_long",
+                                f"{where} has {len(text)} characters; the limit is {self.config.max_chars}")
+            if _SURROGATE.search(text):
+                raise api_error("invalid_text", f"{where} is not valid Unicode (lone surrogate)")
+            norm = normalize(text)
+            if not norm:
+                raise api_error("empty_text", f"{where} has no letters, digits or CJK characters "
+                                "once normalized (punctuation, emoji and spaces are dropped)")
+            normalized.append(norm)
+        return normalized
+
+    async def score(self, texts: Sequence[str], normalized: Sequence[str]) -> list[dict[str, Any]]:
+        """Score already-validated texts; repeats (in the cache or in this batch) cost nothing."""
+        version = self.backend.current_version
+        found: list[tuple[CachedScore, int] | None] = [None] * len(texts)
+        misses: dict[str, list[int]] = {}
+        for i, norm in enumerate(normalized):
+            hit = self.cache.get(norm, version)
+            if hit is not None and version is not None:
+                found[i] = (hit, version)
+            else:
+                misses.setdefault(norm, []).append(i)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.request_texts.observe(len(texts))
+        if misses:
+            keys = list(misses)
+            tokens = [self.segmenter.segment(key) for key in keys]
+            timeout = self.config.deadline_ms / 1000.0
+            try:
+                result = await asyncio.wait_for(self.backend.predict(tokens, timeout=timeout),
+                                                timeout + DEADLINE_GRACE_SECONDS)
+                scores = np.asarray(result.spam_probability, dtype=np.float64)
+                if scores.shape != (len(keys),) or not np.all((scores >= 0) & (scores <= 1)):
+                    raise BackendError(f"backend returned unusable scores (shape {scores.shape}, "
+                                       f"expected {len(keys)} probabilities in [0, 1])")
+            except asyncio.TimeoutError:
+                if metrics is not None:
+                    metrics.backend_errors.labels("deadline_exceeded").inc()
+                raise DeadlineExceeded(f"no answer within {self.config.deadline_ms:.0f} ms") from None
+            except BackendError as exc:
+                if metrics is not None:
+                    metrics.backend_errors.labels(exc.code).inc()
+                raise
+            counts = [len(t) for t in tokens]
+            scored = (result.scored_tokens.tolist() if result.scored_tokens is not None
+                      and len(result.scored_tokens) == len(keys) else counts)
+            for key, p, n, read in zip(keys, scores.tolist(), counts, scored):
+                entry = CachedScore(p, result.model_name, result.backend, n, int(read))
+                self.cache.put(key, result.version, entry)
+                for i in misses[key]:
+                    found[i] = (entry, result.version)
+            if metrics is not None:
+                metrics.backend_used.labels(result.backend).inc()
+                if result.extra.get("fallback"):
+                    metrics.fallbacks.inc()
+                if not self.backend_reports_batches:
+                    metrics.observe_batch(len(keys))
+        elif metrics is not None:
+            metrics.backend_used.labels("cache").inc()
+        return [self.render(text, *hit) for text, hit in zip(texts, found)]  # type: ignore[misc]
+
+    def render(self, text: str, entry: CachedScore, version: int) -> dict[str, Any]:
+        p = entry.spam_probability
+        predict = SPAM if p >= 0.5 else PASS
+        capped = False
+        if p >= self.config.block_threshold:
+            suggestion = "block"
+            # One or two words ("你好", "在吗", "代开") are too little to block on a model's word:
+            # the corpus taught the networks that short means spam. A person looks instead.
+            if entry.tokens < self.config.min_tokens_to_block:
+                suggestion, capped = "review", True
+        elif p >= self.config.review_threshold:
+            suggestion = "review"
+        else:
+            suggestion = "pass"
+        item = {"text": text, "predict": predict, "label": label_name(predict),
+                "spam_probability": p, "suggestion": suggestion,
+                "model": {"name": entry.model_name, "version": version},
+                "coverage": {"tokens": entry.tokens, "scored": entry.scored}}
+        if capped:
+            item["capped"] = "too_little_text"
+        return item

@@ -1,0 +1,1 @@
+"""Deployment tests: docker-compose, Kubernetes manifests, the real Docker stack, packaging."""

@@ -1,0 +1,185 @@
+"""deploy/k8s: schema-valid manifests, wired together, with replicas, probes and limits.
+
+Every resource is checked against the Kubernetes API schema bundled by ``kubernetes-validate``
+(strict: unknown fields fail) when it is installed; the structural checks run either way.
+Regenerate the ConfigMap after editing serving/: ``python tests/deploy/test_k8s.py --write``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+SERVING_FILES = ("models.config", "batching_parameters.txt", "monitoring.config")
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def manifests() -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc:
+                found.append((path.name, doc))
+    return found
+
+
+def by_kind(kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for _, doc in manifests() if doc["kind"] == kind}
+
+
+def containers(workload: dict) -> list[dict]:
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]["containers"]
+
+
+def pod_spec(workload: dict) -> dict:
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def render_configmap() -> str:
+    """The tfserving-config ConfigMap, from the files in serving/ verbatim."""
+    parts = [
+        "# The TF Serving configuration from serving/ (models.config, batching_parameters.txt,",
+        "# monitoring.config), verbatim: tests/deploy/test_k8s.py fails if they drift apart.",
+        "apiVersion: v1",
+        "kind: ConfigMap",
+        "metadata:",
+        "  name: tfserving-config",
+        "  labels:",
+        "    app.kubernetes.io/name: tfserving",
+        "    app.kubernetes.io/part-of: antispam",
+        "data:",
+    ]
+    for name in SERVING_FILES:
+        text = (ROOT / "serving" / name).read_text(encoding="utf-8").rstrip("\n")
+        parts.append(f"  {name}: |")
+        parts.extend(("    " + line) if line else "" for line in text.split("\n"))
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,doc", manifests(), ids=lambda v: v if isinstance(v, str) else v["kind"])
+def test_schema_valid(name: str, doc: dict) -> None:
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed "
+                             "(pip install kubernetes-validate); structure is still checked")
+    version = kv.utils.latest_version()
+    kv.validate(doc, version, strict=True)
+
+
+def test_the_validator_is_not_vacuous() -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    deployment = by_kind("Deployment")["antispam"]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz"}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, kv.utils.latest_version(), strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))["resources"]
+    files = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(listed) == files
+
+
+def test_configmap_holds_the_serving_files_verbatim() -> None:
+    assert (K8S / "tfserving-config.yaml").read_text(encoding="utf-8") == render_configmap(), \
+        "serving/ changed: regenerate with `python tests/deploy/test_k8s.py --write`"
+    data = by_kind("ConfigMap")["tfserving-config"]["data"]
+    for name in SERVING_FILES:
+        assert data[name] == (ROOT / "serving" / name).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["tfserving", "antispam"])
+def test_serving_deployments_are_replicated_probed_and_limited(name: str) -> None:
+    deployment = by_kind("Deployment")[name]
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    for container in containers(deployment):
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            assert probe in container, f"{name}: no {probe}"
+        limits = container["resources"]["limits"]
+        requests = container["resources"]["requests"]
+        assert {"cpu", "memory"} <= set(limits) and {"cpu", "memory"} <= set(requests)
+    budgets = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: d
+               for d in by_kind("PodDisruptionBudget").values()}
+    assert budgets[name]["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+def test_services_select_their_pods() -> None:
+    workloads = by_kind("Deployment")
+    for name, service in by_kind("Service").items():
+        selector = service["spec"]["selector"]
+        labels = workloads[name]["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), name
+        ports = {p.get("name") for c in containers(workloads[name]) for p in c["ports"]}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports, f"{name}: targetPort {port['targetPort']} not exposed"
+
+
+def test_tfserving_matches_compose() -> None:
+    """Same image and flags as docker-compose.yml: one configuration, two ways to run it."""
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["tfserving"]
+    container = containers(by_kind("Deployment")["tfserving"])[0]
+    assert container["image"] == compose["image"]
+    assert container["command"] == compose["entrypoint"]
+    assert container["args"] == compose["command"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/models"]["readOnly"] is True
+    assert "AVAILABLE" in " ".join(container["readinessProbe"]["exec"]["command"])
+
+
+def test_antispam_reads_models_read_only_and_probes_readyz() -> None:
+    container = containers(by_kind("Deployment")["antispam"])[0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ANTISPAM_TFS_GRPC"].split(":")[0] in by_kind("Service")
+    assert env["ANTISPAM_FEEDBACK_DB"] == ""  # feedback has its own single writer
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {m["mountPath"]: m.get("readOnly") for m in container["volumeMounts"]}["/models"] is True
+
+
+def test_feedback_has_one_writer_and_the_ingress_routes_to_it() -> None:
+    deployment = by_kind("Deployment")["antispam-feedback"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(deployment)["volumes"]}
+    assert "antispam-feedback" in claims
+    assert by_kind("PersistentVolumeClaim")["antispam-feedback"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    paths = by_kind("Ingress")["antispam"]["spec"]["rules"][0]["http"]["paths"]
+    routes = {p["path"]: p["backend"]["service"]["name"] for p in paths}
+    assert routes == {"/feedback": "antispam-feedback", "/": "antispam"}
+
+
+def test_retrain_cronjob_is_nightly_exclusive_and_beside_the_feedback_store() -> None:
+    job = by_kind("CronJob")["antispam-retrain"]
+    assert job["spec"]["schedule"] == "0 3 * * *"
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    container = containers(job)[0]
+    assert container["args"][:3] == ["retrain", "--model", "cnn"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert not mounts["/models"].get("readOnly")
+    affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert affinity["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "antispam-feedback"
+    assert by_kind("PersistentVolumeClaim")["antispam-models"]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if sys.argv[1:] == ["--write"]:
+        (K8S / "tfserving-config.yaml").write_text(render_configmap(), encoding="utf-8")
+        print(f"wrote {K8S / 'tfserving-config.yaml'}")
+    else:
+        sys.exit(pytest.main([__file__, "-q"]))

@@ -1,0 +1,96 @@
+"""``antispam bench`` end to end, quick, on a tiny model and a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from antispam.bench import report
+from antispam.cli import main
+
+
+def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (TensorFlow is usually loaded already); the services are subprocesses."""
+    from tests.helpers.tinymodel import build_version
+
+    build_version(tmp_path / "models" / "cnn")
+    out = tmp_path / "results.json"
+    monkeypatch.chdir(tmp_path)
+    code = main(["bench", "--quick", "--model-base", str(tmp_path / "models"), "--data", str(tiny_corpus),
+                 "--duration", "1", "--warmup", "0.2", "--rates", "20", "--requests", "get,post10,post10long",
+                 "--json", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert report.check_payload(payload) == []
+    rows = {r["scenario"]: r for r in payload["results"]}
+    assert set(rows) == {"local-1w GET 1 @20/s", "local-1w GET 1 max", "local-1w POST 10 max",
+                         "local-1w POST 10 1000-char max"}
+    for row in rows.values():
+        assert row["errors"] == 0 and row["ok"] > 0, row
+        assert row["service_cpu_percent"] > 0 and row["service_rss_mb"] > 50
+    assert rows["local-1w GET 1 @20/s"]["ok"] == 16  # 20/s over the 0.8 s recorded window
+    for scenario in ("local-1w POST 10 max", "local-1w POST 10 1000-char max"):
+        assert rows[scenario]["messages_per_s"] == pytest.approx(10 * rows[scenario]["requests_per_s"])
+        assert rows[scenario]["texts_per_request"] == 10
+    long = rows["local-1w POST 10 1000-char max"]
+    assert long["request"] == "post10long" and long["text_chars"] == 1000
+    assert long["fraction_of_limit"] is None  # the limit is measured on the test texts
+    assert all(0 < r["fraction_of_limit"] for r in rows.values() if r is not long)
+    assert payload["config"]["requests"] == ["get", "post10", "post10long"]
+    assert payload["config"]["local_requests"] == []
+    assert payload["pipeline"]["implied_messages_per_s"] > 0
+    # The table went to stdout, with every row.
+    for scenario in rows:
+        assert scenario in stdout
+    assert "raw pipeline limit" in stdout
+    assert not (tmp_path / "feedback.db").exists()  # the bench's services write nothing here
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--url", "http://192.0.2.1:8000"], "loopback"),
+    (["--rates", "abc"], "comma-separated numbers"),
+    (["--scenarios", "local-9w"], "unknown scenario"),
+    (["--requests", "put"], "unknown request kind"),
+])
+def test_bad_arguments_are_user_errors(argv: list[str], message: str, tiny_corpus: Path,
+                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "--data", str(tiny_corpus), "--model-base", str(tmp_path), "--no-pipeline", *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_model_fails_before_any_work(tiny_corpus: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "--quick", "--data", str(tiny_corpus), "--model-base", str(tmp_path / "none")])
+    assert code == 2 and "no model version" in capsys.readouterr().err
+
+
+def test_bench_a_running_service_by_url(tmp_path: Path, tiny_corpus: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from antispam.backends.local import LocalBackend
+    from antispam.config import ServeConfig
+    from tests.helpers.live_server import LiveServer
+    from tests.helpers.tinymodel import build_version
+
+    build_version(tmp_path / "models" / "cnn")
+    config = ServeConfig(model_base=str(tmp_path / "models"), poll_seconds=0, cache_size=0)
+    server = LiveServer(config, LocalBackend).start()
+    try:
+        out = tmp_path / "url.json"
+        code = main(["bench", "--url", server.url, "--quick", "--no-pipeline", "--requests", "get",
+                     "--duration", "0.6", "--warmup", "0.1", "--rates", "20", "--data", str(tiny_corpus),
+                     "--json", str(out)])
+    finally:
+        server.stop()
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert report.check_payload(payload) == []
+    assert [r["scenario"] for r in payload["results"]] == ["url GET 1 @20/s", "url GET 1 max"]
+    assert all(r["errors"] == 0 for r in payload["results"])
+    # The service is this test process (the server runs in a thread): found by its listening port.
+    assert payload["results"][1]["service_cpu_percent"] > 0
+    assert "driving " + server.url in capsys.readouterr().err

@@ -1,0 +1,81 @@
+"""Schemathesis against the OpenAPI document the app serves, over real HTTP.
+
+Schemathesis generates requests from ``/openapi.json`` (valid ones, and invalid ones derived
+from the schema) and checks every answer against the same document: documented status, content
+type, response schema, no server error. The app runs with its default limits (the document
+states them: 5000 characters, 100 texts) on a tiny model version with the in-process backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the [dev] extras")
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from antispam.config import ServeConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from antispam.backends.local import LocalBackend
+    from antispam.feedback import FeedbackStore
+    from tests.helpers.live_server import LiveServer
+    from tests.helpers.tinymodel import build_version
+
+    root = tmp_path_factory.mktemp("schemathesis")
+    build_version(root / "models" / "cnn")
+    config = ServeConfig(model_base=str(root / "models"), model_name="cnn", poll_seconds=0,
+                         deadline_ms=10_000, feedback_db=str(root / "feedback.db"))
+    store = FeedbackStore(Path(config.feedback_db), synchronous="NORMAL")
+    server = LiveServer(config, LocalBackend, feedback_store=store).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        store.close()
+
+
+def _shipped_document() -> dict[str, Any]:
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files("antispam").joinpath("openapi.json").read_text("utf-8"))
+
+
+# Loaded from the package rather than through a fixture: schemathesis' lazy fixture loader
+# (schemathesis.pytest.from_fixture) sets a private pytest attribute that pytest 9 no longer has.
+# The served document is checked to be this same file below.
+# Two of schemathesis' default expectations do not fit this API, and are adjusted, not dropped:
+# * a text over maxLength is a documented 413 (text_too_long), not a 400, so 413 is an accepted
+#   rejection of schema-violating data;
+# * a schema-valid text can still be empty once normalized ("", "!!!", emoji only) — a documented
+#   400 empty_text that no JSON Schema keyword can express. The built-in positive-data check is
+#   replaced by the stricter one in the test: a valid request may be refused only as empty_text
+#   (or 413 body_too_large, for 100 texts of 5000 escaped characters past the body limit).
+CONFIG = schemathesis.config.SchemathesisConfig.from_str("""
+[checks.negative_data_rejection]
+expected-statuses = [400, 404, 405, 413, 415]
+[checks.positive_data_acceptance]
+enabled = false
+""")
+schema = schemathesis.openapi.from_dict(_shipped_document(), config=CONFIG)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_document(case: Any, live: Any) -> None:
+    response = case.call_and_validate(base_url=live.url, timeout=30)
+    assert response.status_code != 500
+    if case.meta is not None and case.meta.generation.mode.is_positive and response.status_code >= 400:
+        code = response.json()["error"]["code"]
+        assert (response.status_code, code) in {(400, "empty_text"), (413, "body_too_large")}, code
+
+
+def test_document_served_is_the_shipped_one(live: Any) -> None:
+    status, served = live.get_json("/openapi.json")
+    assert status == 200 and served == _shipped_document()

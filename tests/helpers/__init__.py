@@ -1,0 +1,1 @@
+"""Test equipment shared by the test modules (never imported by the package itself)."""

@@ -1,0 +1,87 @@
+"""/metrics: the named metrics are exposed, follow the app's state, and each app has its own."""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client.parser import text_string_to_metric_families
+from tornado.testing import AsyncHTTPTestCase
+
+from antispam.app import make_app
+from antispam.cache import CachedScore, PredictionCache
+from antispam.config import ServeConfig
+from antispam.metrics import Metrics
+from tests.helpers.fakes import FakeBackend
+
+
+def samples(exposition: bytes | str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = exposition.decode() if isinstance(exposition, bytes) else exposition
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+class MetricsEndpointTest(AsyncHTTPTestCase):
+    def get_app(self):
+        self.backend = FakeBackend(extra={"fallback": True}, version=3)
+        return make_app(ServeConfig(cache_size=100), self.backend)
+
+    def scrape(self) -> dict:
+        response = self.fetch("/metrics")
+        self.assertEqual(response.code, 200)
+        self.assertTrue(response.headers["Content-Type"].startswith("text/plain"))
+        return samples(response.body)
+
+    def test_named_metrics_follow_requests(self):
+        self.fetch("/predict?text=代开发票")
+        self.fetch("/predict?text=代开发票")  # a cache hit
+        self.fetch("/predict", method="POST", body=json.dumps({"texts": ["好", "发票", "x"]}),
+                   headers={"Content-Type": "application/json"})
+        self.fetch("/predict?text=")  # 400
+        m = self.scrape()
+        req = lambda method, status: m[("antispam_requests_total",  # noqa: E731
+                                         (("method", method), ("route", "predict"), ("status", status)))]
+        self.assertEqual((req("GET", "200"), req("GET", "400"), req("POST", "200")), (2, 1, 1))
+        self.assertEqual(m[("antispam_request_duration_seconds_count", (("route", "predict"),))], 4)
+        self.assertEqual(m[("antispam_backend_requests_total", (("backend", "fake"),))], 2)
+        self.assertEqual(m[("antispam_backend_requests_total", (("backend", "cache"),))], 1)
+        self.assertEqual(m[("antispam_backend_fallbacks_total", ())], 2)
+        self.assertEqual(m[("antispam_request_texts_sum", ())], 5)
+        self.assertEqual(m[("antispam_model_batch_texts_sum", ())], 4)  # the hit skipped the model
+        self.assertEqual(m[("antispam_model_version", (("backend", "fake"), ("model", "cnn")))], 3)
+        self.assertEqual(m[("antispam_ready", (("backend", "fake"),))], 1)
+        self.assertEqual(m[("antispam_cache_hits_total", ())], 1)
+        self.assertEqual(m[("antispam_cache_misses_total", ())], 4)
+        self.assertAlmostEqual(m[("antispam_cache_hit_ratio", ())], 0.2)
+
+    def test_served_version_and_readiness_are_read_at_scrape_time(self):
+        self.backend.version = None
+        self.backend._ready = False
+        m = self.scrape()
+        self.assertEqual(m[("antispam_model_version", (("backend", "fake"), ("model", "cnn")))], -1)
+        self.assertEqual(m[("antispam_ready", (("backend", "fake"),))], 0)
+
+
+def test_each_metrics_object_has_its_own_registry():
+    a, b = Metrics(), Metrics()
+    a.observe_request("predict", "GET", 200, 0.01)
+    key = ("antispam_requests_total", (("method", "GET"), ("route", "predict"), ("status", "200")))
+    assert samples(a.exposition())[key] == 1
+    assert key not in samples(b.exposition())
+
+
+def test_cache_collector_reports_the_cache():
+    m = Metrics()
+    cache = PredictionCache(10)
+    m.watch_cache(cache)
+    cache.get("a", 1)
+    cache.put("a", 1, CachedScore(0.5, "cnn", "local"))
+    cache.get("a", 1)
+    cache.get("a", 2)
+    got = samples(m.exposition())
+    assert got[("antispam_cache_hits_total", ())] == 1
+    assert got[("antispam_cache_misses_total", ())] == 2
+    assert got[("antispam_cache_invalidations_total", ())] == 1
+    assert got[("antispam_cache_entries", ())] == 0

@@ -1,0 +1,341 @@
+"""The nightly retrain job: feedback merge, gate, prune, log, lock, and real runs on a tiny corpus.
+
+The real runs use tiny settings (a 60-message corpus, 1-2 epochs, small word2vec) so each takes
+seconds; the first one (word2vec + classifier, paying TensorLayer's import) is shared by the
+tests through a module fixture and copied per test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from antispam import everyday, retrain, versions
+from antispam.data import Sample, Split, load_split
+from antispam.feedback import FeedbackStore
+from antispam.labels import PASS, SPAM
+from antispam.lock import FileLock, LockBusy
+from antispam.text import normalize
+from tests.helpers.corpus import NUMBERS, TINY_PASS, TINY_SPAM, write_corpus
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fb(text: str, label: int, count: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(text=text, label=label, count=count)
+
+
+def tiny_split() -> Split:
+    return Split(
+        train=[Sample("代开发票，联系我", SPAM), Sample("明天一起吃饭", PASS), Sample("低息贷款", SPAM)],
+        validation=[Sample("恭喜中奖请领取", SPAM)],
+        test=[Sample("下午开会带电脑", PASS)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# merge_feedback
+
+
+def test_feedback_joins_training_only_and_never_a_held_out_text() -> None:
+    split = tiny_split()
+    merged = retrain.merge_feedback(split, [
+        fb("下午开会带电脑！", SPAM),         # the test text (after normalization): left out
+        fb("恭喜中奖请领取。", SPAM),         # the validation text: left out
+        fb("加微信领红包", SPAM, count=4),    # new: added
+        fb("明天一起吃饭", SPAM),             # a training text with the other label: relabelled
+        fb("低息贷款", SPAM),                 # already in the corpus with this label
+        fb("！！！", PASS),                   # nothing left after normalization
+    ])
+    assert merged.counts == {"distinct": 6, "reports": 9, "used": 2, "added": 1, "relabelled_corpus": 1,
+                             "already_in_corpus": 1, "held_out": 2, "empty": 1, "conflicting": 0}
+    by_text = {normalize(s.text): s.label for s in merged.train}
+    assert by_text[normalize("加微信领红包")] == SPAM
+    assert by_text[normalize("明天一起吃饭")] == SPAM  # the moderator's verdict replaced the corpus'
+    assert len(merged.train) == len(split.train) + 1
+    held_out = {normalize(s.text) for s in split.validation + split.test}
+    assert not held_out & set(by_text)
+
+
+def test_feedback_conflicts_are_reported_not_trained() -> None:
+    store_conflict = SimpleNamespace(as_dict=lambda: {"normalized": "x", "text": "x", "counts": {"spam": 1, "pass": 2}})
+    merged = retrain.merge_feedback(tiny_split(), [
+        # Two rows the store kept apart but today's normalizer merges, with both labels.
+        fb("发票 13800138000", SPAM), fb("发票 13900139000", PASS),
+    ], [store_conflict])
+    assert merged.counts["conflicting"] == 2
+    assert merged.counts["used"] == 0
+    assert len(merged.conflicts) == 2
+    assert len(merged.train) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# gate
+
+
+def test_gate_publishes_the_first_version() -> None:
+    ok, reason = retrain.gate(0.5, None, 0.005, None)
+    assert ok and "first version" in reason
+
+
+def test_gate_within_and_beyond_tolerance() -> None:
+    assert retrain.gate(0.950, 0.953, 0.005, 7)[0]
+    assert retrain.gate(0.948, 0.953, 0.005, 7)[0]  # exactly at the limit passes
+    ok, reason = retrain.gate(0.940, 0.953, 0.005, 7)
+    assert not ok
+    assert "0.0130 below" in reason and "version 7 stays" in reason
+
+
+def test_negative_tolerance_requires_an_improvement() -> None:
+    assert not retrain.gate(0.953, 0.953, -0.01, 3)[0]
+    assert retrain.gate(0.965, 0.953, -0.01, 3)[0]
+
+
+def test_gate_replaces_a_serving_version_that_cannot_be_scored() -> None:
+    ok, reason = retrain.gate(0.9, None, 0.005, 4)
+    assert ok and "cannot be scored" in reason
+
+
+# ---------------------------------------------------------------------------------------------
+# prune, leftovers, log, options
+
+
+def fake_versions(model_dir: Path, numbers: list[int]) -> None:
+    for n in numbers:
+        (model_dir / str(n)).mkdir(parents=True)
+        (model_dir / str(n) / "saved_model.pb").write_bytes(b"x")
+
+
+def test_prune_keeps_the_newest_and_the_protected(tmp_path: Path) -> None:
+    fake_versions(tmp_path, [1, 2, 3, 4, 5, 6])
+    (tmp_path / "7").mkdir()  # incomplete: not a version, not touched
+    removed = retrain.prune(tmp_path, keep=2, protect=(3, None))
+    assert removed == [1, 2, 4]
+    assert versions.list_versions(tmp_path) == [3, 5, 6]
+    assert (tmp_path / "7").is_dir()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".deleted-")]
+    assert retrain.prune(tmp_path, keep=1) == [3, 5]
+    assert versions.list_versions(tmp_path) == [6]
+    with pytest.raises(ValueError):
+        retrain.prune(tmp_path, keep=0)
+
+
+def test_leftovers_of_dead_runs_are_removed(tmp_path: Path) -> None:
+    fake_versions(tmp_path, [1])
+    (tmp_path / ".candidate-abc" / "1").mkdir(parents=True)
+    (tmp_path / ".deleted-3-xyz").mkdir()
+    (tmp_path / ".staging-123").mkdir()  # `antispam train` may be using it: left alone
+    assert sorted(retrain.clean_leftovers(tmp_path)) == [".candidate-abc", ".deleted-3-xyz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging-123", "1"]
+
+
+def test_log_lines_from_concurrent_writers_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "log" / "promotion.jsonl"
+    code = textwrap.dedent(f"""
+        import sys
+        from antispam.retrain import append_log
+        for i in range(40):
+            append_log({str(path)!r}, {{"writer": int(sys.argv[1]), "i": i, "pad": "中" * 3000}})
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in range(4)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    records = retrain.read_log(path)
+    assert len(records) == 160
+    assert sorted((r["writer"], r["i"]) for r in records) == [(w, i) for w in range(4) for i in range(40)]
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"keep": 0}, "--keep"), ({"tolerance": float("nan")}, "--tolerance"),
+    ({"tolerance": 2.0}, "--tolerance"), ({"model": "svm"}, "--model"), ({"word2vec": "maybe"}, "--word2vec"),
+])
+def test_bad_options_are_refused(change: dict, message: str) -> None:
+    options = retrain.RetrainOptions(model="cnn")
+    for key, value in change.items():
+        setattr(options, key, value)
+    with pytest.raises(retrain.RetrainError, match=message):
+        options.validate()
+
+
+def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path: Path, tiny_corpus: Path) -> None:
+    options = retrain.RetrainOptions(model="cnn", data=str(tiny_corpus), model_base=str(tmp_path / "models"))
+    with FileLock(options.model_dir / retrain.LOCK_FILE):
+        with pytest.raises(LockBusy, match="another retrain of cnn") as caught:
+            retrain.run(options)
+    assert caught.value.exit_code == retrain.EXIT_BUSY == 4
+    [line] = retrain.read_log(options.log_file)
+    assert line["decision"] == "busy" and line["exit_code"] == 4
+    assert versions.list_versions(options.model_dir) == []
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "antispam", "retrain", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_cli_exits_4_with_a_message_when_busy(tmp_path: Path, tiny_corpus: Path) -> None:
+    model_base = tmp_path / "models"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from antispam.lock import FileLock
+        with FileLock({str(model_base / 'cnn' / retrain.LOCK_FILE)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = run_cli("--model", "cnn", "--data", str(tiny_corpus), "--model-base", str(model_base),
+                         "--no-feedback", timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 4, result.stderr
+    assert "another retrain of cnn" in result.stderr and f"pid {holder.pid}" in result.stderr
+
+
+def test_cli_refuses_bad_flags_and_a_missing_feedback_db(tmp_path: Path, tiny_corpus: Path) -> None:
+    result = run_cli("--model", "cnn", "--keep", "0", "--model-base", str(tmp_path))
+    assert result.returncode == 2 and "--keep must be at least 1" in result.stderr
+    result = run_cli("--model", "cnn", "--data", str(tiny_corpus), "--model-base", str(tmp_path),
+                     "--feedback-db", str(tmp_path / "nope.db"))
+    assert result.returncode == 2 and "no feedback store at" in result.stderr
+    assert not (tmp_path / "nope.db").exists()
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--model", "--data", "--model-base", "--feedback-db", "--word2vec", "--tolerance",
+                 "--keep", "--dry-run", "--log"):
+        assert flag in result.stdout
+
+
+def test_cli_options_read_the_environment(tmp_path: Path) -> None:
+    from antispam.cli import build_parser
+    from antispam.commands.retrain import options_from_args
+
+    args = build_parser().parse_args(["retrain", "--model", "rnn"])
+    env = {"ANTISPAM_MODEL_BASE": "/m", "ANTISPAM_FEEDBACK_DB": "/f/feedback.db", "ANTISPAM_DATA_DIR": "/d",
+           "ANTISPAM_W2V_EPOCHS": "2"}
+    options = options_from_args(args, env)
+    assert (options.model, options.model_base, options.feedback_db, options.data_dir) == (
+        "rnn", "/m", "/f/feedback.db", "/d")
+    assert not options.feedback_required
+    assert options.word2vec_settings.epochs == 2
+    assert options.log_file == Path("/m/rnn/promotion.jsonl")
+    args = build_parser().parse_args(["retrain", "--model", "cnn", "--feedback-db", "x.db", "--epochs", "3"])
+    options = options_from_args(args, {})
+    assert options.feedback_required and options.classifier.epochs == 3
+    args = build_parser().parse_args(["retrain", "--model", "cnn", "--no-feedback"])
+    assert options_from_args(args, env).feedback_db is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Real runs on a tiny corpus
+
+
+def tiny_options(corpus: Path, model_base: Path, **overrides) -> retrain.RetrainOptions:
+    from antispam.network.train import ClassifierSettings
+    from antispam.word2vec.train import Word2VecSettings
+
+    options = retrain.RetrainOptions(
+        model="cnn", data=str(corpus), model_base=str(model_base),
+        classifier=ClassifierSettings(epochs=2, batch_size=16, patience=1),
+        word2vec_settings=Word2VecSettings(min_count=1, epochs=1, negatives=2, batch_size=64),
+        warmup_texts=4, progress=False)
+    for key, value in overrides.items():
+        setattr(options, key, value)
+    return options
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, retrain.RetrainResult]:
+    """A tiny corpus and a model base where a first retrain run published version 1."""
+    root = tmp_path_factory.mktemp("seeded")
+    spam = [f"{line} 编号 {n}" for n in NUMBERS for line in TINY_SPAM]
+    passed = [f"{line} 第 {n} 次" for n in NUMBERS for line in TINY_PASS]
+    corpus = write_corpus(root / "corpus", spam, passed)
+    result = retrain.run(tiny_options(corpus, root / "models"))
+    return corpus, root / "models", result
+
+
+@pytest.fixture
+def model_base(seeded, tmp_path: Path) -> Path:
+    target = tmp_path / "models"
+    shutil.copytree(seeded[1], target)
+    return target
+
+
+def test_first_run_publishes_version_1_with_trained_vectors(seeded) -> None:
+    corpus, model_base, result = seeded
+    assert result.exit_code == 0 and result.published == 1 and result.serving is None
+    record = retrain.read_log(model_base / "cnn" / retrain.LOG_FILE)[0]
+    assert record["decision"] == "publish" and record["version"] == 1
+    assert record["word2vec"]["origin"].startswith("trained")
+    assert record["scores"]["old"] is None and 0 <= record["scores"]["new"]["f1"] <= 1
+    split = load_split(corpus, progress=False)
+    assert record["data"] == {"corpus_train": len(split.train), "validation": len(split.validation),
+                              "test": len(split.test), "train": len(split.train),
+                              "test_fingerprint": record["data"]["test_fingerprint"],
+                              "everyday": len(everyday.training_part())}
+    metrics = versions.load_assets(model_base / "cnn", 1).metrics
+    assert metrics["retrain"]["gate"]["reason"] == result.reason
+    assert not [p for p in (model_base / "cnn").iterdir() if p.name.startswith(".candidate-")]
+
+
+def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_path: Path) -> None:
+    corpus = seeded[0]
+    split = load_split(corpus, progress=False)
+    store = FeedbackStore(tmp_path / "feedback.db")
+    store.add(split.test[0].text, normalize(split.test[0].text), 1 - split.test[0].label, 1)
+    store.add("加微信领取红包优惠", normalize("加微信领取红包优惠"), SPAM, 1)
+    store.add("周末一起去爬山", normalize("周末一起去爬山"), PASS, 1)
+    store.add("周末一起去爬山", normalize("周末一起去爬山"), SPAM, 1)  # conflict
+    store.close()
+    options = tiny_options(corpus, model_base, dry_run=True, feedback_db=str(tmp_path / "feedback.db"),
+                           word2vec="retrain")
+    result = retrain.run(options)
+    assert result.exit_code == 0 and result.decision == "publish" and result.published is None
+    assert result.reason.startswith("dry run, nothing published")
+    assert versions.list_versions(model_base / "cnn") == [1]
+    record = retrain.read_log(options.log_file)[-1]
+    assert record["dry_run"] and record["serving_version"] == 1
+    assert record["feedback"]["added"] == 1 and record["feedback"]["held_out"] == 1
+    assert record["conflict_count"] == 1 and record["conflicts"][0]["counts"] == {"pass": 1, "spam": 1}
+    assert record["data"]["train"] == record["data"]["corpus_train"] + 1
+    assert record["word2vec"]["origin"] == "trained"
+    assert record["scores"]["old"]["version"] == 1
+    report = retrain.format_report(result, options.log_file)
+    assert "would publish" in report and "1 texts with conflicting labels" in report
+
+
+def test_gate_rejection_exits_3_and_changes_nothing(seeded, model_base: Path) -> None:
+    # A tolerance of -1 demands an F1 gain of a whole point: impossible, so the gate must refuse.
+    options = tiny_options(seeded[0], model_base, tolerance=-1.0)
+    before = sorted(p.name for p in (model_base / "cnn").iterdir())
+    result = retrain.run(options)
+    assert result.exit_code == retrain.EXIT_REJECTED == 3
+    assert result.decision == "reject" and result.published is None
+    assert "version 1 stays in service" in result.reason
+    assert sorted(p.name for p in (model_base / "cnn").iterdir()) == before
+    record = retrain.read_log(options.log_file)[-1]
+    assert record["decision"] == "reject" and record["exit_code"] == 3 and record["version"] is None
+    assert record["word2vec"]["origin"] == "reused from version 1"
+    assert "REJECTED" in retrain.format_report(result, options.log_file)
+
+
+def test_publish_prunes_old_versions_but_keeps_the_serving_one(seeded, model_base: Path) -> None:
+    cnn = model_base / "cnn"
+    shutil.copytree(cnn / "1", cnn / "2")  # pretend a second version is serving
+    options = tiny_options(seeded[0], model_base, keep=1)
+    result = retrain.run(options)
+    assert result.exit_code == 0 and result.serving == 2 and result.published == 3
+    assert versions.list_versions(cnn) == [2, 3]  # 1 pruned; 2 was serving at the start
+    record = retrain.read_log(options.log_file)[-1]
+    assert record["pruned"] == [1] and record["version"] == 3
+    assert record["scores"]["old"]["version"] == 2
+    assert set(record["seconds"]) >= {"data", "word2vec", "train", "export", "evaluate", "total"}
+    assert versions.load_assets(cnn, 3).metrics["retrain"]["serving_version_at_training"] == 2

@@ -1,0 +1,89 @@
+"""The bench's table and JSON layout."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from antispam.bench import report
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "scenario": "local-2w GET 1 max", "service": "local-2w", "backend": "local", "workers": 2,
+        "request": "get", "mode": "saturation", "target_rate": 0.0, "connections": 32,
+        "window_s": 9.0, "requests": 9000, "ok": 9000, "errors": 0, "requests_per_s": 1000.0,
+        "messages_per_s": 1000.0,
+        "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0, "max": 40.0, "mean": 11.0, "count": 9000.0},
+        "statuses": {"200": 9000}, "error_kinds": {}, "service_cpu_percent": 190.0,
+        "service_rss_mb": 900.0, "service_pss_mb": 700.0, "fraction_of_limit": 0.5, "driver": "asyncio",
+        "client_cpu_percent": 40.0, "other_cpu_percent": 1.0,
+    }
+    base.update(overrides)
+    return base
+
+
+def payload(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema": report.SCHEMA, "started": "2026-01-01T00:00:00", "host": report.host_info(),
+            "config": {}, "pipeline": None, "results": results, "targets": []}
+
+
+def test_table_has_one_aligned_line_per_result() -> None:
+    long = record(scenario="local-2w POST 10 1000-char max", request="post10long", text_chars=1000,
+                  requests_per_s=21.0, messages_per_s=210.0, fraction_of_limit=None)
+    table = report.format_table([record(), record(scenario="local-1w POST 100 max", messages_per_s=3456.0,
+                                                  service_cpu_percent=None, fraction_of_limit=None), long])
+    lines = table.splitlines()[:-4]  # the last four lines are the legend
+    assert len(lines) == 5 and len({len(line) for line in lines}) == 1
+    assert "p99 ms" in lines[0] and "RSS MB" in lines[0] and "msg/s" in lines[0]
+    assert "3456" in lines[3] and " -" in lines[3]  # unknown values print as "-"
+    assert "50%" in lines[2]
+    # The long-text row: labelled as such, with its messages (texts) per second.
+    assert lines[4].startswith("local-2w POST 10 1000-char max ") and "  210 " in lines[4]
+    assert "1000-char rows" in table and "1,000 characters" in table
+
+
+def test_payload_layout_is_checked() -> None:
+    assert report.check_payload(payload([record()])) == []
+    broken = record()
+    del broken["errors"]
+    broken["latency_ms"] = {"p50": 1.0}
+    problems = report.check_payload(payload([broken]))
+    assert "results[0] lacks 'errors'" in problems
+    assert any("latency_ms lacks 'p99'" in p for p in problems)
+    assert report.check_payload({"schema": "other"})[0].startswith("schema is")
+
+
+def test_json_has_no_nan(tmp_path: Path) -> None:
+    empty = record(latency_ms={"p50": math.nan, "p95": math.nan, "p99": math.nan, "max": math.nan,
+                               "mean": math.nan, "count": 0.0})
+    path = report.write_json(tmp_path / "out" / "r.json", payload([empty]))
+    text = path.read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["results"][0]["latency_ms"]["p99"] is None
+
+
+def test_default_path_is_in_the_ignored_folder() -> None:
+    path = report.default_json_path()
+    assert path.parts[0] == "bench-results" and path.suffix == ".json"
+    ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text()
+    assert "/bench-results/" in ignored
+
+
+def test_pipeline_summary_names_the_three_stages() -> None:
+    pipeline = {"version": 3, "messages": 100, "batch": 64, "rows_per_message": 2.2, "text_us": 230.0,
+                "featurize_us": 5.0, "model_us": 12.0, "total_us": 247.0, "model_batch_ms": 0.8,
+                "model_batch_rows": 141.0, "implied_messages_per_s": 4049.0,
+                "end_to_end_messages_per_s": 3900.0,
+                "windowing": {"window": 20, "stride": 10, "cap": 64, "aggregation": "max", "char_backoff": True}}
+    text = report.format_pipeline(pipeline)
+    assert "(a) text pipeline" in text and "(b) featurizer" in text and "(c) model" in text
+    assert "4049 messages/s" in text
+    assert "12.0 µs/message" in text and "141 rows" in text  # the model stage is per message
+    assert "rows per message 2.20" in text and "stride 10, cap 64" in text
+    assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == []
+    del pipeline["rows_per_message"]
+    assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == [
+        "pipeline lacks 'rows_per_message'"]
