@@ -65,16 +65,21 @@ def with_everyday(split: Split) -> Split:
     """``split`` with the training part of the everyday messages added to ``train`` as pass
     (each :data:`TRAIN_WEIGHT` times).
 
-    A message whose normalized text is already in the corpus (any part) is left out, so nothing
-    crosses into validation or test. The count added is recorded in the split's stats (and so in
-    every version's manifest).
+    A message whose normalized text is in validation or test is left out, so nothing crosses
+    into them. One that is in the corpus' training part replaces it there: the corpus labels
+    bare greetings such as "您好！" spam (fragments of longer messages), and the everyday label is
+    the project's own reading of the text. The counts are recorded in the split's stats (and so
+    in every version's manifest).
     """
-    seen = {normalize(s.text) for part in (split.train, split.validation, split.test) for s in part}
+    held = {normalize(s.text) for part in (split.validation, split.test) for s in part}
+    seen: set[str] = set()
     added = []
     for row in training_part():
         key = normalize(row.text)
-        if key and key not in seen:
+        if key and key not in held and key not in seen:
             seen.add(key)
             added.append(Sample(row.text, PASS))
-    stats = {**split.stats, "everyday_added_to_train": len(added), "everyday_weight": TRAIN_WEIGHT}
-    return dataclasses.replace(split, train=[*split.train, *added * TRAIN_WEIGHT], stats=stats)
+    train = [s for s in split.train if normalize(s.text) not in seen]
+    stats = {**split.stats, "everyday_added_to_train": len(added), "everyday_weight": TRAIN_WEIGHT,
+             "everyday_replaced_corpus_train": len(split.train) - len(train)}
+    return dataclasses.replace(split, train=[*train, *added * TRAIN_WEIGHT], stats=stats)

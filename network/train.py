@@ -3,7 +3,7 @@
 What keeps the figures honest:
 
 * Every text goes through :func:`antispam.text.Segmenter.tokenize` and the version's own word
-  vectors, exactly as the service will process it (DESIGN.md §3).
+  vectors, exactly as the service will process it (docs/contracts.md#text-pipeline).
 * Early stopping and the choice of epoch look only at the validation split (its messages and
   whole messages built from them alone, :func:`augmented_messages`, so the kept epoch is the one
   that judges messages with ordinary text around an ad best, not only single ones); the test split is
@@ -30,7 +30,7 @@ without holding the whole corpus as floats in memory.
 
 Word vectors are fine-tuned by default ("non-static" in Kim, 2014), and training-split words that
 word2vec dropped as rare get rows of their own (starting from the ``UNK`` vector). The version
-then ships these tuned vectors as its own (DESIGN.md §4: a version carries the vectors it was
+then ships these tuned vectors as its own (docs/contracts.md#version-layout: a version carries the vectors it was
 trained with), so serving stays exactly the trainer's input; the serving signature is unchanged.
 Only training-split text shapes them, so the test figures stay honest.
 """
@@ -85,6 +85,9 @@ class ClassifierSettings:
     aggregation: str = "mean_odds"
     char_backoff: bool = True  # unknown words → mean of their known characters' vectors
     augment: float = 0.5  # extra whole messages built from training messages, as a share of them
+    # Spam training messages with fewer tokens are left out: fragments ("发布", "您好！") that the
+    # corpus labels spam, which nobody can judge from the text and which teach "short means spam".
+    min_spam_tokens: int = 3
     temperature: float = 2.0  # mean_odds aggregation: how much a lone window in a long text is diluted
 
     def __post_init__(self) -> None:
@@ -108,6 +111,8 @@ class ClassifierSettings:
             raise ValueError("extend_min_count must be 0 (off) or positive")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError("max_seconds must be positive")
+        if self.min_spam_tokens < 0:
+            raise ValueError("min_spam_tokens must be >= 0")
         if not 0.0 <= self.augment <= 4.0:
             raise ValueError("augment must be in [0, 4]")
         if self.aggregation not in AGGREGATIONS:
@@ -360,14 +365,19 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
     source = prepare_vectors(vectors)
     segmenter = segmenter or default_segmenter()
     windowing = settings.windowing()
-    train_samples = [*split.train, *augmented_messages(split.train, settings.augment, settings.seed)]
-    train_tokens = tokenize_all(train_samples, segmenter)
+    kept = [(sample, tokens) for sample, tokens in zip(split.train, tokenize_all(split.train, segmenter))
+            if sample.label != SPAM or len(tokens) >= settings.min_spam_tokens]
+    short_spam_left_out = len(split.train) - len(kept)
+    corpus_train = [sample for sample, _ in kept]
+    built = augmented_messages(corpus_train, settings.augment, settings.seed)
+    train_samples = [*corpus_train, *built]
+    train_tokens = [tokens for _, tokens in kept] + tokenize_all(built, segmenter)
     vectors = source
     if settings.fine_tune_vectors and settings.extend_min_count:
         # Counted over distinct training messages: the built messages and the weighted everyday
         # copies repeat words, and a word seen in one message only would get a row to overfit.
         distinct: dict[str, list[str]] = {}
-        for sample, tokens in zip(train_samples[:len(split.train)], train_tokens):
+        for _sample, tokens in zip(train_samples[:len(split.train)], train_tokens):
             distinct.setdefault(" ".join(tokens), tokens)
         vectors = extend_vocabulary(source, list(distinct.values()), settings.extend_min_count,
                                     settings.seed, windowing)
@@ -510,7 +520,8 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
         kind=kind, model=model, vectors=final_vectors, source_fingerprint=vectors_fingerprint(source),
         settings=settings, history=history,
         best_epoch=best_epoch, validation=validation_scores, test=test_scores,
-        split_manifest=split.manifest(), wall_seconds=time.perf_counter() - started,
+        split_manifest={**split.manifest(), "short_spam_left_out": short_spam_left_out},
+        wall_seconds=time.perf_counter() - started,
         stopped_because=stopped_because,
     )
     log.info("%s: best epoch %d of %d (%s); test accuracy %.4f, F1 %.4f, %.0f s", kind, best_epoch,

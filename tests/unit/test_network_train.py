@@ -7,11 +7,9 @@ import pytest
 
 pytest.importorskip("tensorlayer")
 
-from network_helpers import random_vectors, tiny_corpus_path, tiny_split, tiny_vectors, train_tiny, trained_cnn  # noqa: E402,F401
-
-from antispam.features import DIM, MAX_LEN, UNK, WordVectors  # noqa: E402
+from antispam.data import Sample  # noqa: E402
+from antispam.features import DIM, MAX_LEN, UNK, Featurizer, Windowing, WordVectors  # noqa: E402
 from antispam.labels import SPAM  # noqa: E402
-from antispam.features import Featurizer, Windowing  # noqa: E402
 from antispam.network.train import (  # noqa: E402
     ClassifierSettings,
     augmented_messages,
@@ -21,6 +19,14 @@ from antispam.network.train import (  # noqa: E402
     prepare_vectors,
 )
 from antispam.text import default_segmenter  # noqa: E402
+from tests.helpers.network_helpers import (  # noqa: E402,F401
+    random_vectors,
+    tiny_corpus_path,
+    tiny_split,
+    tiny_vectors,
+    train_tiny,
+    trained_cnn,
+)
 
 
 @pytest.mark.parametrize("kind", ["cnn", "rnn", "mlp"])
@@ -218,20 +224,12 @@ def test_unknown_kind_and_one_class_split_are_refused(tiny_split, tiny_vectors) 
         train_classifier("mlp", only_spam, tiny_vectors, progress=False)
 
 
-@pytest.mark.slow
-def test_rnn_on_the_real_corpus_beats_the_token_baseline(real_corpus) -> None:
-    """Acceptance check on the real split: the default RNN beats TF-IDF + LR on jieba tokens."""
-    from pathlib import Path
+def test_short_spam_fragments_are_left_out_of_training(tiny_split, tiny_vectors) -> None:
+    from antispam.data import Split
 
-    from antispam.data import load_split
-    from antispam.network.baselines import tfidf_baselines
-    from antispam.network.train import train_classifier
-
-    vectors_dir = Path("data/word2vec")
-    if not (vectors_dir / "vectors.npy").is_file():
-        pytest.skip("no word vectors in data/word2vec (run: antispam train word2vec)")
-    split = load_split(real_corpus, progress=False)
-    trained = train_classifier("rnn", split, WordVectors.load(vectors_dir), progress=False)
-    baseline = tfidf_baselines(split)["tfidf_lr_jieba_tokens"]
-    assert trained.test["f1"] > baseline["f1"]
-    assert trained.test["accuracy"] > baseline["accuracy"]
+    fragments = [Sample("发布", SPAM), Sample("您好！", SPAM)]
+    split = Split([*tiny_split.train, *fragments], tiny_split.validation, tiny_split.test)
+    trained = train_tiny("mlp", split, tiny_vectors, epochs=1, augment=0.0)
+    assert trained.split_manifest["short_spam_left_out"] == 2
+    kept = train_tiny("mlp", split, tiny_vectors, epochs=1, augment=0.0, min_spam_tokens=0)
+    assert kept.split_manifest["short_spam_left_out"] == 0

@@ -44,3 +44,12 @@ def test_with_everyday_adds_the_training_part_to_train_only() -> None:
     distinct = {s.text for s in added}
     assert len(added) == len(distinct) * everyday.TRAIN_WEIGHT
     assert out.stats["everyday_added_to_train"] == len(distinct) and out.stats["kept"] == 3
+
+
+def test_an_everyday_message_replaces_the_same_text_in_the_corpus_training_part() -> None:
+    greeting = everyday.training_part()[0].text
+    split = Split(train=[Sample(greeting + "！", SPAM), Sample("代开发票", SPAM)], validation=[], test=[])
+    out = everyday.with_everyday(split)
+    assert Sample(greeting + "！", SPAM) not in out.train  # the corpus' fragment label is dropped
+    assert Sample(greeting, PASS) in out.train and Sample("代开发票", SPAM) in out.train
+    assert out.stats["everyday_replaced_corpus_train"] == 1
