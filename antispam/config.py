@@ -1,7 +1,11 @@
 """Configuration as typed dataclasses, filled from CLI flags, then environment, then defaults.
 
-Each field carries its flag help and environment variable in its metadata, so a default is
-written once and ``--help`` always tells the truth. Precedence: flag > environment > default.
+Each field carries its flag help and environment variable in its metadata (:func:`opt`), so a
+default is written once and ``--help`` always tells the truth. Precedence: flag > environment >
+default. Every command but ``retrain`` builds its settings this way: :func:`add_arguments` adds
+the flags, :func:`resolve` (or :func:`from_args`) reads flags, then ``ANTISPAM_*`` variables, then
+the defaults. Validation lives in the dataclasses (``__post_init__``); a bad value is a one-line
+``UserError`` naming the flag's field or the variable. See docs/contracts.md#cli.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from antispam.errors import UserError
 
@@ -20,6 +25,36 @@ T = TypeVar("T")
 
 def opt(default: Any, env: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"env": env, "help": help, "choices": choices})
+
+
+def same_as(cls: type, name: str) -> Any:
+    """A field with the default, variable and help of ``cls.name``: one setting, one definition."""
+    original = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return field(default=original.default, metadata=original.metadata)
+
+
+def env_name(cls: type, name: str) -> str:
+    """The environment variable of field ``name`` of ``cls``."""
+    return str({f.name: f for f in dataclasses.fields(cls)}[name].metadata["env"])
+
+
+@dataclass
+class Paths:
+    """Where the corpus, the word vectors, the model versions and the reports live.
+
+    Shared by ``data``, ``train``, ``evaluate``, ``bench`` (and ``serve``/``predict`` through
+    ``ServeConfig.model_base``); each command adds the flags it uses (``only=``).
+    """
+
+    data: str | None = opt(None, "ANTISPAM_DATA",
+                           "corpus: msglog.tar.gz or an unpacked folder (unset: a verified download of "
+                           "the public file into the data dir)")
+    data_dir: str = opt("data", "ANTISPAM_DATA_DIR", "where a downloaded corpus and split.json go")
+    model_base: str = opt("models", "ANTISPAM_MODEL_BASE", "folder holding <model-name>/<version>/")
+    word2vec: str = opt("data/word2vec", "ANTISPAM_WORD2VEC_DIR",
+                        "folder of the word vectors (vocab.txt, vectors.npy)")
+    report_dir: str = opt("reports", "ANTISPAM_REPORT_DIR",
+                          "training reports go to REPORT_DIR/<model-name>-v<version>/")
 
 
 @dataclass
@@ -33,7 +68,7 @@ class ServeConfig:
                        "local: the model in-process; auto: grpc if TF Serving answers at start, "
                        "else local; grpc-only: gRPC without fallback",
                        ("auto", "grpc", "rest", "local", "grpc-only"))
-    model_base: str = opt("models", "ANTISPAM_MODEL_BASE", "folder holding <model-name>/<version>/")
+    model_base: str = same_as(Paths, "model_base")
     model_name: str = opt("cnn", "ANTISPAM_MODEL_NAME", "model to serve")
     tfs_grpc: str = opt("localhost:8500", "ANTISPAM_TFS_GRPC", "TF Serving gRPC host:port")
     tfs_rest: str = opt("http://localhost:8501", "ANTISPAM_TFS_REST", "TF Serving REST base URL")
@@ -90,43 +125,124 @@ def check_serve_config(config: ServeConfig) -> None:
         raise UserError("; ".join(problems))
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, *, only: tuple[str, ...] | None = None) -> None:
-    """Add one ``--flag`` per field of ``cls`` (default None, so we can tell "not given")."""
+def _flag_type(kind: Any) -> Any:
+    """``int``/``float``/``str``/``bool`` behind a field's annotation (``float | None`` → float)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return kind
+
+
+def _optional(kind: Any) -> bool:
+    return typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, *, only: tuple[str, ...] | None = None,
+                  flags: Mapping[str, str] | None = None) -> None:
+    """Add one ``--flag`` per field of ``cls`` (default None, so we can tell "not given").
+
+    A bool field gets ``--x`` and ``--no-x``. ``flags`` renames a field's flag
+    (``{"word2vec": "--out"}``); the value still lands in ``args.<field>``.
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if only is not None and f.name not in only:
             continue
         meta = f.metadata
-        kind = hints[f.name]
+        kind = _flag_type(hints[f.name])
+        flag = (flags or {}).get(f.name, "--" + f.name.replace("_", "-"))
+        default = "unset" if f.default is None else repr(f.default)
+        text = f"{meta.get('help', '')} (env {meta['env']}, default {default})".replace("%", "%%")
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
+            continue
         parser.add_argument(
-            "--" + f.name.replace("_", "-"),
+            flag,
             dest=f.name,
             type=kind if kind in (int, float) else str,
             choices=meta.get("choices"),
             default=None,
-            help=f"{meta.get('help', '')} (env {meta['env']}, default {f.default!r})",
+            metavar=None if meta.get("choices") else flag.lstrip("-").replace("-", "_").upper(),
+            help=text,
         )
 
 
+def _from_env(name: str, raw: str, kind: Any, choices: tuple[str, ...] | None) -> Any:
+    """``raw`` (the value of variable ``name``) as ``kind``; ValueError naming the variable."""
+    if _optional(kind) and raw.strip() == "":
+        return None
+    kind = _flag_type(kind)
+    if kind is bool:
+        word = raw.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ValueError(f"{name}={raw!r} is not a valid boolean: use 1/true/yes/on or 0/false/no/off")
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if choices and value not in choices:
+        raise ValueError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return value
+
+
 def from_args(cls: type[T], args: argparse.Namespace | None = None,
-              environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> T:
-    """Build ``cls`` with flag > environment > default precedence; bad env values raise ValueError."""
+              environ: typing.Mapping[str, str] | None = None, *, only: tuple[str, ...] | None = None,
+              **overrides: Any) -> T:
+    """Build ``cls`` with override > flag > environment > default precedence.
+
+    ``only`` limits the fields read from flags and the environment (the others keep their
+    defaults), so a command is not refused for a variable it never uses. A bad environment value,
+    or one the dataclass' own validation refuses, raises ValueError naming the variable.
+    """
     environ = os.environ if environ is None else environ
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
+    from_env: dict[str, str] = {}  # field -> "VAR='raw'"
     for f in dataclasses.fields(typing.cast(Any, cls)):  # a dataclass type
-        given = getattr(args, f.name, None) if args is not None else None
         if f.name in overrides:
             values[f.name] = overrides[f.name]
-        elif given is not None:
+            continue
+        if only is not None and f.name not in only:
+            continue
+        given = getattr(args, f.name, None) if args is not None else None
+        env = f.metadata.get("env")
+        if given is not None:
             values[f.name] = given
-        elif f.metadata.get("env") in environ:
-            raw = environ[f.metadata["env"]]
-            try:
-                values[f.name] = hints[f.name](raw)
-            except ValueError as exc:
-                raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {hints[f.name].__name__}") from exc
-            choices = f.metadata.get("choices")
-            if choices and values[f.name] not in choices:
-                raise ValueError(f"{f.metadata['env']}={raw!r} must be one of {', '.join(choices)}")
-    return cls(**values)
+        elif env is not None and env in environ:
+            values[f.name] = _from_env(env, environ[env], hints[f.name], f.metadata.get("choices"))
+            from_env[f.name] = f"{env}={environ[env]!r}"
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        culprits = [shown for name, shown in from_env.items() if not _accepted(cls, name, values[name])]
+        if culprits:
+            raise ValueError(f"{exc} (from {', '.join(culprits)})") from None
+        raise
+
+
+def _accepted(cls: type, name: str, value: Any) -> bool:
+    """Whether ``cls`` accepts ``value`` for ``name`` with every other field at its default."""
+    try:
+        cls(**{name: value})
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(cls: type[T], args: argparse.Namespace | None = None,
+            environ: typing.Mapping[str, str] | None = None, *, only: tuple[str, ...] | None = None,
+            **overrides: Any) -> T:
+    """:func:`from_args` for a command: a bad value is a ``UserError`` (one line, exit 2)."""
+    try:
+        return from_args(cls, args, environ, only=only, **overrides)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

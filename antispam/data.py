@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from antispam.config import Paths, env_name
 from antispam.errors import UserError
 from antispam.labels import PASS, SPAM
 from antispam.text import normalize, rebuild_raw
@@ -30,7 +31,7 @@ PUBLIC_URL = (
     "https://raw.githubusercontent.com/tensorlayer/text-antispam/master/word2vec/data/msglog.tar.gz"
 )
 PUBLIC_SHA256 = "9cc5ce4957d5d3c13fcea2d23464d036969d95d30ebf9d3798f2ec11de24c054"
-ENV_VAR = "ANTISPAM_DATA"
+ENV_VAR = env_name(Paths, "data")  # ANTISPAM_DATA
 MEMBERS = {PASS: "msglog/msgpass.log.seg", SPAM: "msglog/msgspam.log.seg"}
 
 SPLIT_SEED = 20171128
@@ -90,17 +91,20 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 # Locating and fetching
 
 
-def locate(source: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] = "data",
+def locate(source: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] = Paths.data_dir,
            *, url: str = PUBLIC_URL, sha256: str = PUBLIC_SHA256, progress: bool = True) -> Path:
     """Where the corpus is: ``source``, else ``$ANTISPAM_DATA``, else a verified download.
 
     A download lands in ``data_dir/msglog.tar.gz`` and is reused while its checksum matches.
+    The commands resolve ``--data`` and ``$ANTISPAM_DATA`` through :class:`antispam.config.Paths`
+    and pass the result as ``source``; reading the variable here too keeps library callers that
+    pass None working the same way.
     """
     chosen = source or os.environ.get(ENV_VAR)
     if chosen:
         path = Path(chosen).expanduser()
         if not path.exists():
-            origin = "--source/--data" if source else f"${ENV_VAR}"
+            origin = f"--data or ${ENV_VAR}" if source else f"${ENV_VAR}"
             raise DataError(f"corpus not found at {path} (from {origin}); point it at msglog.tar.gz "
                             "or an unpacked folder holding msglog/msgpass.log.seg and msgspam.log.seg")
         return path
@@ -132,13 +136,13 @@ def download(url: str, target: Path, sha256: str, *, progress: bool = True,
         partial.unlink(missing_ok=True)
         raise DataError(
             f"could not download the corpus from {url}: {exc}. Without network access, download "
-            f"msglog.tar.gz elsewhere and pass --source PATH or set {ENV_VAR}=PATH."
+            f"msglog.tar.gz elsewhere and pass --data PATH or set {ENV_VAR}=PATH."
         ) from exc
     if digest.hexdigest() != sha256:
         partial.unlink(missing_ok=True)
         raise DataError(
             f"checksum mismatch for {url}: got sha256 {digest.hexdigest()}, expected {sha256}. "
-            f"The file was discarded; retry, or pass a trusted copy with --source PATH or {ENV_VAR}."
+            f"The file was discarded; retry, or pass a trusted copy with --data PATH or {ENV_VAR}."
         )
     os.replace(partial, target)
 
@@ -256,7 +260,7 @@ def split(samples: Iterable[Sample], seed: int = SPLIT_SEED,
     return Split(*parts, seed=seed)
 
 
-def load_split(source: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] = "data",
+def load_split(source: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] = Paths.data_dir,
                *, progress: bool = True, everyday: bool = False) -> Split:
     """Locate, read, de-duplicate and split: what every training and evaluation command uses.
 

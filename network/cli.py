@@ -1,76 +1,49 @@
 """``antispam train cnn|rnn|mlp``: train a classifier, export a version, write its report.
 
-Routed here by :mod:`antispam.commands.train`. Only argparse and the standard library at module
-level: TensorFlow, TensorLayer and jieba load inside :func:`run`, so ``--help`` is instant.
+Routed here by :mod:`antispam.commands.train`. Only argparse, the standard library and
+:mod:`antispam.config` at module level: TensorFlow, TensorLayer and jieba load inside :func:`run`,
+so ``--help`` is instant. Paths and settings follow the one config path (flag > ``ANTISPAM_*`` >
+default, docs/contracts.md#cli).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from antispam import config
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WORD2VEC = "data/word2vec"
 WARMUP_TEXTS = 64
-
-# Flag name -> (ClassifierSettings field, type, help). Defaults are read from the dataclass so
-# they are written once.
-_SETTINGS_FLAGS = {
-    "--epochs": ("epochs", int, "most epochs; early stopping usually ends sooner"),
-    "--batch-size": ("batch_size", int, "messages per training step"),
-    "--learning-rate": ("learning_rate", float, "Adam learning rate"),
-    "--patience": ("patience", int, "epochs without a better validation F1 before stopping"),
-    "--plateau-factor": ("plateau_factor", float,
-                         "multiply the learning rate by this after an epoch without improvement (1: off)"),
-    "--seed": ("seed", int, "seed for initialization, shuffling and dropout"),
-    "--dropout": ("dropout", float, "dropout rate before the output layer"),
-    "--unknown-rate": ("unknown_rate", float, "share of training tokens replaced by UNK each step"),
-    "--max-seconds": ("max_seconds", float, "stop after the epoch that crosses this wall time"),
-    "--extend-min-count": ("extend_min_count", int,
-                           "give training words seen this often, that word2vec lacks, their own "
-                           "tuned vector (0: off)"),
-    "--stride": ("stride", int, "tokens between the starts of two 20-token windows of a message"),
-    "--cap": ("cap", int, "most windows scored per message (the version records it; serving uses it too)"),
-    "--aggregation": ("aggregation", str, "how a message's windows fold into its score: max, noisy_or or mean_odds"),
-    "--temperature": ("temperature", float, "mean_odds aggregation: how much a lone window in a long "
-                      "text is diluted (higher: more)"),
-    "--augment": ("augment", float, "extra training messages (ads with ordinary text around them, "
-                  "joined ordinary messages) as a share of the training split (0: off)"),
-}
+PATH_FIELDS = ("data", "data_dir", "model_base", "word2vec", "report_dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser, target: str) -> None:
+    """Paths (``config.Paths``), every ``ClassifierSettings`` field, and the command's own flags.
+
+    Each path and setting reads its ``ANTISPAM_*`` variable when the flag is not given.
+    """
     from antispam.network.train import ClassifierSettings
 
-    defaults = ClassifierSettings()
-    parser.add_argument("--data", metavar="PATH",
-                        help="corpus (msglog.tar.gz or folder; default $ANTISPAM_DATA, else download)")
-    parser.add_argument("--data-dir", default="data", help="where a downloaded corpus goes (default data/)")
-    parser.add_argument("--model-base", default="models",
-                        help="folder holding <model-name>/<version>/ (default models/)")
+    parser.description = (
+        f"{(parser.description or '').rstrip('.')}. Loads the split (plus the everyday messages) and the word "
+        "vectors from --word2vec, training them there first when they are missing; trains on whole "
+        "messages; exports the next version under --model-base/--model-name/; writes the report to "
+        "--report-dir. Every path and training setting also reads the environment variable shown "
+        "in its help; a flag wins over the variable.")
+    config.add_arguments(parser, config.Paths, only=PATH_FIELDS)
     parser.add_argument("--model-name", default=target, help=f"model name (default {target})")
-    parser.add_argument("--word2vec", default=DEFAULT_WORD2VEC, metavar="DIR",
-                        help=f"word vectors (vocab.txt, vectors.npy); trained there first when "
-                        f"missing (default {DEFAULT_WORD2VEC})")
-    parser.add_argument("--report-dir", default="reports",
-                        help="training reports go to REPORT_DIR/<name>-v<version>/ (default reports/)")
-    for flag, (field, kind, help_text) in _SETTINGS_FLAGS.items():
-        parser.add_argument(flag, dest=field, type=kind, default=None,
-                            help=f"{help_text} (default {getattr(defaults, field)})")
+    settings = tuple(f.name for f in dataclasses.fields(ClassifierSettings)
+                     if target == "rnn" or f.name != "rnn_cell")
+    config.add_arguments(parser, ClassifierSettings, only=settings)
     parser.add_argument("--static-vectors", dest="fine_tune_vectors", action="store_false", default=None,
-                        help="keep the word2vec vectors fixed (default: fine-tune them with the "
-                        "network; the version ships the vectors it was trained with either way)")
-    parser.add_argument("--no-char-backoff", dest="char_backoff", action="store_false", default=None,
-                        help="unknown words read as UNK (default: the mean of their known "
-                        "characters' vectors)")
-    if target == "rnn":
-        parser.add_argument("--rnn-cell", dest="rnn_cell", choices=("lstm", "gru"), default=None,
-                            help=f"recurrent cell (default {defaults.rnn_cell})")
+                        help="the same as --no-fine-tune-vectors")
     parser.add_argument("--warmup-texts", type=int, default=WARMUP_TEXTS,
                         help="training messages used for the TF Serving warmup records "
                         f"(default {WARMUP_TEXTS})")
@@ -80,21 +53,20 @@ def add_arguments(parser: argparse.ArgumentParser, target: str) -> None:
                         help="no progress bars")
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
+def paths_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> config.Paths:
+    """Flag > ``ANTISPAM_*`` > default for the folders; a bad value is a UserError."""
+    return config.resolve(config.Paths, args, environ, only=PATH_FIELDS)
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Any:
+    """Flag > ``ANTISPAM_TRAIN_*`` > default, validated by ``ClassifierSettings``; UserError if bad."""
     from antispam.network.train import ClassifierSettings
 
-    given = {field: getattr(args, field) for field, _, _ in _SETTINGS_FLAGS.values()
-             if getattr(args, field, None) is not None}
-    if getattr(args, "rnn_cell", None):
-        given["rnn_cell"] = args.rnn_cell
-    for flag in ("fine_tune_vectors", "char_backoff"):
-        if getattr(args, flag, None) is not None:
-            given[flag] = getattr(args, flag)
-    return ClassifierSettings(**given)
+    return config.resolve(ClassifierSettings, args, environ)
 
 
 def load_vectors(directory: str | os.PathLike[str], data_source: str | None,
-                 progress: bool) -> tuple[Any, str]:
+                 progress: bool, data_dir: str | os.PathLike[str] = config.Paths.data_dir) -> tuple[Any, str]:
     """The word vectors in ``directory``, training them there first when there are none."""
     from antispam.errors import UserError
     from antispam.features import VECTORS_FILE, VOCAB_FILE, WordVectors
@@ -111,42 +83,42 @@ def load_vectors(directory: str | os.PathLike[str], data_source: str | None,
         raise UserError(f"no word vectors in {directory} and the word2vec trainer is not available "
                         f"({exc}); run 'antispam train word2vec' or pass --word2vec DIR") from exc
     log.info("no word vectors in %s: training them first", directory)
-    return ensure_word2vec(data_source, str(directory), progress=progress), "trained"
+    return ensure_word2vec(data_source, str(directory), progress=progress, data_dir=data_dir), "trained"
 
 
 def run(args: argparse.Namespace) -> int:
     from antispam.network import quiet_libraries
 
     quiet_libraries(getattr(args, "verbose", False))
-    from antispam import data, versions
     from antispam.errors import UserError
+
+    kind = args.target
+    if args.warmup_texts < 1:
+        raise UserError("--warmup-texts must be at least 1")
+    paths = paths_from_args(args)  # bad flags and variables fail here, before anything heavy loads
+    settings = settings_from_args(args)
+
+    from antispam import data, versions
     from antispam.network.export import ExportError, export_version, version_size_bytes
     from antispam.network.report import write_report
     from antispam.network.train import train_classifier
     from antispam.network.warmup import warmup_texts
 
-    kind = args.target
-    if args.warmup_texts < 1:
-        raise UserError("--warmup-texts must be at least 1")
-    try:
-        settings = settings_from_args(args)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    split = data.load_split(args.data, args.data_dir, progress=args.progress, everyday=True)
-    vectors, origin = load_vectors(args.word2vec, args.data, args.progress)
+    split = data.load_split(paths.data, paths.data_dir, progress=args.progress, everyday=True)
+    vectors, origin = load_vectors(paths.word2vec, paths.data, args.progress, paths.data_dir)
     log.info("%s word vectors: %d words x %d (%s from %s)", kind, len(vectors), vectors.dim, origin,
-             args.word2vec)
+             paths.word2vec)
     try:
         trained = train_classifier(kind, split, vectors, settings, progress=args.progress)
     except ValueError as exc:
         raise UserError(f"cannot train {kind}: {exc}") from exc
 
-    extra: dict[str, Any] = {"word_vectors": {"source": str(args.word2vec), "words": len(vectors)}}
+    extra: dict[str, Any] = {"word_vectors": {"source": str(paths.word2vec), "words": len(vectors)}}
     if args.baselines:
         from antispam.network.baselines import tfidf_baselines
 
         extra["baselines"] = tfidf_baselines(split)
-    model_dir = versions.model_dir(args.model_base, args.model_name)
+    model_dir = versions.model_dir(paths.model_base, args.model_name)
     try:
         version = export_version(trained, vectors, model_dir,
                                  warmup_texts(split.train, args.warmup_texts, settings.seed), extra,
@@ -156,14 +128,14 @@ def run(args: argparse.Namespace) -> int:
     path = versions.version_dir(model_dir, version)
     summary = {**trained.summary(), **extra, "version": version, "path": str(path),
                "size_bytes": version_size_bytes(path)}
-    report_dir = Path(args.report_dir) / f"{args.model_name}-v{version}"
-    paths = write_report(report_dir, summary)
+    report_dir = Path(paths.report_dir) / f"{args.model_name}-v{version}"
+    written = write_report(report_dir, summary)
     print(json.dumps({
         "model": args.model_name,
         "version": version,
         "path": str(path),
         "size_bytes": summary["size_bytes"],
-        "report": {key: str(value) for key, value in paths.items()},
+        "report": {key: str(value) for key, value in written.items()},
         "wall_seconds": summary["wall_seconds"],
         "best_epoch": trained.best_epoch,
         "epochs_run": len(trained.history),

@@ -46,6 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from antispam.config import opt
 from antispam.data import Sample, Split
 from antispam.features import AGGREGATIONS, DIM, MAX_LEN, Featurizer, Plan, Windowing, WordVectors
 from antispam.labels import PASS, SPAM
@@ -61,34 +62,55 @@ class ClassifierSettings:
     """Training settings; recorded in every version's ``metrics.json``.
 
     The defaults are the ones the acceptance figures were measured with; ``epochs`` is a
-    ceiling, early stopping usually ends sooner.
+    ceiling, early stopping usually ends sooner. Each field is a flag of ``antispam train
+    cnn|rnn|mlp`` and an ``ANTISPAM_TRAIN_*`` variable (:mod:`antispam.config`); the checks are
+    in ``__post_init__``, so every way of building the settings is validated the same way.
     """
 
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    patience: int = 3  # epochs without a better selection F1 (validation + built messages) before stopping
-    plateau_factor: float = 1.0  # learning rate multiplier after an epoch without improvement (1: off)
-    seed: int = 20171128
-    dropout: float = 0.5
-    rnn_cell: str = "lstm"  # "lstm" or "gru", for kind "rnn" only
-    max_seconds: float | None = None  # stop after the epoch that crosses this wall time
-    unknown_rate: float = 0.1  # share of training tokens replaced by UNK at each step
-    fine_tune_vectors: bool = True  # train the word vectors with the network (shipped with it)
-    extend_min_count: int = 2  # add training words seen this often that word2vec lacks (0: off)
-    stride: int = 10  # tokens between the starts of two windows of a message
-    cap: int = 64  # most windows scored per message (training and serving alike)
-    # How windows fold into the message's score: max, noisy_or or mean_odds (a smooth max whose
-    # temperature dilutes a lone borderline window in a long text). mean_odds at temperature 2
-    # was the best compromise on validation between catching ads behind ordinary sentences and
-    # not flagging long ordinary texts (figures in the issue-9 note).
-    aggregation: str = "mean_odds"
-    char_backoff: bool = True  # unknown words → mean of their known characters' vectors
-    augment: float = 0.5  # extra whole messages built from training messages, as a share of them
+    epochs: int = opt(20, "ANTISPAM_TRAIN_EPOCHS", "most epochs; early stopping usually ends sooner")
+    batch_size: int = opt(64, "ANTISPAM_TRAIN_BATCH_SIZE", "messages per training step")
+    learning_rate: float = opt(1e-3, "ANTISPAM_TRAIN_LEARNING_RATE", "Adam learning rate")
+    patience: int = opt(3, "ANTISPAM_TRAIN_PATIENCE",
+                        "epochs without a better selection F1 (validation + built messages) before "
+                        "stopping")
+    plateau_factor: float = opt(1.0, "ANTISPAM_TRAIN_PLATEAU_FACTOR",
+                                "multiply the learning rate by this after an epoch without improvement "
+                                "(1: off)")
+    seed: int = opt(20171128, "ANTISPAM_TRAIN_SEED", "seed for initialization, shuffling and dropout")
+    dropout: float = opt(0.5, "ANTISPAM_TRAIN_DROPOUT", "dropout rate before the output layer")
+    rnn_cell: str = opt("lstm", "ANTISPAM_TRAIN_RNN_CELL", "recurrent cell (rnn only)", ("lstm", "gru"))
+    max_seconds: float | None = opt(None, "ANTISPAM_TRAIN_MAX_SECONDS",
+                                    "stop after the epoch that crosses this wall time (unset: no limit)")
+    unknown_rate: float = opt(0.1, "ANTISPAM_TRAIN_UNKNOWN_RATE",
+                              "share of training tokens treated as unknown at each step")
+    fine_tune_vectors: bool = opt(True, "ANTISPAM_TRAIN_FINE_TUNE_VECTORS",
+                                  "train the word vectors with the network (--no-fine-tune-vectors or "
+                                  "--static-vectors: keep word2vec's; the version ships the vectors it "
+                                  "was trained with either way)")
+    extend_min_count: int = opt(2, "ANTISPAM_TRAIN_EXTEND_MIN_COUNT",
+                                "give training words seen this often, that word2vec lacks, their own "
+                                "tuned vector (0: off)")
+    stride: int = opt(10, "ANTISPAM_TRAIN_STRIDE", "tokens between the starts of two 20-token windows of a "
+                      "message")
+    cap: int = opt(64, "ANTISPAM_TRAIN_CAP", "most windows scored per message (the version records it; "
+                   "serving uses it too)")
+    # mean_odds at temperature 2 was the best compromise on validation between catching ads behind
+    # ordinary sentences and not flagging long ordinary texts (figures in the issue-9 note).
+    aggregation: str = opt("mean_odds", "ANTISPAM_TRAIN_AGGREGATION",
+                           "how a message's windows fold into its score", AGGREGATIONS)
+    char_backoff: bool = opt(True, "ANTISPAM_TRAIN_CHAR_BACKOFF",
+                             "unknown words read as the mean of their known characters' vectors "
+                             "(--no-char-backoff: as UNK)")
+    augment: float = opt(0.5, "ANTISPAM_TRAIN_AUGMENT",
+                         "extra training messages (ads with ordinary text around them, joined ordinary "
+                         "messages) as a share of the training split (0: off)")
     # Spam training messages with fewer tokens are left out: fragments ("发布", "您好！") that the
     # corpus labels spam, which nobody can judge from the text and which teach "short means spam".
-    min_spam_tokens: int = 3
-    temperature: float = 2.0  # mean_odds aggregation: how much a lone window in a long text is diluted
+    min_spam_tokens: int = opt(3, "ANTISPAM_TRAIN_MIN_SPAM_TOKENS",
+                               "spam training messages with fewer tokens are left out (0: keep all)")
+    temperature: float = opt(2.0, "ANTISPAM_TRAIN_TEMPERATURE",
+                             "mean_odds aggregation: how much a lone window in a long text is diluted "
+                             "(higher: more)")
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

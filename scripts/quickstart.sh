@@ -16,7 +16,7 @@ sys.exit(not all(u.find_spec(m) for m in ("tensorflow", "tensorflow_serving", "t
 fi
 . .venv/bin/activate
 
-antispam data                       # --source PATH or $ANTISPAM_DATA, else download + sha256 check
+antispam data                       # --data PATH or $ANTISPAM_DATA, else download + sha256 check
 if [ -z "$(ls -d models/cnn/[0-9]* 2>/dev/null)" ]; then
   antispam train cnn --max-seconds 150  # word2vec first (data/word2vec), then the CNN -> models/cnn/N
 fi

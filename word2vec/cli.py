@@ -12,7 +12,7 @@ import json
 from antispam import config
 from antispam.word2vec.train import Word2VecSettings
 
-DEFAULT_OUT = "data/word2vec"
+PATH_FIELDS = ("data", "data_dir", "word2vec")
 FLAG_FIELDS = ("dim", "min_count", "max_vocab", "window", "negatives", "batch_size", "epochs",
                "learning_rate", "subsample", "seed", "neighbours", "chars")
 
@@ -21,12 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser, target: str) -> None:
     parser.description = (
         "Train skip-gram word vectors (TensorLayer Word2vecEmbedding, NCE loss) on the tokens of "
         "the training split, then write vocab.txt, vectors.npy and report.json into --out. "
-        "Always retrains; `antispam train cnn` reuses existing vectors instead.")
-    parser.add_argument("--data", default=None,
-                        help="msglog.tar.gz or an unpacked corpus folder (default: $ANTISPAM_DATA, "
-                        "else a verified download into data/)")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help=f"folder for vocab.txt, vectors.npy, report.json (default {DEFAULT_OUT})")
+        "Always retrains; `antispam train cnn` reuses existing vectors instead. Every flag but "
+        "--no-progress also reads the environment variable shown in its help; a flag wins.")
+    config.add_arguments(parser, config.Paths, only=PATH_FIELDS, flags={"word2vec": "--out"})
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars (logs, CI)")
     config.add_arguments(parser, Word2VecSettings, only=FLAG_FIELDS)
@@ -37,16 +34,18 @@ def settings_from_args(args: argparse.Namespace) -> Word2VecSettings:
 
     try:
         return config.from_args(Word2VecSettings, args)
-    except ValueError as exc:  # a bad ANTISPAM_W2V_* value
+    except ValueError as exc:  # a bad value, from a flag or an ANTISPAM_W2V_* variable
         raise Word2VecError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:
     from antispam.word2vec.train import train_and_save
 
+    paths = config.resolve(config.Paths, args, only=PATH_FIELDS)
     settings = settings_from_args(args)
-    _, report = train_and_save(args.data, args.out, settings, progress=args.progress)
-    print(format_report(report, args.out))
+    _, report = train_and_save(paths.data, paths.word2vec, settings, progress=args.progress,
+                               data_dir=paths.data_dir)
+    print(format_report(report, paths.word2vec))
     return 0
 
 

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from antispam.config import opt
+from antispam.config import Paths, opt
 from antispam.errors import UserError
 from antispam.features import DIM, VECTORS_FILE, VOCAB_FILE, WordVectors
 from antispam.text import is_latin
@@ -40,8 +40,12 @@ REPORT_FILE = "report.json"
 PROBE_WORDS = ("微信", "优惠", "贷款", "银行", "发票")
 
 
-class Word2VecError(UserError):
-    """The corpus or the settings cannot give word vectors; the message says why."""
+class Word2VecError(UserError, ValueError):
+    """The corpus or the settings cannot give word vectors; the message says why.
+
+    Also a ValueError, so :func:`antispam.config.from_args` can name the ``ANTISPAM_W2V_*``
+    variable behind a value the settings refuse.
+    """
 
 
 @dataclass
@@ -66,6 +70,9 @@ class Word2VecSettings:
     chars: int = opt(1, "ANTISPAM_W2V_CHARS",
                      "1: also train on each message's character sequence, so single characters get "
                      "vectors (the classifiers' back-off for unknown words); 0: words only")
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Reject settings that would crash deep inside TensorFlow or train nothing."""
@@ -204,8 +211,13 @@ def vectors_present(out_dir: str | os.PathLike[str]) -> bool:
 
 def train_and_save(data_source: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str],
                    settings: Word2VecSettings | None = None,
-                   progress: bool = True) -> tuple[WordVectors, dict[str, Any]]:
-    """Load the split, tokenize its training half, train, save vectors and report.json."""
+                   progress: bool = True, *,
+                   data_dir: str | os.PathLike[str] = Paths.data_dir) -> tuple[WordVectors, dict[str, Any]]:
+    """Load the split, tokenize its training half, train, save vectors and report.json.
+
+    ``data_dir`` is where a downloaded corpus goes when ``data_source`` and ``$ANTISPAM_DATA``
+    are both unset.
+    """
     from antispam import data
     from antispam.atomic import atomic_write_json
     from antispam.text import Segmenter
@@ -213,7 +225,7 @@ def train_and_save(data_source: str | os.PathLike[str] | None, out_dir: str | os
     settings = settings or Word2VecSettings()
     settings.validate()
     started = time.perf_counter()
-    source = data.locate(data_source, progress=progress)
+    source = data.locate(data_source, data_dir, progress=progress)
     split = data.load_split(source, progress=progress, everyday=True)
     segmenter = Segmenter()
     token_lists = [segmenter.tokenize(sample.text) for sample in split.train]
@@ -233,7 +245,8 @@ def train_and_save(data_source: str | os.PathLike[str] | None, out_dir: str | os
 
 
 def ensure_word2vec(data_source: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str],
-                    settings: Word2VecSettings | None = None, progress: bool = True) -> WordVectors:
+                    settings: Word2VecSettings | None = None, progress: bool = True, *,
+                    data_dir: str | os.PathLike[str] = Paths.data_dir) -> WordVectors:
     """The vectors in ``out_dir``, training and saving them first when they are not there yet.
 
     ``antispam train cnn`` calls this so word2vec runs only once; ``antispam train word2vec``
@@ -245,5 +258,5 @@ def ensure_word2vec(data_source: str | os.PathLike[str] | None, out_dir: str | o
             raise Word2VecError(f"{out_dir} holds {vectors.dim}-d vectors but {settings.dim}-d were "
                                 "asked for: retrain with `antispam train word2vec` or pick another folder")
         return vectors
-    vectors, _ = train_and_save(data_source, out_dir, settings, progress)
+    vectors, _ = train_and_save(data_source, out_dir, settings, progress, data_dir=data_dir)
     return vectors

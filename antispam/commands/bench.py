@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import os
 import signal
 import sys
 from typing import Any
+
+from antispam import config
+
+PATH_FIELDS = ("model_base", "data", "data_dir")  # the corpus' test split gives the texts
+SERVE_FIELDS = ("model_name",)
 
 DESCRIPTION = """\
 Benchmark the service. Unless --url is given, starts `antispam serve` subprocesses on 127.0.0.1
@@ -33,12 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark the service and the raw pipeline limit",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="bench a running service at this loopback URL instead of starting one")
-    p.add_argument("--model-base", default=os.environ.get("ANTISPAM_MODEL_BASE", "models"),
-                   help="folder holding <model-name>/<version>/ (env ANTISPAM_MODEL_BASE, default models)")
-    p.add_argument("--model-name", default=os.environ.get("ANTISPAM_MODEL_NAME", "cnn"),
-                   help="model to serve and measure (default cnn)")
+    # Paths and the model name: flag > ANTISPAM_* > default, read when the command runs.
+    config.add_arguments(p, config.Paths, only=PATH_FIELDS)
+    config.add_arguments(p, config.ServeConfig, only=SERVE_FIELDS)
     p.add_argument("--version", type=int, help="version for the pipeline limit (default: newest)")
-    p.add_argument("--data", help="corpus for the texts (default $ANTISPAM_DATA); its test split is used")
     p.add_argument("--texts", type=int, default=0, help="use at most this many test texts (default all)")
     p.add_argument("--duration", type=float, help="seconds of load per row (default 10; --quick 1.5)")
     p.add_argument("--warmup", type=float, help="first seconds of each row not recorded (default 1)")
@@ -106,9 +108,11 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError("--connections must be >= 1")
     if args.timeout <= 0:
         raise UserError("--timeout must be > 0")
+    paths = config.resolve(config.Paths, args, only=PATH_FIELDS)
+    serve = config.resolve(config.ServeConfig, args, only=SERVE_FIELDS)
     return {
-        "url": args.url, "model_base": args.model_base, "model_name": args.model_name,
-        "version": args.version, "data": args.data or os.environ.get("ANTISPAM_DATA"),
+        "url": args.url, "model_base": paths.model_base, "model_name": serve.model_name,
+        "version": args.version, "data": paths.data, "data_dir": paths.data_dir,
         "texts": args.texts or (200 if quick else 0), "duration": duration, "warmup": warmup,
         "rates": list(rates), "scenarios": list(names), "requests": list(requests),
         "local_requests": list(local_requests),  # added for the local-backend scenarios
@@ -118,10 +122,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def load_texts(data: str | None, limit: int) -> list[str]:
+def load_texts(data: str | None, limit: int, data_dir: str = config.Paths.data_dir) -> list[str]:
     from antispam.data import load_split
 
-    split = load_split(data, progress=False)
+    split = load_split(data, data_dir, progress=False)
     texts = [s.text for s in split.test] or [s.text for s in split.train]
     return texts[:limit] if limit else texts
 
@@ -177,7 +181,7 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
 
     started = _dt.datetime.now()
     json_path = Path(args.json_path) if args.json_path else report.default_json_path(started)
-    texts = load_texts(settings["data"], settings["texts"])
+    texts = load_texts(settings["data"], settings["texts"], settings["data_dir"])
 
     def loads_for(service: scenarios.Service) -> list[scenarios.Load]:
         requests = scenarios.requests_for(service, tuple(settings["requests"]), tuple(settings["local_requests"]))

@@ -7,9 +7,12 @@ import json
 import sys
 from typing import Any
 
+PATH_FIELDS = ("data", "data_dir")
+THRESHOLDS = ("review_threshold", "block_threshold")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from antispam.config import ServeConfig, add_arguments
+    from antispam.config import Paths, ServeConfig, add_arguments
 
     p = sub.add_parser(
         "evaluate",
@@ -25,9 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="model folder, e.g. models/cnn; repeat to compare several in one run")
     p.add_argument("--version", type=int,
                    help="version number (default: the newest; only with a single --model)")
-    p.add_argument("--data", metavar="PATH",
-                   help="corpus (msglog.tar.gz or folder; default $ANTISPAM_DATA, else download)")
-    p.add_argument("--data-dir", default="data", help="where a downloaded corpus goes (default data/)")
+    add_arguments(p, Paths, only=PATH_FIELDS)
     p.add_argument("--all", action="store_true",
                    help="score every (de-duplicated) message of the corpus, not only its test split")
     p.add_argument("--baselines", action="store_true",
@@ -41,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also score evasion variants built from the test split: ordinary sentences "
                    "before/after spam, spaced characters, full-width and circled digits, emoji, "
                    "traditional characters, and joined pass messages")
-    add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold"))
+    add_arguments(p, ServeConfig, only=THRESHOLDS)
     p.set_defaults(run=run)
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_libraries(getattr(args, "verbose", False))
     from antispam import data, versions
-    from antispam.config import ServeConfig, from_args
+    from antispam.config import Paths, ServeConfig, resolve
     from antispam.errors import UserError
 
     if not args.model and not args.baselines:
@@ -59,16 +60,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--latency-repeats must be at least 1")
     if args.version is not None and len(args.model) != 1:
         raise UserError("--version needs exactly one --model")
-    try:
-        config = from_args(ServeConfig, args)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    paths = resolve(Paths, args, only=PATH_FIELDS)
+    config = resolve(ServeConfig, args, only=THRESHOLDS)
     thresholds = (config.review_threshold, config.block_threshold)
     for value in thresholds:
         if not 0.0 <= value <= 1.0:
             raise UserError(f"thresholds must be in [0, 1], got {value}")
 
-    path = data.locate(args.data, args.data_dir)
+    path = data.locate(paths.data, paths.data_dir)
     kept, stats = data.dedupe(data.read_corpus(path))
     split = data.split(kept)
     split.stats = stats

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Iterable, Iterator
 
-from antispam.config import ServeConfig, add_arguments, check_serve_config, from_args
+from antispam.config import ServeConfig, add_arguments, check_serve_config, resolve
 from antispam.errors import UserError
 
 CHUNK = 100  # texts per backend call / HTTP request (the service's default max_texts)
@@ -54,10 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.url:
         lines = predict_remote(args.url.rstrip("/"), texts, args.timeout)
     else:
-        try:
-            config = from_args(ServeConfig, args, poll_seconds=0.0)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        config = resolve(ServeConfig, args, poll_seconds=0.0)
         lines = predict_local(config, texts)
     for item in lines:
         print(json.dumps(item, ensure_ascii=False), flush=True)

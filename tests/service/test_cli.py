@@ -30,7 +30,7 @@ def test_tokens_reads_stdin() -> None:
 
 
 def test_data_records_split(tiny_corpus: Path, tmp_path: Path) -> None:
-    out = antispam("data", "--source", str(tiny_corpus), "--data-dir", str(tmp_path / "d"))
+    out = antispam("data", "--data", str(tiny_corpus), "--data-dir", str(tmp_path / "d"))
     assert out.returncode == 0, out.stderr
     manifest = json.loads((tmp_path / "d" / "split.json").read_text(encoding="utf-8"))
     assert manifest["dedup"]["kept"] == 60
@@ -38,6 +38,6 @@ def test_data_records_split(tiny_corpus: Path, tmp_path: Path) -> None:
 
 
 def test_data_bad_source_is_a_clear_error(tmp_path: Path) -> None:
-    out = antispam("data", "--source", str(tmp_path / "nope"), "--data-dir", str(tmp_path))
+    out = antispam("data", "--data", str(tmp_path / "nope"), "--data-dir", str(tmp_path))
     assert out.returncode == 2
     assert "corpus not found" in out.stderr and "Traceback" not in out.stderr

@@ -163,6 +163,6 @@ def test_download_verifies_checksum(file_server, tmp_path: Path, monkeypatch) ->
 
 def test_download_failure_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("ANTISPAM_DATA", raising=False)
-    with pytest.raises(DataError, match="--source PATH or set ANTISPAM_DATA"):
+    with pytest.raises(DataError, match="--data PATH or set ANTISPAM_DATA"):
         data.locate(None, tmp_path, url="http://127.0.0.1:9/none.tar.gz", sha256="0" * 64,
                     progress=False)
