@@ -12,39 +12,54 @@ One run, under an exclusive lock on the model folder:
 2. **Word vectors.** By default the serving version's own vectors are reused: the vocabulary
    stays stable night to night, and word2vec (minutes) is skipped. ``retrain`` trains them anew
    on the training texts including feedback, which a growing vocabulary eventually needs.
-3. **Classifier**, trained and early-stopped on training/validation as ``antispam train`` does.
-4. **Gate.** The candidate is exported into a hidden folder inside the model folder (TF Serving
-   and the service ignore names that are not integers), then it and the version now serving are
-   scored on the same test split through the same path the service uses (SavedModel signature,
-   each version's own vectors). The candidate is published — one atomic rename — only if its
-   F1 is at least the serving version's minus ``tolerance``. Otherwise nothing changes and the
-   run ends with exit code 3 and the reason.
-5. **Prune** old versions, keeping the newest ``keep`` and never the one that was serving when
-   the run started (the service and TF Serving may still be answering with it).
-6. **Promotion log**: one JSON line per run, written with a single ``O_APPEND`` write and fsync,
-   whatever the outcome (published, rejected, dry run, busy, error).
+3. **Classifier** of any kind ``antispam train`` knows (:data:`antispam.network.models.KINDS`),
+   trained and early-stopped on training/validation as ``antispam train`` does.
+4. **Stage and gate.** The candidate is staged and checked
+   (:func:`antispam.network.export.stage_version`: a hidden folder beside the versions, which TF
+   Serving and the service ignore), then it and the version now serving are scored on the same
+   test split through the path the service uses (:func:`antispam.versions.load_version`: the
+   SavedModel signature and each version's own vectors and windows), at the service's review
+   and block thresholds. The candidate is published only if its F1 (spam, p >= 0.5) is at least
+   the serving version's minus ``tolerance``: its final ``metrics.json`` is written into the
+   staged folder, then one atomic rename (:func:`antispam.versions.publish`). Otherwise the
+   staged folder is removed, nothing changes, and the run ends with exit code 3 and the reason.
+5. **Prune** old versions (:func:`antispam.versions.prune`), keeping the newest ``keep`` and
+   never the one that was serving when the run started (the service and TF Serving may still be
+   answering with it).
+6. **Promotion log**: one :class:`~antispam.retrain_record.RetrainRecord` per run, whatever the
+   outcome (published, rejected, dry run, busy, error), appended as one JSON line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
 import math
 import os
-import shutil
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from antispam import versions
+from antispam.config import ServeConfig
 from antispam.data import Sample, Split
 from antispam.errors import UserError
 from antispam.everyday import with_everyday
 from antispam.lock import FileLock, LockBusy
+from antispam.network.models import KINDS
+from antispam.retrain_record import (
+    DataCounts,
+    FeedbackSummary,
+    GateScores,
+    RetrainRecord,
+    Thresholds,
+    TrainingSummary,
+    VersionScores,
+    WordVectorsInfo,
+    append_log,
+)
 from antispam.text import normalize
 
 log = logging.getLogger(__name__)
@@ -53,14 +68,11 @@ EXIT_PUBLISHED = 0
 EXIT_REJECTED = 3
 EXIT_BUSY = LockBusy.exit_code  # 4
 
-MODELS = ("cnn", "rnn")
+MODELS: tuple[str, ...] = tuple(KINDS)  # every kind `antispam train` trains
 WORD2VEC_MODES = ("reuse", "retrain")
 LOCK_FILE = ".retrain.lock"
 LOG_FILE = "promotion.jsonl"
-CANDIDATE_PREFIX = ".candidate-"
-TOMBSTONE_PREFIX = ".deleted-"
 CONFLICT_EXAMPLES = 20  # conflicting texts listed in one log line
-SCORE_KEYS = ("f1", "accuracy", "precision", "recall", "roc_auc", "count")
 # Comparing floats: a candidate exactly at the limit passes despite rounding in the scores.
 EPSILON = 1e-12
 
@@ -76,7 +88,7 @@ class RetrainOptions:
     model: str
     data: str | None = None  # corpus path; None: $ANTISPAM_DATA, else a verified download
     data_dir: str = "data"  # where a downloaded corpus goes
-    model_base: str = "models"
+    model_base: str = ServeConfig.model_base
     feedback_db: str | None = None  # None: no feedback
     feedback_required: bool = False  # the path was given explicitly: missing is an error
     word2vec: str = "reuse"
@@ -84,6 +96,9 @@ class RetrainOptions:
     keep: int = 5
     dry_run: bool = False
     log_path: str | None = None  # default <model_base>/<model>/promotion.jsonl
+    # The service's thresholds: the candidate and the serving version are also scored there.
+    review_threshold: float = ServeConfig.review_threshold
+    block_threshold: float = ServeConfig.block_threshold
     classifier: Any = None  # antispam.network.train.ClassifierSettings; None: its defaults
     word2vec_settings: Any = None  # antispam.word2vec.train.Word2VecSettings; None: defaults
     warmup_texts: int = 64
@@ -99,6 +114,9 @@ class RetrainOptions:
             problems.append(f"--tolerance must be a number in [-1, 1] (an F1 difference), got {self.tolerance}")
         if self.keep < 1:
             problems.append(f"--keep must be at least 1, got {self.keep}")
+        if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:  # also refuses NaN
+            problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1, got "
+                            f"{self.review_threshold} and {self.block_threshold}")
         if self.warmup_texts < 1:
             problems.append("warmup_texts must be at least 1")
         if problems:
@@ -112,6 +130,10 @@ class RetrainOptions:
     def log_file(self) -> Path:
         return Path(self.log_path) if self.log_path else self.model_dir / LOG_FILE
 
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(review=self.review_threshold, block=self.block_threshold)
+
 
 @dataclass
 class RetrainResult:
@@ -120,11 +142,11 @@ class RetrainResult:
     published: int | None  # the new version, None unless published
     serving: int | None  # the version serving when the run started
     reason: str
-    record: dict[str, Any] = field(default_factory=dict)
+    record: RetrainRecord
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure parts: feedback merge, gate, prune, log
+# Policy: feedback merge and gate
 
 
 @dataclass
@@ -197,79 +219,6 @@ def gate(new_f1: float, old_f1: float | None, tolerance: float, serving: int | N
                    "stays in service and nothing was published")
 
 
-def prune(model_dir: str | os.PathLike[str], keep: int, protect: Iterable[int | None] = ()) -> list[int]:
-    """Delete all but the newest ``keep`` versions, never the newest nor any in ``protect``.
-
-    A version leaves view with one rename to a hidden name (readers see it complete or not at
-    all), then its files are removed.
-    """
-    if keep < 1:
-        raise ValueError("keep must be at least 1")
-    model_dir = Path(model_dir)
-    present = versions.list_versions(model_dir)
-    kept = set(present[-keep:]) | {int(v) for v in protect if v is not None}
-    removed = []
-    for version in present:
-        if version in kept:
-            continue
-        tomb = model_dir / f"{TOMBSTONE_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(versions.version_dir(model_dir, version), tomb)
-        except FileNotFoundError:
-            continue  # someone else removed it (an operator rolling back)
-        shutil.rmtree(tomb, ignore_errors=True)
-        removed.append(version)
-    return removed
-
-
-def clean_leftovers(model_dir: str | os.PathLike[str]) -> list[str]:
-    """Remove candidates and tombstones of runs that died; only call while holding the lock."""
-    removed: list[str] = []
-    root = Path(model_dir)
-    if not root.is_dir():
-        return removed
-    for entry in root.iterdir():
-        if entry.is_dir() and entry.name.startswith((CANDIDATE_PREFIX, TOMBSTONE_PREFIX)):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    return removed
-
-
-def append_log(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one JSON line: one ``write`` on an ``O_APPEND`` descriptor, then fsync.
-
-    POSIX appends of a single write land whole at the end of the file, so concurrent writers
-    (a busy run logging its refusal while the holder logs its result) never interleave lines.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(f"short write to {path} ({written} of {len(line)} bytes): disk full?")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def brief_scores(scores: dict[str, Any] | None) -> dict[str, Any] | None:
-    if scores is None:
-        return None
-    out = {key: scores.get(key) for key in SCORE_KEYS}
-    out["confusion"] = scores.get("confusion")
-    out["version"] = (scores.get("model") or {}).get("version")
-    return out
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -283,46 +232,42 @@ def run(options: RetrainOptions) -> RetrainResult:
     another run holds the model folder, :class:`RetrainError` for bad setup."""
     options.validate()
     model_dir = options.model_dir
-    record: dict[str, Any] = {
-        "time": _now(), "model": options.model, "model_dir": str(model_dir), "pid": os.getpid(),
-        "dry_run": options.dry_run, "tolerance": options.tolerance, "keep": options.keep,
-        "word2vec": {"mode": options.word2vec},
-    }
+    record = RetrainRecord(
+        time=_now(), model=options.model, model_dir=str(model_dir), pid=os.getpid(),
+        dry_run=options.dry_run, tolerance=options.tolerance, keep=options.keep,
+        thresholds=options.thresholds, word2vec=WordVectorsInfo(mode=options.word2vec))
     started = time.perf_counter()
     lock = FileLock(model_dir / LOCK_FILE, what=f"retrain of {options.model} in {model_dir}")
     try:
         lock.acquire()
     except LockBusy as exc:
-        record.update(decision="busy", exit_code=EXIT_BUSY, reason=str(exc), version=None)
+        record.decision, record.exit_code, record.reason = "busy", EXIT_BUSY, str(exc)
         append_log(options.log_file, record)
         raise
     try:
         try:
             result = _run_locked(options, model_dir, record)
         except BaseException as exc:
-            record.update(decision="error", exit_code=getattr(exc, "exit_code", 1), version=None,
-                          reason=f"{type(exc).__name__}: {exc}",
-                          seconds={**record.get("seconds", {}),
-                                   "total": round(time.perf_counter() - started, 1)})
+            record.decision, record.exit_code = "error", getattr(exc, "exit_code", 1)
+            record.version, record.reason = None, f"{type(exc).__name__}: {exc}"
+            record.seconds["total"] = round(time.perf_counter() - started, 1)
             append_log(options.log_file, record)
             raise
-        record.setdefault("seconds", {})["total"] = round(time.perf_counter() - started, 1)
+        record.seconds["total"] = round(time.perf_counter() - started, 1)
         append_log(options.log_file, record)
         return result
     finally:
         lock.release()
 
 
-def _run_locked(options: RetrainOptions, model_dir: Path, record: dict[str, Any]) -> RetrainResult:
+def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord) -> RetrainResult:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from antispam import data
-    from antispam.config import ServeConfig
     from antispam.text import Segmenter
 
-    seconds: dict[str, float] = {}
-    record["seconds"] = seconds
+    seconds = record.seconds
     clock = time.perf_counter()
-    leftovers = clean_leftovers(model_dir)
+    leftovers = versions.clean_leftovers(model_dir)
     if leftovers:
         log.info("removed leftovers of earlier runs: %s", ", ".join(leftovers))
 
@@ -332,27 +277,26 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: dict[str, Any]
     # The shipped everyday messages join the training data as `antispam train` adds them.
     train_split = with_everyday(Split(merged.train, split.validation, split.test, seed=split.seed,
                                       stats=split.stats))
-    record["data"] = {
-        "corpus_train": len(split.train), "validation": len(split.validation), "test": len(split.test),
-        "train": len(merged.train), "test_fingerprint": data.fingerprint(split.test),
-        "everyday": train_split.stats.get("everyday_added_to_train", 0),
-    }
-    record["feedback"].update(merged.counts)
-    record["feedback"]["store"] = store_stats
-    record["conflicts"] = merged.conflicts[:CONFLICT_EXAMPLES]
-    record["conflict_count"] = len(merged.conflicts)
+    record.data = counts = DataCounts(
+        corpus_train=len(split.train), validation=len(split.validation), test=len(split.test),
+        train=len(merged.train), test_fingerprint=data.fingerprint(split.test),
+        everyday=train_split.stats.get("everyday_added_to_train", 0))
+    record.feedback = (record.feedback or FeedbackSummary(db=options.feedback_db)).with_counts(
+        merged.counts, store_stats)
+    record.conflicts = merged.conflicts[:CONFLICT_EXAMPLES]
+    record.conflict_count = len(merged.conflicts)
     seconds["data"] = round(time.perf_counter() - clock, 1)
 
     serving = versions.latest_version(model_dir)
-    record["serving_version"] = serving
+    record.serving_version = serving
     segmenter = Segmenter()
 
     clock = time.perf_counter()
-    vectors = _word_vectors(options, model_dir, serving, merged.train, segmenter, record)
+    vectors = _word_vectors(options, model_dir, serving, merged.train, segmenter, record.word2vec)
     seconds["word2vec"] = round(time.perf_counter() - clock, 1)
 
-    from antispam.network.evaluate import evaluate_version
-    from antispam.network.export import ExportError, export_version
+    from antispam.network.evaluate import evaluate_version, score_version
+    from antispam.network.export import ExportError, stage_version
     from antispam.network.train import ClassifierSettings, train_classifier
     from antispam.network.warmup import warmup_texts
 
@@ -364,67 +308,69 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: dict[str, Any]
     except ValueError as exc:
         raise RetrainError(f"cannot train {options.model}: {exc}") from exc
     seconds["train"] = round(time.perf_counter() - clock, 1)
-    record["training"] = {"best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
-                          "stopped_because": trained.stopped_because,
-                          "settings": dataclasses.asdict(settings)}
+    record.training = TrainingSummary(best_epoch=trained.best_epoch, epochs_run=len(trained.history),
+                                      stopped_because=trained.stopped_because,
+                                      settings=dataclasses.asdict(settings))
 
-    thresholds = (ServeConfig().review_threshold, ServeConfig().block_threshold)
-    candidate_root = model_dir / f"{CANDIDATE_PREFIX}{uuid.uuid4().hex}"
+    clock = time.perf_counter()
+    try:
+        staged = stage_version(trained, vectors, model_dir,
+                               warmup_texts(train_split.train, options.warmup_texts, settings.seed),
+                               model_name=options.model, segmenter=segmenter,
+                               prefix=versions.RETRAIN_STAGING_PREFIX)
+    except ExportError as exc:
+        raise RetrainError(f"export failed, nothing published: {exc}") from exc
+    seconds["export"] = round(time.perf_counter() - clock, 1)
+
+    version = None
+    pruned: list[int] = []
     try:
         clock = time.perf_counter()
-        retrain_info = {"feedback": dict(merged.counts), "word2vec": dict(record["word2vec"]),
-                        "serving_version_at_training": serving}
-        try:
-            staged = export_version(trained, vectors, candidate_root,
-                                    warmup_texts(train_split.train, options.warmup_texts, settings.seed),
-                                    {"retrain": retrain_info}, model_name=options.model,
-                                    segmenter=segmenter)
-        except ExportError as exc:
-            raise RetrainError(f"export failed, nothing published: {exc}") from exc
-        seconds["export"] = round(time.perf_counter() - clock, 1)
-
-        clock = time.perf_counter()
-        new_scores = evaluate_version(candidate_root, staged, split.test, thresholds, segmenter)
+        thresholds = (options.review_threshold, options.block_threshold)
+        new_scores = score_version(staged.load(), split.test, thresholds, segmenter)
         old_scores = None
         if serving is not None:
             try:
                 old_scores = evaluate_version(model_dir, serving, split.test, thresholds, segmenter)
             except versions.VersionError as exc:
                 log.warning("serving version %s cannot be evaluated: %s", serving, exc)
-                record["serving_unusable"] = str(exc)
+                record.serving_unusable = str(exc)
         seconds["evaluate"] = round(time.perf_counter() - clock, 1)
-        record["scores"] = {"new": brief_scores(new_scores), "old": brief_scores(old_scores)}
+        candidate = VersionScores.from_evaluation(new_scores, None)  # numbered once published
+        record.scores = GateScores(
+            new=candidate, old=VersionScores.from_evaluation(old_scores, serving) if old_scores else None)
 
         publish, reason = gate(new_scores["f1"], old_scores["f1"] if old_scores else None,
                                options.tolerance, serving)
         decision = "publish" if publish else "reject"
-        version = None
-        pruned: list[int] = []
         if publish and not options.dry_run:
-            from antispam.atomic import atomic_write_json
-
-            metrics_path = versions.version_dir(candidate_root, staged) / versions.ASSETS_DIR / versions.METRICS_FILE
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-            metrics["retrain"].update({
-                "gate": {"tolerance": options.tolerance, "reason": reason},
-                "scores": record["scores"], "test_split": record["data"]["test_fingerprint"],
-            })
-            atomic_write_json(metrics_path, metrics)
-            version = versions.publish(versions.version_dir(candidate_root, staged), model_dir)
-            pruned = prune(model_dir, options.keep, protect=(version, serving))
+            metrics = staged.read_metrics()
+            metrics["retrain"] = {
+                "feedback": dict(merged.counts), "word2vec": dataclasses.asdict(record.word2vec),
+                "serving_version_at_training": serving, "test_split": counts.test_fingerprint,
+                "gate": {"tolerance": options.tolerance, "reason": reason,
+                         "thresholds": dataclasses.asdict(options.thresholds)},
+                "scores": dataclasses.asdict(record.scores),
+            }
+            staged.write_metrics(metrics)
+            version = versions.publish(staged.path, model_dir)
+            candidate.version = version
+            pruned = versions.prune(model_dir, options.keep, protect=(version, serving))
             log.info("published %s version %d; pruned %s", options.model, version, pruned or "nothing")
         elif options.dry_run:
             reason = f"dry run, nothing published; the gate would {decision}: {reason}"
     finally:
-        versions.discard(candidate_root)
+        if version is None:
+            staged.discard()
 
     exit_code = EXIT_PUBLISHED if publish else EXIT_REJECTED
-    record.update(decision=decision, exit_code=exit_code, version=version, reason=reason, pruned=pruned)
+    record.decision, record.exit_code, record.version = decision, exit_code, version
+    record.reason, record.pruned = reason, pruned
     return RetrainResult(exit_code, decision, version, serving, reason, record)
 
 
-def _read_feedback(options: RetrainOptions, record: dict[str, Any]) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    record["feedback"] = {"db": options.feedback_db}
+def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    record.feedback = FeedbackSummary(db=options.feedback_db)
     if not options.feedback_db:
         return [], [], {}
     path = Path(options.feedback_db)
@@ -433,7 +379,7 @@ def _read_feedback(options: RetrainOptions, record: dict[str, Any]) -> tuple[lis
             raise RetrainError(f"no feedback store at {path} (from --feedback-db); "
                                "leave the flag out to train on the corpus alone")
         log.info("no feedback store at %s yet: training on the corpus alone", path)
-        record["feedback"]["missing"] = True
+        record.feedback.missing = True
         return [], [], {}
     from antispam.feedback import FeedbackError, FeedbackStore
 
@@ -447,69 +393,23 @@ def _read_feedback(options: RetrainOptions, record: dict[str, Any]) -> tuple[lis
 
 
 def _word_vectors(options: RetrainOptions, model_dir: Path, serving: int | None,
-                  train: Sequence[Sample], segmenter: Any, record: dict[str, Any]) -> Any:
-    info = record["word2vec"]
+                  train: Sequence[Sample], segmenter: Any, info: WordVectorsInfo) -> Any:
     if options.word2vec == "reuse" and serving is not None:
         try:
             vectors = versions.load_assets(model_dir, serving).vectors
         except versions.VersionError as exc:
             log.warning("cannot reuse the vectors of version %s (%s): training new ones", serving, exc)
-            info["origin"] = f"trained (version {serving}'s vectors unusable: {exc})"
+            info.origin = f"trained (version {serving}'s vectors unusable: {exc})"
         else:
-            info.update(origin=f"reused from version {serving}", words=len(vectors))
+            info.origin, info.words = f"reused from version {serving}", len(vectors)
             return vectors
     else:
-        info["origin"] = "trained" if options.word2vec == "retrain" else "trained (no version to reuse)"
+        info.origin = "trained" if options.word2vec == "retrain" else "trained (no version to reuse)"
     from antispam.word2vec.train import Word2VecSettings, train_word2vec
 
     settings = options.word2vec_settings or Word2VecSettings()
     tokens = [segmenter.tokenize(s.text) for s in train]
     vectors, report = train_word2vec(tokens, settings, progress=options.progress)
-    info.update(words=len(vectors), train_seconds=report.get("train_seconds"),
-                final_loss=report.get("final_loss"))
+    info.words = len(vectors)
+    info.train_seconds, info.final_loss = report.get("train_seconds"), report.get("final_loss")
     return vectors
-
-
-def format_report(result: RetrainResult, log_file: str | os.PathLike[str]) -> str:
-    """The lines ``antispam retrain`` prints: the decision first, then what it rests on."""
-    record = result.record
-    model = record.get("model")
-    dry = " (dry run)" if record.get("dry_run") else ""
-    if result.published is not None:
-        head = f"retrain {model}: published version {result.published}"
-    elif result.decision == "publish":
-        head = f"retrain {model}{dry}: would publish"
-    else:
-        head = f"retrain {model}{dry}: REJECTED, nothing published (exit code {result.exit_code})"
-    lines = [head, f"  why: {result.reason}"]
-    scores = record.get("scores") or {}
-    new, old = scores.get("new") or {}, scores.get("old") or {}
-    if new:
-        shown = f"  test F1: candidate {new['f1']:.4f}"
-        if old:
-            shown += f", serving version {old.get('version')} {old['f1']:.4f}"
-        lines.append(shown + f" (accuracy {new['accuracy']:.4f}; {new['count']} test messages)")
-    data_counts = record.get("data") or {}
-    fb = record.get("feedback") or {}
-    if data_counts:
-        lines.append(f"  data: train {data_counts['train']} (corpus {data_counts['corpus_train']}, "
-                     f"+{fb.get('added', 0)} feedback, {fb.get('relabelled_corpus', 0)} relabelled), "
-                     f"validation {data_counts['validation']}, test {data_counts['test']}")
-    if fb.get("missing"):
-        lines.append(f"  feedback: none yet (no store at {fb['db']})")
-    elif fb.get("db"):
-        stored = (fb.get("store") or {}).get("distinct", fb.get("distinct", 0))
-        lines.append(f"  feedback: {stored} distinct verdicts in {fb['db']}: {fb.get('used', 0)} used "
-                     f"({fb.get('added', 0)} new texts, {fb.get('relabelled_corpus', 0)} corpus labels "
-                     f"corrected), {fb.get('already_in_corpus', 0)} already in the corpus, "
-                     f"{fb.get('held_out', 0)} left out as validation/test texts, "
-                     f"{record.get('conflict_count', 0)} texts with conflicting labels left out")
-    w2v = record.get("word2vec") or {}
-    lines.append(f"  word vectors: {w2v.get('origin', w2v.get('mode'))}")
-    if record.get("pruned"):
-        lines.append(f"  pruned versions: {', '.join(map(str, record['pruned']))}")
-    took = (record.get("seconds") or {})
-    lines.append(f"  took {took.get('total', 0):.0f} s "
-                 f"({', '.join(f'{k} {v:.0f} s' for k, v in took.items() if k != 'total')}); "
-                 f"log: {log_file}")
-    return "\n".join(lines)

@@ -4,7 +4,14 @@
 ``assets.extra/`` (warmup records, this version's word vectors, preprocessing settings and
 ``metrics.json``). A version folder appears only when complete: it is built in a hidden staging
 folder beside it (TF Serving and :func:`list_versions` ignore names that are not integers) and
-renamed into place. Nothing here imports TensorFlow.
+renamed into place.
+
+One module owns a version's life on disk: where it is (:func:`list_versions`,
+:func:`resolve_version`), what it must hold (:func:`read_assets`, :func:`check_signature`),
+loading it (:func:`load_version`, :func:`load_folder`: TensorFlow is imported inside them, never
+at module level, because the remote frontend imports this module), building and publishing it
+(:func:`staging_dir`, :class:`StagedVersion`, :func:`publish`) and removing it
+(:func:`prune`, :func:`clean_leftovers`). Every failure is one error type, :class:`VersionError`.
 """
 
 from __future__ import annotations
@@ -13,13 +20,16 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
-from antispam.atomic import atomic_write_text, fsync_tree
+import numpy as np
+
+from antispam.atomic import atomic_write_json, atomic_write_text, fsync_tree
+from antispam.errors import UserError
 from antispam.features import DIM, FIRST_WINDOW, MAX_LEN, Featurizer, Windowing, WordVectors
-from antispam.text import COMPATIBLE_NORMALIZERS, NORMALIZER_VERSION
+from antispam.text import COMPATIBLE_NORMALIZERS, NORMALIZER_VERSION, Segmenter, default_segmenter
 
 ASSETS_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -30,10 +40,18 @@ INPUT_KEY = "inputs"
 PROBABILITIES_KEY = "probabilities"
 CLASSES_KEY = "classes"
 HIGH_WATER_FILE = ".highest_version"
+# Hidden names beside the versions (TF Serving and list_versions ignore them):
+STAGING_PREFIX = ".staging-"  # a version being built
+RETRAIN_STAGING_PREFIX = ".staging-retrain-"  # one built by the retrain job (a uuid hex never starts "r")
+TOMBSTONE_PREFIX = ".deleted-"  # a pruned version being deleted
+LEGACY_CANDIDATE_PREFIX = ".candidate-"  # the retrain job's candidate model folder before issue 10
 
 
-class VersionError(Exception):
-    """A version folder is incomplete, corrupt or built for another pipeline."""
+class VersionError(UserError):
+    """A version is missing, incomplete, corrupt or built for another pipeline.
+
+    A :class:`~antispam.errors.UserError`, so a command that meets one prints it and exits 2.
+    """
 
 
 def model_dir(model_base: str | os.PathLike[str], name: str) -> Path:
@@ -61,11 +79,25 @@ def latest_version(model_dir: str | os.PathLike[str]) -> int | None:
     return versions[-1] if versions else None
 
 
-def staging_dir(model_dir: str | os.PathLike[str]) -> Path:
+def resolve_version(model_dir: str | os.PathLike[str], version: int | None = None) -> int:
+    """``version`` if it is complete under ``model_dir``, or the newest complete one."""
+    found = list_versions(model_dir)
+    if not found:
+        raise VersionError(f"no complete model version under {model_dir} (train one, or pass --model-base)")
+    if version is None:
+        return found[-1]
+    if version not in found:
+        raise VersionError(f"{model_dir} has no complete version {version} (available: {found})")
+    return version
+
+
+def staging_dir(model_dir: str | os.PathLike[str], prefix: str = STAGING_PREFIX) -> Path:
     """A fresh hidden folder on the same filesystem as the versions, for building one."""
+    if not prefix.startswith(STAGING_PREFIX):
+        raise ValueError(f"a staging folder's name starts with {STAGING_PREFIX!r}")
     root = Path(model_dir)
     root.mkdir(parents=True, exist_ok=True)
-    path = root / f".staging-{uuid.uuid4().hex}"
+    path = root / f"{prefix}{uuid.uuid4().hex}"
     path.mkdir()
     return path
 
@@ -115,6 +147,50 @@ def highest_published(model_dir: str | os.PathLike[str]) -> int:
 
 def discard(path: str | os.PathLike[str]) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def prune(model_dir: str | os.PathLike[str], keep: int, protect: Iterable[int | None] = ()) -> list[int]:
+    """Delete all but the newest ``keep`` versions, never the newest nor any in ``protect``.
+
+    A version leaves view with one rename to a hidden name (readers see it complete or not at
+    all), then its files are removed. Returns the versions removed, ascending.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    root = Path(model_dir)
+    present = list_versions(root)
+    kept = set(present[-keep:]) | {int(v) for v in protect if v is not None}
+    removed = []
+    for version in present:
+        if version in kept:
+            continue
+        tomb = root / f"{TOMBSTONE_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(version_dir(root, version), tomb)
+        except FileNotFoundError:
+            continue  # someone else removed it (an operator rolling back)
+        shutil.rmtree(tomb, ignore_errors=True)
+        removed.append(version)
+    return removed
+
+
+def clean_leftovers(model_dir: str | os.PathLike[str]) -> list[str]:
+    """Remove what dead retrain runs left: their staging folders and pruned versions half deleted.
+
+    Only for the holder of the retrain lock (:mod:`antispam.lock`): no other retrain can be
+    using these names then. Plain ``.staging-*`` folders are left alone, since ``antispam
+    train`` (which takes no lock) may be building one right now.
+    """
+    removed: list[str] = []
+    root = Path(model_dir)
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.startswith(
+                (RETRAIN_STAGING_PREFIX, TOMBSTONE_PREFIX, LEGACY_CANDIDATE_PREFIX)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def preprocessing_settings(windowing: Windowing | None = None) -> dict[str, Any]:
@@ -177,3 +253,136 @@ def read_assets(path: str | os.PathLike[str], version: int) -> VersionAssets:
     metrics_path = assets / METRICS_FILE
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     return VersionAssets(version, path, vectors, preprocessing, metrics, windowing)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a version: the one loader of the local backend, evaluation, bench and export's check.
+
+
+def check_signature(signature: Any) -> None:
+    """The :data:`SIGNATURE` every version must have (docs/contracts.md#signature)."""
+    _args, kwargs = signature.structured_input_signature
+    spec = kwargs.get(INPUT_KEY)
+    if spec is None or spec.dtype.name != "float32" or list(spec.shape)[1:] != [MAX_LEN, DIM]:
+        raise VersionError(f"signature input must be {INPUT_KEY!r} float32 [-1, {MAX_LEN}, {DIM}], got {spec}")
+    if PROBABILITIES_KEY not in signature.structured_outputs:
+        raise VersionError(f"signature has no {PROBABILITIES_KEY!r} output")
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """One version in memory: its checked assets and its checked ``serving_default`` signature.
+
+    Rows built with ``assets.featurizer`` go to ``signature``: vectors and weights of one
+    version, always together.
+    """
+
+    name: str  # the model's name (its folder's name)
+    assets: VersionAssets
+    loaded: Any = field(repr=False)  # the SavedModel object; holding it keeps the variables alive
+    signature: Any = field(repr=False)  # ConcreteFunction: inputs [n, 20, 200] float32 -> outputs
+
+    @property
+    def version(self) -> int:
+        return self.assets.version
+
+    @property
+    def path(self) -> Path:
+        return self.assets.path
+
+    @property
+    def featurizer(self) -> Featurizer:
+        return self.assets.featurizer
+
+    def _run(self, rows: np.ndarray) -> dict[str, Any]:
+        import tensorflow as tf
+
+        return dict(self.signature(**{INPUT_KEY: tf.constant(rows, dtype=tf.float32)}))
+
+    def call(self, rows: np.ndarray) -> np.ndarray:
+        """``probabilities`` ``[n, 2]`` (column 0 spam) for ``rows`` (float32 ``[n, 20, 200]``)."""
+        return np.asarray(self._run(rows)[PROBABILITIES_KEY].numpy())
+
+    def outputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the signature for ``rows``, as numpy (``probabilities``, ``classes``)."""
+        return {key: np.asarray(value.numpy()) for key, value in self._run(rows).items()}
+
+    def spam_probability(self, texts: Sequence[str], segmenter: Segmenter | None = None,
+                         batch_size: int = 256) -> np.ndarray:
+        """Each raw text's spam probability, its windows folded exactly as the service folds them."""
+        segmenter = segmenter or default_segmenter()
+        tokens = [segmenter.tokenize(text) for text in texts]
+        featurizer = self.featurizer
+        parts = []
+        for i in range(0, len(tokens), batch_size):
+            rows, plan = featurizer.featurize(tokens[i:i + batch_size])
+            parts.append(plan.fold(self.call(rows)))
+        return np.concatenate(parts) if parts else np.zeros(0, np.float64)
+
+
+def load_folder(path: str | os.PathLike[str], version: int, name: str) -> LoadedVersion:
+    """Load the version folder ``path`` (a published or a staged one), checking assets and signature.
+
+    TensorFlow is imported here, when called. Whatever makes the folder unusable is a
+    :class:`VersionError`.
+    """
+    path = Path(path)
+    assets = read_assets(path, version)
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:  # TensorFlow raises OSError, ValueError or its own OpError subclasses
+        raise VersionError(f"version {version} at {path}: cannot load the SavedModel: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    try:
+        signature = loaded.signatures[SIGNATURE]
+    except KeyError:
+        raise VersionError(f"version {version} at {path} has no {SIGNATURE!r} signature") from None
+    check_signature(signature)
+    return LoadedVersion(name, assets, loaded, signature)
+
+
+def load_version(model_dir: str | os.PathLike[str], version: int | None = None) -> LoadedVersion:
+    """Load ``version`` (default: the newest complete one) of the model in ``model_dir``."""
+    model_dir = Path(model_dir)
+    version = resolve_version(model_dir, version)
+    return load_folder(version_dir(model_dir, version), version, model_dir.name)
+
+
+@dataclass
+class StagedVersion:
+    """A complete, checked version in a hidden staging folder: not visible to any reader yet.
+
+    Its fate is decided by the caller: :func:`publish` it (``publish(staged.path, model_dir)``,
+    or :meth:`publish`) or :meth:`discard` it.
+    """
+
+    path: Path
+    model_dir: Path
+    name: str
+    loaded: LoadedVersion | None = field(default=None, repr=False)  # as the check loaded it
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / ASSETS_DIR / METRICS_FILE
+
+    def read_metrics(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        return metrics
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """Replace ``metrics.json`` (before publishing: a published version never changes)."""
+        atomic_write_json(self.metrics_path, metrics)
+
+    def load(self) -> LoadedVersion:
+        """The staged version as the service would load it (read once, then reused)."""
+        if self.loaded is None:
+            self.loaded = load_folder(self.path, 0, self.name)
+        return self.loaded
+
+    def publish(self) -> int:
+        return publish(self.path, self.model_dir)
+
+    def discard(self) -> None:
+        discard(self.path)

@@ -1,9 +1,11 @@
 """Score an exported version on labelled messages, through the same path as serving.
 
-Raw text → :meth:`antispam.text.Segmenter.tokenize` → that version's own vectors
-(:func:`antispam.versions.load_assets`) → the SavedModel's ``serving_default`` signature loaded
-with ``tf.saved_model.load``. Nothing from the trainer is used, so the figures are what the
-service would answer for these texts. Usable as a library by the retrain job.
+Raw text → :meth:`antispam.text.Segmenter.tokenize` → that version's own vectors and windows
+→ the SavedModel's ``serving_default`` signature → fold, all through
+:func:`antispam.versions.load_version` (the loader the in-process backend uses; ``load_version``
+here is that function). Nothing from the trainer is used, so the figures are what the service
+would answer for these texts. Usable as a library by the retrain job, which scores a staged
+version that is not published yet with :func:`score_version`.
 """
 
 from __future__ import annotations
@@ -11,66 +13,12 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from antispam import versions
 from antispam.data import Sample
 from antispam.network.metrics import binary_scores
 from antispam.text import Segmenter, default_segmenter
-
-
-@dataclass
-class LoadedVersion:
-    name: str
-    assets: versions.VersionAssets
-    loaded: Any  # keeps the signature's variables alive
-    signature: Any
-
-    @property
-    def version(self) -> int:
-        return self.assets.version
-
-    def spam_probability(self, texts: Sequence[str], segmenter: Segmenter | None = None,
-                         batch_size: int = 256) -> np.ndarray:
-        """Each raw text's spam probability, its windows folded exactly as the service folds them."""
-        segmenter = segmenter or default_segmenter()
-        tokens = [segmenter.tokenize(text) for text in texts]
-        featurizer = self.assets.featurizer
-        parts = []
-        for i in range(0, len(tokens), batch_size):
-            rows, plan = featurizer.featurize(tokens[i:i + batch_size])
-            parts.append(plan.fold(self.call(rows)))
-        return np.concatenate(parts) if parts else np.zeros(0, np.float64)
-
-    def call(self, inputs: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        out = self.signature(**{versions.INPUT_KEY: tf.constant(inputs, dtype=tf.float32)})
-        return out[versions.PROBABILITIES_KEY].numpy()
-
-
-def load_version(model_dir: str | os.PathLike[str], version: int | None = None) -> LoadedVersion:
-    """Load ``version`` (default: the newest complete one) of the model in ``model_dir``."""
-    import tensorflow as tf
-
-    model_dir = Path(model_dir)
-    if version is None:
-        version = versions.latest_version(model_dir)
-        if version is None:
-            raise versions.VersionError(f"no complete model version under {model_dir}")
-    elif version not in versions.list_versions(model_dir):
-        available = versions.list_versions(model_dir)
-        raise versions.VersionError(f"{model_dir} has no complete version {version} "
-                                    f"(available: {available or 'none'})")
-    assets = versions.load_assets(model_dir, version)
-    loaded = tf.saved_model.load(str(assets.path))
-    if versions.SIGNATURE not in loaded.signatures:
-        raise versions.VersionError(f"{assets.path} has no {versions.SIGNATURE!r} signature")
-    return LoadedVersion(model_dir.name, assets, loaded, loaded.signatures[versions.SIGNATURE])
+from antispam.versions import LoadedVersion, load_version
 
 
 def evaluate_version(model_dir: str | os.PathLike[str], version: int | None, samples: Sequence[Sample],
@@ -83,10 +31,20 @@ def evaluate_version(model_dir: str | os.PathLike[str], version: int | None, sam
     if not samples:
         raise ValueError("nothing to evaluate: no labelled messages given")
     started = time.perf_counter()
-    loaded = load_version(model_dir, version)
+    result = score_version(load_version(model_dir, version), samples, thresholds, segmenter)
+    result["seconds"] = round(time.perf_counter() - started, 2)  # loading included
+    return result
+
+
+def score_version(loaded: LoadedVersion, samples: Sequence[Sample], thresholds: Sequence[float] = (0.5, 0.9),
+                  segmenter: Segmenter | None = None) -> dict[str, Any]:
+    """:func:`evaluate_version` for a version already loaded (published or staged)."""
+    if not samples:
+        raise ValueError("nothing to evaluate: no labelled messages given")
+    started = time.perf_counter()
     probs = loaded.spam_probability([s.text for s in samples], segmenter)
     result = binary_scores([s.label for s in samples], probs, thresholds)
-    result["model"] = {"name": loaded.name, "version": loaded.version, "path": str(loaded.assets.path)}
+    result["model"] = {"name": loaded.name, "version": loaded.version, "path": str(loaded.path)}
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
 
@@ -116,7 +74,7 @@ def measure_latency(model_dir: str | os.PathLike[str], version: int | None, text
         result["signature"][f"batch_{size}"] = _timed(lambda: loaded.call(inputs), repeats)  # noqa: B023
         result["pipeline"][f"batch_{size}"] = _timed(
             lambda: loaded.spam_probability(batch, segmenter, batch_size=size), repeats)  # noqa: B023
-    result["size_bytes"] = sum(f.stat().st_size for f in loaded.assets.path.rglob("*") if f.is_file())
+    result["size_bytes"] = sum(f.stat().st_size for f in loaded.path.rglob("*") if f.is_file())
     return result
 
 

@@ -2,9 +2,11 @@
 
 A version folder holds everything needed to score raw text with it: the graph and weights, and
 in ``assets.extra/`` the word vectors it was trained with, the preprocessing settings, TF
-Serving warmup records and ``metrics.json``. It is built in a hidden staging folder beside the
-versions, checked (reloaded and compared with the trainer's own predictions), and only then
-renamed into place by :func:`antispam.versions.publish`; on any failure the staging folder is
+Serving warmup records and ``metrics.json``. :func:`stage_version` builds it in a hidden staging
+folder beside the versions and checks it (reloaded as the service loads it and compared with the
+trainer's own predictions); the caller then renames it into place with
+:func:`antispam.versions.publish` or discards it (the retrain job evaluates it in between).
+:func:`export_version` (``antispam train``) does both. On any failure the staging folder is
 removed, so a reader never sees a half-written version.
 
 Why a ``tf.Module`` around the TensorLayer model: TensorLayer 2.2.5 models are not trackable
@@ -63,27 +65,33 @@ def serving_module(model: Any) -> Any:
     return ServingModule(model)
 
 
-def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: str | os.PathLike[str],
-                   warmup_texts: Sequence[str], metrics: dict[str, Any] | None = None, *,
-                   model_name: str | None = None, segmenter: Segmenter | None = None) -> int:
-    """Stage, check and atomically publish one version; return its number.
+def stage_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: str | os.PathLike[str],
+                  warmup_texts: Sequence[str], metrics: dict[str, Any] | None = None, *,
+                  model_name: str | None = None, segmenter: Segmenter | None = None,
+                  prefix: str = versions.STAGING_PREFIX) -> versions.StagedVersion:
+    """Build one version in a hidden staging folder of ``model_dir`` and check it; publish nothing.
 
     ``vectors`` are the word vectors given to :func:`~antispam.network.train.train_classifier`;
     they are checked against the model, and the version ships ``trained.vectors`` (those
     vectors as the network was trained with them: fine-tuned, vocabulary extended), because
     those are what its weights expect. ``metrics`` is merged over the trainer's own summary in
     ``metrics.json`` (the retrain job adds its feedback counts there). ``model_name`` (default:
-    the folder's name) goes into the warmup requests' ``model_spec.name``.
+    the folder's name) goes into the warmup requests' ``model_spec.name``. ``prefix`` names the
+    staging folder (the retrain job uses :data:`~antispam.versions.RETRAIN_STAGING_PREFIX`, so
+    its own leftovers can be told apart).
+
+    The caller publishes the result (:func:`antispam.versions.publish`) or discards it. If
+    building or checking fails, the staging folder is removed and the error raised.
     """
     import tensorflow as tf
 
     if vectors_fingerprint(prepare_vectors(vectors)) != trained.source_fingerprint:
-        raise ValueError("export_version needs the word vectors the model was trained with")
+        raise ValueError("export needs the word vectors the model was trained with")
     prepared = trained.vectors
     model_dir = Path(model_dir)
     name = model_name or model_dir.name
     segmenter = segmenter or default_segmenter()
-    staged = versions.staging_dir(model_dir)
+    staged = versions.staging_dir(model_dir, prefix)
     try:
         module = serving_module(trained.model)
         tf.saved_model.save(module, str(staged), signatures={versions.SIGNATURE: module.serve})
@@ -100,36 +108,55 @@ def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: 
             **(metrics or {}),
         }
         atomic_write_json(assets / versions.METRICS_FILE, payload)
-        check_staged(staged, trained, warmup_texts, segmenter)
-        version = versions.publish(staged, model_dir)
+        loaded = check_staged(staged, trained, warmup_texts, segmenter, name=name)
     except BaseException:
         versions.discard(staged)
         raise
-    log.info("published %s version %d (%s)", name, version, versions.version_dir(model_dir, version))
+    return versions.StagedVersion(staged, model_dir, name, loaded)
+
+
+def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: str | os.PathLike[str],
+                   warmup_texts: Sequence[str], metrics: dict[str, Any] | None = None, *,
+                   model_name: str | None = None, segmenter: Segmenter | None = None) -> int:
+    """Stage, check and atomically publish one version; return its number (``antispam train``).
+
+    :func:`stage_version` then :func:`antispam.versions.publish`; the arguments are
+    :func:`stage_version`'s.
+    """
+    staged = stage_version(trained, vectors, model_dir, warmup_texts, metrics, model_name=model_name,
+                           segmenter=segmenter)
+    try:
+        version = versions.publish(staged.path, staged.model_dir)
+    except BaseException:
+        staged.discard()
+        raise
+    log.info("published %s version %d (%s)", staged.name, version,
+             versions.version_dir(staged.model_dir, version))
     return version
 
 
 def check_staged(staged: Path, trained: TrainedClassifier, texts: Sequence[str],
-                 segmenter: Segmenter) -> None:
+                 segmenter: Segmenter, *, name: str | None = None) -> versions.LoadedVersion:
     """Reload the staged version as the service will and require the trainer's predictions.
 
-    The rows are built from the staged assets (vectors and windowing read back from disk), so
-    this proves the export carried the right weights and the eval-mode graph, and that the
-    vectors and settings saved beside them are the ones the model was trained with.
+    The staged folder is loaded by :func:`antispam.versions.load_folder` (the loader of the
+    service: assets and signature checked), and the rows are built from what it read back from
+    disk, so this proves the export carried the right weights and the eval-mode graph, and that
+    the vectors and settings saved beside them are the ones the model was trained with. Returns
+    the loaded version.
     """
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(staged))
-    signature = loaded.signatures[versions.SIGNATURE]
-    staged_assets = versions.read_assets(staged, version=0)
+    try:
+        loaded = versions.load_folder(staged, 0, name or staged.parent.name)
+    except versions.VersionError as exc:
+        raise ExportError(f"staged version at {staged} cannot be loaded as the service loads it: {exc}") from exc
     token_lists = [segmenter.tokenize(t) for t in list(texts)[:64]] or [[]]
-    inputs, _plan = staged_assets.featurizer.featurize(token_lists)
+    inputs, _plan = loaded.featurizer.featurize(token_lists)
     expected_inputs, _ = trained.featurizer.featurize(token_lists)
     if not np.array_equal(inputs, expected_inputs):
         raise ExportError(f"staged version at {staged} builds other rows than the trainer "
                           "(vectors or windowing not saved as trained)")
-    outputs = signature(**{versions.INPUT_KEY: tf.constant(inputs)})
-    got = outputs[versions.PROBABILITIES_KEY].numpy()
+    outputs = loaded.outputs(inputs)
+    got = outputs[versions.PROBABILITIES_KEY]
     expected = trained.predict_proba(inputs)
     if got.shape != expected.shape:
         raise ExportError(f"staged version at {staged} answers shape {got.shape}, "
@@ -137,9 +164,10 @@ def check_staged(staged: Path, trained: TrainedClassifier, texts: Sequence[str],
     if not np.allclose(got, expected, atol=1e-5):
         raise ExportError(f"staged version at {staged} disagrees with the trained model "
                           f"(largest difference {np.max(np.abs(got - expected)):.3g})")
-    classes = outputs[versions.CLASSES_KEY].numpy()
+    classes = outputs[versions.CLASSES_KEY]
     if classes.dtype != np.int64 or not np.array_equal(classes, np.argmax(got, axis=1)):
         raise ExportError("staged version's classes output is not the argmax of its probabilities")
+    return loaded
 
 
 def version_size_bytes(path: str | os.PathLike[str]) -> int:

@@ -6,9 +6,11 @@ takes traffic, pick up new versions by polling, and roll back when the serving v
 disappears. A version that fails to load is remembered and skipped (not retried every poll) while
 the previous one keeps serving.
 
-Consistency: what serves is one immutable :class:`_Served` (version, signature, vectors), swapped
-by a single reference assignment. A batch reads that reference once, so its tensor is always
-built with the vectors of the version whose weights score it.
+Consistency: what serves is one immutable :class:`_Served` holding one
+:class:`~antispam.versions.LoadedVersion` (signature, vectors, windowing, loaded and checked by
+:func:`antispam.versions.load_version`), swapped by a single reference assignment. A batch reads
+that reference once, so its tensor is always built with the vectors of the version whose weights
+score it.
 
 Threads: the event loop never runs TensorFlow. Model calls run on one dedicated thread (one batch
 at a time, fed by :class:`~antispam.backends.batching.MicroBatcher`); loads and warmups run on
@@ -34,7 +36,6 @@ from antispam import versions
 from antispam.backends.base import Backend, BatchResult, NotReady
 from antispam.backends.batching import MicroBatcher
 from antispam.config import ServeConfig
-from antispam.features import DIM, MAX_LEN, Featurizer
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,7 @@ class _Served:
     version: int
     path: Path
     inode: int
-    signature: Any  # a ConcreteFunction: inputs=[n, 20, 200] float32 -> {"probabilities": [n, 2]}
-    featurizer: Featurizer  # this version's vectors and windowing
-    loaded: Any  # the loaded SavedModel object; holding it keeps the signature's variables alive
+    model: versions.LoadedVersion  # signature, vectors and windowing of this version, checked
     loaded_at: float
     load_seconds: float
     warmup_records: int
@@ -199,9 +198,8 @@ class LocalBackend(Backend):
 
         One array so the micro-batcher can slice it per request like any per-item result.
         """
-        rows, plan = served.featurizer.featurize(batch)
-        out = served.signature(inputs=self._tf.constant(rows))
-        spam = plan.fold(out[versions.PROBABILITIES_KEY].numpy())
+        rows, plan = served.model.featurizer.featurize(batch)
+        spam = plan.fold(served.model.call(rows))
         return np.column_stack([spam, plan.scored.astype(np.float64)])
 
     # -- versions (loader thread) ----------------------------------------------------------
@@ -261,21 +259,12 @@ class LocalBackend(Backend):
 
     def _load(self, version: int, path: Path) -> _Served:
         started = time.monotonic()
-        tf = self._tf
         inode = _inode(path)
-        assets = versions.load_assets(self.model_dir, version)
-        loaded = tf.saved_model.load(str(path))
-        try:
-            signature = loaded.signatures[versions.SIGNATURE]
-        except KeyError:
-            raise versions.VersionError(f"no {versions.SIGNATURE!r} signature") from None
-        _check_signature(signature)
-        records = self._warm_up(signature, path / versions.ASSETS_DIR / versions.WARMUP_FILE,
-                                assets.featurizer)
-        return _Served(version, path, inode or 0, signature, assets.featurizer, loaded,
-                       time.time(), time.monotonic() - started, records)
+        model = versions.load_version(self.model_dir, version)
+        records = self._warm_up(model, path / versions.ASSETS_DIR / versions.WARMUP_FILE)
+        return _Served(version, path, inode or 0, model, time.time(), time.monotonic() - started, records)
 
-    def _warm_up(self, signature: Any, warmup_file: Path, featurizer: Featurizer) -> int:
+    def _warm_up(self, model: versions.LoadedVersion, warmup_file: Path) -> int:
         """Replay the version's TF Serving warmup records; without any, score one padded row.
 
         Warming runs every input shape path once before real traffic arrives, and also proves the
@@ -291,25 +280,14 @@ class LocalBackend(Backend):
                 if not log_entry.HasField("predict_log"):
                     continue
                 tensor = log_entry.predict_log.request.inputs[versions.INPUT_KEY]
-                _check_output(signature(inputs=tf.constant(tf.make_ndarray(tensor), tf.float32)))
+                _check_output(model.call(tf.make_ndarray(tensor)))
                 count += 1
         if count == 0:
-            _check_output(signature(inputs=tf.constant(featurizer.featurize([[]])[0])))
+            _check_output(model.call(model.featurizer.featurize([[]])[0]))
         return count
 
 
-def _check_signature(signature: Any) -> None:
-    _args, kwargs = signature.structured_input_signature
-    spec = kwargs.get(versions.INPUT_KEY)
-    if spec is None or spec.dtype.name != "float32" or list(spec.shape)[1:] != [MAX_LEN, DIM]:
-        raise versions.VersionError(
-            f"signature input must be {versions.INPUT_KEY!r} float32 [-1, {MAX_LEN}, {DIM}], got {spec}")
-    if versions.PROBABILITIES_KEY not in signature.structured_outputs:
-        raise versions.VersionError(f"signature has no {versions.PROBABILITIES_KEY!r} output")
-
-
-def _check_output(out: dict[str, Any]) -> None:
-    probs = out[versions.PROBABILITIES_KEY].numpy()
+def _check_output(probs: np.ndarray) -> None:
     if probs.ndim != 2 or probs.shape[1] != 2 or not np.all(np.isfinite(probs)):
         raise versions.VersionError(f"warmup gave unusable probabilities of shape {probs.shape}")
 

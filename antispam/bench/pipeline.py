@@ -7,10 +7,11 @@ number is read against what the pipeline itself costs. Three stages, each timed 
 (b) featurize: the version's :class:`antispam.features.Featurizer` (``featurize``: every
     message's 20-token windows as rows, as the service builds them), in batches of ``batch``
     messages (per-message time = batch time / messages in it);
-(c) model: the version's ``serving_default`` signature loaded with ``tf.saved_model.load``, on
-    all the rows of full batches of ``batch`` messages, then ``plan.fold`` of the rows' scores
-    into the messages' (per-message time likewise: a message costs as many rows as it has
-    windows, ``rows_per_message`` on average).
+(c) model: the version's ``serving_default`` signature, loaded by
+    :func:`antispam.versions.load_version` as the in-process backend loads it, on all the rows
+    of full batches of ``batch`` messages, then ``plan.fold`` of the rows' scores into the
+    messages' (per-message time likewise: a message costs as many rows as it has windows,
+    ``rows_per_message`` on average).
 
 The implied limit is 1e6 / (a + b + c) messages/s; an end-to-end loop over the same texts
 (tokenize, featurize, model, batch after batch) is measured too, as a check on the sum.
@@ -51,34 +52,21 @@ class PipelineLimit:
         return asdict(self)
 
 
-def resolve_version(model_dir: str | os.PathLike[str], version: int | None = None) -> int:
-    found = versions.list_versions(model_dir)
-    if not found:
-        raise UserError(f"no model version under {model_dir} (train one, or pass --model-base)")
-    if version is None:
-        return found[-1]
-    if version not in found:
-        raise UserError(f"version {version} not found under {model_dir} (have {found})")
-    return version
-
-
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: int = 64,
             version: int | None = None, repeats: int = 3) -> PipelineLimit:
-    """Time the three stages on ``texts`` (each stage warmed up first)."""
-    import tensorflow as tf
+    """Time the three stages on ``texts`` (each stage warmed up first).
 
+    A missing or unusable version is a :class:`antispam.versions.VersionError` (a ``UserError``).
+    """
     from antispam.text import Segmenter
 
     if not texts:
         raise UserError("no texts to measure the pipeline with")
-    version = resolve_version(model_dir, version)
-    assets = versions.load_assets(model_dir, version)
-    loaded = tf.saved_model.load(str(versions.version_dir(model_dir, version)))
-    signature = loaded.signatures[versions.SIGNATURE]
+    loaded = versions.load_version(model_dir, version)
     segmenter = Segmenter()
 
     # (a) text pipeline, one message at a time, after one warm pass.
@@ -90,7 +78,7 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
         text_times.append((time.perf_counter_ns() - t0) / 1000.0)
 
     # (b) featurizer, per batch: windows of every message, as the service builds them.
-    featurizer = assets.featurizer
+    featurizer = loaded.featurizer
     batches = _chunks(tokens, batch)
     featurize_times = []
     for _ in range(repeats):
@@ -101,7 +89,7 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
     rows_total = sum(len(featurizer.plan(chunk).ids) for chunk in batches)
 
     def score(rows: Any, plan: Any) -> Any:
-        return plan.fold(signature(inputs=tf.constant(rows))[versions.PROBABILITIES_KEY].numpy())
+        return plan.fold(loaded.call(rows))
 
     # (c) model on the rows of full batches of messages (then the fold), after a few warm-up calls.
     full = [featurizer.featurize(c) for c in batches if len(c) == batch]
@@ -127,7 +115,7 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
     text_us, featurize_us, model_us = median(text_times), median(featurize_times), model_batch_us / batch
     total = text_us + featurize_us + model_us
     return PipelineLimit(
-        model_dir=str(Path(model_dir)), version=version, messages=len(texts), batch=batch,
+        model_dir=str(Path(model_dir)), version=loaded.version, messages=len(texts), batch=batch,
         rows_per_message=rows_total / len(texts),
         text_us=text_us, featurize_us=featurize_us, model_us=model_us, total_us=total,
         implied_messages_per_s=1e6 / total, end_to_end_messages_per_s=len(texts) / elapsed,

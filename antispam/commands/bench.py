@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     if args.url:
         loopback_address(args.url)
     else:
-        from antispam.bench.pipeline import resolve_version
+        from antispam.versions import resolve_version
 
         resolve_version(model_dir, settings["version"])  # fail early, before minutes of work
 

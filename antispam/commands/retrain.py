@@ -1,7 +1,10 @@
 """``antispam retrain``: the nightly job (corpus + feedback → new version, published only if no worse).
 
 The work lives in :mod:`antispam.retrain`; this module maps flags and environment variables to
-its options and exit codes. Only argparse and the standard library are imported at module level.
+its options (flag > ``ANTISPAM_*`` > default; the model base, feedback store and thresholds are
+read as ``antispam serve`` reads them, through :mod:`antispam.config`), prints the outcome
+(:func:`format_report`) and returns the exit code. Only argparse and the standard library are
+imported at module level.
 
 Exit codes: 0 published (with ``--dry-run``: would publish), 3 the gate refused the new version
 (nothing changed), 4 another retrain of the same model is running, 2 bad flags or setup.
@@ -11,27 +14,33 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
-    from antispam.retrain import RetrainOptions
+    from antispam.retrain import RetrainOptions, RetrainResult
 
 DEFAULT_TOLERANCE = 0.005
 DEFAULT_KEEP = 5
+# Read as `antispam serve` reads them (ServeConfig: the same flags' meaning, env vars and defaults).
+SERVICE_SETTINGS = ("model_base", "feedback_db", "review_threshold", "block_threshold")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from antispam.config import ServeConfig, add_arguments
+    from antispam.network.models import KINDS
+
     p = sub.add_parser(
         "retrain",
         help="the nightly job: retrain on corpus + feedback, publish only if F1 does not drop",
         description="Train a new version of MODEL on the corpus' training split plus the feedback "
         "store, score it and the version now serving on the same fixed test split through the "
         "serving path, and publish it only if its F1 is at least the serving version's minus "
-        "--tolerance. Prunes old versions and appends one JSON line per run to the promotion log. "
+        "--tolerance (F1 for spam at p >= 0.5; both are also scored at the service's review and block "
+        "thresholds). Prunes old versions and appends one JSON line per run to the promotion log. "
         "Exit codes: 0 published (dry run: would publish), 3 rejected by the gate, "
         "4 another retrain of this model is running, 2 bad flags or setup.",
     )
-    p.add_argument("--model", required=True, choices=("cnn", "rnn"), help="which classifier to retrain")
+    p.add_argument("--model", required=True, choices=KINDS, help="which classifier to retrain")
     p.add_argument("--data", metavar="PATH",
                    help="corpus (msglog.tar.gz or folder; default $ANTISPAM_DATA, else a verified download)")
     p.add_argument("--data-dir", metavar="DIR", default=None,
@@ -40,8 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="folder holding <model>/<version>/ (env ANTISPAM_MODEL_BASE, default models/)")
     p.add_argument("--feedback-db", metavar="PATH", default=None,
                    help="SQLite feedback store written by `antispam serve` (env ANTISPAM_FEEDBACK_DB, "
-                   "default feedback.db; a missing default or env file means no feedback yet, a "
-                   "missing --feedback-db is an error)")
+                   "default feedback.db, as for serve; empty: none; a missing default or env file means no "
+                   "feedback yet, a missing --feedback-db is an error)")
     p.add_argument("--no-feedback", action="store_true", help="train on the corpus alone")
     p.add_argument("--word2vec", choices=("reuse", "retrain"), default="reuse",
                    help="reuse the serving version's word vectors (default; trained anyway when no "
@@ -61,24 +70,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=None,
                    help="stop classifier training after the epoch that crosses this wall time")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold"))
     p.set_defaults(run=run)
 
 
-def options_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> RetrainOptions:
+def options_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RetrainOptions:
     """Flags > environment > defaults, as every command does."""
-    from antispam.config import from_args
+    import dataclasses
+
+    from antispam.config import ServeConfig, from_args
     from antispam.errors import UserError
     from antispam.retrain import RetrainOptions
 
     env = os.environ if environ is None else environ
-    feedback_db: str | None
-    required = False
-    if args.no_feedback:
-        feedback_db = None
-    elif args.feedback_db is not None:
-        feedback_db, required = args.feedback_db, True
-    else:
-        feedback_db = env.get("ANTISPAM_FEEDBACK_DB") or "feedback.db"
+    # Only the variables of the settings retrain shares with the service: a bad value of another
+    # ANTISPAM_* variable of `serve` is none of this command's business.
+    shared = {f.metadata["env"] for f in dataclasses.fields(ServeConfig) if f.name in SERVICE_SETTINGS}
+    try:
+        service = from_args(ServeConfig, args, {k: v for k, v in env.items() if k in shared})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    feedback_db: str | None = None if args.no_feedback else (service.feedback_db or None)
     classifier = None
     if args.epochs is not None or args.max_seconds is not None:
         from antispam.network.train import ClassifierSettings
@@ -104,14 +116,17 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str] | None =
         model=args.model,
         data=args.data,
         data_dir=args.data_dir or env.get("ANTISPAM_DATA_DIR") or "data",
-        model_base=args.model_base or env.get("ANTISPAM_MODEL_BASE") or "models",
+        model_base=service.model_base,
         feedback_db=feedback_db,
-        feedback_required=required,
+        # A store named by flag must exist; the default or env one may not exist yet.
+        feedback_required=feedback_db is not None and args.feedback_db is not None,
         word2vec=args.word2vec,
         tolerance=args.tolerance,
         keep=args.keep,
         dry_run=args.dry_run,
         log_path=args.log,
+        review_threshold=service.review_threshold,
+        block_threshold=service.block_threshold,
         classifier=classifier,
         word2vec_settings=word2vec_settings,
         progress=args.progress,
@@ -123,5 +138,53 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     result = retrain.run(options)
-    print(retrain.format_report(result, options.log_file), flush=True)
+    print(format_report(result, options.log_file), flush=True)
     return result.exit_code
+
+
+def format_report(result: RetrainResult, log_file: str | os.PathLike[str]) -> str:
+    """The lines ``antispam retrain`` prints: the decision first, then what it rests on."""
+    record = result.record
+    dry = " (dry run)" if record.dry_run else ""
+    if result.published is not None:
+        head = f"retrain {record.model}: published version {result.published}"
+    elif result.decision == "publish":
+        head = f"retrain {record.model}{dry}: would publish"
+    else:
+        head = f"retrain {record.model}{dry}: REJECTED, nothing published (exit code {result.exit_code})"
+    lines = [head, f"  why: {result.reason}"]
+    new, old = record.scores.new, record.scores.old
+    if new:
+        shown = f"  test F1: candidate {new.f1:.4f}"
+        if old:
+            shown += f", serving version {old.version} {old.f1:.4f}"
+        lines.append(shown + f" (accuracy {new.accuracy:.4f}; {new.count} test messages)")
+        review, block = record.thresholds.review, record.thresholds.block
+        at = {key: new.at_thresholds.get(f"{value:g}") or {} for key, value in (("review", review),
+                                                                               ("block", block))}
+        if at["review"] and at["block"]:
+            lines.append(f"  candidate at the service's thresholds: review >= {review:g} precision "
+                         f"{at['review']['precision']:.4f} recall {at['review']['recall']:.4f}; block >= "
+                         f"{block:g} precision {at['block']['precision']:.4f} recall {at['block']['recall']:.4f}")
+    counts, fb = record.data, record.feedback
+    if counts:
+        lines.append(f"  data: train {counts.train} (corpus {counts.corpus_train}, "
+                     f"+{fb.added if fb else 0} feedback, {fb.relabelled_corpus if fb else 0} relabelled), "
+                     f"validation {counts.validation}, test {counts.test}")
+    if fb and fb.missing:
+        lines.append(f"  feedback: none yet (no store at {fb.db})")
+    elif fb and fb.db:
+        stored = fb.store.get("distinct", fb.distinct)
+        lines.append(f"  feedback: {stored} distinct verdicts in {fb.db}: {fb.used} used "
+                     f"({fb.added} new texts, {fb.relabelled_corpus} corpus labels "
+                     f"corrected), {fb.already_in_corpus} already in the corpus, "
+                     f"{fb.held_out} left out as validation/test texts, "
+                     f"{record.conflict_count} texts with conflicting labels left out")
+    lines.append(f"  word vectors: {record.word2vec.origin or record.word2vec.mode}")
+    if record.pruned:
+        lines.append(f"  pruned versions: {', '.join(map(str, record.pruned))}")
+    took = record.seconds
+    lines.append(f"  took {took.get('total', 0):.0f} s "
+                 f"({', '.join(f'{k} {v:.0f} s' for k, v in took.items() if k != 'total')}); "
+                 f"log: {log_file}")
+    return "\n".join(lines)

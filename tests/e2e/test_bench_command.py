@@ -66,7 +66,7 @@ def test_bad_arguments_are_user_errors(argv: list[str], message: str, tiny_corpu
 def test_no_model_fails_before_any_work(tiny_corpus: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "--quick", "--data", str(tiny_corpus), "--model-base", str(tmp_path / "none")])
-    assert code == 2 and "no model version" in capsys.readouterr().err
+    assert code == 2 and "no complete model version" in capsys.readouterr().err
 
 
 def test_bench_a_running_service_by_url(tmp_path: Path, tiny_corpus: Path,

@@ -1,4 +1,6 @@
-"""The nightly retrain job: feedback merge, gate, prune, log, lock, and real runs on a tiny corpus.
+"""The nightly retrain job: feedback merge, gate, log, options, lock, and real runs on a tiny corpus.
+
+Pruning and leftover cleanup are tested with them in tests/unit/test_versions.py.
 
 The real runs use tiny settings (a 60-message corpus, 1-2 epochs, small word2vec) so each takes
 seconds; the first one (word2vec + classifier, paying TensorLayer's import) is shared by the
@@ -17,7 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from antispam import everyday, retrain, versions
+from antispam import everyday, retrain, retrain_record, versions
+from antispam.commands.retrain import format_report
 from antispam.data import Sample, Split, load_split
 from antispam.feedback import FeedbackStore
 from antispam.labels import PASS, SPAM
@@ -104,56 +107,47 @@ def test_gate_replaces_a_serving_version_that_cannot_be_scored() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# prune, leftovers, log, options
-
-
-def fake_versions(model_dir: Path, numbers: list[int]) -> None:
-    for n in numbers:
-        (model_dir / str(n)).mkdir(parents=True)
-        (model_dir / str(n) / "saved_model.pb").write_bytes(b"x")
-
-
-def test_prune_keeps_the_newest_and_the_protected(tmp_path: Path) -> None:
-    fake_versions(tmp_path, [1, 2, 3, 4, 5, 6])
-    (tmp_path / "7").mkdir()  # incomplete: not a version, not touched
-    removed = retrain.prune(tmp_path, keep=2, protect=(3, None))
-    assert removed == [1, 2, 4]
-    assert versions.list_versions(tmp_path) == [3, 5, 6]
-    assert (tmp_path / "7").is_dir()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".deleted-")]
-    assert retrain.prune(tmp_path, keep=1) == [3, 5]
-    assert versions.list_versions(tmp_path) == [6]
-    with pytest.raises(ValueError):
-        retrain.prune(tmp_path, keep=0)
-
-
-def test_leftovers_of_dead_runs_are_removed(tmp_path: Path) -> None:
-    fake_versions(tmp_path, [1])
-    (tmp_path / ".candidate-abc" / "1").mkdir(parents=True)
-    (tmp_path / ".deleted-3-xyz").mkdir()
-    (tmp_path / ".staging-123").mkdir()  # `antispam train` may be using it: left alone
-    assert sorted(retrain.clean_leftovers(tmp_path)) == [".candidate-abc", ".deleted-3-xyz"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging-123", "1"]
+# log, record, options
 
 
 def test_log_lines_from_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     path = tmp_path / "log" / "promotion.jsonl"
     code = textwrap.dedent(f"""
         import sys
-        from antispam.retrain import append_log
+        from antispam.retrain_record import append_log
         for i in range(40):
             append_log({str(path)!r}, {{"writer": int(sys.argv[1]), "i": i, "pad": "中" * 3000}})
     """)
     procs = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in range(4)]
     assert all(p.wait(timeout=60) == 0 for p in procs)
-    records = retrain.read_log(path)
+    records = retrain_record.read_log(path)
     assert len(records) == 160
     assert sorted((r["writer"], r["i"]) for r in records) == [(w, i) for w in range(4) for i in range(40)]
+
+
+def test_the_record_keeps_the_keys_readers_know() -> None:
+    """promotion.jsonl is read by people and tools: keys are added, never renamed or removed."""
+    record = retrain_record.RetrainRecord(
+        time="t", model="cnn", model_dir="m", pid=1, dry_run=False, tolerance=0.005, keep=5,
+        thresholds=retrain_record.Thresholds(review=0.5, block=0.9),
+        word2vec=retrain_record.WordVectorsInfo(mode="reuse"))
+    line = record.to_dict()
+    assert set(line) >= {"time", "model", "model_dir", "pid", "dry_run", "tolerance", "keep", "word2vec",
+                         "decision", "exit_code", "reason", "version", "serving_version", "data", "feedback",
+                         "conflicts", "conflict_count", "training", "scores", "pruned", "seconds"}
+    assert line["thresholds"] == {"review": 0.5, "block": 0.9}
+    assert line["scores"] == {"new": None, "old": None}
+    summary = retrain_record.FeedbackSummary(db="f.db").with_counts({"added": 2, "held_out": 1}, {"distinct": 4})
+    assert (summary.added, summary.held_out, summary.store) == (2, 1, {"distinct": 4})
+    with pytest.raises(ValueError, match="unknown feedback counts"):
+        summary.with_counts({"renamed": 1}, {})
 
 
 @pytest.mark.parametrize("change,message", [
     ({"keep": 0}, "--keep"), ({"tolerance": float("nan")}, "--tolerance"),
     ({"tolerance": 2.0}, "--tolerance"), ({"model": "svm"}, "--model"), ({"word2vec": "maybe"}, "--word2vec"),
+    ({"review_threshold": 0.95}, "--review-threshold"), ({"block_threshold": 1.5}, "--block-threshold"),
+    ({"review_threshold": float("nan")}, "thresholds"),
 ])
 def test_bad_options_are_refused(change: dict, message: str) -> None:
     options = retrain.RetrainOptions(model="cnn")
@@ -163,14 +157,25 @@ def test_bad_options_are_refused(change: dict, message: str) -> None:
         options.validate()
 
 
+def test_every_kind_antispam_train_knows_is_accepted() -> None:
+    from antispam.cli import build_parser
+    from antispam.network.models import KINDS
+
+    assert "mlp" in KINDS and retrain.MODELS == tuple(KINDS)
+    for kind in KINDS:
+        retrain.RetrainOptions(model=kind).validate()
+        assert build_parser().parse_args(["retrain", "--model", kind]).model == kind
+
+
 def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path: Path, tiny_corpus: Path) -> None:
     options = retrain.RetrainOptions(model="cnn", data=str(tiny_corpus), model_base=str(tmp_path / "models"))
     with FileLock(options.model_dir / retrain.LOCK_FILE):
         with pytest.raises(LockBusy, match="another retrain of cnn") as caught:
             retrain.run(options)
     assert caught.value.exit_code == retrain.EXIT_BUSY == 4
-    [line] = retrain.read_log(options.log_file)
+    [line] = retrain_record.read_log(options.log_file)
     assert line["decision"] == "busy" and line["exit_code"] == 4
+    assert line["thresholds"] == {"review": 0.5, "block": 0.9}
     assert versions.list_versions(options.model_dir) == []
 
 
@@ -209,8 +214,12 @@ def test_cli_refuses_bad_flags_and_a_missing_feedback_db(tmp_path: Path, tiny_co
     result = run_cli("--help")
     assert result.returncode == 0
     for flag in ("--model", "--data", "--model-base", "--feedback-db", "--word2vec", "--tolerance",
-                 "--keep", "--dry-run", "--log"):
+                 "--keep", "--dry-run", "--log", "--review-threshold", "--block-threshold", "mlp"):
         assert flag in result.stdout
+    result = run_cli("--model", "cnn", "--review-threshold", "0.95", "--model-base", str(tmp_path))
+    assert result.returncode == 2 and "--review-threshold <= --block-threshold" in result.stderr
+    result = run_cli("--model", "cnn", "--model-base", str(tmp_path), env={"ANTISPAM_BLOCK_THRESHOLD": "high"})
+    assert result.returncode == 2 and "ANTISPAM_BLOCK_THRESHOLD='high'" in result.stderr
 
 
 def test_cli_options_read_the_environment(tmp_path: Path) -> None:
@@ -219,11 +228,13 @@ def test_cli_options_read_the_environment(tmp_path: Path) -> None:
 
     args = build_parser().parse_args(["retrain", "--model", "rnn"])
     env = {"ANTISPAM_MODEL_BASE": "/m", "ANTISPAM_FEEDBACK_DB": "/f/feedback.db", "ANTISPAM_DATA_DIR": "/d",
-           "ANTISPAM_W2V_EPOCHS": "2"}
+           "ANTISPAM_W2V_EPOCHS": "2", "ANTISPAM_REVIEW_THRESHOLD": "0.4", "ANTISPAM_BLOCK_THRESHOLD": "0.8",
+           "ANTISPAM_PORT": "not a port"}  # serve's business, not retrain's
     options = options_from_args(args, env)
     assert (options.model, options.model_base, options.feedback_db, options.data_dir) == (
         "rnn", "/m", "/f/feedback.db", "/d")
     assert not options.feedback_required
+    assert (options.review_threshold, options.block_threshold) == (0.4, 0.8)
     assert options.word2vec_settings.epochs == 2
     assert options.log_file == Path("/m/rnn/promotion.jsonl")
     args = build_parser().parse_args(["retrain", "--model", "cnn", "--feedback-db", "x.db", "--epochs", "3"])
@@ -231,6 +242,15 @@ def test_cli_options_read_the_environment(tmp_path: Path) -> None:
     assert options.feedback_required and options.classifier.epochs == 3
     args = build_parser().parse_args(["retrain", "--model", "cnn", "--no-feedback"])
     assert options_from_args(args, env).feedback_db is None
+    defaults = options_from_args(build_parser().parse_args(["retrain", "--model", "cnn"]), {})
+    assert (defaults.model_base, defaults.feedback_db, defaults.review_threshold, defaults.block_threshold) == (
+        "models", "feedback.db", 0.5, 0.9)  # ServeConfig's: the service's defaults
+    args = build_parser().parse_args(["retrain", "--model", "mlp", "--review-threshold", "0.6",
+                                      "--model-base", "/flag"])
+    options = options_from_args(args, env)
+    assert (options.model, options.model_base, options.review_threshold, options.block_threshold) == (
+        "mlp", "/flag", 0.6, 0.8)
+    assert options_from_args(args, {"ANTISPAM_FEEDBACK_DB": ""}).feedback_db is None  # disabled, as in serve
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +292,7 @@ def model_base(seeded, tmp_path: Path) -> Path:
 def test_first_run_publishes_version_1_with_trained_vectors(seeded) -> None:
     corpus, model_base, result = seeded
     assert result.exit_code == 0 and result.published == 1 and result.serving is None
-    record = retrain.read_log(model_base / "cnn" / retrain.LOG_FILE)[0]
+    record = retrain_record.read_log(model_base / "cnn" / retrain.LOG_FILE)[0]
     assert record["decision"] == "publish" and record["version"] == 1
     assert record["word2vec"]["origin"].startswith("trained")
     assert record["scores"]["old"] is None and 0 <= record["scores"]["new"]["f1"] <= 1
@@ -281,9 +301,16 @@ def test_first_run_publishes_version_1_with_trained_vectors(seeded) -> None:
                               "test": len(split.test), "train": len(split.train),
                               "test_fingerprint": record["data"]["test_fingerprint"],
                               "everyday": len(everyday.training_part())}
+    assert record["scores"]["new"]["version"] == 1  # numbered once published
+    assert record["thresholds"] == {"review": 0.5, "block": 0.9}  # the service's defaults
+    assert set(record["scores"]["new"]["at_thresholds"]) == {"0.5", "0.9"}
     metrics = versions.load_assets(model_base / "cnn", 1).metrics
     assert metrics["retrain"]["gate"]["reason"] == result.reason
-    assert not [p for p in (model_base / "cnn").iterdir() if p.name.startswith(".candidate-")]
+    assert metrics["retrain"]["gate"]["thresholds"] == {"review": 0.5, "block": 0.9}
+    assert metrics["retrain"]["test_split"] == record["data"]["test_fingerprint"]
+    # Staged beside the versions, published by renaming: nothing hidden is left behind.
+    assert sorted(p.name for p in (model_base / "cnn").iterdir()) == [
+        versions.HIGH_WATER_FILE, retrain.LOCK_FILE, "1", retrain.LOG_FILE]
 
 
 def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_path: Path) -> None:
@@ -301,14 +328,14 @@ def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_p
     assert result.exit_code == 0 and result.decision == "publish" and result.published is None
     assert result.reason.startswith("dry run, nothing published")
     assert versions.list_versions(model_base / "cnn") == [1]
-    record = retrain.read_log(options.log_file)[-1]
+    record = retrain_record.read_log(options.log_file)[-1]
     assert record["dry_run"] and record["serving_version"] == 1
     assert record["feedback"]["added"] == 1 and record["feedback"]["held_out"] == 1
     assert record["conflict_count"] == 1 and record["conflicts"][0]["counts"] == {"pass": 1, "spam": 1}
     assert record["data"]["train"] == record["data"]["corpus_train"] + 1
     assert record["word2vec"]["origin"] == "trained"
     assert record["scores"]["old"]["version"] == 1
-    report = retrain.format_report(result, options.log_file)
+    report = format_report(result, options.log_file)
     assert "would publish" in report and "1 texts with conflicting labels" in report
 
 
@@ -316,26 +343,43 @@ def test_gate_rejection_exits_3_and_changes_nothing(seeded, model_base: Path) ->
     # A tolerance of -1 demands an F1 gain of a whole point: impossible, so the gate must refuse.
     options = tiny_options(seeded[0], model_base, tolerance=-1.0)
     before = sorted(p.name for p in (model_base / "cnn").iterdir())
+    (model_base / "cnn" / ".staging-retrain-dead").mkdir()  # left by a run that was killed
     result = retrain.run(options)
     assert result.exit_code == retrain.EXIT_REJECTED == 3
     assert result.decision == "reject" and result.published is None
     assert "version 1 stays in service" in result.reason
     assert sorted(p.name for p in (model_base / "cnn").iterdir()) == before
-    record = retrain.read_log(options.log_file)[-1]
+    record = retrain_record.read_log(options.log_file)[-1]
     assert record["decision"] == "reject" and record["exit_code"] == 3 and record["version"] is None
     assert record["word2vec"]["origin"] == "reused from version 1"
-    assert "REJECTED" in retrain.format_report(result, options.log_file)
+    assert "REJECTED" in format_report(result, options.log_file)
 
 
 def test_publish_prunes_old_versions_but_keeps_the_serving_one(seeded, model_base: Path) -> None:
     cnn = model_base / "cnn"
     shutil.copytree(cnn / "1", cnn / "2")  # pretend a second version is serving
-    options = tiny_options(seeded[0], model_base, keep=1)
+    # Deployed thresholds other than the defaults: both versions are also scored there.
+    options = tiny_options(seeded[0], model_base, keep=1, review_threshold=0.4, block_threshold=0.8)
     result = retrain.run(options)
     assert result.exit_code == 0 and result.serving == 2 and result.published == 3
     assert versions.list_versions(cnn) == [2, 3]  # 1 pruned; 2 was serving at the start
-    record = retrain.read_log(options.log_file)[-1]
+    record = retrain_record.read_log(options.log_file)[-1]
     assert record["pruned"] == [1] and record["version"] == 3
-    assert record["scores"]["old"]["version"] == 2
+    assert record["scores"]["old"]["version"] == 2 and record["scores"]["new"]["version"] == 3
+    assert record["thresholds"] == {"review": 0.4, "block": 0.8}
+    for side in ("new", "old"):
+        assert set(record["scores"][side]["at_thresholds"]) == {"0.4", "0.8"}
     assert set(record["seconds"]) >= {"data", "word2vec", "train", "export", "evaluate", "total"}
-    assert versions.load_assets(cnn, 3).metrics["retrain"]["serving_version_at_training"] == 2
+    metrics = versions.load_assets(cnn, 3).metrics
+    assert metrics["retrain"]["serving_version_at_training"] == 2
+    assert metrics["retrain"]["gate"]["thresholds"] == {"review": 0.4, "block": 0.8}
+    assert metrics["retrain"]["scores"]["new"]["f1"] == record["scores"]["new"]["f1"]
+    assert "review >= 0.4" in format_report(result, options.log_file)
+
+
+def test_mlp_retrains_like_the_other_kinds(seeded, tmp_path: Path) -> None:
+    options = tiny_options(seeded[0], tmp_path / "models", model="mlp")
+    result = retrain.run(options)
+    assert result.exit_code == 0 and result.published == 1
+    assert versions.load_assets(tmp_path / "models" / "mlp", 1).metrics["model"] == "mlp"
+    assert retrain_record.read_log(options.log_file)[-1]["model"] == "mlp"

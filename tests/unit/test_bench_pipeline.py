@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from antispam.bench.pipeline import measure, resolve_version
+from antispam.bench.pipeline import measure
 from antispam.errors import UserError
+from antispam.versions import VersionError, resolve_version
 
 TEXTS = ["代开发票，优惠贷款，加微信13800138000", "妈妈，我们明天回家吃晚饭", "今天开会", "ok 123"] * 10
 
@@ -61,9 +62,13 @@ def test_fewer_texts_than_a_batch_still_time_the_model(tmp_path: Path) -> None:
 
 
 def test_missing_model_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="no model version"):
+    """The bench resolves versions with the shared resolver; its VersionError is a UserError (exit 2)."""
+    with pytest.raises(VersionError, match="no complete model version") as caught:
         resolve_version(tmp_path / "nothing")
+    assert isinstance(caught.value, UserError)
+    with pytest.raises(VersionError, match="no complete model version"):
+        measure(tmp_path / "nothing", TEXTS)
     (tmp_path / "cnn" / "1").mkdir(parents=True)
     (tmp_path / "cnn" / "1" / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(UserError, match="version 7 not found"):
+    with pytest.raises(VersionError, match="no complete version 7"):
         resolve_version(tmp_path / "cnn", 7)

@@ -13,7 +13,7 @@ tf = pytest.importorskip("tensorflow")
 from antispam import versions  # noqa: E402
 from antispam.features import DIM, FIRST_WINDOW, MAX_LEN, WordVectors  # noqa: E402
 from antispam.network import export as export_module  # noqa: E402
-from antispam.network.export import export_version  # noqa: E402
+from antispam.network.export import export_version, stage_version  # noqa: E402
 from antispam.network.warmup import MAX_RECORDS, read_warmup, warmup_batches  # noqa: E402
 from antispam.text import default_segmenter  # noqa: E402
 from tests.helpers.network_helpers import exported_cnn, tiny_corpus_path, tiny_split, tiny_vectors, trained_cnn  # noqa: E402,F401
@@ -100,6 +100,29 @@ def test_versions_increase(tmp_path: Path, trained_cnn, tiny_vectors) -> None:
     assert export_version(trained_cnn, tiny_vectors, model_dir, ["代开发票"]) == 1
     assert export_version(trained_cnn, tiny_vectors, model_dir, ["代开发票"]) == 2
     assert versions.list_versions(model_dir) == [1, 2]
+
+
+def test_stage_version_builds_a_checked_hidden_version_and_publishes_nothing(
+        tmp_path: Path, trained_cnn, tiny_vectors) -> None:
+    model_dir = tmp_path / "cnn"
+    staged = stage_version(trained_cnn, tiny_vectors, model_dir, ["代开发票"], {"note": "staged"},
+                           prefix=versions.RETRAIN_STAGING_PREFIX)
+    assert staged.path.parent == model_dir and staged.path.name.startswith(versions.RETRAIN_STAGING_PREFIX)
+    assert (staged.model_dir, staged.name) == (model_dir, "cnn")
+    assert versions.list_versions(model_dir) == []  # nothing a reader can see
+    assert staged.read_metrics()["note"] == "staged"
+    loaded = staged.load()  # the version the check loaded, as the service loads it
+    assert loaded is staged.loaded and loaded.path == staged.path
+    np.testing.assert_allclose(loaded.spam_probability(["代开发票"]),
+                               versions.load_folder(staged.path, 0, "cnn").spam_probability(["代开发票"]))
+    staged.write_metrics({**staged.read_metrics(), "retrain": {"decided": True}})
+    assert versions.publish(staged.path, model_dir) == 1
+    assert versions.load_assets(model_dir, 1).metrics["retrain"] == {"decided": True}
+    assert sorted(p.name for p in model_dir.iterdir()) == [versions.HIGH_WATER_FILE, "1"]
+    other = stage_version(trained_cnn, tiny_vectors, model_dir, ["代开发票"])
+    assert other.path.name.startswith(versions.STAGING_PREFIX)
+    other.discard()
+    assert sorted(p.name for p in model_dir.iterdir()) == [versions.HIGH_WATER_FILE, "1"]
 
 
 def test_interrupted_export_publishes_nothing(tmp_path: Path, trained_cnn, tiny_vectors, monkeypatch) -> None:
