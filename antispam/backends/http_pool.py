@@ -21,12 +21,13 @@ Behaviour:
 * **Deadline**: one ``timeout`` covers everything: waiting for a free connection, connecting,
   sending, and reading the whole answer. When it passes the connection in use is closed (its
   state is unknown) and :class:`PoolTimeout` is raised.
-* **Dropped keep-alive connections**: a server may close a connection while it sits idle. A
-  closed idle connection is noticed by its stream and skipped. If the server closes it just as a
-  request goes out (the race every keep-alive client has), the request failed on a *reused*
-  connection before any byte of an answer came back: it is sent again, once, on a fresh
-  connection, within the same deadline. Only idempotent requests go through this client (TF
-  Serving's status and predict), so resending is safe. A failure on a fresh connection is raised.
+* **Dropped keep-alive connections**: a server may close a connection while it sits idle.
+  Before reuse, a peek at the socket (one non-blocking ``recv(MSG_PEEK)``) finds a connection the
+  server closed, and it is skipped. If the server closes it just as a request goes out (the race
+  every keep-alive client has), the request failed on a *reused* connection before any byte of an
+  answer came back: it is sent again, once, on a fresh connection, within the same deadline.
+  Only idempotent requests go through this client (TF Serving's status and predict), so
+  resending is safe. A failure on a fresh connection is raised.
 * A connection is not kept when the server answers ``Connection: close``, answers HTTP/1.0
   without ``keep-alive``, or ends the answer by closing it, nor after any error; connections idle
   longer than ``idle_seconds`` are closed instead of reused.
@@ -40,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -172,6 +174,8 @@ class KeepAliveClient:
                     return await self._exchange(connection, method, path, body, headers)
                 except _Unanswered:
                     self.retried += 1  # dropped while idle: once more, on a new connection
+            if self._closed:
+                raise ConnectionDropped("KeepAliveClient closed during the request")
             connection = await self._connect(deadline)
             try:
                 return await self._exchange(connection, method, path, body, headers)
@@ -182,7 +186,7 @@ class KeepAliveClient:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the least likely to be dropped
-            if connection.stream.closed() or now - connection.idle_since > self.idle_seconds:
+            if not _alive(connection.stream) or now - connection.idle_since > self.idle_seconds:
                 connection.stream.close()
                 continue
             self._busy.add(connection)
@@ -200,7 +204,7 @@ class KeepAliveClient:
         connection = _Connection(stream)
         if self._closed:  # closed while connecting
             stream.close()
-            raise RuntimeError("KeepAliveClient closed")
+            raise ConnectionDropped("KeepAliveClient closed during the request")
         self._busy.add(connection)
         return connection
 
@@ -227,7 +231,9 @@ class KeepAliveClient:
                     raise _Unanswered(error) from exc
                 raise error from exc
             if collector.start_line is None or not collector.finished:
-                error = ConnectionDropped(f"{self.host}:{self.port} closed the connection before its answer")
+                # Tornado logs and swallows a malformed answer, closing the stream: same outcome.
+                error = ConnectionDropped(f"{self.host}:{self.port} closed the connection before a whole "
+                                          f"answer (or sent a malformed one)")
                 if collector.start_line is None and connection.used > 1:
                     raise _Unanswered(error)
                 raise error
@@ -250,6 +256,28 @@ class KeepAliveClient:
         self._idle.clear()
         self._busy.clear()
         self._tcp.close()
+
+
+def _alive(stream: IOStream) -> bool:
+    """Whether an idle connection is still open: a peek at its socket (plain TCP only).
+
+    Tornado does not watch an idle stream, so a connection the server closed looks open until
+    it is used. An idle HTTP connection has nothing to read: end of stream means the server
+    closed it, and bytes mean it sent something unasked (also unusable). Over TLS the socket may
+    hold protocol records (session tickets), so there the resend after a failure is what counts.
+    """
+    if stream.closed():
+        return False
+    sock = stream.socket
+    if sock is None or isinstance(sock, ssl.SSLSocket):
+        return sock is not None
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True  # nothing to read: open and quiet
+    except OSError:
+        return False
+    return False
 
 
 class _Unanswered(Exception):

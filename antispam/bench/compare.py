@@ -138,6 +138,22 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+BUSY_OTHER_CPU = 25.0  # other processes' CPU % (100 = one core) past which a row's machine was busy
+
+
+def busy_machine_note(results: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]) -> str | None:
+    """A warning when other processes used much CPU during either run (``other_cpu_percent``)."""
+    def peak(rows: Sequence[Mapping[str, Any]]) -> float:
+        values = [_value(r, ("other_cpu_percent",)) for r in rows]
+        return max((v for v in values if v is not None), default=0.0)
+
+    before, after = peak(baseline), peak(results)
+    if max(before, after) < BUSY_OTHER_CPU:
+        return None
+    return (f"other processes used up to {before:.0f}% CPU during the baseline and {after:.0f}% during this "
+            f"run (100 = one core): changes may be the machine's, not the service's")
+
+
 def settings_differences(config: Mapping[str, Any], baseline_config: Mapping[str, Any]) -> list[str]:
     """The settings (of :data:`SETTINGS_COMPARED`) the two runs did not share, as ``key: old -> new``."""
     return [f"{key}: {baseline_config.get(key)!r} -> {config.get(key)!r}" for key in SETTINGS_COMPARED

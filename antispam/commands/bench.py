@@ -302,6 +302,8 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         rows = compare.compare(results, baseline["results"], compare.DEFAULT_TOLERANCE)
         diffs = compare.settings_differences(settings, baseline.get("config") or {})
         notes = [f"the baseline ran with other settings: {', '.join(diffs)}"] if diffs else []
+        busy = compare.busy_machine_note(results, baseline["results"])
+        notes += [busy] if busy else []
         print()
         print(compare.format_comparison(rows, baseline=args.compare, tolerance=compare.DEFAULT_TOLERANCE,
                                         notes=notes))

@@ -96,7 +96,7 @@ def test_connections_dropped_by_the_server_are_reopened_without_a_failed_request
         for round_ in range(5):
             assert tfs.drop_rest_connections() >= 1  # every kept connection, closed by the server
             if round_ % 2:
-                await asyncio.sleep(0.05)  # noticed while idle, or (no pause) met as the request goes out
+                await asyncio.sleep(0.05)
             for _ in range(3):
                 result = await backend.predict([SPAM, PASS], timeout=5)
                 assert result.spam_probability[0] > 0.5 > result.spam_probability[1]

@@ -104,6 +104,7 @@ def test_connections_the_server_dropped_while_idle_are_replaced_without_a_failed
         finally:
             client.close()
         assert server.accepted == 5  # four, then one new one for the sequential requests
+        assert client.retried == 0  # the dropped ones were found closed before use, none was tried
 
     with_server(scenario)
 
@@ -206,6 +207,43 @@ def test_the_deadline_covers_the_answer_and_the_pool_recovers() -> None:
         assert server.accepted == 2
 
     with_server(scenario)
+
+
+def test_close_fails_requests_in_flight_as_dropped_connections() -> None:
+    async def scenario(server: CountingServer, url: str) -> None:
+        client = KeepAliveClient(url)
+        await client.fetch("GET", "/echo", timeout=5)  # one kept connection: the next is a reused one
+        pending = asyncio.ensure_future(client.fetch("GET", "/slow?s=0.5", timeout=5))
+        await asyncio.sleep(0.05)
+        client.close()
+        with pytest.raises(ConnectionError):
+            await pending
+        with pytest.raises(RuntimeError):
+            await client.fetch("GET", "/echo", timeout=5)
+
+    with_server(scenario)
+
+
+def test_a_malformed_answer_is_a_failed_request() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: banana\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        client = KeepAliveClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        try:
+            with pytest.raises(OSError):
+                await client.fetch("GET", "/", timeout=2)
+            assert client.idle_connections == 0
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_refused_connection_is_an_os_error() -> None:

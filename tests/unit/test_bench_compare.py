@@ -80,6 +80,14 @@ def test_the_table_marks_regressions() -> None:
     assert json.loads(json.dumps(doc))["rows"][0]["regressions"] == ["msg/s", "errors"]
 
 
+def test_a_busy_machine_is_noted() -> None:
+    quiet, busy = [row("a", other_cpu_percent=3.0)], [row("a", other_cpu_percent=90.0)]
+    assert compare.busy_machine_note(quiet, quiet) is None
+    note = compare.busy_machine_note(busy, quiet)
+    assert note is not None and "up to 3% CPU during the baseline and 90% during this run" in note
+    assert compare.busy_machine_note([row("a", other_cpu_percent=None)], []) is None
+
+
 def test_settings_differences() -> None:
     assert compare.settings_differences({"quick": True, "duration": 1.5, "rates": [50]},
                                         {"quick": False, "duration": 1.5, "rates": [250]}) == [
