@@ -9,7 +9,10 @@
    stand-in TF Serving (:mod:`antispam.testing.standin_tfs`) serving the newest version of
    ``--model-base/--model-name`` (default ``$ANTISPAM_MODEL_BASE``, else ``models/`` of this
    checkout, and ``cnn``), sequential requests, plus the client-side cost of building each
-   request. The latencies include the model's own time on that version. The stand-in runs
+   request, and the TCP connections each protocol opened per 1,000 requests (REST: counted by
+   the stand-in's REST server as it accepts them; gRPC: distinct client ports seen connected to
+   the stand-in's gRPC port, sampled every 10 requests). The latencies include the model's own
+   time on that version. The stand-in runs
    TensorFlow in Python and parses REST JSON with Python's json module, which real TF Serving
    does in C++: its REST figures overstate TF Serving's own REST cost; the client-side figures
    are ours alone.
@@ -91,18 +94,47 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {p(0.5):7.2f} ms  p90 {p(0.9):7.2f} ms  p99 {p(0.99):7.2f} ms  (n={len(ms)})"
 
 
-async def latency(backend_cls: type, config: object, batch: list[list[str]], n: int) -> list[float]:
+def established_ports(server_port: int) -> set[int]:
+    """Local ports of this machine's ESTABLISHED TCP connections to ``server_port`` (client side)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local, remote, state = fields[1], fields[2], fields[3]
+                    if state == "01" and int(remote.rsplit(":", 1)[1], 16) == server_port:
+                        ports.add(int(local.rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
+async def latency(backend_cls: type, config: Any, batch: list[list[str]], n: int,
+                  tfs: Any) -> tuple[list[float], int]:
+    """Sequential predict times, and the TCP connections opened from ``start()`` on (its status
+    look, 10 warm-up and ``n`` timed requests)."""
     backend = backend_cls(config)
+    grpc_port = int(tfs.grpc_target.rsplit(":", 1)[1])
+    before = tfs.rest_connections()
     await backend.start()
     try:
+        seen = established_ports(grpc_port)
         for _ in range(10):
             await backend.predict(batch, timeout=10)
         samples = []
-        for _ in range(n):
+        for i in range(n):
             started = time.perf_counter()
             await backend.predict(batch, timeout=10)
             samples.append(time.perf_counter() - started)
-        return samples
+            if i % 10 == 9:
+                seen |= established_ports(grpc_port)
+        if backend_cls.name == "rest":
+            opened = tfs.rest_connections() - before - 1  # less the count query's own connection
+        else:
+            opened = len(seen)
+        return samples, opened
     finally:
         await backend.close()
 
@@ -181,8 +213,9 @@ def main() -> int:
             print("== latency against the stand-in (sequential) ==")
             for label, batch, n in (("1 text", one, args.requests), ("64 texts", many, args.batches)):
                 for cls in (GrpcBackend, RestBackend):
-                    samples = asyncio.run(latency(cls, config, batch, n))
-                    print(f"{cls.name:5s} {label:9s} {percentiles(samples)}")
+                    samples, opened = asyncio.run(latency(cls, config, batch, n, tfs))
+                    print(f"{cls.name:5s} {label:9s} {percentiles(samples)}  connections opened {opened:4d} "
+                          f"({opened * 1000 / (n + 10):.0f} per 1,000 requests)")
             print("== client-side request building, 64 texts (mean) ==")
             for key, value in client_cost(many, featurizer).items():
                 print(f"{key:22s} {value:7.2f} ms")

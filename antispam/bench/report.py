@@ -1,7 +1,16 @@
 """The bench's outputs: a fixed-width table for people and a JSON file for comparing runs.
 
 The JSON layout is versioned (``schema``); :func:`check_payload` is what the tests hold it to,
-so a change of layout is a deliberate bump, not an accident.
+so a change of layout is a deliberate bump, not an accident. ``antispam bench --compare`` reads
+only files of this schema (:mod:`antispam.bench.compare`).
+
+Schemas:
+
+* ``antispam-bench/1``: the pipeline scored the first 20 tokens of a message, one row each.
+* ``antispam-bench/2``: the pipeline figures are per message over all its 20-token windows
+  (``rows_per_message`` rows each), so its µs/message and implied limit mean something else than
+  in /1; every result has ``cpu_us_per_message`` (the service's CPU time per message) and
+  ``cpu_vs_pipeline`` (that over the pipeline's µs/message).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from antispam.atomic import atomic_write_json
 
-SCHEMA = "antispam-bench/1"
+SCHEMA = "antispam-bench/2"
 RESULT_DIR = "bench-results"
 
 # Keys every entry of "results" has, and their types (None allowed where marked).
@@ -41,6 +50,8 @@ RESULT_KEYS: dict[str, tuple[type, ...]] = {
     "service_rss_mb": (int, float, type(None)),
     "service_pss_mb": (int, float, type(None)),
     "fraction_of_limit": (int, float, type(None)),
+    "cpu_us_per_message": (int, float, type(None)),
+    "cpu_vs_pipeline": (int, float, type(None)),
     "driver": (str,),
     "client_cpu_percent": (int, float, type(None)),
     "other_cpu_percent": (int, float, type(None)),
@@ -52,7 +63,8 @@ PIPELINE_KEYS = ("version", "batch", "rows_per_message", "text_us", "featurize_u
 COLUMNS = [
     ("scenario", 32, "s"), ("req/s", 8, ".0f"), ("msg/s", 8, ".0f"), ("p50 ms", 7, ".1f"),
     ("p95 ms", 7, ".1f"), ("p99 ms", 7, ".1f"), ("max ms", 7, ".1f"), ("errors", 6, "d"),
-    ("CPU %", 6, ".0f"), ("RSS MB", 7, ".0f"), ("limit", 6, ".0%"), ("gen CPU", 7, ".0f"),
+    ("CPU %", 6, ".0f"), ("CPU/msg", 8, ".0f"), ("x pipe", 6, ".2f"), ("RSS MB", 7, ".0f"),
+    ("limit", 6, ".0%"), ("gen CPU", 7, ".0f"),
     ("other", 6, ".0f"),
 ]
 
@@ -81,8 +93,36 @@ def table_row(result: Mapping[str, Any]) -> list[Any]:
     lat = result["latency_ms"]
     return [result["scenario"], result["requests_per_s"], result["messages_per_s"], lat["p50"],
             lat["p95"], lat["p99"], lat["max"], result["errors"], result["service_cpu_percent"],
+            result.get("cpu_us_per_message"), result.get("cpu_vs_pipeline"),
             result["service_rss_mb"], result["fraction_of_limit"], result.get("client_cpu_percent"),
             result.get("other_cpu_percent")]
+
+
+def cpu_us_per_message(cpu_percent: float | None, messages_per_s: float) -> float | None:
+    """CPU time per message in µs: CPU-seconds per second over messages per second."""
+    if cpu_percent is None or not messages_per_s or messages_per_s <= 0 or not math.isfinite(messages_per_s):
+        return None
+    return cpu_percent / 100.0 * 1e6 / messages_per_s
+
+
+def add_cpu_per_message(results: Sequence[dict[str, Any]], pipeline: Mapping[str, Any] | None) -> None:
+    """Set each result's ``cpu_us_per_message`` and ``cpu_vs_pipeline`` (in place).
+
+    ``cpu_us_per_message``: the service's CPU (all its processes; for the gRPC rows the
+    frontend's, the model server's is ``model_server_cpu_us_per_message``) per message answered.
+    ``cpu_vs_pipeline``: that over the raw pipeline's ``total_us`` per message, the same work in
+    one process with no HTTP (1.0 = no overhead at all); None without a pipeline figure, and for
+    the long-text rows (the pipeline is measured on the test texts).
+    """
+    per_message: float | None = pipeline.get("total_us") if pipeline else None
+    for result in results:
+        cpu = cpu_us_per_message(result.get("service_cpu_percent"), result["messages_per_s"])
+        result["cpu_us_per_message"] = cpu
+        if result.get("model_server_cpu_percent") is not None:
+            result["model_server_cpu_us_per_message"] = cpu_us_per_message(result["model_server_cpu_percent"],
+                                                                           result["messages_per_s"])
+        comparable = result.get("text_chars") is None
+        result["cpu_vs_pipeline"] = cpu / per_message if cpu is not None and per_message and comparable else None
 
 
 def format_table(results: Sequence[Mapping[str, Any]]) -> str:
@@ -91,13 +131,17 @@ def format_table(results: Sequence[Mapping[str, Any]]) -> str:
     for result in results:
         cells = table_row(result)
         lines.append(" ".join(_cell(v, w, f) for v, (_n, w, f) in zip(cells, COLUMNS)))
-    lines.append("CPU % and RSS MB: the service, all its processes (100 = one core); limit: messages/s "
-                 "as a fraction of the raw pipeline limit; gen CPU: the load generator's own CPU %;\n"
+    lines.append("CPU % and RSS MB: the service, all its processes (100 = one core); CPU/msg: the service's CPU "
+                 "µs per message (CPU-seconds / messages);\n"
+                 "x pipe: CPU/msg over the raw pipeline's µs/message (1.00 = no cost beyond the pipeline); "
+                 "limit: messages/s as a fraction of the raw pipeline limit;\n"
+                 "gen CPU: the load generator's own CPU %; "
                  "other: CPU % of every other process on the machine meanwhile (should be ~0).\n"
-                 "gRPC rows: CPU and RSS are the frontend's; the TF Serving stand-in's CPU is in the "
-                 "JSON (model_server_cpu_percent).\n"
+                 "gRPC rows: CPU, CPU/msg and RSS are the frontend's; the TF Serving stand-in's CPU is in the "
+                 "JSON (model_server_cpu_percent, model_server_cpu_us_per_message).\n"
                  "1000-char rows: each request carries texts of exactly 1,000 characters (consecutive "
-                 "test texts joined with 。); msg/s counts those texts; limit: not measured for them (-).")
+                 "test texts joined with 。); msg/s counts those texts; limit and x pipe: not measured for "
+                 "them (-).")
     return "\n".join(lines)
 
 

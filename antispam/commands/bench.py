@@ -28,8 +28,10 @@ The services run with the dedup cache off (--cache to keep it).
 Before that, in this process and with no HTTP, it measures the raw pipeline limit: normalize +
 jieba, featurize into the version's 20-token windows, and the model on those rows for batches
 of 64 messages. Prints a table (requests/s, messages/s, latency percentiles, errors, service
-CPU and RSS, fraction of the pipeline limit) and writes the results as JSON (default
-bench-results/<timestamp>.json). Only loopback targets are accepted.
+CPU and RSS, the service's CPU per message and its ratio to the pipeline's, fraction of the
+pipeline limit) and writes the results as JSON (default bench-results/<timestamp>.json).
+--compare FILE prints each row's change against a saved results JSON of the same schema.
+Only loopback targets are accepted.
 """
 
 
@@ -62,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sample the service with py-spy during saturation rows (pip install py-spy) and "
                    "print where the time goes; raw stacks go beside the JSON file")
     p.add_argument("--json", dest="json_path", help="results file (default bench-results/<timestamp>.json)")
+    p.add_argument("--compare", metavar="FILE",
+                   help="compare this run's rows with a saved results JSON of the same schema: per-row "
+                   "change of msg/s, p99 and CPU per message, regressions beyond 10%% marked")
     p.add_argument("--quick", action="store_true",
                    help="seconds instead of minutes: short rows, one rate (50/s), local-1w only, "
                    "200 texts (for tests and smoke runs; the figures mean little)")
@@ -208,6 +213,12 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    baseline = None
+    if args.compare:
+        from antispam.bench import compare
+
+        baseline = compare.load_baseline(args.compare)  # fail early, before minutes of work
+
     pipeline = None
     if settings["pipeline"]:
         from antispam.bench.pipeline import measure
@@ -264,6 +275,7 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
             # The limit is measured on the test texts; long-text rows have no limit to compare with.
             if record.get("text_chars") is None:
                 record["fraction_of_limit"] = record["messages_per_s"] / pipeline["implied_messages_per_s"]
+    report.add_cpu_per_message(results, pipeline)
     targets = evaluate_targets(results, pipeline)
     payload = {
         "schema": report.SCHEMA,
@@ -288,6 +300,18 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         print()
         for t in targets:
             print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
+    if baseline is not None:
+        from antispam.bench import compare
+
+        rows = compare.compare(results, baseline["results"], compare.DEFAULT_TOLERANCE)
+        diffs = compare.settings_differences(settings, baseline.get("config") or {})
+        notes = [f"the baseline ran with other settings: {', '.join(diffs)}"] if diffs else []
+        busy = compare.busy_machine_note(results, baseline["results"])
+        notes += [busy] if busy else []
+        print()
+        print(compare.format_comparison(rows, baseline=args.compare, tolerance=compare.DEFAULT_TOLERANCE,
+                                        notes=notes))
+        payload["comparison"] = compare.to_json(rows, baseline=args.compare, tolerance=compare.DEFAULT_TOLERANCE)
     report.write_json(json_path, payload)
     print(f"\nresults written to {json_path}")
     return 0

@@ -16,7 +16,10 @@ Like TF Serving, gRPC answers carry ``float_val`` (``tensor_content`` on request
 
 Test-only controls (not TF Serving features): ``POST /_standin/grpc/stop`` and ``/start`` close
 and reopen the gRPC port; ``POST /_standin/config`` with ``{"tensor_content": bool,
-"predict_delay_ms": float}`` changes answers at run time.
+"predict_delay_ms": float}`` changes answers at run time; ``POST /_standin/connections`` answers
+how many REST connections the server has accepted since it started (``rest_connections``, to
+measure a client's keep-alive), and ``POST /_standin/connections/drop`` closes every REST
+connection idle at that moment (a server dropping keep-alive connections).
 
 The client side, :class:`StandinTFS`, runs the server in its own process (so killing it is real,
 and TensorFlow is only imported there), on free ports chosen at first start and kept across
@@ -179,6 +182,14 @@ class StandinTFS:
 
     def configure(self, **settings: Any) -> None:
         self._admin("config", settings)
+
+    def rest_connections(self) -> int:
+        """REST connections the server has accepted since it (re)started (this query's own included)."""
+        return int(self._admin("connections")["rest_connections"])
+
+    def drop_rest_connections(self) -> int:
+        """Close every REST connection that is idle now (between requests); how many were closed."""
+        return int(self._admin("connections/drop")["dropped"])
 
     def _admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
         request = urllib.request.Request(f"{self.rest_url}/_standin/{path}", method="POST",
@@ -462,7 +473,30 @@ def _grpc_server(models: Models, port: int) -> tuple[Any, int]:
     return server, bound
 
 
-def _rest_app(models: Models, grpc_control: dict[str, Any]) -> Any:
+class _Connections:
+    """The REST server's accepted connections: a count, and the streams still open (to drop)."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.streams: list[Any] = []  # IOStreams of the accepted connections not seen closed yet
+
+    def accept(self, stream: Any) -> None:
+        self.accepted += 1
+        self.streams = [s for s in self.streams if not s.closed()]
+        self.streams.append(stream)
+
+    def drop(self, keep: Any) -> int:
+        """Close every open connection except ``keep`` (the one asking); how many were closed."""
+        dropped = 0
+        for stream in self.streams:
+            if stream is not keep and not stream.closed():
+                stream.close()
+                dropped += 1
+        self.streams = [keep] if keep in self.streams else []
+        return dropped
+
+
+def _rest_app(models: Models, grpc_control: dict[str, Any], connections: _Connections | None = None) -> Any:
     import numpy as np
     import tornado.web
     from tornado.ioloop import IOLoop
@@ -546,6 +580,13 @@ def _rest_app(models: Models, grpc_control: dict[str, Any]) -> Any:
                     grpc_control["server"], _ = _grpc_server(models, grpc_control["port"])
             elif what == "config":
                 models.settings.update(json.loads(self.request.body or b"{}"))
+            elif what == "connections":
+                self.finish({"rest_connections": connections.accepted if connections else None})
+                return
+            elif what == "connections/drop":
+                stream = getattr(self.request.connection, "stream", None)
+                self.finish({"dropped": connections.drop(keep=stream) if connections else 0})
+                return
             else:
                 raise tornado.web.HTTPError(404)
             self.finish({"ok": True, "grpc": "server" in grpc_control, "settings": models.settings})
@@ -556,7 +597,7 @@ def _rest_app(models: Models, grpc_control: dict[str, Any]) -> Any:
         (rf"/v1/models/{name}{version}", Status),
         (rf"/v1/models/{name}{version}/metadata", Metadata),
         (rf"/v1/models/{name}{version}:predict", Predict),
-        (r"/_standin/(grpc/stop|grpc/start|config)", Admin),
+        (r"/_standin/(grpc/stop|grpc/start|config|connections|connections/drop)", Admin),
     ])
 
 
@@ -601,7 +642,14 @@ def main(argv: list[str] | None = None) -> int:
 
         import tornado.httpserver
 
-        http = tornado.httpserver.HTTPServer(_rest_app(models, grpc_control), max_body_size=256 * 1024 * 1024)
+        connections = _Connections()
+
+        class CountingServer(tornado.httpserver.HTTPServer):
+            def handle_stream(self, stream: Any, address: tuple[Any, ...]) -> None:
+                connections.accept(stream)
+                super().handle_stream(stream, address)
+
+        http = CountingServer(_rest_app(models, grpc_control, connections), max_body_size=256 * 1024 * 1024)
         http.add_sockets(sockets)
         print(READY_PREFIX + json.dumps({"grpc": grpc_port, "rest": rest_port}), flush=True)
         stop = asyncio.Event()

@@ -32,6 +32,7 @@ def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytes
     for row in rows.values():
         assert row["errors"] == 0 and row["ok"] > 0, row
         assert row["service_cpu_percent"] > 0 and row["service_rss_mb"] > 50
+        assert row["cpu_us_per_message"] > 0
     assert rows["local-1w GET 1 @20/s"]["ok"] == 16  # 20/s over the 0.8 s recorded window
     for scenario in ("local-1w POST 10 max", "local-1w POST 10 1000-char max"):
         assert rows[scenario]["messages_per_s"] == pytest.approx(10 * rows[scenario]["requests_per_s"])
@@ -40,6 +41,10 @@ def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytes
     assert long["request"] == "post10long" and long["text_chars"] == 1000
     assert long["fraction_of_limit"] is None  # the limit is measured on the test texts
     assert all(0 < r["fraction_of_limit"] for r in rows.values() if r is not long)
+    assert long["cpu_vs_pipeline"] is None
+    for r in rows.values():
+        if r is not long:
+            assert r["cpu_vs_pipeline"] == pytest.approx(r["cpu_us_per_message"] / payload["pipeline"]["total_us"])
     assert payload["config"]["requests"] == ["get", "post10", "post10long"]
     assert payload["config"]["local_requests"] == []
     assert payload["pipeline"]["implied_messages_per_s"] > 0
@@ -63,6 +68,20 @@ def test_bad_arguments_are_user_errors(argv: list[str], message: str, tiny_corpu
     assert message in capsys.readouterr().err
 
 
+def test_compare_refuses_a_file_of_another_schema_before_any_work(
+        tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers.tinymodel import build_version
+
+    build_version(tmp_path / "models" / "cnn")
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"schema": "antispam-bench/1", "results": []}))
+    code = main(["bench", "--quick", "--data", str(tiny_corpus), "--model-base", str(tmp_path / "models"),
+                 "--compare", str(old), "--json", str(tmp_path / "new.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "has schema 'antispam-bench/1'" in err and "antispam-bench/2" in err
+    assert "measuring" not in err and not (tmp_path / "new.json").exists()
+
+
 def test_no_model_fails_before_any_work(tiny_corpus: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "--quick", "--data", str(tiny_corpus), "--model-base", str(tmp_path / "none")])
@@ -78,19 +97,34 @@ def test_bench_a_running_service_by_url(tmp_path: Path, tiny_corpus: Path,
 
     build_version(tmp_path / "models" / "cnn")
     config = ServeConfig(model_base=str(tmp_path / "models"), poll_seconds=0, cache_size=0)
+    # A baseline with this run's saturation row (made 1,000,000 msg/s: this run regresses) and one
+    # row this run does not have.
+    base_row = {"scenario": "url GET 1 max", "messages_per_s": 1e6, "errors": 0, "cpu_us_per_message": None,
+                "latency_ms": {"p99": 1e6}}
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"schema": report.SCHEMA, "config": {"quick": True}, "results": [
+        base_row, {**base_row, "scenario": "url POST 100 max"}]}))
     server = LiveServer(config, LocalBackend).start()
     try:
         out = tmp_path / "url.json"
         code = main(["bench", "--url", server.url, "--quick", "--no-pipeline", "--requests", "get",
                      "--duration", "0.6", "--warmup", "0.1", "--rates", "20", "--data", str(tiny_corpus),
-                     "--json", str(out)])
+                     "--json", str(out), "--compare", str(baseline)])
     finally:
         server.stop()
     assert code == 0
+    captured = capsys.readouterr()
+    stdout = captured.out
+    assert "driving " + server.url in captured.err
+    assert f"compared with {baseline}" in stdout
+    assert "url GET 1 @20/s" in stdout and "new: not in the baseline" in stdout
+    assert "url POST 100 max" in stdout and "missing in this run" in stdout
+    assert "1 regressed row(s): url GET 1 max (msg/s)" in stdout
     payload = json.loads(out.read_text())
+    assert [r["status"] for r in payload["comparison"]["rows"]] == ["new", "compared", "missing"]
     assert report.check_payload(payload) == []
     assert [r["scenario"] for r in payload["results"]] == ["url GET 1 @20/s", "url GET 1 max"]
     assert all(r["errors"] == 0 for r in payload["results"])
     # The service is this test process (the server runs in a thread): found by its listening port.
     assert payload["results"][1]["service_cpu_percent"] > 0
-    assert "driving " + server.url in capsys.readouterr().err
+    assert payload["results"][1]["cpu_us_per_message"] > 0 and payload["results"][1]["cpu_vs_pipeline"] is None

@@ -70,6 +70,41 @@ def test_row_encoder_sends_exactly_the_featurized_float32_tensor(windowing: Wind
     assert len(sent) == (6 if windowing == FIRST_WINDOW else 5 + len(windowing.spans(len(SPAM) * 5)))
 
 
+def test_sequential_requests_reuse_one_kept_connection(tfs: StandinTFS) -> None:
+    """Keep-alive: the stand-in's REST server accepts one connection for 100 predicts (and the
+    status polls), where Tornado's simple client opened one per request."""
+    async def scenario(backend: RestBackend) -> tuple[int, int]:
+        await backend.predict([SPAM], timeout=5)
+        await asyncio.sleep(0.1)  # the poller's first look may run beside the first predict
+        before = tfs.rest_connections()
+        for _ in range(100):
+            result = await backend.predict([SPAM], timeout=5)
+            assert result.spam_probability[0] > 0.5
+        assert backend.client is not None
+        return tfs.rest_connections() - before - 1, backend.client.opened  # less the count query's own
+
+    accepted, opened = run(RestBackend(config(tfs, poll_seconds=60)), scenario)
+    assert accepted == 0 and opened <= 2, (accepted, opened)
+
+
+def test_connections_dropped_by_the_server_are_reopened_without_a_failed_request(tfs: StandinTFS) -> None:
+    async def scenario(backend: RestBackend) -> None:
+        assert backend.client is not None
+        await asyncio.gather(*(backend.predict([SPAM, PASS], timeout=5) for _ in range(8)))
+        kept = backend.client.idle_connections
+        assert kept >= 2
+        for round_ in range(5):
+            assert tfs.drop_rest_connections() >= 1  # every kept connection, closed by the server
+            if round_ % 2:
+                await asyncio.sleep(0.05)
+            for _ in range(3):
+                result = await backend.predict([SPAM, PASS], timeout=5)
+                assert result.spam_probability[0] > 0.5 > result.spam_probability[1]
+        assert backend.errors == 0
+
+    run(RestBackend(config(tfs, poll_seconds=60)), scenario)
+
+
 def test_an_unknown_model_is_not_ready(tfs: StandinTFS) -> None:
     async def scenario(backend: RestBackend) -> None:
         assert not backend.ready

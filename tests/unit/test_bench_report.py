@@ -18,7 +18,8 @@ def record(**overrides: Any) -> dict[str, Any]:
         "messages_per_s": 1000.0,
         "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0, "max": 40.0, "mean": 11.0, "count": 9000.0},
         "statuses": {"200": 9000}, "error_kinds": {}, "service_cpu_percent": 190.0,
-        "service_rss_mb": 900.0, "service_pss_mb": 700.0, "fraction_of_limit": 0.5, "driver": "asyncio",
+        "service_rss_mb": 900.0, "service_pss_mb": 700.0, "fraction_of_limit": 0.5,
+        "cpu_us_per_message": 1900.0, "cpu_vs_pipeline": 5.28, "driver": "asyncio",
         "client_cpu_percent": 40.0, "other_cpu_percent": 1.0,
     }
     base.update(overrides)
@@ -35,8 +36,8 @@ def test_table_has_one_aligned_line_per_result() -> None:
                   requests_per_s=21.0, messages_per_s=210.0, fraction_of_limit=None)
     table = report.format_table([record(), record(scenario="local-1w POST 100 max", messages_per_s=3456.0,
                                                   service_cpu_percent=None, fraction_of_limit=None), long])
-    lines = table.splitlines()[:-4]  # the last four lines are the legend
-    assert len(lines) == 5 and len({len(line) for line in lines}) == 1
+    lines = table.splitlines()[:5]  # header, rule, three rows; the legend follows
+    assert len({len(line) for line in lines}) == 1 and table.splitlines()[5].startswith("CPU % and RSS MB")
     assert "p99 ms" in lines[0] and "RSS MB" in lines[0] and "msg/s" in lines[0]
     assert "3456" in lines[3] and " -" in lines[3]  # unknown values print as "-"
     assert "50%" in lines[2]
@@ -87,3 +88,39 @@ def test_pipeline_summary_names_the_three_stages() -> None:
     del pipeline["rows_per_message"]
     assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == [
         "pipeline lacks 'rows_per_message'"]
+
+
+def test_cpu_per_message_and_its_ratio_to_the_pipeline() -> None:
+    pipeline = {"total_us": 400.0}
+    get = record(service_cpu_percent=150.0, messages_per_s=1000.0)  # 1.5 CPU-s per s over 1000 msg/s
+    grpc = record(scenario="grpc-1w POST 100 max", backend="grpc", service_cpu_percent=50.0, messages_per_s=2000.0,
+                  model_server_cpu_percent=100.0)
+    long = record(scenario="local-2w POST 10 1000-char max", text_chars=1000, service_cpu_percent=100.0,
+                  messages_per_s=50.0)
+    unknown = record(scenario="url GET 1 max", service_cpu_percent=None)
+    idle = record(scenario="local-1w GET 1 @0/s", messages_per_s=0.0)
+    for r in (get, grpc, long, unknown, idle):
+        del r["cpu_us_per_message"], r["cpu_vs_pipeline"]
+    report.add_cpu_per_message([get, grpc, long, unknown, idle], pipeline)
+    assert get["cpu_us_per_message"] == 1500.0 and get["cpu_vs_pipeline"] == 3.75
+    assert grpc["cpu_us_per_message"] == 250.0 and grpc["model_server_cpu_us_per_message"] == 500.0
+    assert long["cpu_us_per_message"] == 20000.0 and long["cpu_vs_pipeline"] is None  # no pipeline figure for them
+    assert unknown["cpu_us_per_message"] is None and unknown["cpu_vs_pipeline"] is None
+    assert idle["cpu_us_per_message"] is None
+    assert report.check_payload(payload([get, grpc, long, unknown, idle])) == []
+
+    report.add_cpu_per_message([get], None)  # --no-pipeline: CPU per message still, no ratio
+    assert get["cpu_us_per_message"] == 1500.0 and get["cpu_vs_pipeline"] is None
+
+    header, _rule, row = report.format_table([grpc]).splitlines()[:3]
+    assert "CPU/msg" in header and "x pipe" in header
+    assert "  250 " in row and " 0.62 " in row
+
+
+def test_schema_2_requires_the_cpu_columns() -> None:
+    assert report.SCHEMA == "antispam-bench/2"
+    old = record()
+    del old["cpu_us_per_message"]
+    assert "results[0] lacks 'cpu_us_per_message'" in report.check_payload(payload([old]))
+    assert report.check_payload({**payload([record()]), "schema": "antispam-bench/1"})[0] == (
+        "schema is 'antispam-bench/1', expected 'antispam-bench/2'")

@@ -31,8 +31,8 @@ TRAINERS = ("antispam.network", "antispam.word2vec")
 CORE = ("antispam.text", "antispam.features", "antispam.labels", "antispam.config", "antispam.everyday",
         "antispam.atomic", "antispam.data")
 REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "antispam.backends.breaker",
-                   "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.remote",
-                   "antispam.backends.remote_versions", "antispam.backends.fallback",
+                   "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.http_pool",
+                   "antispam.backends.remote", "antispam.backends.remote_versions", "antispam.backends.fallback",
                    "antispam.backends.factory")
 SERVICE = ("antispam.app", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
