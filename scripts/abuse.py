@@ -17,6 +17,7 @@ import argparse
 import http.client
 import json
 import random
+import select
 import socket
 import sys
 import threading
@@ -39,11 +40,22 @@ class Target:
         self.host, self.port, self.timeout = parts.hostname, parts.port or 80, timeout
 
     def raw(self, data: bytes, *, read: bool = True, timeout: float | None = None) -> bytes:
-        """Send raw bytes on a new connection; read until the server closes it (or timeout)."""
+        """Send raw bytes on a new connection; read until the server closes it (or timeout).
+
+        Sends in 64 KiB pieces and stops as soon as the server answers, as a real client does:
+        a server that refuses a body closes the connection with the rest unread, and a client
+        still writing then gets a reset that can discard the answer it had not read yet.
+        """
         sock = socket.create_connection((self.host, self.port), timeout=timeout or self.timeout)
         out = b""
         try:
-            sock.sendall(data)
+            for start in range(0, len(data), 65536):
+                if read and select.select([sock], [], [], 0)[0]:
+                    break  # answered early (413 ...): read it
+                sock.sendall(data[start:start + 65536])
+        except OSError:
+            pass
+        try:
             while read:
                 part = sock.recv(65536)
                 if not part:
@@ -150,7 +162,10 @@ def maximal_request(t: Target, args: argparse.Namespace) -> Result:
     done.set()
     prober.join(30)
     p99 = 1000 * percentile(probes, 99)
-    return ("pass" if status == 200 and p99 < 50 else "fail",
+    # p99 < 50 ms is the target; the maximum shows whether the loop was held at all (before
+    # issue 11 most probes were fast, during the upload, and one waited for the whole pipeline).
+    ok = status == 200 and p99 < 50 and 1000 * max(probes) < 250
+    return ("pass" if ok else "fail",
             f"POST 100 x 5,000 chars: {status} in {seconds:.1f} s; /healthz meanwhile: "
             f"{len(probes)} probes, p50 {1000 * percentile(probes, 50):.1f} ms, p99 {p99:.1f} ms, "
             f"max {1000 * max(probes):.1f} ms")
@@ -168,12 +183,15 @@ def char_budget(t: Target, args: argparse.Namespace) -> Result:
 
 
 def metric_labels(t: Target, args: argparse.Namespace) -> Result:
+    for i in range(5):  # the first ones add the "other" series once; measure after them
+        t.raw(request(f"WARMUP{i}", "/healthz"))
+    t.call("GET", "/metrics")
     size = len(t.call("GET", "/metrics")[2])
     for i in range(500):
         t.raw(request(f"FOOBAR{i}", "/healthz"))
     status, headers, body = t.call("FOOBAR1", "/healthz")
     after = t.call("GET", "/metrics")[2]
-    ok = b"FOOBAR" not in after and len(after) - size < 2000 and status == 405 and "allow" in headers
+    ok = b"FOOBAR" not in after and len(after) - size < 200 and status == 405 and "allow" in headers
     return ("pass" if ok else "fail", f"500 made-up methods: /metrics {size} -> {len(after)} bytes; "
             f"answer {status}, Allow: {headers.get('allow')}")
 

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import logging
+import select
 import shutil
 import socket
 import time
@@ -48,10 +49,18 @@ class RawSocketMixin:
             started = time.monotonic()
             data = b""
             try:
-                for chunk in chunks:
-                    sock.sendall(chunk)
+                # Stop sending once the server has answered or closed (a refused body): writing
+                # on would get a reset that can discard the answer not read yet.
+                pieces = [c[i:i + 65536] for c in chunks for i in range(0, max(len(c), 1), 65536)]
+                for piece in pieces:
+                    if select.select([sock], [], [], 0)[0]:
+                        break
+                    sock.sendall(piece)
                     if delay:
                         time.sleep(delay)
+            except OSError:
+                pass
+            try:
                 while True:
                     part = sock.recv(65536)
                     if not part:
