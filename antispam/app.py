@@ -16,16 +16,19 @@ import asyncio
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
+import tornado.httpserver
+import tornado.iostream
 import tornado.web
 
 from antispam.backends.base import Backend
 from antispam.cache import PredictionCache
 from antispam.config import ServeConfig
-from antispam.errors import api_error, to_response
+from antispam.errors import ApiError, api_error, error_body, to_response
 from antispam.labels import parse_label
 from antispam.metrics import Metrics
 from antispam.scoring import Scorer
@@ -33,6 +36,11 @@ from antispam.text import Segmenter, default_segmenter
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("antispam.access")
+
+# Longest log message the service writes (docs/contracts.md#limits): a rejected 60 KB text or a
+# 60 KB header value never reaches the log whole. Tracebacks are kept.
+LOG_MESSAGE_CHARS = 300
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
 class FeedbackStore(Protocol):
@@ -75,27 +83,137 @@ class Services:
             return False
 
 
+# An aborted upload of at least this much gives the freed memory back to the OS (see _trim_heap).
+_TRIM_AFTER_BYTES = 256 * 1024
+_TRIM_INTERVAL_SECONDS = 1.0
+_last_trim = 0.0
+_trim_pending = False
+_malloc_trim: Any = None
+
+
+def _trim_heap() -> None:
+    """``malloc_trim(0)`` soon: at once, or at the end of the current one-second interval if
+    it ran less than a second ago (glibc only; elsewhere nothing).
+
+    An aborted upload frees megabytes in 64 KiB pieces scattered through the heap; glibc keeps
+    such holes as resident memory, and a burst of aborted uploads would leave RSS hundreds of
+    MB higher although nothing of them is alive (scripts/abuse.py).
+    """
+    global _trim_pending
+    if _trim_pending:
+        return
+    wait = _last_trim + _TRIM_INTERVAL_SECONDS - time.monotonic()
+    if wait <= 0:
+        _trim_now()
+        return
+    _trim_pending = True
+    asyncio.get_running_loop().call_later(wait, _trim_now)
+
+
+def _trim_now() -> None:
+    global _last_trim, _malloc_trim, _trim_pending
+    _trim_pending = False
+    _last_trim = time.monotonic()
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+def _parse_int(digits: str) -> int:
+    """JSON integers, refusing the huge ones before Python's own limit does (its message names
+    ``sys.set_int_max_str_digits()``, an interpreter detail that means nothing to a client)."""
+    if len(digits.lstrip("-")) > 100:
+        raise api_error("malformed_json", f"request body has a number of {len(digits.lstrip('-'))} "
+                        "digits; numbers may have at most 100")
+    return int(digits)
+
+
 def _dumps(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
+    """Every route streams its request body, so :meth:`prepare` sees every request's head before
+    Tornado reads a byte of its body: the edge limits (414, 431, framing 400, 413 on
+    ``Content-Length``) are answered here, as JSON, not by Tornado closing the connection.
+    Routes without a body (GET, HEAD) count the bytes of one they are sent and drop them."""
+
     route = "unknown"
+    accepts_body = False  # True: keep the body (up to max_body_bytes) for the handler
 
     def initialize(self, services: Services) -> None:
         self.services = services
         self._counted = False
-        self._body = bytearray()
+        # The body as it arrived, in Tornado's chunks (at most 64 KiB each): no growing buffer
+        # to reallocate and copy; joined once, when the handler reads it.
+        self._body: list[bytes] = []
+        self._body_bytes = 0
         self._too_large = False
 
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")  # no "TornadoServer/x.y" banner
+
     def prepare(self) -> None:
+        self.check_head()
         if self.services.draining:
             self.set_header("Connection", "close")
             raise api_error("shutting_down", "the service is shutting down")
         self.services.request_started()
         self._counted = True
 
+    def check_head(self) -> None:
+        """The project's own limits on the request line and headers, and the body's framing.
+
+        Tornado reads heads up to a larger hard cap (:func:`server_options`) so that these
+        answer with JSON; past the cap it closes the connection itself.
+        """
+        config = self.services.config
+        target = len(self.request.uri or "")  # Tornado decodes the request line as Latin-1: bytes
+        if target > config.max_url_bytes:
+            raise api_error("url_too_long", f"the request target has {target} bytes; the limit is "
+                            f"{config.max_url_bytes} (POST long texts as JSON)")
+        head = sum(len(name) + len(value) + 4 for name, value in self.request.headers.get_all())
+        if head > config.max_header_bytes:
+            raise api_error("headers_too_large", f"the request headers have {head} bytes; the "
+                            f"limit is {config.max_header_bytes}")
+        headers = self.request.headers
+        lengths = {part.strip() for value in headers.get_list("Content-Length") for part in value.split(",")}
+        encodings = headers.get_list("Transfer-Encoding")
+        if lengths and (len(lengths) != 1 or not _CONTENT_LENGTH.fullmatch(next(iter(lengths)))):
+            raise api_error("bad_request", "Content-Length must be one non-negative integer")
+        if encodings and (lengths or [e.strip().lower() for e in encodings] != ["chunked"]):
+            raise api_error("bad_request", "Transfer-Encoding must be chunked alone, without Content-Length")
+        limit = config.max_body_bytes
+        if lengths and int(next(iter(lengths))) > limit:
+            raise api_error("body_too_large", f"request body of {next(iter(lengths))} bytes is over "
+                            f"the limit of {limit}")
+
+    def data_received(self, chunk: bytes) -> None:
+        """Keep the body (JSON routes) or count it (the rest); past ``max_body_bytes`` answer
+        413 at once and drop what was buffered (the connection then closes)."""
+        if self._too_large:
+            return
+        self._body_bytes += len(chunk)
+        limit = self.services.config.max_body_bytes
+        if self._body_bytes > limit:
+            self._too_large = True
+            self._body = []
+            if not self._finished:
+                error = api_error("body_too_large", f"request body is over the limit of {limit} bytes")
+                self.send_error(error.status, exc_info=(ApiError, error, None))
+            return
+        if self.accepts_body:
+            self._body.append(chunk)
+
     def on_finish(self) -> None:
+        self._body = []
         if self._counted:
             self._counted = False
             self.services.request_finished()
@@ -103,6 +221,15 @@ class BaseHandler(tornado.web.RequestHandler):
                                               self.get_status(), self.request.request_time())
 
     def on_connection_close(self) -> None:
+        # The client left (an aborted upload, a body timeout, a dropped connection): release the
+        # buffered body now, and end the request's wait for the rest of it (Tornado's own
+        # on_connection_close), so nothing of it outlives the connection.
+        released = self._body_bytes
+        self._body = []
+        self._too_large = True
+        super().on_connection_close()
+        if released >= _TRIM_AFTER_BYTES:
+            _trim_heap()
         if self._counted:  # the client left before we answered; do not wait for it at drain
             self._counted = False
             self.services.request_finished()
@@ -124,61 +251,49 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         status, body, unexpected = to_response(value)
         if unexpected:
-            log.error("unexpected error on %s %s", self.request.method, self.request.path,
+            log.error("unexpected error on %s %s", _shown(self.request.method), _shown(self.request.path),
                       exc_info=(typ, value, tb))  # type: ignore[arg-type]  # value is set here
         elif status >= 500:
-            log.warning("%s %s: %d %s", self.request.method, self.request.path, status,
+            log.warning("%s %s: %d %s", _shown(self.request.method), _shown(self.request.path), status,
                         body["error"]["message"])
 
     def _allowed_methods(self) -> list[str]:
-        return [m for m in ("GET", "POST") if getattr(type(self), m.lower()) is not
+        return [m for m in ("GET", "HEAD", "POST") if getattr(type(self), m.lower()) is not
                 getattr(tornado.web.RequestHandler, m.lower())]
 
 
-@tornado.web.stream_request_body
 class JsonBodyHandler(BaseHandler):
     """Reads a JSON body with the limits checked before and while it arrives, not after."""
+
+    accepts_body = True
 
     def prepare(self) -> None:
         super().prepare()
         if self.request.method != "POST":
             return
-        limit = self.services.config.max_body_bytes
-        length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > limit:
-            raise api_error("body_too_large", f"request body of {length} bytes is over the limit "
-                            f"of {limit}")
         content_type = self.request.headers.get("Content-Type", "")
         mime, _, params = content_type.partition(";")
         mime = mime.strip().lower()
         charset = re.search(r"charset\s*=\s*\"?([\w-]+)", params, re.I)
         if not (mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))) \
                 or (charset and charset.group(1).lower() not in ("utf-8", "utf8")):
+            shown = content_type if len(content_type) <= 100 else content_type[:100] + "..."
             raise api_error("unsupported_media_type",
-                            f"send JSON with Content-Type: application/json (got {content_type or 'none'!r})")
-        # Chunked bodies have no length up front: read a bounded amount, then stop the connection.
-        # An HTTP1Connection (Tornado types it as the HTTPConnection interface, which lacks this).
-        self.request.connection.set_max_body_size(2 * limit + 65536)  # type: ignore[union-attr]
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._too_large:
-            return
-        if len(self._body) + len(chunk) > self.services.config.max_body_bytes:
-            self._too_large = True
-            self._body = bytearray()
-            return
-        self._body += chunk
+                            f"send JSON with Content-Type: application/json (got {shown or 'none'!r})")
 
     def json_object(self) -> dict[str, Any]:
         if self._too_large:
             raise api_error("body_too_large", "request body is over the limit of "
                             f"{self.services.config.max_body_bytes} bytes")
         try:
-            text = bytes(self._body).decode("utf-8")
+            body, self._body = b"".join(self._body), []
+            text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise api_error("invalid_utf8", f"request body is not UTF-8 (byte {exc.start})") from None
         try:
-            payload = json.loads(text)
+            payload = json.loads(text, parse_int=_parse_int)
+        except ApiError:
+            raise
         except (ValueError, RecursionError) as exc:
             raise api_error("malformed_json", f"request body is not valid JSON: {exc}"[:300]) from None
         if not isinstance(payload, dict):
@@ -202,7 +317,7 @@ class PredictHandler(JsonBodyHandler):
         except UnicodeDecodeError:
             raise api_error("invalid_utf8", "the text parameter is not UTF-8") from None
         scorer = self.services.scorer
-        items = await scorer.score([text], scorer.normalize_all([text]))
+        items = await scorer.score([text], await scorer.normalize_all_async([text]))
         self.send_json({"data": items[0]})
 
     async def post(self) -> None:
@@ -219,11 +334,11 @@ class PredictHandler(JsonBodyHandler):
             limit = self.services.config.max_texts
             if len(texts) > limit:
                 raise api_error("too_many_texts", f"{len(texts)} texts in one request; the limit is {limit}")
-            items = await scorer.score(texts, scorer.normalize_all(texts, "texts"))
+            items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"))
             self.send_json({"data": items})
         elif "text" in body:
             text = body["text"]
-            items = await scorer.score([text], scorer.normalize_all([text]))
+            items = await scorer.score([text], await scorer.normalize_all_async([text]))
             self.send_json({"data": items[0]})
         else:
             raise api_error("missing_text", 'give {"text": "..."} or {"texts": ["...", ...]}')
@@ -263,6 +378,9 @@ class HealthHandler(BaseHandler):
     def get(self) -> None:
         self.send_json({"status": "ok"})
 
+    def head(self) -> None:  # the same status and headers; Tornado sends no body for HEAD
+        self.get()
+
 
 class ReadyHandler(BaseHandler):
     route = "readyz"
@@ -271,9 +389,15 @@ class ReadyHandler(BaseHandler):
         backend = self.services.backend
         if not backend.ready:
             raise api_error("not_ready", f"no model version is usable yet ({backend.name} backend)")
+        reason = backend.degraded
+        if reason:
+            raise api_error("degraded", reason)
         self.send_json({"ready": True, "backend": backend.name,
                         "model": {"name": self.services.config.model_name,
                                   "version": backend.current_version}})
+
+    def head(self) -> None:
+        self.get()
 
 
 class ModelsHandler(BaseHandler):
@@ -304,7 +428,7 @@ class NotFoundHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        raise api_error("not_found", f"no route {self.request.path}; see /openapi.json")
+        raise api_error("not_found", f"no route {_shown(self.request.path)}; see /openapi.json")
 
 
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
@@ -322,19 +446,104 @@ def openapi_document() -> bytes:
     return resources.files("antispam").joinpath("openapi.json").read_bytes()
 
 
+def _shown(value: str | None, limit: int = 100) -> str:
+    """A client-chosen string (path, method) as it may appear in a log line or an error message."""
+    value = value or ""
+    return value if len(value) <= limit else f"{value[:limit]}...(+{len(value) - limit} chars)"
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log: successes only with -v (a line per request costs throughput), problems always."""
+    """Access log: successes only with -v (a line per request costs throughput), problems always.
+
+    The line names the path and the query's size, never the query itself: a rejected
+    ``GET /predict?text=...`` must not copy the client's text into the log.
+    """
     status = handler.get_status()
     level = logging.DEBUG if status < 400 else logging.INFO if status < 500 else logging.WARNING
     if access_log.isEnabledFor(level):
-        access_log.log(level, "%d %s %.1fms", status, handler._request_summary(),
-                       1000.0 * handler.request.request_time())
+        request = handler.request
+        query = f"?<{len(request.query)} bytes>" if request.query else ""
+        access_log.log(level, "%d %s %s%s (%s) %.1fms", status, _shown(request.method, 20),
+                       _shown(request.path), query, request.remote_ip, 1000.0 * request.request_time())
+
+
+class CappedLogMessages(logging.Filter):
+    """Cuts every log message to ``limit`` characters (tracebacks are kept whole).
+
+    Installed on the root handlers by ``antispam serve``; it also caps what Tornado logs about
+    malformed requests, whose messages quote the offending header.
+    """
+
+    def __init__(self, limit: int = LOG_MESSAGE_CHARS) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > self.limit:
+            record.msg = f"{message[:self.limit]}...(+{len(message) - self.limit} chars)"
+            record.args = None
+        return True
+
+
+def cap_log_messages(limit: int = LOG_MESSAGE_CHARS) -> None:
+    """Install :class:`CappedLogMessages` on every handler of the root logger (once)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, CappedLogMessages) for f in handler.filters):
+            handler.addFilter(CappedLogMessages(limit))
+
+
+# Tornado answers a request it cannot parse (request line, header lines, chunk framing) with
+# exactly these bytes, before any handler exists; HTTPServer below sends the JSON error instead.
+_TORNADO_BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+_JSON_400_BODY = json.dumps(error_body("bad_request", "malformed HTTP request (request line, "
+                                       "headers or body framing)")).encode()
+_JSON_400 = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=UTF-8\r\n"
+             b"Content-Length: " + str(len(_JSON_400_BODY)).encode() + b"\r\nConnection: close\r\n\r\n"
+             + _JSON_400_BODY)
+
+
+class HTTPServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTPServer, except that its own protocol errors are JSON too.
+
+    When Tornado's HTTP/1 reader rejects a message before a handler could (a request line or
+    header line it cannot parse, a bad chunk size), it writes a bare ``400 Bad Request`` to the
+    stream and closes it. Each connection's stream here swaps those exact bytes for the JSON
+    error shape (``bad_request``); everything else goes through untouched. Heads past the hard
+    cap of :func:`server_options` and timeouts still end with the connection closed, as there is
+    nothing to answer.
+    """
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple) -> None:
+        write = stream.write
+
+        def write_json_errors(data: bytes | memoryview, *args: Any, **kwargs: Any) -> Any:
+            if type(data) is bytes and data == _TORNADO_BARE_400:
+                data = _JSON_400
+            return write(data, *args, **kwargs)
+
+        stream.write = write_json_errors  # type: ignore[method-assign]
+        super().handle_stream(stream, address)
 
 
 def server_options(config: ServeConfig) -> dict[str, Any]:
-    """``HTTPServer`` settings that go with the app: bodies past the JSON handlers' own bounded
-    read (twice ``max_body_bytes``) are cut by Tornado itself."""
-    return {"max_body_size": 2 * config.max_body_bytes + 65536, "idle_connection_timeout": 75}
+    """``HTTPServer`` settings that go with the app.
+
+    * Heads (request line and headers) are read up to a hard cap above the project's own limits
+      (``max_url_bytes`` + ``max_header_bytes``, twice over, plus 64 KiB), so that a head over
+      those limits reaches a handler and is answered 414/431 in JSON; Tornado closes the
+      connection only past the cap.
+    * Bodies: the handlers answer 413 at ``max_body_bytes``; Tornado's own cut (twice that) is
+      a backstop.
+    * ``body_timeout``: the whole body must arrive within ``body_timeout_s`` (a client that
+      trickles it is cut); ``idle_connection_timeout``: idle keep-alive connections and slow heads.
+    """
+    return {
+        "max_header_size": 2 * (config.max_url_bytes + config.max_header_bytes) + 65536,
+        "max_body_size": 2 * config.max_body_bytes + 65536,
+        "body_timeout": config.body_timeout_s,
+        "idle_connection_timeout": config.idle_timeout_s,
+    }
 
 
 def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackStore | None = None,

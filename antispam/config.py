@@ -96,6 +96,19 @@ class ServeConfig:
                               "how often to look for new model versions")
     cache_size: int = opt(20000, "ANTISPAM_CACHE_SIZE", "dedup cache entries (0 disables it)")
     feedback_db: str = opt("feedback.db", "ANTISPAM_FEEDBACK_DB", "SQLite file for POST /feedback")
+    # -- hostile clients (issue 11): bounded cost per request and per connection ---------------
+    max_request_chars: int = opt(500_000, "ANTISPAM_MAX_REQUEST_CHARS",
+                                 "most characters in all the texts of one request together (more: 413)")
+    max_url_bytes: int = opt(65_536, "ANTISPAM_MAX_URL_BYTES",
+                             "longest request target, path and query string (longer: 414)")
+    max_header_bytes: int = opt(32_768, "ANTISPAM_MAX_HEADER_BYTES",
+                                "most bytes of request header lines (more: 431)")
+    body_timeout_s: float = opt(30.0, "ANTISPAM_BODY_TIMEOUT_S",
+                                "seconds a client may take to send a request body; then the "
+                                "connection is closed")
+    idle_timeout_s: float = opt(75.0, "ANTISPAM_IDLE_TIMEOUT_S",
+                                "seconds an idle keep-alive connection, or one still sending its "
+                                "headers, stays open")
 
 
 def check_serve_config(config: ServeConfig) -> None:
@@ -121,6 +134,11 @@ def check_serve_config(config: ServeConfig) -> None:
         problems.append("--batch-wait-ms, --poll-seconds and --breaker-cooldown-s must be >= 0")
     if not 0 <= config.port <= 65535:
         problems.append("--port must be between 0 and 65535")
+    for name in ("max_request_chars", "max_url_bytes", "max_header_bytes"):  # issue 11
+        if getattr(config, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if config.body_timeout_s <= 0 or config.idle_timeout_s <= 0:
+        problems.append("--body-timeout-s and --idle-timeout-s must be > 0")
     if problems:
         raise UserError("; ".join(problems))
 

@@ -38,14 +38,18 @@ ERROR_CODES: dict[str, int] = {
     "invalid_request": 400,    # JSON of the wrong shape (not an object, both text and texts ...)
     "invalid_label": 400,      # feedback label is not spam/pass/0/1
     "too_many_texts": 400,     # more than max_texts in one request
-    "bad_request": 400,        # any other malformed request Tornado itself rejects
+    "bad_request": 400,        # any other malformed request (HTTP framing, request line, headers)
     "not_found": 404,
     "method_not_allowed": 405,
     "text_too_long": 413,      # one text over max_chars characters
     "body_too_large": 413,     # request body over max_body_bytes
+    "too_many_chars": 413,     # the texts of one request total over max_request_chars characters
+    "url_too_long": 414,       # request target over max_url_bytes
     "unsupported_media_type": 415,  # POST body that is not application/json
+    "headers_too_large": 431,  # request header lines over max_header_bytes
     "internal_error": 500,     # a bug: logged with its traceback
     "not_ready": 503,          # no model version loaded yet
+    "degraded": 503,           # /readyz: a version serves, but its folder is gone or the newest failed
     "backend_unavailable": 503,  # the model backend failed
     "deadline_exceeded": 503,  # no answer within the deadline
     "overloaded": 503,         # the model queue is full
@@ -54,7 +58,8 @@ ERROR_CODES: dict[str, int] = {
 }
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-               413: "body_too_large", 415: "unsupported_media_type", 503: "backend_unavailable"}
+               413: "body_too_large", 414: "url_too_long", 415: "unsupported_media_type",
+               431: "headers_too_large", 503: "backend_unavailable"}
 
 
 def api_error(code: str, message: str) -> ApiError:

@@ -19,6 +19,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from antispam.backends.base import Backend
     from antispam.cache import PredictionCache
 
+# Label values a client can influence come from fixed sets, so /metrics cannot be grown by
+# requests with made-up methods (``curl -X FOOBAR1``): anything else is counted as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+ROUTES = frozenset({"predict", "feedback", "healthz", "readyz", "models", "metrics", "openapi",
+                    "not_found"})
+OTHER = "other"
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -28,7 +35,7 @@ class _BackendCollector(Collector):
         self.backend = backend
         self.model_name = model_name
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         version = GaugeMetricFamily("antispam_model_version",
                                     "model version new requests go to (-1: none loaded)",
                                     labels=["model", "backend"])
@@ -39,6 +46,18 @@ class _BackendCollector(Collector):
                                   labels=["backend"])
         ready.add_metric([self.backend.name], 1.0 if self.backend.ready else 0.0)
         yield ready
+        degraded = GaugeMetricFamily("antispam_degraded",
+                                     "1 when a version serves but /readyz says degraded (its folder "
+                                     "is gone, or the newest version failed to load)",
+                                     labels=["backend"])
+        degraded.add_metric([self.backend.name], 1.0 if self.backend.degraded else 0.0)
+        yield degraded
+        failures = CounterMetricFamily("antispam_model_load_failures",
+                                       "failed loads of a model version (versions on disk only)",
+                                       labels=["model", "version"])
+        for number, count in sorted(self.backend.load_failures().items()):
+            failures.add_metric([self.model_name, str(number)], count)
+        yield failures
 
 
 class _CacheCollector(Collector):
@@ -96,6 +115,8 @@ class Metrics:
         self.registry.register(_CacheCollector(cache))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        route = route if route in ROUTES else OTHER
+        method = method if method in METHODS else OTHER
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 

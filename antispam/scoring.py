@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Sequence
+import time
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -29,6 +30,26 @@ from antispam.text import Segmenter, normalize
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Extra time the scorer grants a backend past the deadline before it stops waiting itself.
 DEADLINE_GRACE_SECONDS = 0.05
+# Longest stretch the text pipeline runs before it lets the event loop answer other requests
+# (health probes, small requests). Measured in scripts/loop_latency.py: slices beat a thread
+# pool here because jieba is pure Python and holds the GIL.
+SLICE_SECONDS = 0.001
+
+
+class Slices:
+    """Cooperative time slicing: ``await slices.tick()`` yields to the event loop once the
+    current slice has run ``seconds``; cheap enough to call per token."""
+
+    def __init__(self, seconds: float = SLICE_SECONDS) -> None:
+        self.seconds = seconds
+        self.mark = time.perf_counter()
+        self.yields = 0
+
+    async def tick(self) -> None:
+        if time.perf_counter() - self.mark >= self.seconds:
+            await asyncio.sleep(0)
+            self.yields += 1
+            self.mark = time.perf_counter()
 
 
 class Scorer:
@@ -48,7 +69,29 @@ class Scorer:
 
     def normalize_all(self, texts: Sequence[Any], field_name: str = "text") -> list[str]:
         """Check every text and return its normalized form, or raise the first problem."""
+        return list(self._normalized(texts, field_name))
+
+    async def normalize_all_async(self, texts: Sequence[Any], field_name: str = "text") -> list[str]:
+        """:meth:`normalize_all` in time slices: the event loop runs between texts."""
+        slices = Slices()
         normalized = []
+        for norm in self._normalized(texts, field_name):
+            normalized.append(norm)
+            await slices.tick()
+        return normalized
+
+    def check_budget(self, texts: Sequence[Any]) -> None:
+        """413 ``too_many_chars`` when the texts of one request total more than
+        ``max_request_chars``: checked before any text is normalized, so the cost of a request
+        is bounded up front (docs/contracts.md#limits)."""
+        total = sum(len(t) for t in texts if isinstance(t, str))
+        limit = self.config.max_request_chars
+        if total > limit:
+            raise api_error("too_many_chars", f"the texts of this request have {total} characters "
+                            f"together; the limit is {limit}")
+
+    def _normalized(self, texts: Sequence[Any], field_name: str) -> Iterator[str]:
+        self.check_budget(texts)
         for i, text in enumerate(texts):
             where = field_name if len(texts) == 1 and field_name == "text" else f"{field_name}[{i}]"
             if not isinstance(text, str):
@@ -62,8 +105,7 @@ class Scorer:
             if not norm:
                 raise api_error("empty_text", f"{where} has no letters, digits or CJK characters "
                                 "once normalized (punctuation, emoji and spaces are dropped)")
-            normalized.append(norm)
-        return normalized
+            yield norm
 
     async def score(self, texts: Sequence[str], normalized: Sequence[str]) -> list[dict[str, Any]]:
         """Score already-validated texts; repeats (in the cache or in this batch) cost nothing."""
@@ -81,7 +123,7 @@ class Scorer:
             metrics.request_texts.observe(len(texts))
         if misses:
             keys = list(misses)
-            tokens = [self.segmenter.segment(key) for key in keys]
+            tokens = await self.segment_all(keys)
             timeout = self.config.deadline_ms / 1000.0
             try:
                 result = await asyncio.wait_for(self.backend.predict(tokens, timeout=timeout),
@@ -115,6 +157,23 @@ class Scorer:
         elif metrics is not None:
             metrics.backend_used.labels("cache").inc()
         return [self.render(text, *hit) for text, hit in zip(texts, found)]  # type: ignore[misc]
+
+    async def segment_all(self, normalized: Sequence[str]) -> list[list[str]]:
+        """jieba over every text, yielding to the event loop every :data:`SLICE_SECONDS`.
+
+        The tokens are exactly :meth:`Segmenter.segment`'s; only the event loop gets a turn
+        between them, so ``/healthz`` answers while a maximal request is segmented.
+        """
+        slices = Slices()
+        out = []
+        for text in normalized:
+            tokens = []
+            for token in self.segmenter.iter_segment(text):
+                tokens.append(token)
+                await slices.tick()
+            out.append(tokens)
+            await slices.tick()
+        return out
 
     def render(self, text: str, entry: CachedScore, version: int) -> dict[str, Any]:
         p = entry.spam_probability

@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import unicodedata
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
     import jieba
@@ -111,6 +111,17 @@ class Segmenter:
 
     def segment(self, normalized: str) -> list[str]:
         return [t for t in self._tokenizer.lcut(normalized) if not t.isspace()]
+
+    def iter_segment(self, normalized: str) -> Iterator[str]:
+        """The tokens of :meth:`segment`, one at a time, as jieba produces them.
+
+        Same tokens, same order (jieba's ``lcut`` is ``list(cut(...))``). The service walks this
+        iterator in time slices so one long text never holds its event loop for long. jieba
+        works block by block (a run of CJK/Latin characters between spaces); the longest stretch
+        between two tokens is one block's word graph and HMM pass: under 1 ms for ordinary
+        messages, 10-25 ms for an unbroken 5,000-character run (scripts/loop_latency.py).
+        """
+        return (t for t in self._tokenizer.cut(normalized) if not t.isspace())
 
     def tokenize(self, text: str) -> list[str]:
         """Raw text → tokens: the function every training and serving path goes through."""

@@ -72,5 +72,15 @@ class Backend(abc.ABC):
     def status(self) -> dict[str, Any]:
         """For ``GET /models``: backend, model name, versions and their state."""
 
+    @property
+    def degraded(self) -> str | None:
+        """Why a ready backend is not serving as deployed (``/readyz`` answers 503 ``degraded``
+        with it), or None. Backends that cannot tell keep this default."""
+        return None
+
+    def load_failures(self) -> dict[int, int]:
+        """Failed loads per version, for ``antispam_model_load_failures_total`` ({} if none)."""
+        return {}
+
     async def close(self) -> None:
         return None

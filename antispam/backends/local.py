@@ -69,6 +69,10 @@ class LocalBackend(Backend):
         # folder is there; a folder republished under that number (new inode) is tried again.
         self._failed: dict[int, tuple[int | None, str]] = {}
         self._loading: int | None = None
+        # Readiness bookkeeping (issue 11): the versions on disk at the last refresh, and failed
+        # loads per version (only versions on disk are kept, so the metric stays bounded).
+        self._on_disk: list[int] | None = None
+        self._load_failures: dict[int, int] = {}
         self._batch_listeners: list[Callable[[int], None]] = []
         self._model_thread: ThreadPoolExecutor | None = None
         self._load_thread: ThreadPoolExecutor | None = None
@@ -153,6 +157,26 @@ class LocalBackend(Backend):
         return BatchResult(scored[:, 0], self.config.model_name, version, self.name,
                            scored_tokens=scored[:, 1].astype(np.int64))
 
+    @property
+    def degraded(self) -> str | None:
+        """Serving, but not as deployed: the serving version's folder is gone from disk (it
+        serves from memory), or the newest version on disk failed to load. As of the last
+        refresh (every ``poll_seconds``), so ``/readyz`` does no disk I/O."""
+        served, on_disk = self._served, self._on_disk
+        if served is None or on_disk is None:
+            return None
+        if served.version not in on_disk:
+            return (f"version {served.version} serves from memory: its folder is gone from "
+                    f"{self.config.model_name}/")
+        if on_disk and on_disk[-1] in self._failed:
+            newest = on_disk[-1]
+            error = self._failed[newest][1].partition(":")[0]
+            return f"the newest version {newest} failed to load ({error}); version {served.version} serves"
+        return None
+
+    def load_failures(self) -> dict[int, int]:
+        return dict(self._load_failures)
+
     def status(self) -> dict[str, Any]:
         served = self._served
         on_disk = versions.list_versions(self.model_dir)
@@ -160,8 +184,8 @@ class LocalBackend(Backend):
         for v in on_disk:
             states[v] = {"version": v, "state": "on_disk"}
         for v, (_inode, error) in self._failed.items():
-            if v in states:
-                states[v] = {"version": v, "state": "failed", "error": error}
+            if v in states:  # the error's class only: the message (paths, TF internals) is logged
+                states[v] = {"version": v, "state": "failed", "error": error.partition(":")[0]}
         if self._loading is not None:
             states[self._loading] = {"version": self._loading, "state": "loading"}
         if served is not None:
@@ -174,7 +198,7 @@ class LocalBackend(Backend):
         return {
             "backend": self.name,
             "model": self.config.model_name,
-            "model_dir": str(self.model_dir),
+            "model_dir": self.config.model_name,  # relative to the model base
             "ready": served is not None,
             "current_version": served.version if served is not None else None,
             "poll_seconds": self.config.poll_seconds,
@@ -214,6 +238,8 @@ class LocalBackend(Backend):
         async with self._refresh_lock:
             loop = asyncio.get_running_loop()
             on_disk = await loop.run_in_executor(None, versions.list_versions, self.model_dir)
+            self._on_disk = on_disk
+            self._load_failures = {v: n for v, n in self._load_failures.items() if v in on_disk}
             for version in reversed(on_disk):
                 path = versions.version_dir(self.model_dir, version)
                 inode = _inode(path)
@@ -231,6 +257,7 @@ class LocalBackend(Backend):
                 except Exception as exc:  # any failure: skip this version, keep the old one
                     message = f"{type(exc).__name__}: {exc}"
                     self._failed[version] = (inode, message[:500])
+                    self._load_failures[version] = self._load_failures.get(version, 0) + 1
                     log.error("model %s version %d failed to load and is skipped: %s",
                               self.config.model_name, version, message)
                     continue

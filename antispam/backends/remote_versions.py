@@ -48,6 +48,7 @@ class RemoteVersions:
         self._states: dict[int, str] = {}
         self._assets: dict[int, VersionAssets] = {}
         self._failed: dict[int, str] = {}
+        self._failed_class: dict[int, str] = {}  # what /models shows: the class, not the message
         self._fetch: Fetch | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
@@ -111,6 +112,7 @@ class RemoteVersions:
                 if self._failed.get(version) != str(exc):
                     log.warning("cannot load vectors of %s version %d: %s", self.model_name, version, exc)
                 self._failed[version] = str(exc)
+                self._failed_class[version] = type(exc).__name__
                 continue
             self._assets[version] = assets
             self._failed.pop(version, None)
@@ -199,7 +201,7 @@ class RemoteVersions:
             if version in self._assets:
                 vectors = "loaded"
             elif version in self._failed:
-                vectors = f"failed: {self._failed[version]}"
+                vectors = f"failed: {self._failed_class.get(version, 'error')}"
             else:
                 vectors = "not loaded"
             rows.append({"version": version, "state": self._states.get(version, UNKNOWN), "vectors": vectors})

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from antispam.config import ServeConfig
 from antispam.errors import ERROR_CODES
 
-DOCUMENTED = {200, 202, 400, 404, 405, 413, 415, 503}
+DOCUMENTED = {200, 202, 400, 404, 405, 413, 414, 415, 431, 503}
 MAX_CHARS = 300
 MAX_BODY = 20_000
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,

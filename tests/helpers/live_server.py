@@ -12,7 +12,7 @@ import threading
 import urllib.request
 from typing import Any, Callable
 
-from antispam.app import make_app, server_options
+from antispam.app import HTTPServer, make_app, server_options
 from antispam.backends.base import Backend
 from antispam.config import ServeConfig
 
@@ -38,7 +38,6 @@ class LiveServer:
             self._ready.set()
 
     async def _main(self) -> None:
-        import tornado.httpserver
         import tornado.netutil
 
         self.loop = asyncio.get_running_loop()
@@ -48,7 +47,7 @@ class LiveServer:
         self.app = make_app(self.config, self.backend, feedback_store=self._feedback_store)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
-        server = tornado.httpserver.HTTPServer(self.app, **server_options(self.config))
+        server = HTTPServer(self.app, **server_options(self.config))
         server.add_sockets(sockets)
         self._ready.set()
         await self._stop.wait()

@@ -19,7 +19,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.testing import AsyncHTTPTestCase, gen_test
 
-from antispam.app import make_app, server_options
+from antispam.app import HTTPServer, make_app, server_options
 from antispam.backends.base import BackendError, Overloaded
 from antispam.backends.local import LocalBackend
 from antispam.config import ServeConfig
@@ -61,6 +61,9 @@ class ApiTestCase(AsyncHTTPTestCase):
 
     def get_httpserver_options(self) -> dict[str, Any]:
         return server_options(self.config)
+
+    def get_http_server(self) -> HTTPServer:
+        return HTTPServer(self._app, **self.get_httpserver_options())
 
     def call(self, path: str, method: str = "GET", body: Any = None,
              headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any]:
@@ -210,7 +213,7 @@ class LocalBackendApiTest(ApiTestCase):
         self.assert_error(self.call("/predict", "DELETE"), 405, "method_not_allowed")
         response = self.fetch("/healthz", method="POST", body=b"{}", headers=JSON)
         self.assertEqual(response.code, 405)
-        self.assertEqual(response.headers["Allow"], "GET")
+        self.assertEqual(response.headers["Allow"], "GET, HEAD")
         self.assertEqual(self.decode(response)["error"]["code"], "method_not_allowed")
         self.assert_error(self.call("/feedback"), 405, "method_not_allowed")
 

@@ -85,3 +85,41 @@ def test_cache_collector_reports_the_cache():
     assert got[("antispam_cache_misses_total", ())] == 2
     assert got[("antispam_cache_invalidations_total", ())] == 1
     assert got[("antispam_cache_entries", ())] == 0
+
+
+def test_client_chosen_labels_come_from_fixed_sets():
+    m = Metrics()
+    for i in range(50):
+        m.observe_request("healthz", f"FOOBAR{i}", 405, 0.001)
+        m.observe_request(f"route{i}", "GET", 404, 0.001)
+    got = samples(m.exposition())
+    assert got[("antispam_requests_total", (("method", "other"), ("route", "healthz"), ("status", "405")))] == 50
+    assert got[("antispam_requests_total", (("method", "GET"), ("route", "other"), ("status", "404")))] == 50
+    assert not [key for key in got if "FOOBAR" in str(key) or "route1" in str(key)]
+
+
+class DegradedBackend(FakeBackend):
+    failures: dict[int, int] = {2: 3, 5: 1}
+
+    @property
+    def degraded(self) -> str | None:
+        return "the newest version 5 failed to load (VersionError); version 4 serves"
+
+    def load_failures(self) -> dict[int, int]:
+        return dict(self.failures)
+
+
+def test_load_failures_per_version_and_degraded_are_read_at_scrape_time():
+    m = Metrics()
+    backend = DegradedBackend(version=4)
+    m.watch_backend(backend, "cnn")
+    got = samples(m.exposition())
+    assert got[("antispam_model_load_failures_total", (("model", "cnn"), ("version", "2")))] == 3
+    assert got[("antispam_model_load_failures_total", (("model", "cnn"), ("version", "5")))] == 1
+    assert got[("antispam_degraded", (("backend", "fake"),))] == 1
+    backend.failures = {}
+    got = samples(m.exposition())
+    assert not [key for key in got if key[0] == "antispam_model_load_failures_total"]
+    plain = Metrics()
+    plain.watch_backend(FakeBackend(), "cnn")  # a backend that cannot tell: 0, no series
+    assert samples(plain.exposition())[("antispam_degraded", (("backend", "fake"),))] == 0

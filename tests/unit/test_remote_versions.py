@@ -61,7 +61,8 @@ def test_a_version_whose_vectors_fail_is_skipped_and_reported() -> None:
     asyncio.run(versions.apply({1: AVAILABLE, 2: AVAILABLE}))
     assert versions.current == 1
     row = versions.status()["versions"][0]
-    assert row["version"] == 2 and row["vectors"].startswith("failed: version 2 has unusable assets")
+    # /models shows the error class only; the message (which may hold paths) goes to the log.
+    assert row == {"version": 2, "state": AVAILABLE, "vectors": "failed: VersionError"}
     asyncio.run(versions.apply({2: AVAILABLE}))  # the old one is gone: nothing usable
     with pytest.raises(NotReady, match="version 2 is AVAILABLE but unusable"):
         versions.pick()
