@@ -389,12 +389,16 @@ class ReadyHandler(BaseHandler):
         backend = self.services.backend
         if not backend.ready:
             raise api_error("not_ready", f"no model version is usable yet ({backend.name} backend)")
+        body: dict[str, Any] = {"ready": True, "backend": backend.name,
+                                "model": {"name": self.services.config.model_name,
+                                          "version": backend.current_version}}
+        # Degraded stays ready (200): the serving version still answers correctly, and taking
+        # every replica out of rotation because a bad version was published would turn one bad
+        # file into an outage. The reason is here, in antispam_degraded and in an alert.
         reason = backend.degraded
         if reason:
-            raise api_error("degraded", reason)
-        self.send_json({"ready": True, "backend": backend.name,
-                        "model": {"name": self.services.config.model_name,
-                                  "version": backend.current_version}})
+            body["degraded"] = reason
+        self.send_json(body)
 
     def head(self) -> None:
         self.get()

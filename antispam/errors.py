@@ -49,7 +49,6 @@ ERROR_CODES: dict[str, int] = {
     "headers_too_large": 431,  # request header lines over max_header_bytes
     "internal_error": 500,     # a bug: logged with its traceback
     "not_ready": 503,          # no model version loaded yet
-    "degraded": 503,           # /readyz: a version serves, but its folder is gone or the newest failed
     "backend_unavailable": 503,  # the model backend failed
     "deadline_exceeded": 503,  # no answer within the deadline
     "overloaded": 503,         # the model queue is full
