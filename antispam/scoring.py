@@ -114,7 +114,10 @@ class Scorer:
                     metrics.observe_batch(len(keys))
         elif metrics is not None:
             metrics.backend_used.labels("cache").inc()
-        return [self.render(text, *hit) for text, hit in zip(texts, found)]  # type: ignore[misc]
+        items = [self.render(text, *hit) for text, hit in zip(texts, found)]  # type: ignore[misc]
+        if metrics is not None:
+            metrics.observe_verdicts(item["suggestion"] for item in items)
+        return items
 
     def render(self, text: str, entry: CachedScore, version: int) -> dict[str, Any]:
         p = entry.spam_probability
