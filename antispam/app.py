@@ -564,8 +564,10 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackS
     metrics.watch_cache(cache)
     services = Services(config, backend, scorer, cache, metrics, feedback_store, openapi_document())
     args = {"services": services}
+    from antispam.console.handlers import console_routes  # the moderator's console (issue 13); imports this module
+
     app = tornado.web.Application(
-        [(path, handler, args) for path, handler in ROUTES],
+        [*((path, handler, args) for path, handler in ROUTES), *console_routes(services)],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         log_function=_log_request,

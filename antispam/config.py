@@ -70,6 +70,7 @@ class ServeConfig:
                        ("auto", "grpc", "rest", "local", "grpc-only"))
     model_base: str = same_as(Paths, "model_base")
     model_name: str = opt("cnn", "ANTISPAM_MODEL_NAME", "model to serve")
+    report_dir: str = same_as(Paths, "report_dir")  # the console shows a version's training report
     tfs_grpc: str = opt("localhost:8500", "ANTISPAM_TFS_GRPC", "TF Serving gRPC host:port")
     tfs_rest: str = opt("http://localhost:8501", "ANTISPAM_TFS_REST", "TF Serving REST base URL")
     deadline_ms: float = opt(1000.0, "ANTISPAM_DEADLINE_MS", "per-request deadline for the backend")

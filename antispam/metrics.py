@@ -8,7 +8,8 @@ at scrape time by small collectors instead of being copied into gauges on every 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+import collections
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -107,6 +108,9 @@ class Metrics:
         self.batch_texts = Histogram("antispam_model_batch_texts",
                                      "texts per model call (micro-batches in the local backend)",
                                      buckets=BATCH_BUCKETS, registry=r)
+        self.verdicts = Counter("antispam_verdicts", "texts answered by /predict, by suggestion "
+                                "(block, review, pass)", ["suggestion"], registry=r)
+        self._verdicts = {s: self.verdicts.labels(s) for s in ("block", "review", "pass")}  # exposed at 0
 
     def watch_backend(self, backend: "Backend", model_name: str) -> None:
         self.registry.register(_BackendCollector(backend, model_name))
@@ -122,6 +126,11 @@ class Metrics:
 
     def observe_batch(self, size: int) -> None:
         self.batch_texts.observe(size)
+
+    def observe_verdicts(self, suggestions: Iterable[str]) -> None:
+        for suggestion, count in collections.Counter(suggestions).items():
+            child = self._verdicts.get(suggestion) or self.verdicts.labels(suggestion)
+            child.inc(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -156,7 +156,10 @@ class Scorer:
                     metrics.observe_batch(len(keys))
         elif metrics is not None:
             metrics.backend_used.labels("cache").inc()
-        return [self.render(text, *hit) for text, hit in zip(texts, found)]  # type: ignore[misc]
+        items = [self.render(text, *hit) for text, hit in zip(texts, found)]  # type: ignore[misc]
+        if metrics is not None:
+            metrics.observe_verdicts(item["suggestion"] for item in items)
+        return items
 
     async def segment_all(self, normalized: Sequence[str]) -> list[list[str]]:
         """jieba over every text, yielding to the event loop every :data:`SLICE_SECONDS`.

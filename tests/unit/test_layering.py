@@ -34,7 +34,8 @@ REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "anti
                    "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.http_pool",
                    "antispam.backends.remote", "antispam.backends.remote_versions", "antispam.backends.fallback",
                    "antispam.backends.factory")
-SERVICE = ("antispam.app", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache")
+SERVICE = ("antispam.app", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache",
+           "antispam.console")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 
@@ -59,8 +60,11 @@ RULES = [
 IMPORTED_ONLY_BY: list[tuple[str, tuple[str, ...], str]] = [
     ("antispam.testing", ("antispam.testing", "antispam.bench", "antispam.commands.bench"),
      "test equipment: the tests and `antispam bench` only, never the service"),
-    ("antispam.app", ("antispam.commands.serve",),
-     "the HTTP app: `antispam serve` only (`antispam predict` scores through antispam.scoring)"),
+    ("antispam.app", ("antispam.commands.serve", "antispam.console"),
+     "the HTTP app: `antispam serve` only (`antispam predict` scores through antispam.scoring); "
+     "the console's handlers extend its base handler"),
+    ("antispam.console", ("antispam.app", "antispam.console"),
+     "the moderator's console: its routes are registered by make_app only"),
     ("antispam.cli", ("antispam.__main__",), "the `antispam` command"),
     ("antispam.commands", (),
      "one module per command, found by name by antispam.cli; commands never import each other"),

@@ -1,0 +1,359 @@
+"""The console's routes: its static files and its read-only JSON endpoints.
+
+Every answer carries a Content-Security-Policy that allows only the service's own scripts,
+styles, images and connections (no inline script or style, no other origin). Nothing here takes
+a path from the request: static files come from a fixed list read from the package at start, a
+version is an integer and becomes ``<model_base>/<model_name>/<n>/``, a report image is one of
+two fixed names under ``<report_dir>/<model_name>-v<n>/``. Anything else is the API's 404
+``not_found``.
+
+Endpoints (``docs/contracts.md#console``):
+
+- ``GET /console`` → redirect to ``/console/``; ``GET /console/<file>``: the page;
+- ``GET /console/api/info``: thresholds, limits, policies (none yet), where the files are;
+- ``GET /console/api/versions``: every version on disk with its headline test scores;
+- ``GET /console/api/versions/<n>``: that version's ``metrics.json`` and its training report;
+- ``GET /console/api/versions/<n>/report/curves.png`` (or ``confusion.png``): the trainer's PNGs;
+- ``GET /console/api/promotions?limit=N``: the last N lines of ``promotion.jsonl``, parsed;
+- ``GET /console/api/live?minutes=M``: the last minutes from the app's own metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from antispam import __version__, versions
+from antispam.app import BaseHandler, Services
+from antispam.console.live import MAX_MINUTES, LiveStats
+from antispam.errors import api_error
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The page may load and connect to nothing but this origin; no inline script or style. Images may
+# also be blob: URLs the page made itself: report PNGs are fetched with the API key header (once
+# keys exist) and shown from a blob, since an <img src> cannot send a header.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CONTENT_TYPES = {
+    ".html": "text/html; charset=UTF-8",
+    ".js": "text/javascript; charset=UTF-8",
+    ".css": "text/css; charset=UTF-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png)$")
+INDEX = "index.html"
+# The trainer's report files (network/report.py: CURVES_FILE, CONFUSION_FILE, SCORES_FILE; the app
+# layer may not import the trainer, a test keeps the names equal).
+REPORT_IMAGES = {"curves": "curves.png", "confusion": "confusion.png"}
+REPORT_SCORES = "scores.json"
+# Keys a report's scores.json shares with the version's metrics.json (both are the trainer's
+# summary of one run): equal values tie the report folder to this version, not to an older run
+# that had the same number under another model folder.
+SAME_RUN_KEYS = ("source_vectors", "wall_seconds", "best_epoch", "history")
+PROMOTION_LOG = "promotion.jsonl"
+MAX_JSON_BYTES = 8_000_000
+MAX_IMAGE_BYTES = 20_000_000
+TAIL_BYTES = 4_000_000
+MAX_VERSIONS_LISTED = 50
+
+
+def load_static() -> dict[str, tuple[bytes, str]]:
+    """The page's files, read once: name -> (bytes, content type)."""
+    root = resources.files("antispam.console").joinpath("static")
+    files = {}
+    for entry in root.iterdir():
+        if entry.is_file() and STATIC_NAME.match(entry.name):
+            files[entry.name] = (entry.read_bytes(), CONTENT_TYPES[Path(entry.name).suffix])
+    return files
+
+
+def _read_json(path: Path, limit: int = MAX_JSON_BYTES) -> tuple[Any, str | None]:
+    """``(value, None)``, or ``(None, why not)``."""
+    try:
+        if not path.is_file():
+            return None, f"no {path.name}"
+        if path.stat().st_size > limit:
+            return None, f"{path.name} is over {limit} bytes"
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"{path.name} is unreadable: {exc}"[:300]
+
+
+def tail_lines(path: Path, count: int, max_bytes: int = TAIL_BYTES) -> list[bytes]:
+    """The last ``count`` non-empty lines of a file, reading at most its last ``max_bytes``."""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        start = max(0, size - max_bytes)
+        handle.seek(start)
+        data = handle.read()
+    lines = data.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # the first one is cut
+    return [line for line in lines if line.strip()][-count:]
+
+
+@dataclass
+class Console:
+    """What the console's handlers share: the app's services, the live stats, the page's files."""
+
+    services: Services
+    live: LiveStats
+    static: dict[str, tuple[bytes, str]]
+
+    @property
+    def model_dir(self) -> Path:
+        config = self.services.config
+        return versions.model_dir(config.model_base, config.model_name)
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.services.config.report_dir)
+
+    def ensure_sampling(self) -> None:
+        if not self.live.running:
+            try:
+                self.live.start()
+            except RuntimeError:  # no running loop
+                self.live.sample_if_due()
+
+    # -- reading the model folder (called on an executor thread) ---------------------------
+
+    def metrics_of(self, version: int) -> tuple[dict[str, Any] | None, str | None]:
+        path = versions.version_dir(self.model_dir, version) / versions.ASSETS_DIR / versions.METRICS_FILE
+        value, problem = _read_json(path)
+        if problem is None and not isinstance(value, dict):
+            return None, f"{versions.METRICS_FILE} is not a JSON object"
+        return value, problem
+
+    def report_of(self, version: int, metrics: dict[str, Any] | None) -> dict[str, Any]:
+        folder = self.report_dir / f"{self.services.config.model_name}-v{version}"
+        report: dict[str, Any] = {"dir": str(folder), "images": {}, "note": None}
+        if not folder.is_dir():
+            report["note"] = ("no training report for this version (antispam train writes one to "
+                              "--report-dir; the retrain job writes none)")
+            return report
+        scores, problem = _read_json(folder / REPORT_SCORES)
+        if problem is not None or not isinstance(scores, dict):
+            report["note"] = f"the report folder has no usable {REPORT_SCORES} ({problem or 'not an object'})"
+            return report
+        if not self._same_run(version, scores, metrics):
+            report["note"] = (f"the report folder belongs to another training run (its {REPORT_SCORES} "
+                              f"does not match this version's {versions.METRICS_FILE}); not shown")
+            return report
+        for kind, name in REPORT_IMAGES.items():
+            if (folder / name).is_file():
+                report["images"][kind] = f"console/api/versions/{version}/report/{name}"  # from the service root
+        if not report["images"]:
+            report["note"] = "the report folder holds no images"
+        return report
+
+    @staticmethod
+    def _same_run(version: int, scores: dict[str, Any], metrics: dict[str, Any] | None) -> bool:
+        if metrics is None or scores.get("version") != version:
+            return False
+        if metrics.get("source_vectors") is None or metrics.get("history") is None:
+            return False
+        return all(scores.get(key) == metrics.get(key) for key in SAME_RUN_KEYS)
+
+    def image_path(self, version: int, kind: str) -> Path | None:
+        if version not in versions.list_versions(self.model_dir):
+            return None
+        metrics, _problem = self.metrics_of(version)
+        report = self.report_of(version, metrics)
+        if kind not in report["images"]:
+            return None
+        path = Path(report["dir"]) / REPORT_IMAGES[kind]
+        return path if path.stat().st_size <= MAX_IMAGE_BYTES else None
+
+    def version_list(self) -> dict[str, Any]:
+        found = versions.list_versions(self.model_dir)
+        listed = []
+        for version in sorted(found, reverse=True)[:MAX_VERSIONS_LISTED]:
+            metrics, problem = self.metrics_of(version)
+            test = (metrics or {}).get("test")
+            headline = ({key: test.get(key) for key in ("f1", "precision", "recall", "accuracy", "roc_auc", "count")}
+                        if isinstance(test, dict) else None)
+            report = self.report_of(version, metrics)
+            listed.append({
+                "version": version,
+                "model": (metrics or {}).get("model"),
+                "exported_at": (metrics or {}).get("exported_at"),
+                "test": headline,
+                "retrain": isinstance((metrics or {}).get("retrain"), dict),
+                "metrics_problem": problem,
+                "report_images": sorted(report["images"]),
+            })
+        return {"model": self.services.config.model_name, "model_dir": str(self.model_dir),
+                "high_water_mark": versions.highest_published(self.model_dir),
+                "count": len(found), "versions": listed}
+
+    def version_detail(self, version: int) -> dict[str, Any] | None:
+        if version not in versions.list_versions(self.model_dir):
+            return None
+        metrics, problem = self.metrics_of(version)
+        return {"version": version, "model": self.services.config.model_name,
+                "path": str(versions.version_dir(self.model_dir, version)),
+                "metrics": metrics, "metrics_problem": problem, "report": self.report_of(version, metrics)}
+
+    def promotions(self, limit: int) -> dict[str, Any]:
+        path = self.model_dir / PROMOTION_LOG
+        records: list[dict[str, Any]] = []
+        exists = path.is_file()
+        if exists:
+            for line in tail_lines(path, limit):
+                try:
+                    value = json.loads(line.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    value = None
+                if isinstance(value, dict):
+                    records.append(value)
+                else:
+                    records.append({"unparsed": line[:300].decode("utf-8", "replace"),
+                                    "problem": "this line is not a JSON object"})
+        return {"path": str(path), "exists": exists, "limit": limit, "records": records}
+
+
+class ConsoleHandler(BaseHandler):
+    """Base of the console's handlers: the CSP and friends on every answer, errors included."""
+
+    route = "console"
+
+    def initialize(self, services: Services, console: Console | None = None) -> None:
+        super().initialize(services)
+        assert console is not None
+        self.console = console
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.console.ensure_sampling()
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Disk reads (the model folder may be a network volume) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def int_argument(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.get_query_argument(name, str(default))
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise api_error("invalid_request", f"{name} must be an integer from {low} to {high}")
+        return int(raw)
+
+
+class RedirectHandler(ConsoleHandler):
+    def get(self) -> None:
+        self.redirect("console/")  # relative: keeps a path prefix a proxy may add
+
+
+class StaticHandler(ConsoleHandler):
+    def get(self, name: str) -> None:
+        found = self.console.static.get(name or INDEX)
+        if found is None:
+            raise api_error("not_found", f"no console file {self.request.path}")
+        body, content_type = found
+        self.set_header("Content-Type", content_type)
+        # Revalidate every time (an ETag makes that a 304): a new release never meets a stale page.
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(body)
+
+
+class InfoHandler(ConsoleHandler):
+    def get(self) -> None:
+        config = self.services.config
+        console = self.console
+        self.send_json({"data": {
+            "service_version": __version__,
+            "model": config.model_name,
+            "backend_setting": config.backend,
+            "workers": config.workers,
+            "thresholds": {"review": config.review_threshold, "block": config.block_threshold,
+                           "min_tokens_to_block": config.min_tokens_to_block},
+            "limits": {"max_texts": config.max_texts, "max_chars": config.max_chars},
+            # The API has no policies yet; the page shows a picker once this lists some.
+            "policies": [],
+            "feedback": self.services.feedback_store is not None,
+            "model_dir": str(console.model_dir),
+            "report_dir": str(console.report_dir),
+            "promotion_log": str(console.model_dir / PROMOTION_LOG),
+            "live": {"interval_seconds": console.live.interval, "max_minutes": MAX_MINUTES},
+        }})
+
+
+class VersionsHandler(ConsoleHandler):
+    async def get(self) -> None:
+        self.send_json({"data": await self.off_loop(self.console.version_list)})
+
+
+class VersionHandler(ConsoleHandler):
+    async def get(self, number: str) -> None:
+        detail = await self.off_loop(self.console.version_detail, int(number))
+        if detail is None:
+            raise api_error("not_found", f"{self.services.config.model_name} has no version {int(number)} on disk")
+        self.send_json({"data": detail})
+
+
+class ReportImageHandler(ConsoleHandler):
+    async def get(self, number: str, kind: str) -> None:
+        path = await self.off_loop(self.console.image_path, int(number), kind)
+        if path is None:
+            raise api_error("not_found", f"no {kind} image for version {int(number)} of "
+                            f"{self.services.config.model_name}")
+        body = await self.off_loop(path.read_bytes)
+        self.set_header("Content-Type", CONTENT_TYPES[".png"])
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(body)
+
+
+class PromotionsHandler(ConsoleHandler):
+    async def get(self) -> None:
+        limit = self.int_argument("limit", 20, 1, 200)
+        self.send_json({"data": await self.off_loop(self.console.promotions, limit)})
+
+
+class LiveHandler(ConsoleHandler):
+    def get(self) -> None:
+        raw = self.get_query_argument("minutes", "5")
+        try:
+            minutes = float(raw)
+        except ValueError:
+            minutes = -1.0
+        if not 0 < minutes <= MAX_MINUTES:
+            raise api_error("invalid_request", f"minutes must be a number above 0 and at most {MAX_MINUTES:g}")
+        self.send_json({"data": self.console.live.summary(minutes)})
+
+
+ROUTES: list[tuple[str, type[ConsoleHandler]]] = [
+    (r"/console", RedirectHandler),
+    (r"/console/([^/]*)", StaticHandler),
+    (r"/console/api/info", InfoHandler),
+    (r"/console/api/live", LiveHandler),
+    (r"/console/api/promotions", PromotionsHandler),
+    (r"/console/api/versions", VersionsHandler),
+    (r"/console/api/versions/([0-9]{1,9})", VersionHandler),
+    (r"/console/api/versions/([0-9]{1,9})/report/(curves|confusion)\.png", ReportImageHandler),
+]
+
+
+def console_routes(services: Services) -> list[tuple[str, type[ConsoleHandler], dict[str, Any]]]:
+    """The console's routes for :func:`antispam.app.make_app`, sharing one :class:`Console`."""
+    console = Console(services, LiveStats(services.metrics.registry), load_static())
+    try:
+        console.live.start()  # built inside a running loop (``antispam serve``): sample from now on
+    except RuntimeError:
+        pass  # no loop yet (tests): the first console request starts it
+    args = {"services": services, "console": console}
+    return [(pattern, handler, args) for pattern, handler in ROUTES]

@@ -1,0 +1,308 @@
+"""The console's routes in-process: its static files (content types, CSP, revalidation), its
+read-only JSON endpoints (version metrics, report images, promotion log, live summary) and the
+404s for anything that is not exactly one of them (path traversal included).
+
+No TensorFlow: a version folder here is just ``saved_model.pb`` + ``assets.extra/metrics.json``,
+which is all the console reads; scores come from tests/helpers/fakes.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tornado.testing import AsyncHTTPTestCase
+
+from antispam.app import make_app
+from antispam.config import ServeConfig
+from antispam.console import handlers
+from tests.helpers.fakes import FakeBackend, FakeFeedbackStore
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+RUN = {"source_vectors": "abc123", "wall_seconds": 12.5, "best_epoch": 2,
+       "history": [{"epoch": 1, "loss": 0.3}, {"epoch": 2, "loss": 0.2}]}
+TEST_SCORES = {"f1": 0.95, "precision": 0.96, "recall": 0.94, "accuracy": 0.95, "roc_auc": 0.99, "count": 100,
+               "confusion": {"spam_as_spam": 47, "spam_as_pass": 3, "pass_as_spam": 2, "pass_as_pass": 48}}
+
+
+def write_version(model_dir: Path, version: int, metrics: dict[str, Any] | None) -> Path:
+    folder = model_dir / str(version)
+    (folder / "assets.extra").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"")
+    if metrics is not None:
+        (folder / "assets.extra" / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def write_report(report_dir: Path, name: str, version: int, scores: dict[str, Any]) -> Path:
+    folder = report_dir / f"{name}-v{version}"
+    folder.mkdir(parents=True)
+    (folder / "scores.json").write_text(json.dumps(scores))
+    (folder / "curves.png").write_bytes(PNG)
+    (folder / "confusion.png").write_bytes(PNG)
+    return folder
+
+
+class ConsoleTest(AsyncHTTPTestCase):
+    def setUp(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="antispam-console-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.model_dir = self.tmp / "models" / "cnn"
+        self.model_dir.mkdir(parents=True)
+        self.report_dir = self.tmp / "reports"
+        # Something outside the model folder a traversal would like to read.
+        (self.tmp / "secret.json").write_text('{"TOP-SECRET-CONTENT": true}')
+        self.backend = FakeBackend(version=2)
+        self.store = FakeFeedbackStore()
+        super().setUp()
+
+    def get_app(self):
+        config = ServeConfig(model_base=str(self.tmp / "models"), model_name="cnn",
+                             report_dir=str(self.report_dir), cache_size=100)
+        return make_app(config, self.backend, feedback_store=self.store)
+
+    def get(self, path: str) -> tuple[int, Any, Any]:
+        response = self.fetch(path, follow_redirects=False)
+        body = response.body
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            body = json.loads(body)
+        return response.code, body, response.headers
+
+    def assert_not_found(self, path: str) -> None:
+        status, body, headers = self.get(path)
+        self.assertEqual(status, 404, path)
+        self.assertTrue(headers["Content-Type"].startswith("application/json"), path)
+        self.assertEqual(body["error"]["code"], "not_found", path)
+        self.assertNotIn(b"TOP-SECRET-CONTENT", json.dumps(body).encode(), path)
+
+    # -- the page ------------------------------------------------------------------------------
+
+    def test_console_redirects_to_the_page_relative_to_where_it_is(self):
+        status, _body, headers = self.get("/console")
+        self.assertEqual((status, headers["Location"]), (302, "console/"))
+
+    def test_static_files_with_their_content_types(self):
+        expected = {"/console/": "text/html; charset=UTF-8", "/console/index.html": "text/html; charset=UTF-8",
+                    "/console/console.js": "text/javascript; charset=UTF-8",
+                    "/console/console.css": "text/css; charset=UTF-8", "/console/favicon.svg": "image/svg+xml"}
+        for path, content_type in expected.items():
+            status, body, headers = self.get(path)
+            self.assertEqual((status, headers["Content-Type"]), (200, content_type), path)
+            self.assertEqual(headers["X-Content-Type-Options"], "nosniff")
+            self.assertEqual(headers["Cache-Control"], "no-cache")
+            self.assertTrue(body)
+        page = self.get("/console/")[1].decode()
+        self.assertIn('<script src="console.js" defer></script>', page)
+
+    def test_csp_forbids_inline_code_and_other_origins_on_every_console_answer(self):
+        for path in ("/console/", "/console/console.js", "/console/api/info", "/console/nope.js",
+                     "/console/api/versions/9"):
+            csp = self.get(path)[2]["Content-Security-Policy"]
+            self.assertEqual(csp, handlers.CSP, path)
+        directives = dict(d.strip().split(" ", 1) for d in handlers.CSP.split(";"))
+        self.assertEqual(directives["default-src"], "'self'")
+        self.assertNotIn("unsafe-inline", handlers.CSP)
+        self.assertNotIn("unsafe-eval", handlers.CSP)
+        # The API's own routes are not the console's business.
+        self.assertNotIn("Content-Security-Policy", self.get("/healthz")[2])
+
+    def test_the_page_has_no_inline_script_or_style(self):
+        for name in ("index.html", "favicon.svg"):
+            text = handlers.load_static()[name][0].decode()
+            self.assertNotIn("<style", text)
+            self.assertNotIn(" style=", text)
+            self.assertNotRegex(text, r"<script(?![^>]*\bsrc=)")
+            self.assertNotRegex(text, r"\son[a-z]+=")
+        for name, (body, _type) in handlers.load_static().items():
+            self.assertNotIn(b"http://", body.replace(b"http://www.w3.org/", b""), name)  # nothing from elsewhere
+            self.assertNotIn(b"https://", body, name)
+
+    def test_an_unchanged_file_revalidates_to_304(self):
+        first = self.fetch("/console/console.js")
+        again = self.fetch("/console/console.js", headers={"If-None-Match": first.headers["Etag"]})
+        self.assertEqual(again.code, 304)
+
+    def test_path_traversal_and_unknown_files_are_404_json(self):
+        for path in ("/console/nope.js", "/console/..%2F..%2Fsecret.json", "/console/%2e%2e",
+                     "/console/..", "/console/static/console.js", "/console/handlers.py", "/console/__init__.py",
+                     "/console/live.py", "/console/console.js/", "/console/api", "/console/api/",
+                     "/console/api/versions/..%2F..%2Fsecret.json", "/console/api/versions/1%2F..",
+                     "/console/api/versions/-1", "/console/api/versions/1.5", "/console/api/versions/1e3",
+                     "/console/api/versions/%31", "/console/api/versions/9999999999",
+                     "/console/api/versions/1/report/..%2F..%2Fsecret.json",
+                     "/console/api/versions/1/report/scores.json", "/console/api/versions/1/metrics.json"):
+            self.assert_not_found(path)
+
+    def test_only_get(self):
+        response = self.fetch("/console/api/info", method="POST", body=b"{}",
+                              headers={"Content-Type": "application/json"})
+        self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers["Allow"], "GET")
+        self.assertEqual(json.loads(response.body)["error"]["code"], "method_not_allowed")
+
+    # -- info ----------------------------------------------------------------------------------
+
+    def test_info_tells_the_thresholds_limits_and_that_there_are_no_policies(self):
+        status, body, _ = self.get("/console/api/info")
+        data = body["data"]
+        self.assertEqual(status, 200)
+        self.assertEqual(data["thresholds"], {"review": 0.5, "block": 0.9, "min_tokens_to_block": 3})
+        self.assertEqual(data["limits"], {"max_texts": 100, "max_chars": 5000})
+        self.assertEqual((data["policies"], data["feedback"], data["model"]), ([], True, "cnn"))
+        self.assertEqual(data["promotion_log"], str(self.model_dir / "promotion.jsonl"))
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def test_unknown_version_is_404_json(self):
+        write_version(self.model_dir, 1, {"test": TEST_SCORES})
+        self.assert_not_found("/console/api/versions/2")
+        self.assert_not_found("/console/api/versions/0")
+        # A folder without saved_model.pb is not a version (a half-written or foreign folder).
+        (self.model_dir / "3" / "assets.extra").mkdir(parents=True)
+        (self.model_dir / "3" / "assets.extra" / "metrics.json").write_text("{}")
+        self.assert_not_found("/console/api/versions/3")
+        self.assertEqual(self.get("/console/api/versions/1")[0], 200)
+        self.assertEqual(self.get("/console/api/versions/001")[0], 200)  # the number, not the spelling
+
+    def test_version_detail_is_its_metrics_json(self):
+        metrics = {"model": "cnn", "exported_at": "2025-11-29T10:13:00+00:00", "test": TEST_SCORES, **RUN}
+        write_version(self.model_dir, 1, metrics)
+        status, body, _ = self.get("/console/api/versions/1")
+        data = body["data"]
+        self.assertEqual(status, 200)
+        self.assertEqual(data["metrics"], metrics)
+        self.assertIsNone(data["metrics_problem"])
+        self.assertEqual((data["version"], data["model"]), (1, "cnn"))
+        self.assertEqual(data["report"]["images"], {})
+        self.assertIn("no training report", data["report"]["note"])
+
+    def test_version_without_or_with_broken_metrics(self):
+        write_version(self.model_dir, 1, None)
+        folder = write_version(self.model_dir, 2, None)
+        (folder / "assets.extra" / "metrics.json").write_text("{not json")
+        first = self.get("/console/api/versions/1")[1]["data"]
+        second = self.get("/console/api/versions/2")[1]["data"]
+        self.assertEqual((first["metrics"], first["metrics_problem"]), (None, "no metrics.json"))
+        self.assertIsNone(second["metrics"])
+        self.assertIn("unreadable", second["metrics_problem"])
+
+    def test_version_list_newest_first_with_headline_scores(self):
+        write_version(self.model_dir, 1, {"test": TEST_SCORES, "exported_at": "a"})
+        write_version(self.model_dir, 3, {"test": {**TEST_SCORES, "f1": 0.97}, "retrain": {"decision": "publish"}})
+        (self.model_dir / ".highest_version").write_text("4")
+        (self.model_dir / ".staging-abc").mkdir()
+        data = self.get("/console/api/versions")[1]["data"]
+        self.assertEqual([v["version"] for v in data["versions"]], [3, 1])
+        self.assertEqual((data["count"], data["high_water_mark"]), (2, 4))
+        self.assertEqual(data["versions"][0]["test"]["f1"], 0.97)
+        self.assertEqual((data["versions"][0]["retrain"], data["versions"][1]["retrain"]), (True, False))
+
+    def test_report_images_are_served_for_the_run_that_made_the_version_only(self):
+        write_version(self.model_dir, 1, {"test": TEST_SCORES, **RUN})
+        write_report(self.report_dir, "cnn", 1, {"version": 1, **RUN, "test": TEST_SCORES})
+        data = self.get("/console/api/versions/1")[1]["data"]
+        self.assertEqual(data["report"]["images"], {"curves": "console/api/versions/1/report/curves.png",
+                                                    "confusion": "console/api/versions/1/report/confusion.png"})
+        for kind in ("curves", "confusion"):
+            status, body, headers = self.get(f"/console/api/versions/1/report/{kind}.png")
+            self.assertEqual((status, headers["Content-Type"], body), (200, "image/png", PNG))
+        self.assertEqual(self.get("/console/api/versions")[1]["data"]["versions"][0]["report_images"],
+                         ["confusion", "curves"])
+
+        # The same number from another run (another model folder, an older train): not shown.
+        write_version(self.model_dir, 2, {"test": TEST_SCORES, **RUN, "wall_seconds": 99.0})
+        write_report(self.report_dir, "cnn", 2, {"version": 2, **RUN})
+        data = self.get("/console/api/versions/2")[1]["data"]
+        self.assertEqual(data["report"]["images"], {})
+        self.assertIn("another training run", data["report"]["note"])
+        self.assert_not_found("/console/api/versions/2/report/curves.png")
+
+        # A version without the run's fingerprint (tiny test models, old exports): never matched.
+        write_version(self.model_dir, 3, {"test": TEST_SCORES})
+        write_report(self.report_dir, "cnn", 3, {"version": 3})
+        self.assertEqual(self.get("/console/api/versions/3")[1]["data"]["report"]["images"], {})
+        self.assert_not_found("/console/api/versions/3/report/curves.png")
+        # An image of a version that is gone (rolled back) is not served either.
+        shutil.rmtree(self.model_dir / "1")
+        self.assert_not_found("/console/api/versions/1/report/curves.png")
+
+    def test_report_file_names_are_the_trainers(self):
+        from antispam.network import report
+
+        self.assertEqual(handlers.REPORT_IMAGES, {"curves": report.CURVES_FILE, "confusion": report.CONFUSION_FILE})
+        self.assertEqual(handlers.REPORT_SCORES, report.SCORES_FILE)
+
+    # -- promotion log -------------------------------------------------------------------------
+
+    def test_promotions_are_the_last_lines_parsed(self):
+        status, body, _ = self.get("/console/api/promotions")
+        self.assertEqual((status, body["data"]["exists"], body["data"]["records"]), (200, False, []))
+        lines = [json.dumps({"time": f"2025-11-{i:02d}T03:00:00+00:00", "decision": "publish", "version": i})
+                 for i in range(1, 31)]
+        lines.insert(28, "this is not json")
+        (self.model_dir / "promotion.jsonl").write_text("\n".join(lines) + "\n\n")
+        data = self.get("/console/api/promotions?limit=4")[1]["data"]
+        self.assertTrue(data["exists"])
+        records = data["records"]
+        self.assertEqual(len(records), 4)
+        self.assertEqual(records[0]["version"], 28)
+        self.assertEqual(records[1], {"unparsed": "this is not json", "problem": "this line is not a JSON object"})
+        self.assertEqual([r["version"] for r in records[2:]], [29, 30])
+        self.assertEqual(len(self.get("/console/api/promotions")[1]["data"]["records"]), 20)
+        for bad in ("0", "201", "x", "-1", "2.5"):
+            status, body, _ = self.get(f"/console/api/promotions?limit={bad}")
+            self.assertEqual((status, body["error"]["code"]), (400, "invalid_request"), bad)
+
+    def test_tail_reads_only_the_end_of_a_long_log(self):
+        path = self.tmp / "log.jsonl"
+        path.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(10000)))
+        self.assertEqual(handlers.tail_lines(path, 2, max_bytes=100), [b'{"n": 9998}', b'{"n": 9999}'])
+        lines = handlers.tail_lines(path, 1000, max_bytes=100)
+        self.assertTrue(all(line.startswith(b'{"n": 99') for line in lines))  # never a cut line
+
+    # -- live ----------------------------------------------------------------------------------
+
+    def test_live_summary_counts_what_the_app_did(self):
+        json_headers = {"Content-Type": "application/json"}
+        self.fetch("/predict?text=代开发票")
+        self.fetch("/predict?text=代开发票")  # a cache hit
+        self.fetch("/predict", method="POST", headers=json_headers,
+                   body=json.dumps({"texts": ["妈妈回家吃饭", "贷款优惠 代开发票 速来"]}))
+        self.fetch("/predict?text=!!!")  # 400 empty_text
+        self.fetch("/feedback", method="POST", headers=json_headers, body=json.dumps({"text": "代开", "label": "spam"}))
+        self.backend.error = RuntimeError("boom")
+        self.fetch("/predict?text=新的文本")  # 500
+        status, body, _ = self.get("/console/api/live?minutes=1")
+        self.assertEqual(status, 200)
+        data = body["data"]
+        window = data["window"]
+        self.assertEqual(window["predict"]["requests"], 5)
+        self.assertEqual(window["predict"]["texts"], 5)  # texts that reached the scorer (the 500 too)
+        # FakeBackend: 0.95 for texts with a spam word (block; "代开发票" is one token: review,
+        # min_tokens_to_block), 0.05 otherwise.
+        self.assertEqual(sum(window["verdicts"].values()), 4)
+        self.assertEqual(window["cache"], {"hits": 1, "misses": 4, "hit_rate": 0.2})
+        self.assertEqual(window["by_route"]["feedback"], 1)
+        self.assertEqual((window["errors"]["client"], window["errors"]["server"]), (1, 1))
+        self.assertEqual(window["by_status"]["202"], 1)
+        latency = window["predict"]["latency_ms"]
+        self.assertTrue(0 < latency["p50"] <= latency["p99"] <= 5000)
+        self.assertIn("histogram", data["latency_method"])
+        self.assertEqual(data["sampling"], "timer")  # the first console request started the timer
+        self.assertEqual(data["since_start"]["predict"]["requests"], 5)
+
+    def test_live_refuses_bad_windows(self):
+        for bad in ("0", "-1", "11", "x", "nan"):
+            status, body, _ = self.get(f"/console/api/live?minutes={bad}")
+            self.assertEqual((status, body["error"]["code"]), (400, "invalid_request"), bad)
+        self.assertEqual(self.get("/console/api/live?minutes=0.5")[0], 200)
+
+    def test_console_requests_count_under_their_own_route(self):
+        self.fetch("/console/")
+        self.fetch("/console/api/info")
+        metrics = self.fetch("/metrics").body.decode()
+        self.assertIn('antispam_requests_total{method="GET",route="console",status="200"} 2.0', metrics)
+        self.assertIn('antispam_verdicts_total', metrics)
