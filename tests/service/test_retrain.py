@@ -31,8 +31,12 @@ from tests.helpers.corpus import NUMBERS, TINY_PASS, TINY_SPAM, write_corpus
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def fb(text: str, label: int, count: int = 1) -> SimpleNamespace:
-    return SimpleNamespace(text=text, label=label, count=count)
+def fb(text: str, label: int, count: int = 1, key_id: str = "moderator") -> SimpleNamespace:
+    return SimpleNamespace(text=text, label=label, count=count, key_id=key_id)
+
+
+TRUST_MODERATOR = retrain.FeedbackPolicy(trusted=frozenset({"moderator"}))
+NO_REJECTIONS = {"rejected_too_few_keys": 0, "rejected_conflicting": 0, "rejected_overruled_by_trusted": 0}
 
 
 def tiny_split() -> Split:
@@ -56,9 +60,10 @@ def test_feedback_joins_training_only_and_never_a_held_out_text() -> None:
         fb("明天一起吃饭", SPAM),             # a training text with the other label: relabelled
         fb("低息贷款", SPAM),                 # already in the corpus with this label
         fb("！！！", PASS),                   # nothing left after normalization
-    ])
+    ], policy=TRUST_MODERATOR)
     assert merged.counts == {"distinct": 6, "reports": 9, "used": 2, "added": 1, "relabelled_corpus": 1,
-                             "already_in_corpus": 1, "held_out": 2, "empty": 1, "conflicting": 0}
+                             "already_in_corpus": 1, "held_out": 2, "empty": 1, "conflicting": 0,
+                             "trusted": 5, "agreed": 0, "min_keys": 3, **NO_REJECTIONS}
     by_text = {normalize(s.text): s.label for s in merged.train}
     assert by_text[normalize("加微信领红包")] == SPAM
     assert by_text[normalize("明天一起吃饭")] == SPAM  # the moderator's verdict replaced the corpus'
@@ -72,7 +77,7 @@ def test_feedback_conflicts_are_reported_not_trained() -> None:
     merged = retrain.merge_feedback(tiny_split(), [
         # Two rows the store kept apart but today's normalizer merges, with both labels.
         fb("发票 13800138000", SPAM), fb("发票 13900139000", PASS),
-    ], [store_conflict])
+    ], [store_conflict], TRUST_MODERATOR)
     assert merged.counts["conflicting"] == 2
     assert merged.counts["used"] == 0
     assert len(merged.conflicts) == 2
@@ -317,13 +322,15 @@ def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_p
     corpus = seeded[0]
     split = load_split(corpus, progress=False)
     store = FeedbackStore(tmp_path / "feedback.db")
-    store.add(split.test[0].text, normalize(split.test[0].text), 1 - split.test[0].label, 1)
-    store.add("加微信领取红包优惠", normalize("加微信领取红包优惠"), SPAM, 1)
-    store.add("周末一起去爬山", normalize("周末一起去爬山"), PASS, 1)
-    store.add("周末一起去爬山", normalize("周末一起去爬山"), SPAM, 1)  # conflict
+    mod = {"key_id": "moderator"}
+    store.add(split.test[0].text, normalize(split.test[0].text), 1 - split.test[0].label, 1, **mod)
+    store.add("加微信领取红包优惠", normalize("加微信领取红包优惠"), SPAM, 1, **mod)
+    store.add("周末一起去爬山", normalize("周末一起去爬山"), PASS, 1, **mod)
+    store.add("周末一起去爬山", normalize("周末一起去爬山"), SPAM, 1, **mod)  # conflict
+    store.add("今晚加班不回来吃饭", normalize("今晚加班不回来吃饭"), SPAM, 1)  # anonymous alone: refused
     store.close()
     options = tiny_options(corpus, model_base, dry_run=True, feedback_db=str(tmp_path / "feedback.db"),
-                           word2vec="retrain")
+                           word2vec="retrain", feedback_trusted_keys=("moderator",))
     result = retrain.run(options)
     assert result.exit_code == 0 and result.decision == "publish" and result.published is None
     assert result.reason.startswith("dry run, nothing published")
@@ -331,6 +338,7 @@ def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_p
     record = retrain_record.read_log(options.log_file)[-1]
     assert record["dry_run"] and record["serving_version"] == 1
     assert record["feedback"]["added"] == 1 and record["feedback"]["held_out"] == 1
+    assert record["feedback"]["rejected"] == {"too_few_keys": 1, "conflicting": 2, "overruled_by_trusted": 0}
     assert record["conflict_count"] == 1 and record["conflicts"][0]["counts"] == {"pass": 1, "spam": 1}
     assert record["data"]["train"] == record["data"]["corpus_train"] + 1
     assert record["word2vec"]["origin"] == "trained"
