@@ -10,7 +10,9 @@ metrics and the feedback store name a request's *key id*. Roles: ``predict`` (``
 ``feedback`` (``/feedback``), ``admin`` (``/models``, ``/metrics``, and every other role; its
 feedback is trusted by the retrain merge). :class:`KeyRing` re-reads the file when its mtime or
 size changes (checked at most once per ``poll_seconds``), so keys are added and revoked without a
-restart; a file that turns unreadable or invalid keeps the last good keys (logged).
+restart; a file that turns unreadable or invalid keeps the last good keys (logged). A keys file
+that does not exist yet means keys are on and none is known: protected routes answer 401 (fail
+closed) until ``antispam keys add`` creates it.
 
 Rate limits: a token bucket per key id, refilled at the key's rate, holding at most
 ``2 × rate`` tokens (the burst); an empty bucket answers 429 with ``Retry-After``.
@@ -120,8 +122,13 @@ class KeyRing:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
-        self.keys: dict[str, ApiKey] = load_keys(self.path)  # a bad file at start is an error
         self._stamp = self._stat()
+        if self._stamp is None:  # fail closed: keys on, none known yet (add some: no restart needed)
+            log.warning("keys file %s does not exist yet: every route that needs a key answers 401 "
+                        "until keys are added (antispam keys add)", self.path)
+            self.keys: dict[str, ApiKey] = {}
+        else:
+            self.keys = load_keys(self.path)  # a bad file at start is an error
         self._checked = time.monotonic()
 
     def _stat(self) -> tuple[int, int] | None:

@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     check_serve_config(config)
     if config.keys_file:  # a bad keys file: one message before binding, not one per worker
-        from antispam.keys import load_keys
+        from antispam.keys import KeyRing
 
-        log.info("API keys on: %d keys in %s", len(load_keys(config.keys_file)), config.keys_file)
+        log.info("API keys on: %d keys in %s", len(KeyRing(config.keys_file).keys), config.keys_file)
     if config.backend == "local":  # before binding and forking: one message, not one per worker
         from antispam.backends.factory import require_local
 

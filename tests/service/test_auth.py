@@ -148,3 +148,14 @@ def test_keys_and_feedback_commands(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["feedback", "--feedback-db", str(db), "delete"]) == 2
     assert main(["feedback", "--feedback-db", str(db), "delete", "--key", "mallory", "--yes"]) == 0
     assert [r.key_id for r in FeedbackStore(db).rows()] == ["ops"]
+
+
+def test_a_missing_keys_file_fails_closed_until_keys_are_added(tmp_path: Path) -> None:
+    ring = KeyRing(tmp_path / "keys.tsv", poll_seconds=0.0)
+    assert ring.keys == {} and ring.lookup("anything") is None
+    key = add_key(tmp_path / "keys.tsv", "ops", ["predict"], 1.0)
+    found = ring.lookup(key)
+    assert found is not None and found.key_id == "ops"
+    (tmp_path / "bad.tsv").write_text("not a keys line\n")
+    with pytest.raises(KeysFileError):
+        KeyRing(tmp_path / "bad.tsv")  # a bad file at start stops the service
