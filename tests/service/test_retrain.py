@@ -256,6 +256,36 @@ def test_cli_options_read_the_environment(tmp_path: Path) -> None:
     assert (options.model, options.model_base, options.review_threshold, options.block_threshold) == (
         "mlp", "/flag", 0.6, 0.8)
     assert options_from_args(args, {"ANTISPAM_FEEDBACK_DB": ""}).feedback_db is None  # disabled, as in serve
+    # Issue 11: whose feedback counts, read as serve reads its settings (flag > env > default).
+    assert (defaults.feedback_min_keys, defaults.feedback_trusted_keys, defaults.keys_file,
+            defaults.feedback_retention_days) == (3, (), None, 365.0)
+    trust = {"ANTISPAM_FEEDBACK_MIN_KEYS": "5", "ANTISPAM_FEEDBACK_TRUSTED_KEYS": "mod1, mod2",
+             "ANTISPAM_KEYS_FILE": "/k/keys.tsv", "ANTISPAM_FEEDBACK_RETENTION_DAYS": "30"}
+    options = options_from_args(build_parser().parse_args(["retrain", "--model", "cnn", "--feedback-min-keys",
+                                                            "4"]), trust)
+    assert (options.feedback_min_keys, options.feedback_trusted_keys, options.keys_file,
+            options.feedback_retention_days) == (4, ("mod1", "mod2"), "/k/keys.tsv", 30.0)
+
+
+def test_feedback_policy_trusts_the_keys_files_admins_and_retention_prunes(tmp_path: Path) -> None:
+    from antispam.keys import add_key
+
+    keys_file = tmp_path / "keys.tsv"
+    add_key(keys_file, "boss", ["admin"], 1.0)
+    add_key(keys_file, "app", ["predict", "feedback"], 1.0)
+    options = retrain.RetrainOptions(model="cnn", keys_file=str(keys_file), feedback_trusted_keys=("mod",),
+                                     feedback_db=str(tmp_path / "f.db"), feedback_retention_days=1.0)
+    assert options.feedback_policy() == retrain.FeedbackPolicy(min_keys=3, trusted=frozenset({"boss", "mod"}))
+    store = FeedbackStore(tmp_path / "f.db")
+    store.add("很久以前", normalize("很久以前"), SPAM, None, now=1000.0)
+    store.add("刚刚", normalize("刚刚"), SPAM, None)
+    store.close()
+    record = retrain_record.RetrainRecord(
+        time="t", model="cnn", model_dir="m", pid=1, dry_run=False, tolerance=0.0, keep=1,
+        thresholds=retrain_record.Thresholds(0.5, 0.9), word2vec=retrain_record.WordVectorsInfo("reuse"))
+    rows, _conflicts, stats = retrain._read_feedback(options, record)
+    assert [r.text for r in rows] == ["刚刚"] and stats["distinct"] == 1
+    assert record.feedback is not None and record.feedback.pruned_by_retention == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +375,28 @@ def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_p
     assert record["scores"]["old"]["version"] == 1
     report = format_report(result, options.log_file)
     assert "would publish" in report and "1 texts with conflicting labels" in report
+
+
+def test_a_poisoned_store_leaves_the_training_data_as_it_was(seeded, model_base: Path, tmp_path: Path) -> None:
+    """Issue 11's poisoning run, on the tiny corpus: 1,000 anonymous "pass" verdicts, on every
+    corpus spam text and on new texts, change no training sample; the record says why."""
+    corpus = seeded[0]
+    split = load_split(corpus, progress=False)
+    spam = [s.text for s in split.train if s.label == SPAM]
+    texts = spam + [f"加微信领取优惠券{'甲乙丙丁戊己庚辛壬癸'[i % 10]}{'子丑寅卯辰巳午未申酉'[i // 10 % 10]}"
+                    f"{'金木水火土风雨雷电雪'[i // 100 % 10]}" for i in range(1000 - len(spam))]
+    store = FeedbackStore(tmp_path / "feedback.db", synchronous="NORMAL")
+    for text in texts:
+        store.add(text, normalize(text), PASS, 1)  # keys off: anonymous
+    store.close()
+    options = tiny_options(corpus, model_base, dry_run=True, feedback_db=str(tmp_path / "feedback.db"))
+    result = retrain.run(options)
+    record = retrain_record.read_log(options.log_file)[-1]
+    assert record["data"]["train"] == record["data"]["corpus_train"]
+    assert record["feedback"]["distinct"] == 1000
+    assert record["feedback"]["rejected"] == {"too_few_keys": 1000, "conflicting": 0, "overruled_by_trusted": 0}
+    assert record["feedback"]["relabelled_corpus"] == 0 and record["feedback"]["used"] == 0
+    assert "1000 with too few agreeing keys" in format_report(result, options.log_file)
 
 
 def test_gate_rejection_exits_3_and_changes_nothing(seeded, model_base: Path) -> None:
