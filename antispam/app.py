@@ -279,8 +279,9 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs["exc_info"][1] if kwargs.get("exc_info") else None
         status, body, _unexpected = to_response(exc, status_code)
         self.set_status(status)
-        for name, value in getattr(exc, "headers", {}).items():  # Retry-After, WWW-Authenticate
-            self.set_header(name, value)
+        if isinstance(exc, ApiError):
+            for name, value in exc.headers.items():  # Retry-After, WWW-Authenticate
+                self.set_header(name, value)
         if status == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
