@@ -6,9 +6,12 @@ One run, under an exclusive lock on the model folder:
    command uses) plus the feedback store. Feedback joins the *training* part only, and never a
    text whose normalized form is in the base validation or test split: those splits are the
    fixed yardstick every version is measured with, and a moderator's verdict on a test message
-   would leak the answer into training. A feedback verdict that contradicts the corpus label of
-   a training text replaces it (a person looked at it more recently); texts moderators reported
-   under both labels are left out and listed in the report.
+   would leak the answer into training. Only a verdict that counts (:class:`FeedbackPolicy`: a
+   trusted key id sent it, or ``min_keys`` distinct key ids agree and none disagrees) may
+   change training: one that contradicts the corpus label of a training text replaces it (a
+   person looked at it more recently); the rest are refused and counted by reason, and texts
+   reported under both labels without a trusted verdict are left out and listed in the report.
+   Rows past the retention are deleted from the store first.
 2. **Word vectors.** By default the serving version's own vectors are reused: the vocabulary
    stays stable night to night, and word2vec (minutes) is skipped. ``retrain`` trains them anew
    on the training texts including feedback, which a growing vocabulary eventually needs.
