@@ -305,6 +305,16 @@ class FeedbackStore:
         where, params = self._where(key_id, since, until)
         return self._write(f"DELETE FROM feedback{where}", params)
 
+    def reassign(self, to_key_id: str, *, key_id: str | None = None, since: float | None = None,
+                 until: float | None = None) -> int:
+        """Record rows as sent by ``to_key_id`` (an operator vouching for them, e.g. rows a
+        moderator sent before schema 2 recorded senders, now ``anonymous``); how many moved.
+        A row whose text and label ``to_key_id`` already has stays where it is."""
+        if key_id is None and since is None and until is None:
+            raise ValueError("reassign needs a key id or a time range")
+        where, params = self._where(key_id, since, until)
+        return self._write(f"UPDATE OR IGNORE feedback SET key_id = ?{where}", (to_key_id, *params))
+
     def prune(self, retention_days: float, *, now: float | None = None) -> int:
         """Delete rows last seen more than ``retention_days`` ago (0: keep all), and old quota days."""
         if retention_days <= 0:

@@ -2,7 +2,9 @@
 
 For an operator cleaning up after an abusive client: ``antispam feedback list --key mallory``
 shows what a key sent, ``export`` writes the rows as JSON Lines (to keep a copy), ``delete``
-removes them (``--yes`` required; a key id or a time range is required). Times are ISO 8601
+removes them, ``reassign --to KEY_ID`` records them as sent by that key id (to vouch for rows
+stored before senders were recorded, which are ``anonymous``) (``--yes`` required; a key id or a
+time range is required). Times are ISO 8601
 (``2026-11-29`` or ``2026-11-29T10:00:00``, UTC unless they say otherwise) or unix seconds; a row
 is in the range if it was seen during it (``--since``: last seen at or after; ``--until``: first
 seen before).
@@ -26,13 +28,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (("list", "one line per row: id, key id, label, count, last seen, text"),
                        ("export", "the rows as JSON Lines on standard output"),
-                       ("delete", "delete the rows (needs --yes and a key id or time range)")):
+                       ("delete", "delete the rows (needs --yes and a key id or time range)"),
+                       ("reassign", "record the rows as sent by --to KEY_ID, e.g. to vouch for rows "
+                        "stored before senders were recorded (anonymous); needs --yes")):
         a = actions.add_parser(name, help=text)
         a.add_argument("--key", dest="key_id", metavar="KEY_ID", help="only rows sent with this key id")
         a.add_argument("--since", metavar="TIME", help="only rows last seen at or after TIME")
         a.add_argument("--until", metavar="TIME", help="only rows first seen before TIME")
-        if name == "delete":
-            a.add_argument("--yes", action="store_true", help="really delete")
+        if name in ("delete", "reassign"):
+            a.add_argument("--yes", action="store_true", help="really do it")
+        if name == "reassign":
+            a.add_argument("--to", required=True, metavar="KEY_ID", help="the key id the rows get")
     p.set_defaults(run=run)
 
 
@@ -72,14 +78,18 @@ def run(args: argparse.Namespace) -> int:
     where = {"key_id": args.key_id, "since": parse_time(args.since), "until": parse_time(args.until)}
     store = FeedbackStore(config.feedback_db)
     try:
-        if args.action == "delete":
+        if args.action in ("delete", "reassign"):
             if all(v is None for v in where.values()):
-                raise UserError("delete needs --key or --since/--until (it never empties the store)")
+                raise UserError(f"{args.action} needs --key or --since/--until (never the whole store)")
             if not args.yes:
                 count = len(store.rows(**where))
-                print(f"would delete {count} rows; add --yes to delete them", file=sys.stderr)
+                print(f"would {args.action} {count} rows; add --yes to do it", file=sys.stderr)
                 return 1
-            print(f"deleted {store.delete(**where)} rows from {config.feedback_db}")
+            if args.action == "delete":
+                print(f"deleted {store.delete(**where)} rows from {config.feedback_db}")
+            else:
+                print(f"reassigned {store.reassign(args.to, **where)} rows to key id {args.to} in "
+                      f"{config.feedback_db}")
             return 0
         for row in store.rows(**where):
             if args.action == "export":

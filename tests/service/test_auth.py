@@ -159,3 +159,17 @@ def test_a_missing_keys_file_fails_closed_until_keys_are_added(tmp_path: Path) -
     (tmp_path / "bad.tsv").write_text("not a keys line\n")
     with pytest.raises(KeysFileError):
         KeyRing(tmp_path / "bad.tsv")  # a bad file at start stops the service
+
+
+def test_feedback_reassign_vouches_for_legacy_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "f.db"
+    store = FeedbackStore(db)
+    store.add("文本甲", "文本甲", 1, None, now=100.0)  # anonymous, as schema-1 rows become
+    store.add("文本乙", "文本乙", 1, None, now=200.0)
+    store.add("文本乙", "文本乙", 1, None, key_id="legacy", now=300.0)  # already there: stays
+    store.close()
+    args = ["feedback", "--feedback-db", str(db), "reassign", "--key", "anonymous", "--to", "legacy"]
+    assert main(args) == 1 and main([*args, "--yes"]) == 0
+    assert "reassigned 1 rows" in capsys.readouterr().out
+    assert sorted((r.text, r.key_id) for r in FeedbackStore(db).rows()) == [
+        ("文本乙", "anonymous"), ("文本乙", "legacy"), ("文本甲", "legacy")]
