@@ -13,8 +13,10 @@ exception mapped to the JSON error shape in one place (:func:`antispam.errors.to
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from antispam.backends.base import Backend
 from antispam.cache import PredictionCache
 from antispam.config import ServeConfig
 from antispam.errors import ApiError, api_error, error_body, to_response
+from antispam.feedback import FeedbackRefused
+from antispam.keys import KeyRing, TokenBuckets
 from antispam.labels import parse_label
 from antispam.metrics import Metrics
 from antispam.scoring import Scorer
@@ -44,7 +48,8 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
 class FeedbackStore(Protocol):
-    def add(self, text: str, normalized: str, label: int, model_version: int | None) -> dict: ...
+    def add(self, text: str, normalized: str, label: int, model_version: int | None,
+            *, key_id: str = ...) -> dict: ...  # key_id: only passed when keys are on
 
 
 @dataclass
@@ -61,6 +66,8 @@ class Services:
     inflight: int = 0
     draining: bool = False
     idle: asyncio.Event | None = field(default=None, repr=False)
+    keyring: KeyRing | None = None  # issue 11: None = keys off, every route open
+    buckets: TokenBuckets = field(default_factory=TokenBuckets, repr=False)
 
     def request_started(self) -> None:
         self.inflight += 1
@@ -147,6 +154,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     route = "unknown"
     accepts_body = False  # True: keep the body (up to max_body_bytes) for the handler
+    role: str | None = None  # the key role the route needs when keys are on; None: open
 
     def initialize(self, services: Services) -> None:
         self.services = services
@@ -156,6 +164,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._too_large = False
+        self.key_id = "anonymous"  # who sent the request: a key id, never the key
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")  # no "TornadoServer/x.y" banner
@@ -167,6 +176,33 @@ class BaseHandler(tornado.web.RequestHandler):
             raise api_error("shutting_down", "the service is shutting down")
         self.services.request_started()
         self._counted = True
+        self.authorize()
+
+    def authorize(self) -> None:
+        """Keys on and the route needs a role: 401 without a known key, 403 without the role,
+        429 with ``Retry-After`` when the key's token bucket is empty (docs/contracts.md#auth)."""
+        ring = self.services.keyring
+        if ring is None or self.role is None:
+            return
+        headers = self.request.headers
+        presented = headers.get("X-Api-Key", "").strip()
+        auth = headers.get("Authorization", "")
+        if not presented and auth[:7].lower() == "bearer ":
+            presented = auth[7:].strip()
+        challenge = {"WWW-Authenticate": 'Bearer realm="antispam"'}
+        if not presented:
+            raise api_error("unauthorized", "this route needs an API key: send Authorization: Bearer "
+                            "<key> or X-Api-Key: <key>", challenge)
+        key = ring.lookup(presented)
+        if key is None:
+            raise api_error("unauthorized", "unknown API key", challenge)
+        self.key_id = key.key_id
+        if not key.allows(self.role):
+            raise api_error("forbidden", f"key {key.key_id} lacks the {self.role!r} role for this route")
+        wait = self.services.buckets.take(key.key_id, key.rate)
+        if wait > 0:
+            raise api_error("rate_limited", f"key {key.key_id} is over its rate of {key.rate:g} "
+                            "requests per second", {"Retry-After": str(max(1, math.ceil(wait)))})
 
     def check_head(self) -> None:
         """The project's own limits on the request line and headers, and the body's framing.
@@ -243,6 +279,9 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs["exc_info"][1] if kwargs.get("exc_info") else None
         status, body, _unexpected = to_response(exc, status_code)
         self.set_status(status)
+        if isinstance(exc, ApiError):
+            for name, value in exc.headers.items():  # Retry-After, WWW-Authenticate
+                self.set_header(name, value)
         if status == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -304,6 +343,7 @@ class JsonBodyHandler(BaseHandler):
 
 class PredictHandler(JsonBodyHandler):
     route = "predict"
+    role = "predict"
 
     async def get(self) -> None:
         values = self.request.query_arguments.get("text")
@@ -346,6 +386,7 @@ class PredictHandler(JsonBodyHandler):
 
 class FeedbackHandler(JsonBodyHandler):
     route = "feedback"
+    role = "feedback"
 
     async def post(self) -> None:
         body = self.json_object()
@@ -364,8 +405,15 @@ class FeedbackHandler(JsonBodyHandler):
             raise api_error("feedback_unavailable", "this service has no feedback store configured")
         version = self.services.backend.current_version
         loop = asyncio.get_running_loop()
+        add = functools.partial(store.add, key_id=self.key_id) if self.services.keyring else store.add
         try:
-            record = await loop.run_in_executor(None, store.add, text, normalized, label, version)
+            record = await loop.run_in_executor(None, add, text, normalized, label, version)
+        except FeedbackRefused as exc:
+            if exc.reason == "quota_exceeded":
+                now = time.time()
+                raise api_error("quota_exceeded", str(exc),
+                                {"Retry-After": str(max(1, math.ceil(86400 - now % 86400)))}) from None
+            raise api_error("feedback_store_full", str(exc)) from None
         except Exception:
             log.exception("storing feedback failed")
             raise api_error("feedback_unavailable", "the feedback store failed; try again") from None
@@ -406,6 +454,7 @@ class ReadyHandler(BaseHandler):
 
 class ModelsHandler(BaseHandler):
     route = "models"
+    role = "admin"
 
     def get(self) -> None:
         self.send_json(self.services.backend.status())
@@ -467,8 +516,9 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     if access_log.isEnabledFor(level):
         request = handler.request
         query = f"?<{len(request.query)} bytes>" if request.query else ""
-        access_log.log(level, "%d %s %s%s (%s) %.1fms", status, _shown(request.method, 20),
-                       _shown(request.path), query, request.remote_ip, 1000.0 * request.request_time())
+        access_log.log(level, "%d %s %s%s (%s key=%s) %.1fms", status, _shown(request.method, 20),
+                       _shown(request.path), query, request.remote_ip, getattr(handler, "key_id", "-"),
+                       1000.0 * request.request_time())
 
 
 class CappedLogMessages(logging.Filter):
@@ -551,7 +601,7 @@ def server_options(config: ServeConfig) -> dict[str, Any]:
 
 
 def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackStore | None = None,
-             segmenter: Segmenter | None = None) -> tornado.web.Application:
+             segmenter: Segmenter | None = None, keyring: KeyRing | None = None) -> tornado.web.Application:
     """Build the application; ``app.services`` holds what its handlers share."""
     metrics = Metrics()
     cache = PredictionCache(config.cache_size)
@@ -563,6 +613,9 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackS
     metrics.watch_backend(backend, config.model_name)
     metrics.watch_cache(cache)
     services = Services(config, backend, scorer, cache, metrics, feedback_store, openapi_document())
+    if keyring is None and config.keys_file:  # issue 11: keys on (a bad file fails the start)
+        keyring = KeyRing(config.keys_file, poll_seconds=config.keys_poll_seconds)
+    services.keyring = keyring
     args = {"services": services}
     from antispam.console.handlers import console_routes  # the moderator's console (issue 13); imports this module
 

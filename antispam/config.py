@@ -110,6 +110,32 @@ class ServeConfig:
     idle_timeout_s: float = opt(75.0, "ANTISPAM_IDLE_TIMEOUT_S",
                                 "seconds an idle keep-alive connection, or one still sending its "
                                 "headers, stays open")
+    # -- hostile clients (issue 11): keys, roles, rate limits, feedback store cap and trust ------
+    keys_file: str = opt("", "ANTISPAM_KEYS_FILE",
+                         "API keys file (key_id TAB sha256(key) TAB roles TAB rate/s per line; "
+                         "`antispam keys add` writes it), re-read when it changes; empty: no keys, "
+                         "every route open")
+    keys_poll_seconds: float = opt(1.0, "ANTISPAM_KEYS_POLL_SECONDS",
+                                   "how often the keys file's mtime is checked for changes")
+    feedback_max_rows: int = opt(1_000_000, "ANTISPAM_FEEDBACK_MAX_ROWS",
+                                 "most rows in the feedback store; when full POST /feedback answers "
+                                 "507 (0: no cap)")
+    feedback_max_bytes: int = opt(500_000_000, "ANTISPAM_FEEDBACK_MAX_BYTES",
+                                  "most bytes of feedback texts in the store; when full POST /feedback "
+                                  "answers 507 (0: no cap)")
+    feedback_daily_count: int = opt(10_000, "ANTISPAM_FEEDBACK_DAILY_COUNT",
+                                    "verdicts one key id may send per UTC day (more: 429; 0: no quota)")
+    feedback_daily_bytes: int = opt(10_000_000, "ANTISPAM_FEEDBACK_DAILY_BYTES",
+                                    "bytes of text one key id may send as feedback per UTC day "
+                                    "(more: 429; 0: no quota)")
+    feedback_retention_days: float = opt(365.0, "ANTISPAM_FEEDBACK_RETENTION_DAYS",
+                                         "retrain deletes feedback rows last seen longer ago (0: keep all)")
+    feedback_min_keys: int = opt(3, "ANTISPAM_FEEDBACK_MIN_KEYS",
+                                 "retrain: distinct key ids that must agree before untrusted feedback "
+                                 "enters training or flips a corpus label (anonymous counts once)")
+    feedback_trusted_keys: str = opt("", "ANTISPAM_FEEDBACK_TRUSTED_KEYS",
+                                     "retrain: comma-separated key ids whose feedback is trusted alone "
+                                     "(besides the keys file's admin keys)")
 
 
 def check_serve_config(config: ServeConfig) -> None:
@@ -140,6 +166,14 @@ def check_serve_config(config: ServeConfig) -> None:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     if config.body_timeout_s <= 0 or config.idle_timeout_s <= 0:
         problems.append("--body-timeout-s and --idle-timeout-s must be > 0")
+    for name in ("feedback_max_rows", "feedback_max_bytes", "feedback_daily_count",
+                 "feedback_daily_bytes"):  # issue 11: 0 turns the limit off
+        if getattr(config, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0")
+    if config.feedback_retention_days < 0 or config.keys_poll_seconds < 0:
+        problems.append("--feedback-retention-days and --keys-poll-seconds must be >= 0")
+    if config.feedback_min_keys < 1:
+        problems.append("--feedback-min-keys must be at least 1")
     if problems:
         raise UserError("; ".join(problems))
 

@@ -20,11 +20,13 @@ class UserError(Exception):
 class ApiError(Exception):
     """A client-visible failure with its HTTP status and a stable machine-readable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}  # sent with the error (Retry-After, WWW-Authenticate)
 
 
 # Every code the HTTP API can answer with, and its status. The OpenAPI document lists the same
@@ -47,6 +49,11 @@ ERROR_CODES: dict[str, int] = {
     "url_too_long": 414,       # request target over max_url_bytes
     "unsupported_media_type": 415,  # POST body that is not application/json
     "headers_too_large": 431,  # request header lines over max_header_bytes
+    "unauthorized": 401,       # keys are on and no key, or an unknown key, was given
+    "forbidden": 403,          # the key's roles do not include the route's
+    "rate_limited": 429,       # the key's token bucket is empty (Retry-After)
+    "quota_exceeded": 429,     # the key's daily feedback quota is used up (Retry-After)
+    "feedback_store_full": 507,  # the feedback store is at its cap (rows or bytes)
     "internal_error": 500,     # a bug: logged with its traceback
     "not_ready": 503,          # no model version loaded yet
     "backend_unavailable": 503,  # the model backend failed
@@ -61,9 +68,9 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                431: "headers_too_large", 503: "backend_unavailable"}
 
 
-def api_error(code: str, message: str) -> ApiError:
+def api_error(code: str, message: str, headers: dict[str, str] | None = None) -> ApiError:
     """An :class:`ApiError` whose status comes from :data:`ERROR_CODES`."""
-    return ApiError(ERROR_CODES[code], code, message)
+    return ApiError(ERROR_CODES[code], code, message, headers)
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -12,8 +12,9 @@ time from the service and read in one go by the retrain job, possibly by several
   at every commit so a 202 really means "stored". Feedback arrives at human speed (a moderator
   clicking), so one fsync per row costs nothing that matters. ``synchronous="NORMAL"`` is
   available for bulk imports.
-* **Duplicates counted, not stored twice**: the key is ``(normalized, label)`` — the same key
-  the corpus de-duplication uses — so a text reported a hundred times weighs once in training
+* **Duplicates counted, not stored twice**: the key is ``(normalized, label, key_id)`` — the
+  corpus de-duplication's key plus who sent it (schema 2; the retrain merge counts distinct
+  keys that agree) — so a text reported a hundred times weighs once in training
   and the table does not grow with repeats. ``count`` and ``last_seen`` keep the history.
 * **Conflicts kept and flagged**: a text reported as spam and later as pass has two rows. Both
   are kept (neither moderator is silently overruled); :meth:`FeedbackStore.conflicts` lists them
@@ -42,11 +43,14 @@ from typing import Any
 from antispam.labels import NAMES
 
 ENV_VAR = "ANTISPAM_FEEDBACK_DB"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+ANONYMOUS = "anonymous"  # the key id of feedback sent while API keys are off (and of rows from schema 1)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
+# Schema 2 (issue 11): one row per (normalized, label, key id), so the retrain merge can count the
+# distinct keys that agree on a verdict; ``bytes`` is the UTF-8 size of ``text`` for the store cap.
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id            INTEGER PRIMARY KEY,
     normalized    TEXT    NOT NULL,
     label         INTEGER NOT NULL CHECK (label IN (0, 1)),
@@ -55,14 +59,35 @@ CREATE TABLE IF NOT EXISTS feedback (
     first_seen    REAL    NOT NULL,   -- unix time
     last_seen     REAL    NOT NULL,
     count         INTEGER NOT NULL DEFAULT 1,
-    UNIQUE (normalized, label)
+    key_id        TEXT    NOT NULL DEFAULT 'anonymous',  -- who sent it (an API key id, never the key)
+    bytes         INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (normalized, label, key_id)
 );
+"""
+_SCHEMA = _TABLE.format(name="feedback") + """
 CREATE INDEX IF NOT EXISTS feedback_normalized ON feedback (normalized);
+CREATE INDEX IF NOT EXISTS feedback_key ON feedback (key_id);
+CREATE INDEX IF NOT EXISTS feedback_last_seen ON feedback (last_seen);
+CREATE TABLE IF NOT EXISTS feedback_quota (  -- per key id and UTC day: what /feedback accepted
+    key_id TEXT    NOT NULL,
+    day    TEXT    NOT NULL,
+    count  INTEGER NOT NULL DEFAULT 0,
+    bytes  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (key_id, day)
+);
 """
 
 
 class FeedbackError(Exception):
     """The store cannot be opened or written (bad path, disk full, corrupt file)."""
+
+
+class FeedbackRefused(Exception):
+    """A verdict the store will not take: ``reason`` is ``"store_full"`` or ``"quota_exceeded"``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,7 @@ class FeedbackSample:
     model_version: int | None
     first_seen: float
     last_seen: float
+    key_id: str = ANONYMOUS
 
 
 @dataclass(frozen=True)
@@ -95,12 +121,17 @@ class FeedbackStore:
     """Durable, de-duplicating store of labeled texts; see the module docstring for the choices."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
-                 busy_timeout_ms: int = 10_000) -> None:
+                 busy_timeout_ms: int = 10_000, max_rows: int = 0, max_bytes: int = 0,
+                 daily_count: int = 0, daily_bytes: int = 0) -> None:
+        """``max_rows``/``max_bytes``: the store's cap (rows, UTF-8 bytes of texts); ``daily_count``/
+        ``daily_bytes``: what one key id may add per UTC day. 0: no limit."""
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = int(busy_timeout_ms)
+        self.max_rows, self.max_bytes = int(max_rows), int(max_bytes)
+        self.daily_count, self.daily_bytes = int(daily_count), int(daily_bytes)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -150,6 +181,7 @@ class FeedbackStore:
                 raise FeedbackError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
                                     "is it on a network filesystem?")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            _migrate(conn)
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
@@ -172,12 +204,14 @@ class FeedbackStore:
     # -- writing --------------------------------------------------------------------------------
 
     def add(self, text: str, normalized: str, label: int, model_version: int | None = None,
-            *, now: float | None = None) -> dict[str, Any]:
+            *, now: float | None = None, key_id: str = ANONYMOUS) -> dict[str, Any]:
         """Record one verdict; return ``{"id", "duplicate", "count", "conflict"}``.
 
         ``normalized`` comes from :func:`antispam.text.normalize` in the caller (the one text
         pipeline); an empty one is refused because it can never be a training sample.
         When this returns, the row is committed (and, with synchronous=FULL, on disk).
+        ``key_id`` is who sent it; the store cap and the key's daily quota raise
+        :class:`FeedbackRefused` before anything is written.
         """
         if not isinstance(text, str) or not isinstance(normalized, str):
             raise TypeError("text and normalized must be str")
@@ -188,19 +222,26 @@ class FeedbackStore:
         if model_version is not None:
             model_version = int(model_version)
         stamp = time.time() if now is None else float(now)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        day = time.strftime("%Y-%m-%d", time.gmtime(stamp))
         with self._lock:
             conn = self._connect()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    self._check_limits(conn, key_id, day, size)
+                    conn.execute(
+                        "INSERT INTO feedback_quota (key_id, day, count, bytes) VALUES (?, ?, 1, ?) "
+                        "ON CONFLICT (key_id, day) DO UPDATE SET count = count + 1, "
+                        "bytes = bytes + excluded.bytes", (key_id, day, size))
                     row = conn.execute(
-                        "SELECT id, count FROM feedback WHERE normalized = ? AND label = ?",
-                        (normalized, label)).fetchone()
+                        "SELECT id, count FROM feedback WHERE normalized = ? AND label = ? AND key_id = ?",
+                        (normalized, label, key_id)).fetchone()
                     if row is None:
                         cur = conn.execute(
                             "INSERT INTO feedback (normalized, label, text, model_version, "
-                            "first_seen, last_seen, count) VALUES (?, ?, ?, ?, ?, ?, 1)",
-                            (normalized, label, text, model_version, stamp, stamp))
+                            "first_seen, last_seen, count, key_id, bytes) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                            (normalized, label, text, model_version, stamp, stamp, key_id, size))
                         assert cur.lastrowid is not None  # an INSERT always sets it
                         row_id, count, duplicate = cur.lastrowid, 1, False
                     else:
@@ -218,6 +259,87 @@ class FeedbackStore:
                 raise FeedbackError(f"cannot write to feedback store {self.path}: {exc}") from exc
         return {"id": row_id, "duplicate": duplicate, "count": count, "conflict": conflict}
 
+    def _check_limits(self, conn: sqlite3.Connection, key_id: str, day: str, size: int) -> None:
+        if self.daily_count or self.daily_bytes:
+            used = conn.execute("SELECT count, bytes FROM feedback_quota WHERE key_id = ? AND day = ?",
+                                (key_id, day)).fetchone() or (0, 0)
+            if (self.daily_count and used[0] + 1 > self.daily_count) or \
+                    (self.daily_bytes and used[1] + size > self.daily_bytes):
+                raise FeedbackRefused("quota_exceeded", f"key {key_id!r} has used its feedback quota for "
+                                      f"{day} (UTC): {used[0]} verdicts, {used[1]} bytes; the limits are "
+                                      f"{self.daily_count or 'none'} and {self.daily_bytes or 'none'}")
+        if self.max_rows or self.max_bytes:
+            rows, total = conn.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM feedback").fetchone()
+            if (self.max_rows and rows + 1 > self.max_rows) or (self.max_bytes and total + size > self.max_bytes):
+                raise FeedbackRefused("store_full", "the feedback store is full; an operator must prune "
+                                      "it (antispam feedback delete) or the retention must run")
+
+    # -- operator: list, export, delete, retention (``antispam feedback``) ----------------------------
+
+    @staticmethod
+    def _where(key_id: str | None, since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        if key_id is not None:
+            parts.append("key_id = ?")
+            params.append(key_id)
+        if since is not None:
+            parts.append("last_seen >= ?")
+            params.append(since)
+        if until is not None:
+            parts.append("first_seen < ?")
+            params.append(until)
+        return (" WHERE " + " AND ".join(parts)) if parts else "", tuple(params)
+
+    def rows(self, *, key_id: str | None = None, since: float | None = None,
+             until: float | None = None) -> list[FeedbackSample]:
+        """Rows of one key id and/or a time range (unix seconds; a row is in if it was seen in it)."""
+        where, params = self._where(key_id, since, until)
+        return self._samples(where, params)
+
+    def delete(self, *, key_id: str | None = None, since: float | None = None,
+               until: float | None = None) -> int:
+        """Delete the rows :meth:`rows` lists with the same arguments; how many went."""
+        if key_id is None and since is None and until is None:
+            raise ValueError("delete needs a key id or a time range")
+        where, params = self._where(key_id, since, until)
+        return self._write(f"DELETE FROM feedback{where}", params)
+
+    def reassign(self, to_key_id: str, *, key_id: str | None = None, since: float | None = None,
+                 until: float | None = None) -> int:
+        """Record rows as sent by ``to_key_id`` (an operator vouching for them, e.g. rows a
+        moderator sent before schema 2 recorded senders, now ``anonymous``); how many moved.
+        A row whose text and label ``to_key_id`` already has stays where it is."""
+        if key_id is None and since is None and until is None:
+            raise ValueError("reassign needs a key id or a time range")
+        where, params = self._where(key_id, since, until)
+        return self._write(f"UPDATE OR IGNORE feedback SET key_id = ?{where}", (to_key_id, *params))
+
+    def prune(self, retention_days: float, *, now: float | None = None) -> int:
+        """Delete rows last seen more than ``retention_days`` ago (0: keep all), and old quota days."""
+        if retention_days <= 0:
+            return 0
+        cutoff = (time.time() if now is None else now) - retention_days * 86400
+        deleted = self._write("DELETE FROM feedback WHERE last_seen < ?", (cutoff,))
+        self._write("DELETE FROM feedback_quota WHERE day < ?",
+                    (time.strftime("%Y-%m-%d", time.gmtime(cutoff)),))
+        return deleted
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    count = conn.execute(sql, params).rowcount
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise FeedbackError(f"cannot write to feedback store {self.path}: {exc}") from exc
+        return int(count)
+
     # -- reading (the retrain job) ----------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -233,11 +355,14 @@ class FeedbackStore:
         where = "" if include_conflicts else (
             "WHERE normalized NOT IN (SELECT normalized FROM feedback GROUP BY normalized "
             "HAVING COUNT(DISTINCT label) > 1)")
+        return self._samples(where)
+
+    def _samples(self, where: str, params: tuple[Any, ...] = ()) -> list[FeedbackSample]:
         rows = self._query(
-            "SELECT id, text, normalized, label, count, model_version, first_seen, last_seen "
-            f"FROM feedback {where} ORDER BY id")
+            "SELECT id, text, normalized, label, count, model_version, first_seen, last_seen, key_id "
+            f"FROM feedback {where} ORDER BY id", params)
         return [FeedbackSample(int(r[0]), r[1], r[2], int(r[3]), int(r[4]),
-                               None if r[5] is None else int(r[5]), float(r[6]), float(r[7]))
+                               None if r[5] is None else int(r[5]), float(r[6]), float(r[7]), str(r[8]))
                 for r in rows]
 
     def conflicts(self) -> list[Conflict]:
@@ -249,7 +374,8 @@ class FeedbackStore:
         found: dict[str, Conflict] = {}
         for normalized, label, count, text in rows:
             entry = found.setdefault(normalized, Conflict(normalized, text, {}))
-            entry.counts[NAMES[int(label)]] = int(count)
+            name = NAMES[int(label)]
+            entry.counts[name] = entry.counts.get(name, 0) + int(count)  # summed over key ids
         return list(found.values())
 
     def stats(self) -> dict[str, int]:
@@ -258,12 +384,42 @@ class FeedbackStore:
             "SELECT COUNT(*), COALESCE(SUM(count), 0), "
             "COALESCE(SUM(CASE WHEN label = 0 THEN 1 ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN label = 1 THEN 1 ELSE 0 END), 0) FROM feedback")[0]
+        keys = self._query("SELECT COUNT(DISTINCT key_id), COALESCE(SUM(bytes), 0) FROM feedback")[0]
         return {"distinct": int(row[0]), "reports": int(row[1]), "spam": int(row[2]),
-                "pass": int(row[3]), "conflicting_texts": len(self.conflicts())}
+                "pass": int(row[3]), "conflicting_texts": len(self.conflicts()),
+                "key_ids": int(keys[0]), "bytes": int(keys[1])}
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file ("ok" when sound)."""
         return str(self._query("PRAGMA integrity_check")[0][0])
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a schema-1 file (one row per (normalized, label), no sender) to schema 2 in one
+    transaction: the table is rebuilt with ``key_id`` (old rows: ``anonymous`` — nobody vouches
+    for them, so they count as one untrusted key) and ``bytes``. Safe against a concurrent
+    opener: the check runs again under the write lock."""
+    def needed() -> bool:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(feedback)").fetchall()]
+        return bool(columns) and "key_id" not in columns
+
+    if not needed():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if needed():
+            conn.execute("DROP TABLE IF EXISTS feedback_v2")
+            conn.execute(_TABLE.format(name="feedback_v2"))
+            conn.execute(
+                "INSERT INTO feedback_v2 (id, normalized, label, text, model_version, first_seen, last_seen, "
+                "count, key_id, bytes) SELECT id, normalized, label, text, model_version, first_seen, "
+                "last_seen, count, ?, length(CAST(text AS BLOB)) FROM feedback", (ANONYMOUS,))
+            conn.execute("DROP TABLE feedback")
+            conn.execute("ALTER TABLE feedback_v2 RENAME TO feedback")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def default_path(environ: dict[str, str] | None = None, fallback: str = "feedback.db") -> str:

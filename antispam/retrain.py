@@ -6,9 +6,12 @@ One run, under an exclusive lock on the model folder:
    command uses) plus the feedback store. Feedback joins the *training* part only, and never a
    text whose normalized form is in the base validation or test split: those splits are the
    fixed yardstick every version is measured with, and a moderator's verdict on a test message
-   would leak the answer into training. A feedback verdict that contradicts the corpus label of
-   a training text replaces it (a person looked at it more recently); texts moderators reported
-   under both labels are left out and listed in the report.
+   would leak the answer into training. Only a verdict that counts (:class:`FeedbackPolicy`: a
+   trusted key id sent it, or ``min_keys`` distinct key ids agree and none disagrees) may
+   change training: one that contradicts the corpus label of a training text replaces it (a
+   person looked at it more recently); the rest are refused and counted by reason, and texts
+   reported under both labels without a trusted verdict are left out and listed in the report.
+   Rows past the retention are deleted from the store first.
 2. **Word vectors.** By default the serving version's own vectors are reused: the vocabulary
    stays stable night to night, and word2vec (minutes) is skipped. ``retrain`` trains them anew
    on the training texts including feedback, which a growing vocabulary eventually needs.
@@ -47,6 +50,7 @@ from antispam.config import ServeConfig
 from antispam.data import Sample, Split
 from antispam.errors import UserError
 from antispam.everyday import with_everyday
+from antispam.labels import NAMES
 from antispam.lock import FileLock, LockBusy
 from antispam.network.models import KINDS
 from antispam.retrain_record import (
@@ -73,6 +77,9 @@ WORD2VEC_MODES = ("reuse", "retrain")
 LOCK_FILE = ".retrain.lock"
 LOG_FILE = "promotion.jsonl"
 CONFLICT_EXAMPLES = 20  # conflicting texts listed in one log line
+ANONYMOUS = "anonymous"  # antispam.feedback.ANONYMOUS (kept import-free here)
+DEFAULT_MIN_KEYS = 3
+REJECTION_REASONS = ("too_few_keys", "conflicting", "overruled_by_trusted")
 # Comparing floats: a candidate exactly at the limit passes despite rounding in the scores.
 EPSILON = 1e-12
 
@@ -103,6 +110,22 @@ class RetrainOptions:
     word2vec_settings: Any = None  # antispam.word2vec.train.Word2VecSettings; None: defaults
     warmup_texts: int = 64
     progress: bool = True
+    # Issue 11: whose feedback may change training (FeedbackPolicy), and the store's retention.
+    feedback_min_keys: int = DEFAULT_MIN_KEYS
+    feedback_trusted_keys: tuple[str, ...] = ()
+    keys_file: str | None = None  # its admin key ids are trusted too
+    feedback_retention_days: float = 0.0  # 0: keep every row
+
+    def feedback_policy(self) -> FeedbackPolicy:
+        trusted = set(self.feedback_trusted_keys)
+        if self.keys_file:
+            from antispam.keys import KeysFileError, load_keys
+
+            try:
+                trusted |= {k.key_id for k in load_keys(self.keys_file).values() if "admin" in k.roles}
+            except KeysFileError as exc:
+                raise RetrainError(str(exc)) from exc
+        return FeedbackPolicy(min_keys=self.feedback_min_keys, trusted=frozenset(trusted))
 
     def validate(self) -> None:
         problems = []
@@ -117,6 +140,8 @@ class RetrainOptions:
         if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:  # also refuses NaN
             problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1, got "
                             f"{self.review_threshold} and {self.block_threshold}")
+        if self.feedback_min_keys < 1:
+            problems.append(f"--feedback-min-keys must be at least 1, got {self.feedback_min_keys}")
         if self.warmup_texts < 1:
             problems.append("warmup_texts must be at least 1")
         if problems:
@@ -156,18 +181,43 @@ class FeedbackMerge:
     conflicts: list[dict[str, Any]]
 
 
-def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[Any] = ()) -> FeedbackMerge:
+
+
+@dataclass(frozen=True)
+class FeedbackPolicy:
+    """Whose verdicts may change training (issue 11: feedback that cannot poison the model).
+
+    A verdict on a text enters training (or flips a corpus label) only if a trusted key id sent
+    it (``trusted``: the keys file's ``admin`` key ids plus ``--feedback-trusted-keys``), or if at
+    least ``min_keys`` distinct key ids agree on it and no key disagrees. ``anonymous`` (feedback
+    sent while keys are off, and rows older than schema 2) counts as one key at most.
+    When trusted keys disagree among themselves the text is a conflict and left out.
+    """
+
+    min_keys: int = DEFAULT_MIN_KEYS
+    trusted: frozenset[str] = frozenset()
+
+
+def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[Any] = (),
+                   policy: FeedbackPolicy | None = None) -> FeedbackMerge:
     """The training samples with feedback folded in, and what happened to each verdict.
 
-    ``feedback`` items need ``text``, ``label`` and ``count`` (:class:`antispam.feedback.FeedbackSample`);
-    texts are normalized again here, with today's pipeline, so a verdict stored under an older
-    normalizer still lands on the right key.
+    ``feedback`` items need ``text``, ``label`` and ``count`` and may have ``key_id``
+    (:class:`antispam.feedback.FeedbackSample`; without one: ``anonymous``); texts are normalized
+    again here, with today's pipeline, so a verdict stored under an older normalizer still lands on
+    the right key. Which verdicts may count is ``policy`` (:class:`FeedbackPolicy`); the rows it
+    refuses are counted in ``rejected_<reason>`` (``too_few_keys``: fewer than ``min_keys``
+    untrusted keys agree; ``conflicting``: keys disagree and no trusted key settles it;
+    ``overruled_by_trusted``: an untrusted row against a trusted key's label).
     """
+    policy = policy or FeedbackPolicy()
     conflicts = list(conflicts)
     held_out = {normalize(s.text) for s in (*split.validation, *split.test)}
     corpus_train = {normalize(s.text): s.label for s in split.train}
     counts = {"distinct": 0, "reports": 0, "used": 0, "added": 0, "relabelled_corpus": 0,
-              "already_in_corpus": 0, "held_out": 0, "empty": 0, "conflicting": len(conflicts)}
+              "already_in_corpus": 0, "held_out": 0, "empty": 0, "conflicting": len(conflicts),
+              "trusted": 0, "agreed": 0, "min_keys": policy.min_keys,
+              **{f"rejected_{reason}": 0 for reason in REJECTION_REASONS}}
     conflict_list = [c.as_dict() if hasattr(c, "as_dict") else dict(c) for c in conflicts]
     by_key: dict[str, list[Any]] = {}
     for item in feedback:
@@ -180,13 +230,34 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
         by_key.setdefault(key, []).append(item)
     chosen: dict[str, Sample] = {}
     for key, items in by_key.items():
-        labels = {int(i.label) for i in items}
-        if len(labels) > 1:  # two stored keys that today's normalizer merges, with both labels
+        keys_by_label: dict[int, set[str]] = {}
+        trusted_labels: set[int] = set()
+        for item in items:
+            key_id = str(getattr(item, "key_id", None) or ANONYMOUS)
+            keys_by_label.setdefault(int(item.label), set()).add(key_id)
+            if key_id in policy.trusted and key_id != ANONYMOUS:
+                trusted_labels.add(int(item.label))
+        if len(trusted_labels) == 1:
+            label = next(iter(trusted_labels))
+            counts["trusted"] += 1
+            counts["rejected_overruled_by_trusted"] += sum(
+                1 for i in items if int(i.label) != label)
+        elif len(keys_by_label) > 1:  # keys disagree (or trusted keys do): a conflict, left out
             counts["conflicting"] += 1
-            conflict_list.append({"normalized": key, "text": items[0].text,
-                                  "counts": {str(int(i.label)): int(i.count) for i in items}})
+            counts["rejected_conflicting"] += len(items)
+            shown: dict[str, int] = {}
+            for i in items:
+                name = NAMES[int(i.label)]
+                shown[name] = shown.get(name, 0) + int(getattr(i, "count", 1))
+            conflict_list.append({"normalized": key, "text": items[0].text, "counts": shown,
+                                  "keys": {str(k): len(v) for k, v in keys_by_label.items()}})
             continue
-        label = labels.pop()
+        else:
+            label, senders = next(iter(keys_by_label.items()))
+            if len(senders) < policy.min_keys:
+                counts["rejected_too_few_keys"] += len(items)
+                continue
+            counts["agreed"] += 1
         if key in held_out:
             counts["held_out"] += 1
             continue
@@ -197,7 +268,7 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
             counts["relabelled_corpus"] += 1
         else:
             counts["added"] += 1
-        chosen[key] = Sample(items[0].text, label)
+        chosen[key] = Sample(next(i for i in items if int(i.label) == label).text, label)
     counts["used"] = len(chosen)
     train = [s for s in split.train if normalize(s.text) not in chosen] + list(chosen.values())
     return FeedbackMerge(train, counts, conflict_list)
@@ -273,7 +344,7 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
 
     split = data.load_split(options.data, options.data_dir, progress=options.progress)
     feedback, conflicts, store_stats = _read_feedback(options, record)
-    merged = merge_feedback(split, feedback, conflicts)
+    merged = merge_feedback(split, feedback, conflicts, options.feedback_policy())
     # The shipped everyday messages join the training data as `antispam train` adds them.
     train_split = with_everyday(Split(merged.train, split.validation, split.test, seed=split.seed,
                                       stats=split.stats))
@@ -385,7 +456,10 @@ def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list
 
     store = FeedbackStore(path)
     try:
-        return store.samples(), store.conflicts(), store.stats()
+        if options.feedback_retention_days > 0 and not options.dry_run:
+            record.feedback.pruned_by_retention = store.prune(options.feedback_retention_days)
+        # Every row, conflicting or not: merge_feedback decides with the key ids (FeedbackPolicy).
+        return store.samples(include_conflicts=True), [], store.stats()
     except FeedbackError as exc:
         raise RetrainError(str(exc)) from exc
     finally:

@@ -60,6 +60,16 @@ class FeedbackSummary:
     held_out: int = 0
     empty: int = 0
     conflicting: int = 0
+    # Issue 11 (FeedbackPolicy): texts let in by a trusted key, or by min_keys agreeing keys, and
+    # the rows refused, by reason (rejected_*; also together in ``rejected``).
+    trusted: int = 0
+    agreed: int = 0
+    min_keys: int | None = None
+    rejected_too_few_keys: int = 0
+    rejected_conflicting: int = 0
+    rejected_overruled_by_trusted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    pruned_by_retention: int = 0  # rows older than the retention deleted before the merge
 
     def with_counts(self, counts: Mapping[str, int], store: dict[str, Any]) -> FeedbackSummary:
         """A copy with the merge's counts (names as above) and the store's own counts."""
@@ -67,6 +77,8 @@ class FeedbackSummary:
         if unknown:
             raise ValueError(f"unknown feedback counts {sorted(unknown)}")
         values: dict[str, Any] = dict(counts)
+        values["rejected"] = {name[len("rejected_"):]: int(value) for name, value in counts.items()
+                              if name.startswith("rejected_")}
         return dataclasses.replace(self, store=store, **values)
 
 

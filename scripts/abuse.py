@@ -2,10 +2,13 @@
 """Replay issue 11's hostile-client table against a running service and print pass/fail per row.
 
 Loopback only: it sends aborted uploads, oversize heads, made-up methods and maximal requests,
-which is abuse anywhere else. Rows about keys, quotas and feedback provenance are listed as
-``todo`` (not built yet). ``--pid`` (the worker's pid, e.g. ``pgrep -f 'antispam serve'``)
-enables the memory row's RSS figures; without it that row checks only that the service still
-answers.
+which is abuse anywhere else. Run it against a service with keys off (the rows send no key).
+``--feedback-flood`` adds the row that floods ``POST /feedback`` with 5,000-character verdicts
+until the daily quota or the store cap refuses them (it writes up to that quota into the
+service's feedback store: use a scratch ``--feedback-db``). Feedback provenance (the retrain
+merge) is not visible over HTTP: its row points at the test. ``--pid`` (the worker's pid,
+e.g. ``pgrep -f 'antispam serve'``) enables the memory row's RSS figures; without it that
+row checks only that the service still answers.
 
     antispam serve --backend local --model-base models &
     python scripts/abuse.py --url http://127.0.0.1:8000 --pid $!
@@ -263,9 +266,30 @@ def banner_head_models(t: Target, args: argparse.Namespace) -> list[tuple[str, R
     return rows
 
 
+def feedback_flood(t: Target, args: argparse.Namespace) -> Result:
+    """5,000-character verdicts from one client until refused: 429 quota_exceeded (daily bytes or
+    count per key id) or 507 feedback_store_full, never unbounded growth."""
+    rng = random.Random(11)
+    sent = 0
+    started = time.monotonic()
+    for i in range(args.flood_limit):
+        text = "".join(rng.choice("加微信领取优惠券代开发票贷款秒批") for _ in range(5000))
+        body = json.dumps({"text": text, "label": "pass"}, ensure_ascii=False).encode()
+        status, headers, answer = t.call("POST", "/feedback", body, {"Content-Type": "application/json"})
+        if status == 202:
+            sent += len(body)
+            continue
+        code = json.loads(answer).get("error", {}).get("code")
+        ok = (status, code) in ((429, "quota_exceeded"), (507, "feedback_store_full"))
+        return ("pass" if ok else "fail", f"refused after {i} verdicts ({sent / 1e6:.1f} MB, "
+                f"{time.monotonic() - started:.1f} s): {status} {code}, Retry-After {headers.get('retry-after')}")
+    return "fail", f"{args.flood_limit} verdicts ({sent / 1e6:.1f} MB) all stored: no quota or cap"
+
+
 TODO = [
-    ("anyone can retrain the model (feedback provenance)", "keys, roles and trusted feedback: later"),
-    ("feedback store grows without limit", "per-key quotas, size cap and retention: later"),
+    ("anyone can retrain the model (feedback provenance)",
+     "checked by tests/service/test_feedback_trust.py and test_retrain.py (the retrain merge; "
+     "see the report's 'feedback trust' line)"),
     ("log lines capped", "checked by tests/service/test_edges.py (the log is not visible from here)"),
     ("readiness: version folders deleted", "checked by tests/service/test_edges.py (needs the model folder)"),
 ]
@@ -280,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-request-chars", type=int, default=500_000, help="the service's budget")
     p.add_argument("--skip", nargs="*", default=[], choices=("uploads", "maximal", "trickle"),
                    help="rows to leave out (the slow ones)")
+    p.add_argument("--feedback-flood", action="store_true",
+                   help="also flood POST /feedback until refused (writes to the service's store)")
+    p.add_argument("--flood-limit", type=int, default=5000, help="most verdicts the flood sends")
     args = p.parse_args(argv)
     t = Target(args.url)
     rows: list[tuple[str, Result]] = []
@@ -303,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             rows += group(t, args)
         except Exception as exc:
             rows.append((group.__name__, ("fail", f"{type(exc).__name__}: {exc}")))
+    flood = "feedback store grows without limit: quota or cap refuses a flood"
+    if args.feedback_flood:
+        try:
+            rows.append((flood, feedback_flood(t, args)))
+        except Exception as exc:
+            rows.append((flood, ("fail", f"{type(exc).__name__}: {exc}")))
+    else:
+        rows.append((flood, ("skip", "give --feedback-flood (writes to the service's feedback store)")))
     rows += [(name, ("todo", why)) for name, why in TODO]
     width = max(len(name) for name, _ in rows)
     for name, (outcome, detail) in rows:

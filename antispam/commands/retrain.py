@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_TOLERANCE = 0.005
 DEFAULT_KEEP = 5
 # Read as `antispam serve` reads them (ServeConfig: the same flags' meaning, env vars and defaults).
-SERVICE_SETTINGS = ("model_base", "feedback_db", "review_threshold", "block_threshold")
+SERVICE_SETTINGS = ("model_base", "feedback_db", "review_threshold", "block_threshold",
+                    "keys_file", "feedback_min_keys", "feedback_trusted_keys", "feedback_retention_days")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=None,
                    help="stop classifier training after the epoch that crosses this wall time")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold"))
+    add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold", "keys_file",
+                                        "feedback_min_keys", "feedback_trusted_keys",
+                                        "feedback_retention_days"))
     p.set_defaults(run=run)
 
 
@@ -130,6 +133,10 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str] | Non
         classifier=classifier,
         word2vec_settings=word2vec_settings,
         progress=args.progress,
+        keys_file=service.keys_file or None,
+        feedback_min_keys=service.feedback_min_keys,
+        feedback_trusted_keys=tuple(k.strip() for k in service.feedback_trusted_keys.split(",") if k.strip()),
+        feedback_retention_days=service.feedback_retention_days,
     )
 
 
@@ -180,6 +187,14 @@ def format_report(result: RetrainResult, log_file: str | os.PathLike[str]) -> st
                      f"corrected), {fb.already_in_corpus} already in the corpus, "
                      f"{fb.held_out} left out as validation/test texts, "
                      f"{record.conflict_count} texts with conflicting labels left out")
+        rejected = fb.rejected or {}
+        lines.append(f"  feedback trust: {fb.trusted} texts settled by trusted keys, {fb.agreed} by "
+                     f"at least {fb.min_keys} agreeing keys; rows rejected: "
+                     f"{rejected.get('too_few_keys', 0)} with too few agreeing keys, "
+                     f"{rejected.get('conflicting', 0)} in disagreement, "
+                     f"{rejected.get('overruled_by_trusted', 0)} overruled by a trusted key"
+                     + (f"; {fb.pruned_by_retention} rows past retention deleted"
+                        if fb.pruned_by_retention else ""))
     lines.append(f"  word vectors: {record.word2vec.origin or record.word2vec.mode}")
     if record.pruned:
         lines.append(f"  pruned versions: {', '.join(map(str, record.pruned))}")

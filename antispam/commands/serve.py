@@ -70,7 +70,9 @@ def make_feedback_store(config: ServeConfig) -> Any:
             raise
         log.warning("no feedback store in this installation; POST /feedback answers 503")
         return None
-    return FeedbackStore(config.feedback_db)
+    return FeedbackStore(config.feedback_db, max_rows=config.feedback_max_rows,
+                         max_bytes=config.feedback_max_bytes, daily_count=config.feedback_daily_count,
+                         daily_bytes=config.feedback_daily_bytes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     check_serve_config(config)
+    if config.keys_file:  # a bad keys file: one message before binding, not one per worker
+        from antispam.keys import KeyRing
+
+        log.info("API keys on: %d keys in %s", len(KeyRing(config.keys_file).keys), config.keys_file)
     if config.backend == "local":  # before binding and forking: one message, not one per worker
         from antispam.backends.factory import require_local
 

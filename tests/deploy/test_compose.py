@@ -320,3 +320,11 @@ def test_nightly_loop_rejects_a_bad_time_before_any_work(tmp_path: Path, at: str
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_api_keys_are_on_in_compose() -> None:
+    """Issue 11: keys on for the service (fail closed until a key is added) and known to retrain."""
+    services = compose()["services"]
+    keys = services["antispam"]["environment"]["ANTISPAM_KEYS_FILE"]
+    assert keys.startswith("/feedback/")
+    assert services["retrain"]["environment"]["ANTISPAM_KEYS_FILE"] == keys

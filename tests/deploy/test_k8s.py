@@ -156,7 +156,8 @@ def test_feedback_has_one_writer_and_the_ingress_routes_to_it() -> None:
     deployment = by_kind("Deployment")["antispam-feedback"]
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(deployment)["volumes"]}
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(deployment)["volumes"]
+              if "persistentVolumeClaim" in v}
     assert "antispam-feedback" in claims
     assert by_kind("PersistentVolumeClaim")["antispam-feedback"]["spec"]["accessModes"] == ["ReadWriteOnce"]
     paths = by_kind("Ingress")["antispam"]["spec"]["rules"][0]["http"]["paths"]
@@ -183,3 +184,17 @@ if __name__ == "__main__":  # pragma: no cover
         print(f"wrote {K8S / 'tfserving-config.yaml'}")
     else:
         sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_api_keys_are_on_from_an_optional_secret() -> None:
+    """Issue 11: the API pods and the retrain job read the keys file from the antispam-keys Secret
+    (optional: without it the service starts and answers 401 on protected routes)."""
+    for workload in (by_kind("Deployment")["antispam"], by_kind("Deployment")["antispam-feedback"],
+                     by_kind("CronJob")["antispam-retrain"]):
+        container = containers(workload)[0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+        assert env["ANTISPAM_KEYS_FILE"].startswith(mounts["keys"]["mountPath"] + "/")
+        assert mounts["keys"]["readOnly"] is True
+        assert volumes["keys"]["secret"] == {"secretName": "antispam-keys", "optional": True}

@@ -23,15 +23,21 @@ from antispam.config import ServeConfig  # noqa: E402
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from antispam.backends.local import LocalBackend
     from antispam.feedback import FeedbackStore
+    from antispam.keys import add_key
     from tests.helpers.live_server import LiveServer
     from tests.helpers.tinymodel import build_version
 
     root = tmp_path_factory.mktemp("schemathesis")
     build_version(root / "models" / "cnn")
+    # Keys on (issue 11), so the document's security schemes are what the server does: requests
+    # carry an admin key; schemathesis' own check that a request without it is refused holds.
+    api_key = add_key(root / "keys.tsv", "schemathesis", ["admin"], 1e6)
     config = ServeConfig(model_base=str(root / "models"), model_name="cnn", poll_seconds=0,
-                         deadline_ms=10_000, feedback_db=str(root / "feedback.db"))
+                         deadline_ms=10_000, feedback_db=str(root / "feedback.db"),
+                         keys_file=str(root / "keys.tsv"))
     store = FeedbackStore(Path(config.feedback_db), synchronous="NORMAL")
     server = LiveServer(config, LocalBackend, feedback_store=store).start()
+    server.api_key = api_key
     try:
         yield server
     finally:
@@ -49,16 +55,18 @@ def _shipped_document() -> dict[str, Any]:
 # Loaded from the package rather than through a fixture: schemathesis' lazy fixture loader
 # (schemathesis.pytest.from_fixture) sets a private pytest attribute that pytest 9 no longer has.
 # The served document is checked to be this same file below.
-# Two of schemathesis' default expectations do not fit this API, and are adjusted, not dropped:
+# Some of schemathesis' default expectations do not fit this API, and are adjusted, not dropped:
 # * a text over maxLength is a documented 413 (text_too_long), not a 400, so 413 is an accepted
 #   rejection of schema-violating data;
 # * a schema-valid text can still be empty once normalized ("", "!!!", emoji only) — a documented
-#   400 empty_text that no JSON Schema keyword can express. The built-in positive-data check is
-#   replaced by the stricter one in the test: a valid request may be refused only as empty_text
-#   (or 413 body_too_large, for 100 texts of 5000 escaped characters past the body limit).
+#   400 empty_text that no JSON Schema keyword can express;
+#   The built-in positive-data check is replaced by the stricter one in the test: a valid
+#   request may be refused only as empty_text (or 413 body_too_large, for 100 texts of 5000
+#   escaped characters past the body limit);
+# * a schema-violating credential (a mangled Authorization header) is a documented 401.
 CONFIG = schemathesis.config.SchemathesisConfig.from_str("""
 [checks.negative_data_rejection]
-expected-statuses = [400, 404, 405, 413, 415]
+expected-statuses = [400, 401, 404, 405, 413, 415]
 [checks.positive_data_acceptance]
 enabled = false
 """)
@@ -69,7 +77,9 @@ schema = schemathesis.openapi.from_dict(_shipped_document(), config=CONFIG)
 @settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_document(case: Any, live: Any) -> None:
-    response = case.call_and_validate(base_url=live.url, timeout=30)
+    response = case.call_and_validate(base_url=live.url, timeout=30,
+                                      headers={"Authorization": f"Bearer {live.api_key}",
+                                               "X-Api-Key": live.api_key})
     assert response.status_code != 500
     if case.meta is not None and case.meta.generation.mode.is_positive and response.status_code >= 400:
         code = response.json()["error"]["code"]

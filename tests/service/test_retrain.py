@@ -31,8 +31,12 @@ from tests.helpers.corpus import NUMBERS, TINY_PASS, TINY_SPAM, write_corpus
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def fb(text: str, label: int, count: int = 1) -> SimpleNamespace:
-    return SimpleNamespace(text=text, label=label, count=count)
+def fb(text: str, label: int, count: int = 1, key_id: str = "moderator") -> SimpleNamespace:
+    return SimpleNamespace(text=text, label=label, count=count, key_id=key_id)
+
+
+TRUST_MODERATOR = retrain.FeedbackPolicy(trusted=frozenset({"moderator"}))
+NO_REJECTIONS = {"rejected_too_few_keys": 0, "rejected_conflicting": 0, "rejected_overruled_by_trusted": 0}
 
 
 def tiny_split() -> Split:
@@ -56,9 +60,10 @@ def test_feedback_joins_training_only_and_never_a_held_out_text() -> None:
         fb("明天一起吃饭", SPAM),             # a training text with the other label: relabelled
         fb("低息贷款", SPAM),                 # already in the corpus with this label
         fb("！！！", PASS),                   # nothing left after normalization
-    ])
+    ], policy=TRUST_MODERATOR)
     assert merged.counts == {"distinct": 6, "reports": 9, "used": 2, "added": 1, "relabelled_corpus": 1,
-                             "already_in_corpus": 1, "held_out": 2, "empty": 1, "conflicting": 0}
+                             "already_in_corpus": 1, "held_out": 2, "empty": 1, "conflicting": 0,
+                             "trusted": 5, "agreed": 0, "min_keys": 3, **NO_REJECTIONS}
     by_text = {normalize(s.text): s.label for s in merged.train}
     assert by_text[normalize("加微信领红包")] == SPAM
     assert by_text[normalize("明天一起吃饭")] == SPAM  # the moderator's verdict replaced the corpus'
@@ -72,7 +77,7 @@ def test_feedback_conflicts_are_reported_not_trained() -> None:
     merged = retrain.merge_feedback(tiny_split(), [
         # Two rows the store kept apart but today's normalizer merges, with both labels.
         fb("发票 13800138000", SPAM), fb("发票 13900139000", PASS),
-    ], [store_conflict])
+    ], [store_conflict], TRUST_MODERATOR)
     assert merged.counts["conflicting"] == 2
     assert merged.counts["used"] == 0
     assert len(merged.conflicts) == 2
@@ -251,6 +256,36 @@ def test_cli_options_read_the_environment(tmp_path: Path) -> None:
     assert (options.model, options.model_base, options.review_threshold, options.block_threshold) == (
         "mlp", "/flag", 0.6, 0.8)
     assert options_from_args(args, {"ANTISPAM_FEEDBACK_DB": ""}).feedback_db is None  # disabled, as in serve
+    # Issue 11: whose feedback counts, read as serve reads its settings (flag > env > default).
+    assert (defaults.feedback_min_keys, defaults.feedback_trusted_keys, defaults.keys_file,
+            defaults.feedback_retention_days) == (3, (), None, 365.0)
+    trust = {"ANTISPAM_FEEDBACK_MIN_KEYS": "5", "ANTISPAM_FEEDBACK_TRUSTED_KEYS": "mod1, mod2",
+             "ANTISPAM_KEYS_FILE": "/k/keys.tsv", "ANTISPAM_FEEDBACK_RETENTION_DAYS": "30"}
+    options = options_from_args(build_parser().parse_args(["retrain", "--model", "cnn", "--feedback-min-keys",
+                                                            "4"]), trust)
+    assert (options.feedback_min_keys, options.feedback_trusted_keys, options.keys_file,
+            options.feedback_retention_days) == (4, ("mod1", "mod2"), "/k/keys.tsv", 30.0)
+
+
+def test_feedback_policy_trusts_the_keys_files_admins_and_retention_prunes(tmp_path: Path) -> None:
+    from antispam.keys import add_key
+
+    keys_file = tmp_path / "keys.tsv"
+    add_key(keys_file, "boss", ["admin"], 1.0)
+    add_key(keys_file, "app", ["predict", "feedback"], 1.0)
+    options = retrain.RetrainOptions(model="cnn", keys_file=str(keys_file), feedback_trusted_keys=("mod",),
+                                     feedback_db=str(tmp_path / "f.db"), feedback_retention_days=1.0)
+    assert options.feedback_policy() == retrain.FeedbackPolicy(min_keys=3, trusted=frozenset({"boss", "mod"}))
+    store = FeedbackStore(tmp_path / "f.db")
+    store.add("很久以前", normalize("很久以前"), SPAM, None, now=1000.0)
+    store.add("刚刚", normalize("刚刚"), SPAM, None)
+    store.close()
+    record = retrain_record.RetrainRecord(
+        time="t", model="cnn", model_dir="m", pid=1, dry_run=False, tolerance=0.0, keep=1,
+        thresholds=retrain_record.Thresholds(0.5, 0.9), word2vec=retrain_record.WordVectorsInfo("reuse"))
+    rows, _conflicts, stats = retrain._read_feedback(options, record)
+    assert [r.text for r in rows] == ["刚刚"] and stats["distinct"] == 1
+    assert record.feedback is not None and record.feedback.pruned_by_retention == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,13 +352,15 @@ def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_p
     corpus = seeded[0]
     split = load_split(corpus, progress=False)
     store = FeedbackStore(tmp_path / "feedback.db")
-    store.add(split.test[0].text, normalize(split.test[0].text), 1 - split.test[0].label, 1)
-    store.add("加微信领取红包优惠", normalize("加微信领取红包优惠"), SPAM, 1)
-    store.add("周末一起去爬山", normalize("周末一起去爬山"), PASS, 1)
-    store.add("周末一起去爬山", normalize("周末一起去爬山"), SPAM, 1)  # conflict
+    mod = {"key_id": "moderator"}
+    store.add(split.test[0].text, normalize(split.test[0].text), 1 - split.test[0].label, 1, **mod)
+    store.add("加微信领取红包优惠", normalize("加微信领取红包优惠"), SPAM, 1, **mod)
+    store.add("周末一起去爬山", normalize("周末一起去爬山"), PASS, 1, **mod)
+    store.add("周末一起去爬山", normalize("周末一起去爬山"), SPAM, 1, **mod)  # conflict
+    store.add("今晚加班不回来吃饭", normalize("今晚加班不回来吃饭"), SPAM, 1)  # anonymous alone: refused
     store.close()
     options = tiny_options(corpus, model_base, dry_run=True, feedback_db=str(tmp_path / "feedback.db"),
-                           word2vec="retrain")
+                           word2vec="retrain", feedback_trusted_keys=("moderator",))
     result = retrain.run(options)
     assert result.exit_code == 0 and result.decision == "publish" and result.published is None
     assert result.reason.startswith("dry run, nothing published")
@@ -331,12 +368,35 @@ def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_p
     record = retrain_record.read_log(options.log_file)[-1]
     assert record["dry_run"] and record["serving_version"] == 1
     assert record["feedback"]["added"] == 1 and record["feedback"]["held_out"] == 1
+    assert record["feedback"]["rejected"] == {"too_few_keys": 1, "conflicting": 2, "overruled_by_trusted": 0}
     assert record["conflict_count"] == 1 and record["conflicts"][0]["counts"] == {"pass": 1, "spam": 1}
     assert record["data"]["train"] == record["data"]["corpus_train"] + 1
     assert record["word2vec"]["origin"] == "trained"
     assert record["scores"]["old"]["version"] == 1
     report = format_report(result, options.log_file)
     assert "would publish" in report and "1 texts with conflicting labels" in report
+
+
+def test_a_poisoned_store_leaves_the_training_data_as_it_was(seeded, model_base: Path, tmp_path: Path) -> None:
+    """Issue 11's poisoning run, on the tiny corpus: 1,000 anonymous "pass" verdicts, on every
+    corpus spam text and on new texts, change no training sample; the record says why."""
+    corpus = seeded[0]
+    split = load_split(corpus, progress=False)
+    spam = [s.text for s in split.train if s.label == SPAM]
+    texts = spam + [f"加微信领取优惠券{'甲乙丙丁戊己庚辛壬癸'[i % 10]}{'子丑寅卯辰巳午未申酉'[i // 10 % 10]}"
+                    f"{'金木水火土风雨雷电雪'[i // 100 % 10]}" for i in range(1000 - len(spam))]
+    store = FeedbackStore(tmp_path / "feedback.db", synchronous="NORMAL")
+    for text in texts:
+        store.add(text, normalize(text), PASS, 1)  # keys off: anonymous
+    store.close()
+    options = tiny_options(corpus, model_base, dry_run=True, feedback_db=str(tmp_path / "feedback.db"))
+    result = retrain.run(options)
+    record = retrain_record.read_log(options.log_file)[-1]
+    assert record["data"]["train"] == record["data"]["corpus_train"]
+    assert record["feedback"]["distinct"] == 1000
+    assert record["feedback"]["rejected"] == {"too_few_keys": 1000, "conflicting": 0, "overruled_by_trusted": 0}
+    assert record["feedback"]["relabelled_corpus"] == 0 and record["feedback"]["used"] == 0
+    assert "1000 with too few agreeing keys" in format_report(result, options.log_file)
 
 
 def test_gate_rejection_exits_3_and_changes_nothing(seeded, model_base: Path) -> None:

@@ -82,7 +82,8 @@ def test_conflicting_label_is_kept_flagged_and_left_out_of_training(tmp_path: Pa
     assert conflicts[0].normalized == normalize("明天开会")
     assert conflicts[0].counts == {"pass": 2, "spam": 1}
     stats = store.stats()
-    assert stats == {"distinct": 3, "reports": 4, "spam": 2, "pass": 1, "conflicting_texts": 1}
+    assert stats == {"distinct": 3, "reports": 4, "spam": 2, "pass": 1, "conflicting_texts": 1,
+                     "key_ids": 1, "bytes": stats["bytes"]}
 
 
 @pytest.mark.parametrize("label", [2, -1, True, "spam"])

@@ -1,0 +1,106 @@
+"""``antispam feedback``: list, export or delete feedback rows by key id or time range.
+
+For an operator cleaning up after an abusive client: ``antispam feedback list --key mallory``
+shows what a key sent, ``export`` writes the rows as JSON Lines (to keep a copy), ``delete``
+removes them, ``reassign --to KEY_ID`` records them as sent by that key id (to vouch for rows
+stored before senders were recorded, which are ``anonymous``) (``--yes`` required; a key id or a
+time range is required). Times are ISO 8601
+(``2026-11-29`` or ``2026-11-29T10:00:00``, UTC unless they say otherwise) or unix seconds; a row
+is in the range if it was seen during it (``--since``: last seen at or after; ``--until``: first
+seen before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from antispam.config import ServeConfig, add_arguments
+
+    p = sub.add_parser("feedback", help="list, export or delete feedback rows (by key id or time)",
+                       description=__doc__.split("\n\n")[1] if __doc__ else None)
+    add_arguments(p, ServeConfig, only=("feedback_db",))
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (("list", "one line per row: id, key id, label, count, last seen, text"),
+                       ("export", "the rows as JSON Lines on standard output"),
+                       ("delete", "delete the rows (needs --yes and a key id or time range)"),
+                       ("reassign", "record the rows as sent by --to KEY_ID, e.g. to vouch for rows "
+                        "stored before senders were recorded (anonymous); needs --yes")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("--key", dest="key_id", metavar="KEY_ID", help="only rows sent with this key id")
+        a.add_argument("--since", metavar="TIME", help="only rows last seen at or after TIME")
+        a.add_argument("--until", metavar="TIME", help="only rows first seen before TIME")
+        if name in ("delete", "reassign"):
+            a.add_argument("--yes", action="store_true", help="really do it")
+        if name == "reassign":
+            a.add_argument("--to", required=True, metavar="KEY_ID", help="the key id the rows get")
+    p.set_defaults(run=run)
+
+
+def parse_time(value: str | None) -> float | None:
+    from antispam.errors import UserError
+
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = _dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{value!r} is not a time: use ISO 8601 (2026-11-29T10:00) or unix seconds") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when.timestamp()
+
+
+def _iso(stamp: float) -> str:
+    return _dt.datetime.fromtimestamp(stamp, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from antispam.config import ServeConfig, resolve
+    from antispam.errors import UserError
+    from antispam.feedback import FeedbackError, FeedbackStore
+    from antispam.labels import NAMES
+
+    config = resolve(ServeConfig, args, only=("feedback_db",))
+    if not config.feedback_db or not Path(config.feedback_db).is_file():
+        raise UserError(f"no feedback store at {config.feedback_db!r} (--feedback-db)")
+    where = {"key_id": args.key_id, "since": parse_time(args.since), "until": parse_time(args.until)}
+    store = FeedbackStore(config.feedback_db)
+    try:
+        if args.action in ("delete", "reassign"):
+            if all(v is None for v in where.values()):
+                raise UserError(f"{args.action} needs --key or --since/--until (never the whole store)")
+            if not args.yes:
+                count = len(store.rows(**where))
+                print(f"would {args.action} {count} rows; add --yes to do it", file=sys.stderr)
+                return 1
+            if args.action == "delete":
+                print(f"deleted {store.delete(**where)} rows from {config.feedback_db}")
+            else:
+                print(f"reassigned {store.reassign(args.to, **where)} rows to key id {args.to} in "
+                      f"{config.feedback_db}")
+            return 0
+        for row in store.rows(**where):
+            if args.action == "export":
+                record = dataclasses.asdict(row)
+                record["label"] = NAMES[row.label]
+                print(json.dumps(record, ensure_ascii=False, sort_keys=True))
+            else:
+                text = row.text if len(row.text) <= 60 else row.text[:60] + "..."
+                print(f"{row.id}\t{row.key_id}\t{NAMES[row.label]}\t{row.count}\t{_iso(row.last_seen)}\t{text}")
+    except FeedbackError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+    return 0

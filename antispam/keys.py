@@ -1,0 +1,215 @@
+"""API keys, roles and per-key rate limits (issue 11); off unless a keys file is configured.
+
+The keys file (``ANTISPAM_KEYS_FILE``, docs/operations.md#api-keys) has one key per line::
+
+    key_id<TAB>sha256(key) as hex<TAB>roles, comma-separated<TAB>rate per second
+
+Blank lines and lines starting with ``#`` are ignored. Only the hash is stored: the key itself
+is printed once by ``antispam keys add`` and never written, logged or counted anywhere; logs,
+metrics and the feedback store name a request's *key id*. Roles: ``predict`` (``/predict``),
+``feedback`` (``/feedback``), ``admin`` (``/models``, ``/metrics``, and every other role; its
+feedback is trusted by the retrain merge). :class:`KeyRing` re-reads the file when its mtime or
+size changes (checked at most once per ``poll_seconds``), so keys are added and revoked without a
+restart; a file that turns unreadable or invalid keeps the last good keys (logged). A keys file
+that does not exist yet means keys are on and none is known: protected routes answer 401 (fail
+closed) until ``antispam keys add`` creates it.
+
+Rate limits: a token bucket per key id, refilled at the key's rate, holding at most
+``2 × rate`` tokens (the burst); an empty bucket answers 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from antispam.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("predict", "feedback", "admin")
+ENV_VAR = "ANTISPAM_KEYS_FILE"
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+BURST_FACTOR = 2.0
+
+
+class KeysFileError(UserError):
+    """The keys file cannot be read or has a bad line (the message names the line, never a key)."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    digest: str  # sha256 of the key, hex
+    roles: frozenset[str]
+    rate: float  # requests per second; the bucket holds 2 × rate
+
+    def allows(self, role: str) -> bool:
+        return role in self.roles or "admin" in self.roles
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_line(line: str, where: str) -> ApiKey | None:
+    """One line of the keys file, or None for a blank line or a comment."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    fields = text.split("\t")
+    if len(fields) != 4:
+        raise KeysFileError(f"{where}: expected 4 tab-separated fields (key id, sha256, roles, rate), "
+                            f"got {len(fields)}")
+    key_id, digest, roles_text, rate_text = (f.strip() for f in fields)
+    if not _KEY_ID.fullmatch(key_id):
+        raise KeysFileError(f"{where}: bad key id (letters, digits, _ . @ -, at most 64)")
+    if not _DIGEST.fullmatch(digest.lower()):
+        raise KeysFileError(f"{where}: key {key_id}: the second field must be a sha256 hex digest")
+    roles = frozenset(r.strip() for r in roles_text.split(",") if r.strip())
+    unknown = roles - set(ROLES)
+    if not roles or unknown:
+        raise KeysFileError(f"{where}: key {key_id}: roles must be some of {', '.join(ROLES)}, "
+                            f"got {roles_text[:60]!r}")
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        rate = math.nan
+    if not math.isfinite(rate) or rate <= 0:
+        raise KeysFileError(f"{where}: key {key_id}: rate must be a number of requests per second > 0")
+    return ApiKey(key_id, digest.lower(), roles, rate)
+
+
+def parse_keys(text: str, source: str = "keys file") -> dict[str, ApiKey]:
+    """digest -> key; a key id or digest given twice is an error."""
+    keys: dict[str, ApiKey] = {}
+    ids: set[str] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        key = parse_line(line, f"{source} line {number}")
+        if key is None:
+            continue
+        if key.key_id in ids or key.digest in keys:
+            raise KeysFileError(f"{source} line {number}: key id {key.key_id} or its key is listed twice")
+        ids.add(key.key_id)
+        keys[key.digest] = key
+    return keys
+
+
+def load_keys(path: str | os.PathLike[str]) -> dict[str, ApiKey]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeysFileError(f"cannot read keys file {path}: {exc}") from exc
+    return parse_keys(text, str(path))
+
+
+class KeyRing:
+    """The keys of a file, re-read when it changes; thread-safe lookups by presented key."""
+
+    def __init__(self, path: str | os.PathLike[str], *, poll_seconds: float = 1.0) -> None:
+        self.path = Path(path)
+        self.poll_seconds = poll_seconds
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._stamp = self._stat()
+        if self._stamp is None:  # fail closed: keys on, none known yet (add some: no restart needed)
+            log.warning("keys file %s does not exist yet: every route that needs a key answers 401 "
+                        "until keys are added (antispam keys add)", self.path)
+            self.keys: dict[str, ApiKey] = {}
+        else:
+            self.keys = load_keys(self.path)  # a bad file at start is an error
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def refresh(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._checked < self.poll_seconds:
+                return
+            self._checked = now
+            stamp = self._stat()
+            if stamp == self._stamp and not force:
+                return
+            try:
+                keys = load_keys(self.path)
+            except KeysFileError as exc:
+                log.error("keys file changed but cannot be used; keeping the %d keys read before: %s",
+                          len(self.keys), exc)
+                self._stamp = stamp
+                return
+            self.keys, self._stamp = keys, stamp
+            log.info("keys file %s reloaded: %d keys", self.path, len(keys))
+
+    def lookup(self, key: str) -> ApiKey | None:
+        self.refresh()
+        return self.keys.get(hash_key(key))
+
+    def key_ids(self) -> list[str]:
+        return sorted(k.key_id for k in self.keys.values())
+
+
+class TokenBuckets:
+    """One token bucket per key id (capacity ``BURST_FACTOR × rate``), full at first use."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str, rate: float) -> float:
+        """0.0 if a request may go now, else the seconds until one token is back."""
+        now = self._clock()
+        capacity = max(1.0, BURST_FACTOR * rate)
+        with self._lock:
+            tokens, when = self._buckets.get(key_id, (capacity, now))
+            tokens = min(capacity, tokens + (now - when) * rate)
+            if tokens >= 1.0:
+                self._buckets[key_id] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key_id] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+
+def new_key() -> str:
+    return "as_" + secrets.token_urlsafe(32)
+
+
+def add_key(path: str | os.PathLike[str], key_id: str, roles: list[str], rate: float) -> str:
+    """Append a new key's line to the keys file atomically (write a copy, fsync, rename) and
+    return the key, which is stored nowhere else: the caller shows it once."""
+    from antispam.atomic import atomic_write_text
+
+    path = Path(path)
+    key = new_key()
+    line = f"{key_id}\t{hash_key(key)}\t{','.join(roles)}\t{rate:g}"
+    parse_line(line, "new key")  # the same checks as the reader
+    try:
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    except OSError as exc:
+        raise KeysFileError(f"cannot read keys file {path}: {exc}") from exc
+    current = parse_keys(existing, str(path))
+    if key_id in {k.key_id for k in current.values()}:
+        raise KeysFileError(f"key id {key_id} is already in {path}; pick another id")
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    if not existing:
+        existing = "# key_id<TAB>sha256(key)<TAB>roles<TAB>rate per second (antispam keys add)\n"
+    atomic_write_text(path, existing + line + "\n")  # readers see the old file or the new one
+    return key

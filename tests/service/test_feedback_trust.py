@@ -1,0 +1,177 @@
+"""Issue 11: feedback that cannot poison the model — the store records who sent what and when,
+and the retrain merge lets feedback change training only from a trusted key or N agreeing keys.
+
+No training here: the merge is the whole decision (antispam.retrain.merge_feedback), checked
+through a real FeedbackStore file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from antispam import retrain
+from antispam.commands.retrain import format_report
+from antispam.data import Sample, Split
+from antispam.feedback import ANONYMOUS, FeedbackRefused, FeedbackStore
+from antispam.labels import PASS, SPAM
+from antispam.retrain_record import FeedbackSummary, RetrainRecord, Thresholds, WordVectorsInfo
+from antispam.text import normalize
+
+SPAM_TEXTS = [f"加微信领取优惠券{i}号，代开发票，贷款秒批" for i in range(1000)]
+# normalize masks digits; make each text distinct after normalization too
+SPAM_TEXTS = [t.replace(f"{i}号", "号" + "甲乙丙丁戊己庚辛壬癸"[i % 10] + "子丑寅卯辰巳午未申酉"[i // 10 % 10]
+                        + "金木水火土风雨雷电雪"[i // 100 % 10]) for i, t in enumerate(SPAM_TEXTS)]
+
+
+def corpus() -> Split:
+    return Split(train=[Sample(t, SPAM) for t in SPAM_TEXTS] + [Sample("明天一起吃饭", PASS)],
+                 validation=[Sample("恭喜中奖请领取", SPAM)], test=[Sample("下午开会带电脑", PASS)])
+
+
+def labels(train: list[Sample]) -> dict[str, int]:
+    return {normalize(s.text): s.label for s in train}
+
+
+def store_with(tmp_path: Path, rows: list[tuple[str, int, str]]) -> FeedbackStore:
+    store = FeedbackStore(tmp_path / "feedback.db", synchronous="NORMAL")
+    for text, label, key_id in rows:
+        store.add(text, normalize(text), label, 1, key_id=key_id)
+    return store
+
+
+def test_a_thousand_anonymous_pass_labels_flip_nothing(tmp_path: Path) -> None:
+    split = corpus()
+    assert len({normalize(t) for t in SPAM_TEXTS}) == 1000
+    store = store_with(tmp_path, [(t, PASS, ANONYMOUS) for t in SPAM_TEXTS])
+    rows = store.samples(include_conflicts=True)
+    assert len(rows) == 1000 and {r.key_id for r in rows} == {ANONYMOUS}
+    assert all(r.first_seen > 0 and r.last_seen >= r.first_seen for r in rows)  # when
+    merged = retrain.merge_feedback(split, rows, policy=retrain.FeedbackPolicy())
+    before, after = labels(split.train), labels(merged.train)
+    flipped = sum(1 for k, v in before.items() if after.get(k) != v)
+    assert flipped == 0 and len(merged.train) == len(split.train)
+    assert merged.counts["used"] == 0 and merged.counts["relabelled_corpus"] == 0
+    assert merged.counts["rejected_too_few_keys"] == 1000
+    summary = FeedbackSummary(db="feedback.db").with_counts(merged.counts, store.stats())
+    assert summary.rejected == {"too_few_keys": 1000, "conflicting": 0, "overruled_by_trusted": 0}
+    record = RetrainRecord(time="t", model="cnn", model_dir="m", pid=1, dry_run=True, tolerance=0.005,
+                           keep=5, thresholds=Thresholds(0.5, 0.9), word2vec=WordVectorsInfo("reuse"),
+                           feedback=summary)
+    report = format_report(retrain.RetrainResult(0, "publish", None, None, "why", record), "log")
+    assert "1000 with too few agreeing keys" in report
+    print(f"\npoisoning: rows {len(rows)}, rejected {summary.rejected}, corpus labels flipped {flipped}")
+
+
+def test_many_anonymous_reports_of_one_text_count_as_one_key(tmp_path: Path) -> None:
+    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, ANONYMOUS)] * 50)
+    merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(min_keys=2))
+    assert merged.counts["used"] == 0 and merged.counts["rejected_too_few_keys"] == 1
+    assert store.samples()[0].count == 50
+
+
+def test_a_trusted_key_flips_a_corpus_label(tmp_path: Path) -> None:
+    split = corpus()
+    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, "moderator"), (SPAM_TEXTS[1], PASS, "mallory")])
+    merged = retrain.merge_feedback(split, store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(trusted=frozenset({"moderator"})))
+    after = labels(merged.train)
+    assert after[normalize(SPAM_TEXTS[0])] == PASS
+    assert after[normalize(SPAM_TEXTS[1])] == SPAM
+    assert merged.counts["relabelled_corpus"] == 1 and merged.counts["trusted"] == 1
+    assert merged.counts["rejected_too_few_keys"] == 1
+
+
+def test_a_trusted_verdict_overrules_an_attacker_instead_of_a_conflict(tmp_path: Path) -> None:
+    text = "加微信领红包，稳赚不赔"
+    store = store_with(tmp_path, [(text, SPAM, "moderator"), (text, PASS, "mallory"), (text, PASS, ANONYMOUS)])
+    merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(trusted=frozenset({"moderator"})))
+    assert labels(merged.train)[normalize(text)] == SPAM
+    assert merged.counts["rejected_overruled_by_trusted"] == 2 and merged.counts["conflicting"] == 0
+
+
+def test_n_agreeing_keys_enter_and_fewer_do_not(tmp_path: Path) -> None:
+    three, two = "周末一起去爬山吧", "晚上一起看电影吧"
+    store = store_with(tmp_path, [(three, PASS, k) for k in ("a", "b", ANONYMOUS)]
+                       + [(two, PASS, k) for k in ("a", ANONYMOUS)] + [(SPAM_TEXTS[2], PASS, k) for k in "abc"])
+    merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(min_keys=3))
+    after = labels(merged.train)
+    assert after[normalize(three)] == PASS and normalize(two) not in after
+    assert after[normalize(SPAM_TEXTS[2])] == PASS  # three keys agree: the corpus label flips
+    assert merged.counts["agreed"] == 2 and merged.counts["rejected_too_few_keys"] == 2
+
+
+def test_untrusted_keys_that_disagree_are_a_conflict(tmp_path: Path) -> None:
+    text = "周末一起去爬山吧"
+    store = store_with(tmp_path, [(text, PASS, k) for k in "abc"] + [(text, SPAM, "d")])
+    merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(min_keys=3))
+    assert merged.counts["used"] == 0 and merged.counts["rejected_conflicting"] == 4
+    assert merged.conflicts[0]["counts"] == {"pass": 3, "spam": 1}
+
+
+def test_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE feedback (id INTEGER PRIMARY KEY, normalized TEXT NOT NULL,
+            label INTEGER NOT NULL CHECK (label IN (0, 1)), text TEXT NOT NULL, model_version INTEGER,
+            first_seen REAL NOT NULL, last_seen REAL NOT NULL, count INTEGER NOT NULL DEFAULT 1,
+            UNIQUE (normalized, label));
+        INSERT INTO feedback VALUES (1, 'abc', 0, '代开发票', 3, 100.0, 200.0, 7);
+        PRAGMA user_version=1;
+    """)
+    conn.close()
+    store = FeedbackStore(path)
+    [row] = store.samples()
+    assert (row.key_id, row.count, row.model_version, row.first_seen) == (ANONYMOUS, 7, 3, 100.0)
+    store.add("代开发票", "abc", SPAM, 3, key_id="k1")  # the same text from another key: a new row
+    assert sorted((r.key_id, r.count) for r in store.samples()) == [(ANONYMOUS, 7), ("k1", 1)]
+    assert store.stats()["bytes"] == 2 * len("代开发票".encode())
+    store.close()
+    assert FeedbackStore(path).integrity_check() == "ok"
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_store_cap_and_daily_quota(tmp_path: Path) -> None:
+    full = FeedbackStore(tmp_path / "a.db", max_rows=2, synchronous="NORMAL")
+    full.add("一", "一", SPAM, None)
+    full.add("一", "一", SPAM, None)  # a repeat adds no row
+    full.add("二", "二", SPAM, None)
+    with pytest.raises(FeedbackRefused) as info:
+        full.add("三", "三", SPAM, None)
+    assert info.value.reason == "store_full"
+    sized = FeedbackStore(tmp_path / "b.db", max_bytes=10, synchronous="NORMAL")
+    sized.add("一二三", "一二三", SPAM, None)  # 9 bytes
+    with pytest.raises(FeedbackRefused):
+        sized.add("四", "四", SPAM, None)
+    quota = FeedbackStore(tmp_path / "c.db", daily_count=2, daily_bytes=100, synchronous="NORMAL")
+    quota.add("一", "一", SPAM, None, key_id="k", now=86400 * 10)
+    quota.add("一", "一", SPAM, None, key_id="k", now=86400 * 10 + 1)  # repeats count too
+    with pytest.raises(FeedbackRefused) as info:
+        quota.add("二", "二", SPAM, None, key_id="k", now=86400 * 10 + 2)
+    assert info.value.reason == "quota_exceeded"
+    quota.add("二", "二", SPAM, None, key_id="other", now=86400 * 10 + 2)  # per key id
+    quota.add("二", "二", SPAM, None, key_id="k", now=86400 * 11)  # a new UTC day
+    with pytest.raises(FeedbackRefused):
+        quota.add("长" * 40, "长" * 40, SPAM, None, key_id="b", now=86400 * 11)  # 120 bytes > 100
+
+
+def test_list_delete_and_retention(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "f.db", synchronous="NORMAL")
+    for i, key in enumerate(["good", "bad", "bad", "good"]):
+        store.add(f"文本{'甲乙丙丁'[i]}", f"文本{'甲乙丙丁'[i]}", SPAM, None, key_id=key, now=1000.0 * (i + 1))
+    assert [r.key_id for r in store.rows(key_id="bad")] == ["bad", "bad"]
+    assert len(store.rows(since=2500.0)) == 2 and len(store.rows(until=2500.0)) == 2
+    with pytest.raises(ValueError):
+        store.delete()
+    assert store.delete(key_id="bad") == 2
+    assert [r.key_id for r in store.rows()] == ["good", "good"]
+    assert store.prune(1.0, now=86400 + 2500.0) == 1  # the row last seen at 1000 s
+    assert store.prune(0) == 0
+    assert len(store.rows()) == 1
