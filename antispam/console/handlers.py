@@ -272,6 +272,7 @@ class StaticHandler(ConsoleHandler):
 
 
 class InfoHandler(ConsoleHandler):
+    role = "predict"  # with keys on: the page is open, its data needs a key
     def get(self) -> None:
         config = self.services.config
         console = self.console
@@ -294,11 +295,13 @@ class InfoHandler(ConsoleHandler):
 
 
 class VersionsHandler(ConsoleHandler):
+    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self) -> None:
         self.send_json({"data": await self.off_loop(self.console.version_list)})
 
 
 class VersionHandler(ConsoleHandler):
+    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self, number: str) -> None:
         detail = await self.off_loop(self.console.version_detail, int(number))
         if detail is None:
@@ -307,6 +310,7 @@ class VersionHandler(ConsoleHandler):
 
 
 class ReportImageHandler(ConsoleHandler):
+    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self, number: str, kind: str) -> None:
         path = await self.off_loop(self.console.image_path, int(number), kind)
         if path is None:
@@ -319,12 +323,14 @@ class ReportImageHandler(ConsoleHandler):
 
 
 class PromotionsHandler(ConsoleHandler):
+    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self) -> None:
         limit = self.int_argument("limit", 20, 1, 200)
         self.send_json({"data": await self.off_loop(self.console.promotions, limit)})
 
 
 class LiveHandler(ConsoleHandler):
+    role = "admin"  # with keys on: the page is open, its data needs a key
     def get(self) -> None:
         raw = self.get_query_argument("minutes", "5")
         try:

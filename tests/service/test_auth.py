@@ -69,6 +69,13 @@ class AuthApiTest(ApiTestCase):
             self.assertEqual(self.fetch(path).code, 200, path)
         self.assert_error(self.as_(None, "/nope"), 404, "not_found")
 
+    def test_the_console_page_is_open_and_its_data_needs_a_key(self):
+        self.assertEqual(self.fetch("/console/").code, 200)  # the page itself: it asks for a key
+        self.assert_error(self.as_(None, "/console/api/live"), 401, "unauthorized")
+        self.assert_error(self.as_("moderator", "/console/api/versions"), 403, "forbidden")
+        self.assertEqual(self.as_("moderator", "/console/api/info")[0], 200)  # Try needs thresholds
+        self.assertEqual(self.as_("root", "/console/api/live")[0], 200)
+
     def test_rate_limit_is_429_with_retry_after(self):
         codes = [self.as_("slow", "/predict?text=hello")[0] for _ in range(3)]
         self.assertEqual(codes[:2], [200, 200])  # burst: twice the rate
