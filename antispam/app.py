@@ -13,6 +13,7 @@ exception mapped to the JSON error shape in one place (:func:`antispam.errors.to
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from antispam.config import ServeConfig
 from antispam.errors import ApiError, api_error, error_body, to_response
 from antispam.labels import parse_label
 from antispam.metrics import Metrics
+from antispam.request_ids import check_data_id, data_ids_of, request_id_from
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
 
@@ -44,7 +46,8 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
 class FeedbackStore(Protocol):
-    def add(self, text: str, normalized: str, label: int, model_version: int | None) -> dict: ...
+    def add(self, text: str, normalized: str, label: int, model_version: int | None,
+            **refs: str) -> dict: ...
 
 
 @dataclass
@@ -159,6 +162,10 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")  # no "TornadoServer/x.y" banner
+        # Also runs again when an error clears the headers, so errors carry the id too.
+        if not hasattr(self, "request_id"):
+            self.request_id = request_id_from(self.request.headers.get("X-Request-Id"))
+        self.set_header("X-Request-Id", self.request_id)
 
     def prepare(self) -> None:
         self.check_head()
@@ -235,6 +242,8 @@ class BaseHandler(tornado.web.RequestHandler):
             self.services.request_finished()
 
     def send_json(self, payload: Any, status: int = 200) -> None:
+        if isinstance(payload, dict):
+            payload = {**payload, "request_id": self.request_id}
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(_dumps(payload))
@@ -246,7 +255,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if status == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(_dumps(body))
+        self.finish(_dumps({**body, "request_id": self.request_id}))
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         status, body, unexpected = to_response(value)
@@ -316,9 +325,10 @@ class PredictHandler(JsonBodyHandler):
             text = values[0].decode("utf-8")
         except UnicodeDecodeError:
             raise api_error("invalid_utf8", "the text parameter is not UTF-8") from None
+        data_id = self.get_query_argument("data_id", None)
         scorer = self.services.scorer
         items = await scorer.score([text], await scorer.normalize_all_async([text]))
-        self.send_json({"data": items[0]})
+        self.send_json({"data": _with_data_ids(items, [check_data_id(data_id)])[0]})
 
     async def post(self) -> None:
         body = self.json_object()
@@ -334,14 +344,24 @@ class PredictHandler(JsonBodyHandler):
             limit = self.services.config.max_texts
             if len(texts) > limit:
                 raise api_error("too_many_texts", f"{len(texts)} texts in one request; the limit is {limit}")
+            data_ids = data_ids_of(body, len(texts))
             items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"))
-            self.send_json({"data": items})
+            self.send_json({"data": _with_data_ids(items, data_ids)})
         elif "text" in body:
             text = body["text"]
+            data_id = check_data_id(body.get("data_id"))
             items = await scorer.score([text], await scorer.normalize_all_async([text]))
-            self.send_json({"data": items[0]})
+            self.send_json({"data": _with_data_ids(items, [data_id])[0]})
         else:
             raise api_error("missing_text", 'give {"text": "..."} or {"texts": ["...", ...]}')
+
+
+def _with_data_ids(items: list[dict[str, Any]], data_ids: list[str | None]) -> list[dict[str, Any]]:
+    """Echo each text's ``data_id`` in its item (only where the client gave one)."""
+    for item, data_id in zip(items, data_ids):
+        if data_id is not None:
+            item["data_id"] = data_id
+    return items
 
 
 class FeedbackHandler(JsonBodyHandler):
@@ -363,9 +383,14 @@ class FeedbackHandler(JsonBodyHandler):
         if store is None:
             raise api_error("feedback_unavailable", "this service has no feedback store configured")
         version = self.services.backend.current_version
+        # Which decision this feedback disputes: the request_id of that /predict answer and the
+        # client's data_id of the text (both optional; stored with the row).
+        refs = {name: str(check_data_id(body[name], name)) for name in ("request_id", "data_id")
+                if body.get(name) is not None}
         loop = asyncio.get_running_loop()
         try:
-            record = await loop.run_in_executor(None, store.add, text, normalized, label, version)
+            record = await loop.run_in_executor(
+                None, functools.partial(store.add, text, normalized, label, version, **refs))
         except Exception:
             log.exception("storing feedback failed")
             raise api_error("feedback_unavailable", "the feedback store failed; try again") from None
@@ -467,8 +492,9 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     if access_log.isEnabledFor(level):
         request = handler.request
         query = f"?<{len(request.query)} bytes>" if request.query else ""
-        access_log.log(level, "%d %s %s%s (%s) %.1fms", status, _shown(request.method, 20),
-                       _shown(request.path), query, request.remote_ip, 1000.0 * request.request_time())
+        access_log.log(level, "%d %s %s%s (%s) %.1fms rid=%s", status, _shown(request.method, 20),
+                       _shown(request.path), query, request.remote_ip, 1000.0 * request.request_time(),
+                       getattr(handler, "request_id", "-"))
 
 
 class CappedLogMessages(logging.Filter):
