@@ -327,12 +327,16 @@ class PredictHandler(JsonBodyHandler):
             raise api_error("invalid_utf8", "the text parameter is not UTF-8") from None
         data_id = self.get_query_argument("data_id", None)
         scorer = self.services.scorer
-        items = await scorer.score([text], await scorer.normalize_all_async([text]))
+        options = _score_options(scorer, self.get_query_argument("policy", None),
+                                 self.get_query_argument("explain", None))
+        items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
         self.send_json({"data": _with_data_ids(items, [check_data_id(data_id)])[0]})
 
     async def post(self) -> None:
         body = self.json_object()
         scorer = self.services.scorer
+        options = _score_options(scorer, body.get("policy", self.get_query_argument("policy", None)),
+                                 body.get("explain", self.get_query_argument("explain", None)))
         if "texts" in body and "text" in body:
             raise api_error("invalid_request", "give either text or texts, not both")
         if "texts" in body:
@@ -345,15 +349,26 @@ class PredictHandler(JsonBodyHandler):
             if len(texts) > limit:
                 raise api_error("too_many_texts", f"{len(texts)} texts in one request; the limit is {limit}")
             data_ids = data_ids_of(body, len(texts))
-            items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"))
+            items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"), **options)
             self.send_json({"data": _with_data_ids(items, data_ids)})
         elif "text" in body:
             text = body["text"]
             data_id = check_data_id(body.get("data_id"))
-            items = await scorer.score([text], await scorer.normalize_all_async([text]))
+            items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
             self.send_json({"data": _with_data_ids(items, [data_id])[0]})
         else:
             raise api_error("missing_text", 'give {"text": "..."} or {"texts": ["...", ...]}')
+
+
+def _score_options(scorer: Scorer, policy: Any, explain: Any) -> dict[str, Any]:
+    """``policy=`` and ``explain=`` of a predict request (query, or body for POST)."""
+    if isinstance(explain, str):
+        explain = {"true": True, "1": True, "false": False, "0": False}.get(explain.lower(), explain)
+    if explain is None:
+        explain = False
+    if not isinstance(explain, bool):
+        raise api_error("invalid_request", "explain must be true or false")
+    return {"policy": scorer.policy(policy), "explain": explain}
 
 
 def _with_data_ids(items: list[dict[str, Any]], data_ids: list[str | None]) -> list[dict[str, Any]]:
@@ -444,6 +459,19 @@ class MetricsHandler(BaseHandler):
         self.finish(self.services.metrics.exposition())
 
 
+class ListsHandler(BaseHandler):
+    """``GET /lists``: the term lists loaded now, their files and errors, and the policies."""
+
+    route = "lists"
+
+    def get(self) -> None:
+        scorer = self.services.scorer
+        body = scorer.lists.maybe_refresh().status()
+        body["folder"] = str(scorer.lists.folder)
+        body["policies"] = {name: p.as_dict() for name, p in sorted(scorer.policies.items())}
+        self.send_json(body)
+
+
 class OpenAPIHandler(BaseHandler):
     route = "openapi"
 
@@ -468,6 +496,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/models", ModelsHandler),
     (r"/metrics", MetricsHandler),
     (r"/openapi.json", OpenAPIHandler),
+    (r"/lists", ListsHandler),
 ]
 
 

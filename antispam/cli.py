@@ -17,7 +17,7 @@ from antispam import __version__
 from antispam.errors import UserError
 
 # Order is the order --help lists them.
-COMMANDS = ["data", "tokens", "train", "evaluate", "serve", "predict", "retrain", "bench"]
+COMMANDS = ["data", "tokens", "train", "evaluate", "serve", "predict", "retrain", "bench", "lists"]
 
 
 def build_parser() -> argparse.ArgumentParser:

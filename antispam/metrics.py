@@ -107,6 +107,15 @@ class Metrics:
         self.batch_texts = Histogram("antispam_model_batch_texts",
                                      "texts per model call (micro-batches in the local backend)",
                                      buckets=BATCH_BUCKETS, registry=r)
+        # Policies come from the policies file and the other labels are fixed words, so the
+        # series are bounded (a request naming an unknown policy is refused before this).
+        self.decisions = Counter("antispam_decisions",
+                                 "texts answered, by policy, by what decided (model, block_list, "
+                                 "allow_list) and by suggestion",
+                                 ["policy", "decided_by", "suggestion"], registry=r)
+
+    def observe_decision(self, policy: str, decided_by: str, suggestion: str) -> None:
+        self.decisions.labels(policy, decided_by, suggestion).inc()
 
     def watch_backend(self, backend: "Backend", model_name: str) -> None:
         self.registry.register(_BackendCollector(backend, model_name))
