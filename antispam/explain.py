@@ -57,11 +57,15 @@ def raw_span(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[in
     return spans[start][0], spans[end - 1][1]
 
 
+def check_explain_count(count: int) -> None:
+    if count > MAX_EXPLAINED_TEXTS:
+        raise api_error("invalid_request", f"explain=true takes at most {MAX_EXPLAINED_TEXTS} texts "
+                        f"per request, got {count}")
+
+
 async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: Sequence[str],
                             items: list[dict[str, Any]]) -> None:
-    if len(texts) > MAX_EXPLAINED_TEXTS:
-        raise api_error("invalid_request", f"explain=true takes at most {MAX_EXPLAINED_TEXTS} texts "
-                        f"per request, got {len(texts)}")
+    check_explain_count(len(texts))
     token_lists = await scorer.segment_all(normalized)
     rows: list[list[str]] = []
     plans: list[tuple[str, list[tuple[int, int, int]]]] = []  # kind, (row, a, b) per text

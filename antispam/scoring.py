@@ -73,6 +73,7 @@ class Scorer:
         self.lists = lists if lists is not None else ListsWatcher(config.lists_dir, config.lists_poll_seconds)
         self.policies = policies if policies is not None else load_policies(
             config.policies_file, config.review_threshold, config.block_threshold, config.min_tokens_to_block)
+        self.lists.maybe_refresh()  # load the lists now, not on the first request
 
     def policy(self, name: Any) -> Policy:
         """The policy a request names (None: ``default``); 400 ``unknown_policy`` naming the known ones."""
@@ -133,6 +134,10 @@ class Scorer:
         adds ``reasons`` to each item (docs/contracts.md#explanations).
         """
         policy = policy or self.policies[DEFAULT_POLICY]
+        if explain:
+            from antispam.explain import check_explain_count
+
+            check_explain_count(len(texts))  # before any work is spent on the request
         snapshot = self.lists.maybe_refresh()
         version = self.backend.current_version
         found: list[tuple[CachedScore, int] | None] = [None] * len(texts)

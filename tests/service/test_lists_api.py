@@ -135,6 +135,15 @@ class ListsApiTest(ApiTestCase):
         status, body = self.call("/predict", "POST", {"texts": ["你好"] * 5, "explain": True})
         self.assertEqual(status, 200)
         self.assertEqual(len(body["data"]), 5)
+        calls = len(self.backend.calls)
+        from antispam import explain
+        explain.MAX_EXPLAINED_TEXTS = 2
+        try:
+            self.assert_error(self.call("/predict", "POST", {"texts": ["甲乙", "丙丁", "戊己"], "explain": True}),
+                              400, "invalid_request")
+        finally:
+            explain.MAX_EXPLAINED_TEXTS = 10
+        self.assertEqual(len(self.backend.calls), calls)  # refused before the model was asked
 
 
 def test_token_offsets():
