@@ -12,7 +12,9 @@ micro-batcher takes them as one batch):
   probability is that row's under every aggregation). The three highest are reported.
 * ``token`` (occlusion): for a text of 2 to 20 tokens (one window), each token is removed in
   turn and the rest scored; ``delta`` = the text's probability minus the probability without the
-  token. The five largest positive deltas are reported. Longer texts get windows only.
+  token, ``log_odds_delta`` the same in log-odds (ln p/(1-p)). The five largest positive
+  log-odds drops are reported (a saturated score hides them in ``delta``). Longer texts get
+  windows only.
 
 List matches are reasons too (``source`` ``block_list``/``allow_list``), whatever decided.
 """
@@ -20,6 +22,7 @@ List matches are reasons too (``source`` ``block_list``/``allow_list``), whateve
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -37,6 +40,11 @@ MAX_EXPLAINED_TEXTS = 10
 TOP_WINDOWS = 3
 TOP_TOKENS = 5
 EXPLAIN_WINDOWING = Windowing()
+
+
+def log_odds(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p) - math.log1p(-p)
 
 
 def token_offsets(normalized: str, tokens: Sequence[str]) -> list[tuple[int, int]]:
@@ -107,13 +115,16 @@ async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: 
                 reasons.append({"source": "model", "kind": "window", "start": start, "end": end,
                                 "tokens": [a, b], "spam_probability": float(scores[row])})
         elif kind == "token":
-            deltas = [(p - float(scores[row]), a) for row, a, _ in plan]
-            for delta, a in sorted(deltas, key=lambda d: -d[0])[:TOP_TOKENS]:
-                if delta <= 0:
+            # Ranked by the drop in log-odds: a saturated model (p = 0.9999999) moves its
+            # probability by 1e-7 when a decisive token goes, but its log-odds by whole units.
+            ranked_tokens = sorted(((log_odds(p) - log_odds(float(scores[row])), p - float(scores[row]), a)
+                                    for row, a, _ in plan), key=lambda d: -d[0])
+            for drop, delta, a in ranked_tokens[:TOP_TOKENS]:
+                if drop <= 0:
                     break
                 start, end = raw_span(spans, *where[a])
                 reasons.append({"source": "model", "kind": "token", "token": tokens[a],
-                                "start": start, "end": end, "delta": delta})
+                                "start": start, "end": end, "delta": delta, "log_odds_delta": drop})
         elif tokens:  # one token: the whole text is the reason
             start, end = raw_span(spans, where[0][0], where[-1][1])
             reasons.append({"source": "model", "kind": "window", "start": start, "end": end,
