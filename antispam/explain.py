@@ -4,8 +4,8 @@ model's verdict, added to items as ``reasons``.
 For each text the tokens are located in the normalized text (jieba's tokens are consecutive
 substrings of it), and the normalized offsets map back to the text as sent with
 :func:`antispam.text.normalize_with_offsets`. Two kinds of model reasons, computed in **one extra
-backend call** per request (all rows of all explained texts together, so the local backend's
-micro-batcher takes them as one batch):
+backend call** per request (all rows of all explained texts together, in calls of at most
+256 rows, so the local backend's micro-batcher takes them as few batches):
 
 * ``window``: a text of more than 20 tokens is read as 20-token windows (stride 10, the
   trainer's default windowing); each window is scored as a text of its own (one window, so its
@@ -28,15 +28,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from antispam.backends.base import BackendError, DeadlineExceeded
-from antispam.errors import api_error
 from antispam.features import Windowing
 from antispam.text import normalize_with_offsets
 
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.scoring import Scorer
 
-# explain=true costs up to ~20 extra rows per text; it is for a moderator looking at a few texts.
-MAX_EXPLAINED_TEXTS = 10
+# explain=true adds at most 20 rows per short text and one per window of a long one, so at most
+# as many rows again as the text's own scoring; they go to the backend in calls of this many
+# rows at most, one after the other, so a full request (100 long texts) never fills the queue.
+EXPLAIN_ROWS_PER_CALL = 256
 TOP_WINDOWS = 3
 TOP_TOKENS = 5
 EXPLAIN_WINDOWING = Windowing()
@@ -65,15 +66,8 @@ def raw_span(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[in
     return spans[start][0], spans[end - 1][1]
 
 
-def check_explain_count(count: int) -> None:
-    if count > MAX_EXPLAINED_TEXTS:
-        raise api_error("invalid_request", f"explain=true takes at most {MAX_EXPLAINED_TEXTS} texts "
-                        f"per request, got {count}")
-
-
 async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: Sequence[str],
                             items: list[dict[str, Any]]) -> None:
-    check_explain_count(len(texts))
     token_lists = await scorer.segment_all(normalized)
     rows: list[list[str]] = []
     plans: list[tuple[str, list[tuple[int, int, int]]]] = []  # kind, (row, a, b) per text
@@ -93,16 +87,19 @@ async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: 
             plans.append(("token", plan))
         else:
             plans.append(("none", []))
-    scores = np.zeros(0)
-    if rows:
-        timeout = scorer.config.deadline_ms / 1000.0
+    parts: list[np.ndarray] = []
+    timeout = scorer.config.deadline_ms / 1000.0
+    for at in range(0, len(rows), EXPLAIN_ROWS_PER_CALL):
+        chunk = rows[at:at + EXPLAIN_ROWS_PER_CALL]
         try:
-            result = await asyncio.wait_for(scorer.backend.predict(rows, timeout=timeout), timeout + 0.05)
+            result = await asyncio.wait_for(scorer.backend.predict(chunk, timeout=timeout), timeout + 0.05)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"explain: no answer within {scorer.config.deadline_ms:.0f} ms") from None
-        scores = np.asarray(result.spam_probability, dtype=np.float64)
-        if scores.shape != (len(rows),):
-            raise BackendError(f"backend returned {scores.shape} scores for {len(rows)} explain rows")
+        part = np.asarray(result.spam_probability, dtype=np.float64)
+        if part.shape != (len(chunk),):
+            raise BackendError(f"backend returned {part.shape} scores for {len(chunk)} explain rows")
+        parts.append(part)
+    scores = np.concatenate(parts) if parts else np.zeros(0)
     for text, norm, tokens, (kind, plan), item in zip(texts, normalized, token_lists, plans, items):
         _, spans = normalize_with_offsets(text)
         where = token_offsets(norm, tokens)

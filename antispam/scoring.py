@@ -134,10 +134,6 @@ class Scorer:
         adds ``reasons`` to each item (docs/contracts.md#explanations).
         """
         policy = policy or self.policies[DEFAULT_POLICY]
-        if explain:
-            from antispam.explain import check_explain_count
-
-            check_explain_count(len(texts))  # before any work is spent on the request
         snapshot = self.lists.maybe_refresh()
         version = self.backend.current_version
         found: list[tuple[CachedScore, int] | None] = [None] * len(texts)

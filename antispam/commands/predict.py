@@ -19,7 +19,6 @@ from antispam.errors import UserError
 CHUNK = 100  # texts per backend call / HTTP request (the service's default max_texts)
 LOCAL_FLAGS = ("model_base", "model_name", "block_threshold", "review_threshold", "min_tokens_to_block",
                "deadline_ms", "lists_dir", "policies_file")
-EXPLAIN_CHUNK = 10  # explain=true takes at most 10 texts per request (antispam/explain.py)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +72,7 @@ def predict_remote(url: str, texts: Iterable[str], timeout: float,
     import urllib.request
 
     options = {k: v for k, v in (options or {}).items() if v}
-    for batch in chunks(texts, EXPLAIN_CHUNK if options.get("explain") else CHUNK):
+    for batch in chunks(texts):
         request = urllib.request.Request(
             f"{url}/predict", data=json.dumps({"texts": batch, **options}, ensure_ascii=False).encode("utf-8"),
             headers={"Content-Type": "application/json"}, method="POST")
@@ -122,7 +121,7 @@ def predict_local(config: ServeConfig, texts: Iterable[str],
             policy = scorer.policy((options or {}).get("policy"))
         except ApiError as exc:
             raise UserError(exc.message) from None
-        for batch in chunks(texts, EXPLAIN_CHUNK if explain else CHUNK):
+        for batch in chunks(texts):
             try:
                 normalized = scorer.normalize_all(batch, "text")
             except ApiError as exc:
