@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     check_serve_config(config)
+    from antispam.policies import load_policies  # a bad policies file: one message, before forking
+
+    load_policies(config.policies_file, config.review_threshold, config.block_threshold,
+                  config.min_tokens_to_block)
     if config.backend == "local":  # before binding and forking: one message, not one per worker
         from antispam.backends.factory import require_local
 

@@ -112,3 +112,10 @@ def test_policies() -> None:
                 {"bad name": {}}, {"x": {"lists": "default"}}, [], {"x": {"block_threshold": True}}):
         with pytest.raises(UserError):
             parse_policies(bad, 0.5, 0.9, 3)
+
+
+def test_serve_refuses_a_bad_policies_file_before_starting(tmp_path, capsys) -> None:
+    bad = tmp_path / "policies.json"
+    bad.write_text('{"x": {"review_threshold": 2}}', encoding="utf-8")
+    assert main(["serve", "--policies-file", str(bad), "--backend", "rest", "--port", "0"]) == 2
+    assert "policy 'x'" in capsys.readouterr().err
