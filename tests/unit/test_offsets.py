@@ -75,3 +75,22 @@ def test_exact_maps() -> None:
     assert norm == "加 微" and spans[1] == (1, 4)
     # traditional → simplified keeps one code point per character
     assert normalize_with_offsets("發票") == ("发票", [(0, 1), (1, 2)])
+
+
+def test_real_corpus_and_its_traditional_form_map_piece_by_piece(real_corpus, monkeypatch) -> None:
+    """On every corpus message and its traditional-character form, the per-piece map is built
+    (the alignment fallback never runs) and the string is normalize's."""
+    import opencc
+
+    from antispam import text
+    from antispam.data import read_corpus
+
+    fallbacks = []
+    original = text._align
+    monkeypatch.setattr(text, "_align", lambda raw, derived: fallbacks.append(raw) or original(raw, derived))
+    raw = [text.rebuild_raw(s.text) for s in read_corpus(real_corpus)]
+    s2t = opencc.OpenCC("s2t")
+    for message in raw + [s2t.convert(r) for r in raw[:3000]]:
+        norm, spans = normalize_with_offsets(message)
+        assert norm == normalize(message) and len(spans) == len(norm)
+    assert fallbacks == []
