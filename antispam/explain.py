@@ -100,7 +100,11 @@ async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: 
             raise BackendError(f"backend returned {part.shape} scores for {len(chunk)} explain rows")
         parts.append(part)
     scores = np.concatenate(parts) if parts else np.zeros(0)
+    from antispam.scoring import Slices
+
+    slices = Slices()
     for text, norm, tokens, (kind, plan), item in zip(texts, normalized, token_lists, plans, items):
+        await slices.tick()
         _, spans = normalize_with_offsets(text)
         where = token_offsets(norm, tokens)
         reasons: list[dict[str, Any]] = []

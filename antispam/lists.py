@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 KINDS = ("block", "allow")
 DEFAULT_SET = "default"
 _FILE = re.compile(r"(?:([A-Za-z0-9_-]+)\.)?(block|allow)\.txt")
-_LATIN = re.compile(r"[a-z0-9]")
 REGEX_PREFIX = "re:"
 # A list file is read whole; beyond this it is refused (a mistake, not a list).
 MAX_FILE_BYTES = 20_000_000
@@ -53,20 +52,24 @@ class ListError(UserError):
     """A list file that cannot be used; the message names the file and the lines."""
 
 
+# A space of the normalized text that is not between two Latin letters/digits.
+_DROPPED_SPACE = re.compile(r"(?<![a-z0-9]) | (?![a-z0-9])")
+
+
 def compact(normalized: str) -> tuple[str, list[int]]:
     """The normalized text without spaces except between two Latin letters/digits, and for each
-    of its characters the index in ``normalized``."""
-    chars: list[str] = []
+    of its characters the index in ``normalized``. Works run by run (C speed), not per character:
+    it runs on every text of every request while lists are loaded."""
+    pieces: list[str] = []
     index: list[int] = []
-    for i, char in enumerate(normalized):
-        if char == " ":
-            before = normalized[i - 1] if i else ""
-            after = normalized[i + 1] if i + 1 < len(normalized) else ""
-            if not (_LATIN.match(before) and _LATIN.match(after)):
-                continue
-        chars.append(char)
-        index.append(i)
-    return "".join(chars), index
+    at = 0
+    for m in _DROPPED_SPACE.finditer(normalized):
+        pieces.append(normalized[at:m.start()])
+        index.extend(range(at, m.start()))
+        at = m.end()
+    pieces.append(normalized[at:])
+    index.extend(range(at, len(normalized)))
+    return "".join(pieces), index
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ DEADLINE_GRACE_SECONDS = 0.05
 # (health probes, small requests). Measured in scripts/loop_latency.py: slices beat a thread
 # pool here because jieba is pure Python and holds the GIL.
 SLICE_SECONDS = 0.001
+# Most list hits an item reports (the first by position); more are counted in matches_total.
+MAX_MATCHES = 50
 
 
 class Slices:
@@ -182,8 +184,12 @@ class Scorer:
                     metrics.observe_batch(len(keys))
         elif metrics is not None:
             metrics.backend_used.labels("cache").inc()
-        items = [self.render(text, *hit, normalized=norm, policy=policy, snapshot=snapshot)  # type: ignore[misc]
-                 for text, hit, norm in zip(texts, found, normalized)]
+        items = []
+        slices = Slices()  # list matching and offset maps are per-character work: share the loop
+        for text, scored, norm in zip(texts, found, normalized):
+            assert scored is not None  # every text was answered from the cache or the backend
+            items.append(self.render(text, *scored, normalized=norm, policy=policy, snapshot=snapshot))
+            await slices.tick()
         if explain:
             from antispam.explain import add_model_reasons  # only requests that ask pay for it
 
@@ -245,7 +251,9 @@ class Scorer:
         if capped:
             item["capped"] = "too_little_text"
         if matches:
-            item["matches"] = raw_matches(text, matches)
+            item["matches"] = raw_matches(text, matches[:MAX_MATCHES])
+            if len(matches) > MAX_MATCHES:
+                item["matches_total"] = len(matches)
         if self.metrics is not None:
             self.metrics.observe_decision(policy.name, decided_by, suggestion)
         return item

@@ -51,6 +51,11 @@ class ListsApiTest(ApiTestCase):
         self.assertEqual(text[match["start"]:match["end"]], "加 微 信")
         self.assertEqual((match["term"], match["list"], match["list_set"]), ("加微信", "block", "default"))
 
+    def test_many_hits_are_capped(self):
+        item = self.predict("加微信" * 60)
+        self.assertEqual((len(item["matches"]), item["matches_total"]), (50, 60))
+        self.assertEqual(item["matches"][-1]["start"], 49 * 3)
+
     def test_regex_and_surrogate_pairs(self):
         text = "𠀀😀办理假证件"
         item = self.predict(text)
