@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import ahocorasick
-
 from antispam.errors import UserError
 from antispam.text import normalize
 
@@ -144,6 +142,10 @@ def parse_terms(lines: Iterable[str], name: str = "<list>") -> TermList:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise ListError(f"{name}: " + "; ".join(shown))
     if keys:
+        # Imported here: a service without term lists never needs it (and an image built from
+        # a lock file older than this dependency still starts).
+        import ahocorasick
+
         automaton = ahocorasick.Automaton()
         for key, line in keys.items():
             automaton.add_word(key, (len(key), line))
