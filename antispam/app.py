@@ -35,6 +35,7 @@ from antispam.feedback import FeedbackRefused
 from antispam.keys import KeyRing, TokenBuckets
 from antispam.labels import parse_label
 from antispam.metrics import Metrics
+from antispam.request_ids import check_data_id, data_ids_of, request_id_from
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
 
@@ -49,7 +50,7 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
 class FeedbackStore(Protocol):
     def add(self, text: str, normalized: str, label: int, model_version: int | None,
-            *, key_id: str = ...) -> dict: ...  # key_id: only passed when keys are on
+            **refs: str) -> dict: ...  # refs: key_id (only when keys are on), request_id, data_id
 
 
 @dataclass
@@ -168,6 +169,10 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")  # no "TornadoServer/x.y" banner
+        # Also runs again when an error clears the headers, so errors carry the id too.
+        if not hasattr(self, "request_id"):
+            self.request_id = request_id_from(self.request.headers.get("X-Request-Id"))
+        self.set_header("X-Request-Id", self.request_id)
 
     def prepare(self) -> None:
         self.check_head()
@@ -271,6 +276,8 @@ class BaseHandler(tornado.web.RequestHandler):
             self.services.request_finished()
 
     def send_json(self, payload: Any, status: int = 200) -> None:
+        if isinstance(payload, dict):
+            payload = {**payload, "request_id": self.request_id}
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(_dumps(payload))
@@ -285,7 +292,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if status == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(_dumps(body))
+        self.finish(_dumps({**body, "request_id": self.request_id}))
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         status, body, unexpected = to_response(value)
@@ -356,13 +363,18 @@ class PredictHandler(JsonBodyHandler):
             text = values[0].decode("utf-8")
         except UnicodeDecodeError:
             raise api_error("invalid_utf8", "the text parameter is not UTF-8") from None
+        data_id = self.get_query_argument("data_id", None)
         scorer = self.services.scorer
-        items = await scorer.score([text], await scorer.normalize_all_async([text]))
-        self.send_json({"data": items[0]})
+        options = _score_options(scorer, self.get_query_argument("policy", None),
+                                 self.get_query_argument("explain", None))
+        items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
+        self.send_json({"data": _with_data_ids(items, [check_data_id(data_id)])[0]})
 
     async def post(self) -> None:
         body = self.json_object()
         scorer = self.services.scorer
+        options = _score_options(scorer, body.get("policy", self.get_query_argument("policy", None)),
+                                 body.get("explain", self.get_query_argument("explain", None)))
         if "texts" in body and "text" in body:
             raise api_error("invalid_request", "give either text or texts, not both")
         if "texts" in body:
@@ -374,14 +386,35 @@ class PredictHandler(JsonBodyHandler):
             limit = self.services.config.max_texts
             if len(texts) > limit:
                 raise api_error("too_many_texts", f"{len(texts)} texts in one request; the limit is {limit}")
-            items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"))
-            self.send_json({"data": items})
+            data_ids = data_ids_of(body, len(texts))
+            items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"), **options)
+            self.send_json({"data": _with_data_ids(items, data_ids)})
         elif "text" in body:
             text = body["text"]
-            items = await scorer.score([text], await scorer.normalize_all_async([text]))
-            self.send_json({"data": items[0]})
+            data_id = check_data_id(body.get("data_id"))
+            items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
+            self.send_json({"data": _with_data_ids(items, [data_id])[0]})
         else:
             raise api_error("missing_text", 'give {"text": "..."} or {"texts": ["...", ...]}')
+
+
+def _score_options(scorer: Scorer, policy: Any, explain: Any) -> dict[str, Any]:
+    """``policy=`` and ``explain=`` of a predict request (query, or body for POST)."""
+    if isinstance(explain, str):
+        explain = {"true": True, "1": True, "false": False, "0": False}.get(explain.lower(), explain)
+    if explain is None:
+        explain = False
+    if not isinstance(explain, bool):
+        raise api_error("invalid_request", "explain must be true or false")
+    return {"policy": scorer.policy(policy), "explain": explain}
+
+
+def _with_data_ids(items: list[dict[str, Any]], data_ids: list[str | None]) -> list[dict[str, Any]]:
+    """Echo each text's ``data_id`` in its item (only where the client gave one)."""
+    for item, data_id in zip(items, data_ids):
+        if data_id is not None:
+            item["data_id"] = data_id
+    return items
 
 
 class FeedbackHandler(JsonBodyHandler):
@@ -404,10 +437,16 @@ class FeedbackHandler(JsonBodyHandler):
         if store is None:
             raise api_error("feedback_unavailable", "this service has no feedback store configured")
         version = self.services.backend.current_version
+        # Which decision this feedback disputes: the request_id of that /predict answer and the
+        # client's data_id of the text (both optional; stored with the row).
+        refs = {name: str(check_data_id(body[name], name)) for name in ("request_id", "data_id")
+                if body.get(name) is not None}
         loop = asyncio.get_running_loop()
-        add = functools.partial(store.add, key_id=self.key_id) if self.services.keyring else store.add
+        if self.services.keyring:
+            refs["key_id"] = self.key_id
         try:
-            record = await loop.run_in_executor(None, add, text, normalized, label, version)
+            record = await loop.run_in_executor(
+                None, functools.partial(store.add, text, normalized, label, version, **refs))
         except FeedbackRefused as exc:
             if exc.reason == "quota_exceeded":
                 now = time.time()
@@ -468,6 +507,19 @@ class MetricsHandler(BaseHandler):
         self.finish(self.services.metrics.exposition())
 
 
+class ListsHandler(BaseHandler):
+    """``GET /lists``: the term lists loaded now, their files and errors, and the policies."""
+
+    route = "lists"
+
+    def get(self) -> None:
+        scorer = self.services.scorer
+        body = scorer.lists.maybe_refresh().status()
+        body["folder"] = str(scorer.lists.folder)
+        body["policies"] = {name: p.as_dict() for name, p in sorted(scorer.policies.items())}
+        self.send_json(body)
+
+
 class OpenAPIHandler(BaseHandler):
     route = "openapi"
 
@@ -492,6 +544,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/models", ModelsHandler),
     (r"/metrics", MetricsHandler),
     (r"/openapi.json", OpenAPIHandler),
+    (r"/lists", ListsHandler),
 ]
 
 
@@ -516,9 +569,9 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     if access_log.isEnabledFor(level):
         request = handler.request
         query = f"?<{len(request.query)} bytes>" if request.query else ""
-        access_log.log(level, "%d %s %s%s (%s key=%s) %.1fms", status, _shown(request.method, 20),
+        access_log.log(level, "%d %s %s%s (%s key=%s) %.1fms rid=%s", status, _shown(request.method, 20),
                        _shown(request.path), query, request.remote_ip, getattr(handler, "key_id", "-"),
-                       1000.0 * request.request_time())
+                       1000.0 * request.request_time(), getattr(handler, "request_id", "-"))
 
 
 class CappedLogMessages(logging.Filter):

@@ -17,7 +17,8 @@ from antispam import __version__
 from antispam.errors import UserError
 
 # Order is the order --help lists them.
-COMMANDS = ["data", "tokens", "train", "evaluate", "serve", "predict", "retrain", "bench", "keys", "feedback"]
+COMMANDS = ["data", "tokens", "train", "evaluate", "serve", "predict", "retrain", "bench", "keys", "feedback",
+            "lists"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,6 +136,15 @@ class ServeConfig:
     feedback_trusted_keys: str = opt("", "ANTISPAM_FEEDBACK_TRUSTED_KEYS",
                                      "retrain: comma-separated key ids whose feedback is trusted alone "
                                      "(besides the keys file's admin keys)")
+    # -- term lists and policies (issue 12) ----------------------------------------------------
+    lists_dir: str = opt("lists", "ANTISPAM_LISTS_DIR",
+                         "folder of block/allow term lists (block.txt, <set>.allow.txt ...); "
+                         "missing: no lists")
+    lists_poll_seconds: float = opt(2.0, "ANTISPAM_LISTS_POLL_SECONDS",
+                                    "how often to look for changed term lists")
+    policies_file: str | None = opt(None, "ANTISPAM_POLICIES_FILE",
+                                    "JSON file of named policies (thresholds, lists); unset: one "
+                                    "'default' policy with the thresholds above")
 
 
 def check_serve_config(config: ServeConfig) -> None:
@@ -164,6 +173,8 @@ def check_serve_config(config: ServeConfig) -> None:
     for name in ("max_request_chars", "max_url_bytes", "max_header_bytes"):  # issue 11
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if config.lists_poll_seconds < 0:
+        problems.append("--lists-poll-seconds must be >= 0")
     if config.body_timeout_s <= 0 or config.idle_timeout_s <= 0:
         problems.append("--body-timeout-s and --idle-timeout-s must be > 0")
     for name in ("feedback_max_rows", "feedback_max_bytes", "feedback_daily_count",

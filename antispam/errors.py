@@ -40,6 +40,7 @@ ERROR_CODES: dict[str, int] = {
     "invalid_request": 400,    # JSON of the wrong shape (not an object, both text and texts ...)
     "invalid_label": 400,      # feedback label is not spam/pass/0/1
     "too_many_texts": 400,     # more than max_texts in one request
+    "unknown_policy": 400,     # policy= names no configured policy (the message lists them)
     "bad_request": 400,        # any other malformed request (HTTP framing, request line, headers)
     "not_found": 404,
     "method_not_allowed": 405,

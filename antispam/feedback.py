@@ -78,6 +78,24 @@ CREATE TABLE IF NOT EXISTS feedback_quota (  -- per key id and UTC day: what /fe
 """
 
 
+# Columns added after the first schema, with their types. A file made before them gains them
+# on open (ALTER TABLE ADD COLUMN; old rows read NULL), so no migration step is needed.
+# request_id / data_id: the /predict answer and the client's text id this feedback disputes
+# (docs/contracts.md#request-ids); the latest report's values are kept.
+_ADDED_COLUMNS = {"request_id": "TEXT", "data_id": "TEXT"}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            try:
+                conn.execute(f"ALTER TABLE feedback ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
+
+
 class FeedbackError(Exception):
     """The store cannot be opened or written (bad path, disk full, corrupt file)."""
 
@@ -183,6 +201,7 @@ class FeedbackStore:
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             _migrate(conn)
             conn.executescript(_SCHEMA)
+            _add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             conn.close()
@@ -204,7 +223,8 @@ class FeedbackStore:
     # -- writing --------------------------------------------------------------------------------
 
     def add(self, text: str, normalized: str, label: int, model_version: int | None = None,
-            *, now: float | None = None, key_id: str = ANONYMOUS) -> dict[str, Any]:
+            *, now: float | None = None, key_id: str = ANONYMOUS, request_id: str | None = None,
+            data_id: str | None = None) -> dict[str, Any]:
         """Record one verdict; return ``{"id", "duplicate", "count", "conflict"}``.
 
         ``normalized`` comes from :func:`antispam.text.normalize` in the caller (the one text
@@ -240,14 +260,18 @@ class FeedbackStore:
                     if row is None:
                         cur = conn.execute(
                             "INSERT INTO feedback (normalized, label, text, model_version, "
-                            "first_seen, last_seen, count, key_id, bytes) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                            (normalized, label, text, model_version, stamp, stamp, key_id, size))
+                            "first_seen, last_seen, count, key_id, bytes, request_id, data_id) "
+                            "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                            (normalized, label, text, model_version, stamp, stamp, key_id, size,
+                             request_id, data_id))
                         assert cur.lastrowid is not None  # an INSERT always sets it
                         row_id, count, duplicate = cur.lastrowid, 1, False
                     else:
                         row_id, count, duplicate = int(row[0]), int(row[1]) + 1, True
-                        conn.execute("UPDATE feedback SET count = ?, last_seen = ? WHERE id = ?",
-                                     (count, stamp, row_id))
+                        conn.execute("UPDATE feedback SET count = ?, last_seen = ?, "
+                                     "request_id = coalesce(?, request_id), "
+                                     "data_id = coalesce(?, data_id) WHERE id = ?",
+                                     (count, stamp, request_id, data_id, row_id))
                     conflict = conn.execute(
                         "SELECT 1 FROM feedback WHERE normalized = ? AND label != ? LIMIT 1",
                         (normalized, label)).fetchone() is not None

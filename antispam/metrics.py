@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # requests with made-up methods (``curl -X FOOBAR1``): anything else is counted as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 ROUTES = frozenset({"predict", "feedback", "healthz", "readyz", "models", "metrics", "openapi",
-                    "console", "not_found"})
+                    "console", "lists", "not_found"})
 OTHER = "other"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -111,6 +111,15 @@ class Metrics:
         self.verdicts = Counter("antispam_verdicts", "texts answered by /predict, by suggestion "
                                 "(block, review, pass)", ["suggestion"], registry=r)
         self._verdicts = {s: self.verdicts.labels(s) for s in ("block", "review", "pass")}  # exposed at 0
+        # Policies come from the policies file and the other labels are fixed words, so the
+        # series are bounded (a request naming an unknown policy is refused before this).
+        self.decisions = Counter("antispam_decisions",
+                                 "texts answered, by policy, by what decided (model, block_list, "
+                                 "allow_list) and by suggestion",
+                                 ["policy", "decided_by", "suggestion"], registry=r)
+
+    def observe_decision(self, policy: str, decided_by: str, suggestion: str) -> None:
+        self.decisions.labels(policy, decided_by, suggestion).inc()
 
     def watch_backend(self, backend: "Backend", model_name: str) -> None:
         self.registry.register(_BackendCollector(backend, model_name))

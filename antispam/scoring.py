@@ -22,8 +22,10 @@ from antispam.cache import CachedScore, PredictionCache
 from antispam.config import ServeConfig
 from antispam.errors import api_error
 from antispam.labels import PASS, SPAM, label_name
+from antispam.lists import ListsWatcher, Match, Snapshot
 from antispam.metrics import Metrics
-from antispam.text import Segmenter, normalize
+from antispam.policies import DEFAULT_POLICY, Policy, load_policies
+from antispam.text import Segmenter, normalize, normalize_with_offsets
 
 # Lone surrogates can arrive through JSON "\ud800" escapes; they are not Unicode text, cannot be
 # encoded back to UTF-8, and would otherwise fail only when the response is written.
@@ -34,6 +36,8 @@ DEADLINE_GRACE_SECONDS = 0.05
 # (health probes, small requests). Measured in scripts/loop_latency.py: slices beat a thread
 # pool here because jieba is pure Python and holds the GIL.
 SLICE_SECONDS = 0.001
+# Most list hits an item reports (the first by position); more are counted in matches_total.
+MAX_MATCHES = 50
 
 
 class Slices:
@@ -56,7 +60,8 @@ class Scorer:
     """Texts → response items; shared by the HTTP handlers and ``antispam predict``."""
 
     def __init__(self, config: ServeConfig, backend: Backend, segmenter: Segmenter,
-                 cache: PredictionCache, metrics: Metrics | None = None) -> None:
+                 cache: PredictionCache, metrics: Metrics | None = None, *,
+                 lists: ListsWatcher | None = None, policies: dict[str, Policy] | None = None) -> None:
         if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
             raise ValueError("thresholds must satisfy 0 <= review_threshold <= block_threshold <= 1, "
                              f"got review {config.review_threshold}, block {config.block_threshold}")
@@ -66,6 +71,22 @@ class Scorer:
         self.cache = cache
         self.metrics = metrics
         self.backend_reports_batches = False
+        # Term lists (hot-reloaded, docs/contracts.md#term-lists) and named policies.
+        self.lists = lists if lists is not None else ListsWatcher(config.lists_dir, config.lists_poll_seconds)
+        self.policies = policies if policies is not None else load_policies(
+            config.policies_file, config.review_threshold, config.block_threshold, config.min_tokens_to_block)
+        self.lists.maybe_refresh()  # load the lists now, not on the first request
+
+    def policy(self, name: Any) -> Policy:
+        """The policy a request names (None: ``default``); 400 ``unknown_policy`` naming the known ones."""
+        if name is None:
+            return self.policies[DEFAULT_POLICY]
+        policy = self.policies.get(name) if isinstance(name, str) else None
+        if policy is None:
+            shown = name if isinstance(name, str) and len(name) <= 64 else "that"
+            raise api_error("unknown_policy", f"no policy {shown!r}; known policies: "
+                            f"{', '.join(sorted(self.policies))}")
+        return policy
 
     def normalize_all(self, texts: Sequence[Any], field_name: str = "text") -> list[str]:
         """Check every text and return its normalized form, or raise the first problem."""
@@ -107,8 +128,15 @@ class Scorer:
                                 "once normalized (punctuation, emoji and spaces are dropped)")
             yield norm
 
-    async def score(self, texts: Sequence[str], normalized: Sequence[str]) -> list[dict[str, Any]]:
-        """Score already-validated texts; repeats (in the cache or in this batch) cost nothing."""
+    async def score(self, texts: Sequence[str], normalized: Sequence[str], *, policy: Policy | None = None,
+                    explain: bool = False) -> list[dict[str, Any]]:
+        """Score already-validated texts; repeats (in the cache or in this batch) cost nothing.
+
+        ``policy`` (default: ``default``) sets the thresholds and the term lists; ``explain``
+        adds ``reasons`` to each item (docs/contracts.md#explanations).
+        """
+        policy = policy or self.policies[DEFAULT_POLICY]
+        snapshot = self.lists.maybe_refresh()
         version = self.backend.current_version
         found: list[tuple[CachedScore, int] | None] = [None] * len(texts)
         misses: dict[str, list[int]] = {}
@@ -156,7 +184,16 @@ class Scorer:
                     metrics.observe_batch(len(keys))
         elif metrics is not None:
             metrics.backend_used.labels("cache").inc()
-        items = [self.render(text, *hit) for text, hit in zip(texts, found)]  # type: ignore[misc]
+        items = []
+        slices = Slices()  # list matching and offset maps are per-character work: share the loop
+        for text, scored, norm in zip(texts, found, normalized):
+            assert scored is not None  # every text was answered from the cache or the backend
+            items.append(self.render(text, *scored, normalized=norm, policy=policy, snapshot=snapshot))
+            await slices.tick()
+        if explain:
+            from antispam.explain import add_model_reasons  # only requests that ask pay for it
+
+            await add_model_reasons(self, texts, normalized, items)
         if metrics is not None:
             metrics.observe_verdicts(item["suggestion"] for item in items)
         return items
@@ -178,24 +215,54 @@ class Scorer:
             await slices.tick()
         return out
 
-    def render(self, text: str, entry: CachedScore, version: int) -> dict[str, Any]:
+    def render(self, text: str, entry: CachedScore, version: int, *, normalized: str | None = None,
+               policy: Policy | None = None, snapshot: Snapshot | None = None) -> dict[str, Any]:
+        """One response item. ``predict``, ``label`` and ``spam_probability`` are always the
+        model's; ``suggestion`` is the decision: an allow-list hit → pass, else a block-list hit
+        → block, else the model's score against the policy's thresholds (``decided_by`` says
+        which, ``matches`` the deciding list's terms with raw-text offsets)."""
+        policy = policy or self.policies[DEFAULT_POLICY]
         p = entry.spam_probability
         predict = SPAM if p >= 0.5 else PASS
         capped = False
-        if p >= self.config.block_threshold:
+        if p >= policy.block_threshold:
             suggestion = "block"
             # One or two words ("你好", "在吗", "代开") are too little to block on a model's word:
             # the corpus taught the networks that short means spam. A person looks instead.
-            if entry.tokens < self.config.min_tokens_to_block:
+            if entry.tokens < policy.min_tokens_to_block:
                 suggestion, capped = "review", True
-        elif p >= self.config.review_threshold:
+        elif p >= policy.review_threshold:
             suggestion = "review"
         else:
             suggestion = "pass"
-        item = {"text": text, "predict": predict, "label": label_name(predict),
-                "spam_probability": p, "suggestion": suggestion,
-                "model": {"name": entry.model_name, "version": version},
-                "coverage": {"tokens": entry.tokens, "scored": entry.scored}}
+        decided_by = "model"
+        matches: list[Match] = []
+        if snapshot is not None and snapshot.sets and normalized is not None:
+            found = snapshot.find(normalized, policy.lists)
+            allow = [m for m in found if m.kind == "allow"]
+            block = [m for m in found if m.kind == "block"]
+            if allow:
+                decided_by, suggestion, matches, capped = "allow_list", "pass", allow, False
+            elif block:
+                decided_by, suggestion, matches, capped = "block_list", "block", block, False
+        item: dict[str, Any] = {"text": text, "predict": predict, "label": label_name(predict),
+                                "spam_probability": p, "suggestion": suggestion,
+                                "model": {"name": entry.model_name, "version": version},
+                                "coverage": {"tokens": entry.tokens, "scored": entry.scored},
+                                "decided_by": decided_by, "policy": policy.name}
         if capped:
             item["capped"] = "too_little_text"
+        if matches:
+            item["matches"] = raw_matches(text, matches[:MAX_MATCHES])
+            if len(matches) > MAX_MATCHES:
+                item["matches_total"] = len(matches)
+        if self.metrics is not None:
+            self.metrics.observe_decision(policy.name, decided_by, suggestion)
         return item
+
+
+def raw_matches(text: str, matches: Sequence[Match]) -> list[dict[str, Any]]:
+    """List hits with ``start``/``end`` in code points of the text as sent."""
+    _, spans = normalize_with_offsets(text)
+    return [{"term": m.term, "list": m.kind, "list_set": m.list_set,
+             "start": spans[m.start][0], "end": spans[m.end - 1][1]} for m in matches]

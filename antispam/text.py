@@ -74,6 +74,73 @@ def normalize(text: str) -> str:
     return _DROP.sub(" ", masked).strip()
 
 
+def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """:func:`normalize`'s output and, for each of its characters, the ``[start, end)`` range of
+    ``text`` it came from, in code points (Python ``str`` indexes; docs/contracts.md#offsets).
+
+    The string is always exactly ``normalize(text)``. The map is built step by step: OpenCC is
+    aligned as a whole (it converts phrases; t2s keeps the length, so the map is then 1:1),
+    NFKC and lower-casing run per base character with its combining marks (``①`` → ``1`` maps
+    back to ``①``; ``⑴`` → ``(1)`` maps its three characters to ``⑴``), a kept run maps each
+    character, and a space that replaced a dropped run maps to the whole run. If that per-piece
+    result ever differs from ``normalize`` (context rules such as Greek final sigma, which are
+    dropped anyway), the map falls back to a character alignment of the two strings.
+    """
+    normalized = normalize(text)
+    simplified = to_simplified(text)
+    if len(simplified) == len(text):
+        origin = [(i, i + 1) for i in range(len(text))]
+    else:
+        origin = _align(text, simplified)
+    chars: list[str] = []
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(simplified):
+        j = i + 1
+        while j < len(simplified) and unicodedata.combining(simplified[j]):
+            j += 1
+        start, end = origin[i][0], origin[j - 1][1]
+        for char in unicodedata.normalize("NFKC", simplified[i:j]).lower():
+            chars.append("x" if _DIGIT.match(char) else char)
+            spans.append((start, end))
+        i = j
+    out: list[str] = []
+    out_spans: list[tuple[int, int]] = []
+    for char, span in zip(chars, spans):
+        if _DROP.match(char):
+            if out and out[-1] == " ":
+                out_spans[-1] = (out_spans[-1][0], span[1])
+            else:
+                out.append(" ")
+                out_spans.append(span)
+        else:
+            out.append(char)
+            out_spans.append(span)
+    while out and out[0] == " ":
+        out.pop(0)
+        out_spans.pop(0)
+    while out and out[-1] == " ":
+        out.pop()
+        out_spans.pop()
+    if "".join(out) != normalized:
+        return normalized, _align(text, normalized)
+    return normalized, out_spans
+
+
+def _align(raw: str, derived: str) -> list[tuple[int, int]]:
+    """Map each character of ``derived`` to a ``[start, end)`` range of ``raw`` by a character
+    alignment: equal runs map 1:1, a replaced run maps each of its characters to the whole
+    replaced range (the fallback of :func:`normalize_with_offsets`)."""
+    import difflib
+
+    spans: list[tuple[int, int]] = [(0, len(raw))] * len(derived)
+    matcher = difflib.SequenceMatcher(None, raw, derived, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        for k in range(b0, b1):
+            spans[k] = (a0 + (k - b0), a0 + (k - b0) + 1) if op == "equal" else (a0, max(a1, a0 + 1))
+    return spans
+
+
 def is_latin(char: str) -> bool:
     return bool(_LATIN.fullmatch(char.lower()))
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from antispam.config import ServeConfig, add_arguments, check_serve_config, resolve
 from antispam.errors import UserError
 
 CHUNK = 100  # texts per backend call / HTTP request (the service's default max_texts)
 LOCAL_FLAGS = ("model_base", "model_name", "block_threshold", "review_threshold", "min_tokens_to_block",
-               "deadline_ms")
+               "deadline_ms", "lists_dir", "policies_file")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url", help="base URL of a running service, e.g. http://127.0.0.1:8000")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for the service with --url (default 30)")
+    p.add_argument("--policy", default=None,
+                   help="named policy: thresholds and term lists (docs/contracts.md#policies)")
+    p.add_argument("--explain", action="store_true",
+                   help="add reasons: the spans that carry the verdict (docs/contracts.md#explanations)")
     add_arguments(p, ServeConfig, only=LOCAL_FLAGS)
     p.set_defaults(run=run)
 
@@ -51,23 +55,26 @@ def chunks(texts: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     texts: Iterable[str] = args.texts or (line.rstrip("\n") for line in sys.stdin)
+    options = {"policy": args.policy, "explain": args.explain}
     if args.url:
-        lines = predict_remote(args.url.rstrip("/"), texts, args.timeout)
+        lines = predict_remote(args.url.rstrip("/"), texts, args.timeout, options)
     else:
         config = resolve(ServeConfig, args, poll_seconds=0.0)
-        lines = predict_local(config, texts)
+        lines = predict_local(config, texts, options)
     for item in lines:
         print(json.dumps(item, ensure_ascii=False), flush=True)
     return 0
 
 
-def predict_remote(url: str, texts: Iterable[str], timeout: float) -> Iterator[dict]:
+def predict_remote(url: str, texts: Iterable[str], timeout: float,
+                   options: dict[str, Any] | None = None) -> Iterator[dict]:
     import urllib.error
     import urllib.request
 
+    options = {k: v for k, v in (options or {}).items() if v}
     for batch in chunks(texts):
         request = urllib.request.Request(
-            f"{url}/predict", data=json.dumps({"texts": batch}, ensure_ascii=False).encode("utf-8"),
+            f"{url}/predict", data=json.dumps({"texts": batch, **options}, ensure_ascii=False).encode("utf-8"),
             headers={"Content-Type": "application/json"}, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -88,7 +95,8 @@ def _error_message(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace")
 
 
-def predict_local(config: ServeConfig, texts: Iterable[str]) -> Iterator[dict]:
+def predict_local(config: ServeConfig, texts: Iterable[str],
+                  options: dict[str, Any] | None = None) -> Iterator[dict]:
     import asyncio
 
     from antispam.backends.factory import require_local
@@ -108,13 +116,19 @@ def predict_local(config: ServeConfig, texts: Iterable[str]) -> Iterator[dict]:
             raise UserError(f"no usable model version under {backend.model_dir} "
                             "(train one with `antispam train cnn`, or give --model-base)")
         scorer = Scorer(config, backend, Segmenter(), PredictionCache(0))
+        explain = bool((options or {}).get("explain"))
+        try:
+            policy = scorer.policy((options or {}).get("policy"))
+        except ApiError as exc:
+            raise UserError(exc.message) from None
         for batch in chunks(texts):
             try:
                 normalized = scorer.normalize_all(batch, "text")
             except ApiError as exc:
                 raise UserError(exc.message) from None
             try:
-                yield from loop.run_until_complete(scorer.score(batch, normalized))
+                yield from loop.run_until_complete(scorer.score(batch, normalized, policy=policy,
+                                                                explain=explain))
             except Exception as exc:  # a BackendError here is a CLI failure, not a traceback
                 from antispam.backends.base import BackendError
 

@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         from antispam.keys import KeyRing
 
         log.info("API keys on: %d keys in %s", len(KeyRing(config.keys_file).keys), config.keys_file)
+    from antispam.policies import load_policies  # a bad policies file: one message, before forking
+
+    load_policies(config.policies_file, config.review_threshold, config.block_threshold,
+                  config.min_tokens_to_block)
     if config.backend == "local":  # before binding and forking: one message, not one per worker
         from antispam.backends.factory import require_local
 

@@ -67,8 +67,10 @@ def check(status: int, headers: dict[str, str], body: bytes) -> Any:
     assert status in DOCUMENTED, (status, body[:300])
     assert headers.get("content-type", "").startswith("application/json"), headers
     payload = json.loads(body)
+    # every answer names its request, in the body and the header (docs/contracts.md#request-ids)
+    assert payload.get("request_id") == headers.get("x-request-id") and payload["request_id"], payload
     if status >= 400:
-        assert set(payload) == {"error"}, payload
+        assert set(payload) == {"error", "request_id"}, payload
         error = payload["error"]
         assert set(error) == {"code", "message"} and isinstance(error["message"], str)
         assert ERROR_CODES.get(error["code"]) == status, payload

@@ -65,10 +65,13 @@ class FakeFeedbackStore:
 
     def __init__(self, fail: bool = False) -> None:
         self.rows: list[tuple[str, str, int, int | None]] = []
+        self.refs: list[dict[str, str]] = []  # request_id / data_id per row, as given
         self.fail = fail
 
-    def add(self, text: str, normalized: str, label: int, model_version: int | None) -> dict:
+    def add(self, text: str, normalized: str, label: int, model_version: int | None,
+            **refs: str) -> dict:
         if self.fail:
             raise OSError("disk full")
         self.rows.append((text, normalized, label, model_version))
+        self.refs.append(dict(refs))
         return {"id": len(self.rows), "label": label, "model_version": model_version}

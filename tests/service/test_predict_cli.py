@@ -13,7 +13,8 @@ from antispam.cli import main
 from tests.helpers import tinymodel
 from tests.helpers.fakes import FakeBackend
 
-FIELDS = {"text", "predict", "label", "spam_probability", "suggestion", "model", "coverage"}
+FIELDS = {"text", "predict", "label", "spam_probability", "suggestion", "model", "coverage",
+          "decided_by", "policy"}
 
 
 def lines(out: str) -> list[dict]:
@@ -47,6 +48,23 @@ def test_local_errors_are_messages(models, tmp_path, capsys):
     assert "no usable model version" in capsys.readouterr().err
     assert main(["predict", "--model-base", str(models), "好", "🙂"]) == 2
     assert "text[1]" in capsys.readouterr().err
+
+
+def test_local_explain_policy_and_lists(models, tmp_path, capsys):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "block.txt").write_text("你好\n", encoding="utf-8")
+    policies = tmp_path / "policies.json"
+    policies.write_text('{"strict": {"review_threshold": 0, "block_threshold": 0}}', encoding="utf-8")
+    args = ["predict", "--model-base", str(models), "--lists-dir", str(lists), "--policies-file", str(policies)]
+    assert main([*args, "--explain", tinymodel.SPAM_TEXT, "你好！"]) == 0
+    spam, hello = lines(capsys.readouterr().out)
+    assert "reasons" in spam and spam["decided_by"] == "model"
+    assert hello["decided_by"] == "block_list" and hello["matches"][0]["end"] == 2
+    assert main([*args, "--policy", "strict", tinymodel.PASS_TEXT]) == 0
+    assert lines(capsys.readouterr().out)[0]["policy"] == "strict"
+    assert main([*args, "--policy", "nope", "x"]) == 2
+    assert "known policies: default, strict" in capsys.readouterr().err
 
 
 @pytest.fixture

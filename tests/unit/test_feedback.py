@@ -266,7 +266,9 @@ class PostFeedbackTest(tornado.testing.AsyncHTTPTestCase):
     def post(self, body: dict) -> tuple[int, dict]:
         response = self.fetch("/feedback", method="POST", body=json.dumps(body, ensure_ascii=False),
                               headers={"Content-Type": "application/json"})
-        return response.code, json.loads(response.body)
+        payload = json.loads(response.body)
+        assert payload.pop("request_id") == response.headers["X-Request-Id"]  # every answer has one
+        return response.code, payload
 
     def test_duplicates_conflicts_and_bad_labels(self) -> None:
         first = self.post({"text": "代开发票，电话13800138000", "label": "spam"})

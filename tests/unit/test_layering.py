@@ -36,6 +36,8 @@ REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "anti
                    "antispam.backends.factory")
 SERVICE = ("antispam.app", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache",
            "antispam.console")
+# Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
+DOMAIN_12 = ("antispam.lists", "antispam.policies", "antispam.explain", "antispam.request_ids")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 
@@ -50,8 +52,8 @@ class Rule:
 
 RULES = [
     Rule("core", CORE, ("tornado", *ML)),
-    Rule("scoring below the app", ("antispam.scoring",), ("tornado", "antispam.app", *CLI)),
-    Rule("remote backends and the app", REMOTE_BACKENDS + SERVICE,
+    Rule("scoring below the app", ("antispam.scoring", *DOMAIN_12), ("tornado", "antispam.app", *CLI)),
+    Rule("remote backends and the app", REMOTE_BACKENDS + SERVICE + DOMAIN_12,
          (*ML, *TRAINERS, "antispam.backends.local"),
          {("antispam.backends.factory", "antispam.backends.local"):
           "the in-process backend, imported inside a function when it is chosen"}),

@@ -1,0 +1,136 @@
+"""``explain=true`` (docs/contracts.md#explanations): which spans of the raw text carry the
+model's verdict, added to items as ``reasons``.
+
+For each text the tokens are located in the normalized text (jieba's tokens are consecutive
+substrings of it), and the normalized offsets map back to the text as sent with
+:func:`antispam.text.normalize_with_offsets`. Two kinds of model reasons, computed in **one extra
+backend call** per request (all rows of all explained texts together, in calls of at most
+256 rows, so the local backend's micro-batcher takes them as few batches):
+
+* ``window``: a text of more than 20 tokens is read as 20-token windows (stride 10, the
+  trainer's default windowing); each window is scored as a text of its own (one window, so its
+  probability is that row's under every aggregation). The three highest are reported.
+* ``token`` (occlusion): for a text of 2 to 20 tokens (one window), each token is removed in
+  turn and the rest scored; ``delta`` = the text's probability minus the probability without the
+  token, ``log_odds_delta`` the same in log-odds (ln p/(1-p)). The five largest positive
+  log-odds drops are reported (a saturated score hides them in ``delta``). Longer texts get
+  windows only.
+
+List matches are reasons too (``source`` ``block_list``/``allow_list``), whatever decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from antispam.backends.base import BackendError, DeadlineExceeded
+from antispam.features import Windowing
+from antispam.text import normalize_with_offsets
+
+if TYPE_CHECKING:  # pragma: no cover
+    from antispam.scoring import Scorer
+
+# explain=true adds at most 20 rows per short text and one per window of a long one, so at most
+# as many rows again as the text's own scoring; they go to the backend in calls of this many
+# rows at most, one after the other, so a full request (100 long texts) never fills the queue.
+EXPLAIN_ROWS_PER_CALL = 256
+TOP_WINDOWS = 3
+TOP_TOKENS = 5
+EXPLAIN_WINDOWING = Windowing()
+
+
+def log_odds(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p) - math.log1p(-p)
+
+
+def token_offsets(normalized: str, tokens: Sequence[str]) -> list[tuple[int, int]]:
+    """``[start, end)`` of each token in ``normalized`` (tokens are in order, spaces skipped)."""
+    out = []
+    at = 0
+    for token in tokens:
+        start = normalized.find(token, at)
+        if start < 0:  # cannot happen with jieba's tokens; keep the answer usable anyway
+            start = at
+        out.append((start, start + len(token)))
+        at = start + len(token)
+    return out
+
+
+def raw_span(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """Normalized ``[start, end)`` → raw ``[start, end)`` through the offset map."""
+    return spans[start][0], spans[end - 1][1]
+
+
+async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: Sequence[str],
+                            items: list[dict[str, Any]]) -> None:
+    token_lists = await scorer.segment_all(normalized)
+    rows: list[list[str]] = []
+    plans: list[tuple[str, list[tuple[int, int, int]]]] = []  # kind, (row, a, b) per text
+    for tokens in token_lists:
+        n = len(tokens)
+        if n > EXPLAIN_WINDOWING.window:
+            plan = []
+            for a, b in EXPLAIN_WINDOWING.spans(n):
+                plan.append((len(rows), a, b))
+                rows.append(tokens[a:b])
+            plans.append(("window", plan))
+        elif n >= 2:
+            plan = []
+            for i in range(n):
+                plan.append((len(rows), i, i + 1))
+                rows.append(tokens[:i] + tokens[i + 1:])
+            plans.append(("token", plan))
+        else:
+            plans.append(("none", []))
+    parts: list[np.ndarray] = []
+    timeout = scorer.config.deadline_ms / 1000.0
+    for at in range(0, len(rows), EXPLAIN_ROWS_PER_CALL):
+        chunk = rows[at:at + EXPLAIN_ROWS_PER_CALL]
+        try:
+            result = await asyncio.wait_for(scorer.backend.predict(chunk, timeout=timeout), timeout + 0.05)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"explain: no answer within {scorer.config.deadline_ms:.0f} ms") from None
+        part = np.asarray(result.spam_probability, dtype=np.float64)
+        if part.shape != (len(chunk),):
+            raise BackendError(f"backend returned {part.shape} scores for {len(chunk)} explain rows")
+        parts.append(part)
+    scores = np.concatenate(parts) if parts else np.zeros(0)
+    from antispam.scoring import Slices
+
+    slices = Slices()
+    for text, norm, tokens, (kind, plan), item in zip(texts, normalized, token_lists, plans, items):
+        await slices.tick()
+        _, spans = normalize_with_offsets(text)
+        where = token_offsets(norm, tokens)
+        reasons: list[dict[str, Any]] = []
+        p = float(item["spam_probability"])
+        if kind == "window":
+            ranked = sorted(plan, key=lambda r: -scores[r[0]])[:TOP_WINDOWS]
+            for row, a, b in ranked:
+                start, end = raw_span(spans, where[a][0], where[b - 1][1])
+                reasons.append({"source": "model", "kind": "window", "start": start, "end": end,
+                                "tokens": [a, b], "spam_probability": float(scores[row])})
+        elif kind == "token":
+            # Ranked by the drop in log-odds: a saturated model (p = 0.9999999) moves its
+            # probability by 1e-7 when a decisive token goes, but its log-odds by whole units.
+            ranked_tokens = sorted(((log_odds(p) - log_odds(float(scores[row])), p - float(scores[row]), a)
+                                    for row, a, _ in plan), key=lambda d: -d[0])
+            for drop, delta, a in ranked_tokens[:TOP_TOKENS]:
+                if drop <= 0:
+                    break
+                start, end = raw_span(spans, *where[a])
+                reasons.append({"source": "model", "kind": "token", "token": tokens[a],
+                                "start": start, "end": end, "delta": delta, "log_odds_delta": drop})
+        elif tokens:  # one token: the whole text is the reason
+            start, end = raw_span(spans, where[0][0], where[-1][1])
+            reasons.append({"source": "model", "kind": "window", "start": start, "end": end,
+                            "tokens": [0, len(tokens)], "spam_probability": p})
+        for match in item.get("matches", []):
+            reasons.append({"source": f"{match['list']}_list", "term": match["term"],
+                            "start": match["start"], "end": match["end"]})
+        item["reasons"] = reasons

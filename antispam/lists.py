@@ -1,0 +1,290 @@
+"""Block and allow term lists (docs/contracts.md#term-lists): plain text files a moderation team
+edits, matched on the normalized text, hot-reloaded without a restart.
+
+Layout of the lists folder (``ANTISPAM_LISTS_DIR``, default ``lists/``)::
+
+    block.txt  allow.txt                    the list set "default"
+    <set>.block.txt  <set>.allow.txt        the list set <set> (letters, digits, _ and -)
+
+A policy names the list sets it applies (:mod:`antispam.policies`). A file holds one term per
+line: a plain term, or ``re:`` and a Python regular expression; blank lines and lines starting
+with ``#`` are ignored. Plain terms go through :func:`antispam.text.normalize` and are found with
+an Aho–Corasick automaton (``pyahocorasick``) on the *compact* form of the normalized text: the
+normalized text without its spaces, except a space between two Latin letters or digits. So the
+term ``加微信`` matches ``加微信``, ``加 微 信``, ``加.微.信`` and ``加微信``'s traditional form,
+and ``加v信`` matches ``加Ｖ信``, ``加 V 信`` and ``加v信``; ``vip会员`` matches ``VIP 会员``; but
+``ab`` does not match ``a b``. ``re:`` patterns run on the normalized text itself (with its
+spaces). Terms with digits are refused: digits are masked to ``x`` before matching, so the term
+would match every number of its length.
+
+Only :class:`ListsWatcher` touches the disk. Each poll compares the files' (mtime, size, inode);
+a changed file is parsed, and the new snapshot replaces the old one in one assignment. A file
+that fails to parse keeps its previous contents serving (or none, if it never parsed), and the
+error shows in ``GET /lists`` and the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from antispam.errors import UserError
+from antispam.text import normalize
+
+log = logging.getLogger(__name__)
+
+KINDS = ("block", "allow")
+DEFAULT_SET = "default"
+_FILE = re.compile(r"(?:([A-Za-z0-9_-]+)\.)?(block|allow)\.txt")
+REGEX_PREFIX = "re:"
+# A list file is read whole; beyond this it is refused (a mistake, not a list).
+MAX_FILE_BYTES = 20_000_000
+
+
+class ListError(UserError):
+    """A list file that cannot be used; the message names the file and the lines."""
+
+
+# A space of the normalized text that is not between two Latin letters/digits.
+_DROPPED_SPACE = re.compile(r"(?<![a-z0-9]) | (?![a-z0-9])")
+
+
+def compact(normalized: str) -> tuple[str, list[int]]:
+    """The normalized text without spaces except between two Latin letters/digits, and for each
+    of its characters the index in ``normalized``. Works run by run (C speed), not per character:
+    it runs on every text of every request while lists are loaded."""
+    pieces: list[str] = []
+    index: list[int] = []
+    at = 0
+    for m in _DROPPED_SPACE.finditer(normalized):
+        pieces.append(normalized[at:m.start()])
+        index.extend(range(at, m.start()))
+        at = m.end()
+    pieces.append(normalized[at:])
+    index.extend(range(at, len(normalized)))
+    return "".join(pieces), index
+
+
+@dataclass(frozen=True)
+class Match:
+    """A term found in the normalized text: ``[start, end)`` in normalized characters."""
+
+    term: str
+    start: int
+    end: int
+    kind: str  # block | allow
+    list_set: str
+
+
+@dataclass
+class TermList:
+    """One parsed file: plain terms in an automaton, ``re:`` patterns compiled."""
+
+    terms: list[str] = field(default_factory=list)  # as written in the file
+    patterns: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+    automaton: Any = None
+
+    def __len__(self) -> int:
+        return len(self.terms) + len(self.patterns)
+
+    def find(self, normalized: str, packed: tuple[str, list[int]] | None = None) -> list[tuple[str, int, int]]:
+        """``(term, start, end)`` of every hit, offsets into ``normalized``."""
+        hits: list[tuple[str, int, int]] = []
+        if self.automaton is not None:
+            text, index = packed or compact(normalized)
+            for end, (length, term) in self.automaton.iter(text):
+                start = end - length + 1
+                hits.append((term, index[start], index[end] + 1))
+        for source, pattern in self.patterns:
+            for m in pattern.finditer(normalized):
+                if m.end() > m.start():
+                    hits.append((source, m.start(), m.end()))
+        return hits
+
+
+def parse_terms(lines: Iterable[str], name: str = "<list>") -> TermList:
+    """Parse a list file's lines; :class:`ListError` names every bad line (1-based)."""
+    problems: list[str] = []
+    parsed = TermList()
+    keys: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(REGEX_PREFIX):
+            source = line[len(REGEX_PREFIX):].strip()
+            try:
+                pattern = re.compile(source)
+            except re.error as exc:
+                problems.append(f"line {number}: bad regular expression {source!r}: {exc}")
+                continue
+            if pattern.fullmatch(""):
+                problems.append(f"line {number}: pattern {source!r} matches the empty text")
+                continue
+            parsed.patterns.append((line, pattern))
+            continue
+        if any(c.isdigit() for c in normalize_digits_probe(line)):
+            problems.append(f"line {number}: term {line!r} has digits; digits are masked before "
+                            "matching, so it would match every number of that length")
+            continue
+        key, _ = compact(normalize(line))
+        if not key:
+            problems.append(f"line {number}: term {line!r} is empty once normalized")
+            continue
+        keys.setdefault(key, line)
+        parsed.terms.append(line)
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ListError(f"{name}: " + "; ".join(shown))
+    if keys:
+        # Imported here: a service without term lists never needs it (and an image built from
+        # a lock file older than this dependency still starts).
+        import ahocorasick
+
+        automaton = ahocorasick.Automaton()
+        for key, line in keys.items():
+            automaton.add_word(key, (len(key), line))
+        automaton.make_automaton()
+        parsed.automaton = automaton
+    return parsed
+
+
+def normalize_digits_probe(term: str) -> str:
+    """The term with width and enclosed forms folded, to see its digits (``１``, ``①``)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", term)
+
+
+def read_list_file(path: str | os.PathLike[str]) -> TermList:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ListError(f"{path}: {size} bytes; a list file may have at most {MAX_FILE_BYTES}")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ListError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise ListError(f"{path}: {exc.strerror or exc}") from None
+    return parse_terms(text.splitlines(), str(path))
+
+
+@dataclass
+class ListSet:
+    block: TermList = field(default_factory=TermList)
+    allow: TermList = field(default_factory=TermList)
+
+
+@dataclass
+class Snapshot:
+    """What is loaded at one moment; replaced whole, never changed."""
+
+    sets: dict[str, ListSet] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loaded_at: float = 0.0
+
+    def find(self, normalized: str, list_sets: Iterable[str]) -> list[Match]:
+        packed = compact(normalized)
+        out: list[Match] = []
+        for name in list_sets:
+            lists = self.sets.get(name)
+            if lists is None:
+                continue
+            for kind in KINDS:
+                for term, start, end in getattr(lists, kind).find(normalized, packed):
+                    out.append(Match(term, start, end, kind, name))
+        out.sort(key=lambda m: (m.start, m.end, m.kind, m.term))
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "sets": {name: {kind: len(getattr(s, kind)) for kind in KINDS} for name, s in sorted(self.sets.items())},
+            "files": dict(sorted(self.files.items())),
+            "loaded_at": self.loaded_at,
+        }
+
+
+class ListsWatcher:
+    """Loads the lists folder and reloads it when a file changes (:meth:`maybe_refresh`)."""
+
+    def __init__(self, folder: str | os.PathLike[str], poll_seconds: float = 2.0) -> None:
+        self.folder = Path(folder)
+        self.poll_seconds = poll_seconds
+        self.current = Snapshot()
+        self._parsed: dict[str, tuple[tuple[int, int, int], TermList]] = {}
+        self._signature: dict[str, tuple[int, int, int]] | None = None
+        self._last_poll = float("-inf")
+        self.reloads = 0
+
+    def maybe_refresh(self, now: float | None = None) -> Snapshot:
+        now = time.monotonic() if now is None else now
+        if now - self._last_poll >= self.poll_seconds:
+            self._last_poll = now
+            self.refresh()
+        return self.current
+
+    def _scan(self) -> dict[str, tuple[int, int, int]]:
+        found: dict[str, tuple[int, int, int]] = {}
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError:
+            return found
+        for entry in entries:
+            if _FILE.fullmatch(entry.name):
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                found[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ino)
+        return found
+
+    def refresh(self) -> bool:
+        """Re-read changed files; True if a new snapshot was swapped in."""
+        signature = self._scan()
+        if signature == self._signature:
+            return False
+        sets: dict[str, ListSet] = {}
+        files: dict[str, dict[str, Any]] = {}
+        for name, sig in sorted(signature.items()):
+            m = _FILE.fullmatch(name)
+            assert m is not None
+            set_name, kind = m.group(1) or DEFAULT_SET, m.group(2)
+            info: dict[str, Any] = {"list_set": set_name, "kind": kind, "mtime": sig[0] / 1e9}
+            previous = self._parsed.get(name)
+            if previous is not None and previous[0] == sig:
+                terms = previous[1]
+            else:
+                try:
+                    terms = read_list_file(self.folder / name)
+                    self._parsed[name] = (sig, terms)
+                except ListError as exc:
+                    log.error("term list %s not reloaded, the previous one keeps serving: %s", name, exc)
+                    info["error"] = str(exc)
+                    terms = previous[1] if previous is not None else TermList()
+                    info["serving"] = "previous" if previous is not None else "nothing"
+            info["terms"] = len(terms)
+            files[name] = info
+            setattr(sets.setdefault(set_name, ListSet()), kind, terms)
+        for gone in set(self._parsed) - set(signature):
+            del self._parsed[gone]
+        self._signature = signature
+        self.current = Snapshot(sets, files, time.time())  # one assignment: the swap
+        self.reloads += 1
+        log.info("term lists loaded: %s", ", ".join(f"{n} {len(s.block)} block/{len(s.allow)} allow"
+                                                    for n, s in sorted(sets.items())) or "none")
+        return True
+
+
+def check_file(path: str) -> tuple[int, str]:
+    """``antispam lists check FILE``: (exit code, message)."""
+    try:
+        parsed = read_list_file(path)
+    except ListError as exc:
+        return 2, str(exc)
+    return 0, f"{path}: ok, {len(parsed.terms)} terms and {len(parsed.patterns)} patterns"

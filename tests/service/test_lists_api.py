@@ -1,0 +1,156 @@
+"""Term lists, policies and explanations through real HTTP with a fake backend
+(docs/contracts.md#term-lists, #policies, #explanations)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+
+import pytest
+
+from antispam.explain import token_offsets
+from tests.helpers.fakes import FakeBackend
+from tests.service.test_app import ApiTestCase
+
+pytestmark = pytest.mark.service
+
+
+class ListsApiTest(ApiTestCase):
+    def setUp(self) -> None:
+        self.lists_dir = None
+        super().setUp()
+
+    def make_backend(self):
+        lists = self.tmp / "lists"
+        lists.mkdir()
+        (lists / "block.txt").write_text("# shared\n加微信\nre:办.{0,2}证\n", encoding="utf-8")
+        (lists / "allow.txt").write_text("官方客服\n", encoding="utf-8")
+        (lists / "comments.block.txt").write_text("刷单\n", encoding="utf-8")
+        policies = self.tmp / "policies.json"
+        policies.write_text(json.dumps({"comments": {"review_threshold": 0.01, "block_threshold": 0.02}}))
+        self.config.lists_dir = str(lists)
+        self.config.lists_poll_seconds = 0.0
+        self.config.policies_file = str(policies)
+        self.config.max_chars = 400
+        return FakeBackend()
+
+    def predict(self, text: str, **params: str):
+        query = urllib.parse.urlencode({"text": text, **params})
+        status, body = self.call("/predict?" + query)
+        assert status == 200, body
+        return body["data"]
+
+    def test_block_list_decides_with_raw_offsets(self):
+        text = "😀你好！加Ｖ信不行，加 微 信吧"
+        item = self.predict(text)
+        self.assertEqual((item["decided_by"], item["suggestion"], item["policy"]), ("block_list", "block", "default"))
+        self.assertEqual(item["label"], "pass")  # the model's own class keeps its meaning
+        [match] = item["matches"]
+        self.assertEqual(text[match["start"]:match["end"]], "加 微 信")
+        self.assertEqual((match["term"], match["list"], match["list_set"]), ("加微信", "block", "default"))
+
+    def test_many_hits_are_capped(self):
+        item = self.predict("加微信" * 60)
+        self.assertEqual((len(item["matches"]), item["matches_total"]), (50, 60))
+        self.assertEqual(item["matches"][-1]["start"], 49 * 3)
+
+    def test_regex_and_surrogate_pairs(self):
+        text = "𠀀😀办理假证件"
+        item = self.predict(text)
+        [match] = item["matches"]
+        self.assertEqual(text[match["start"]:match["end"]], "办理假证")
+
+    def test_allow_wins_over_block_and_model(self):
+        item = self.predict("官方客服，加微信办理贷款")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("allow_list", "pass"))
+        self.assertEqual(item["matches"][0]["term"], "官方客服")
+        self.assertEqual(item["label"], "spam")  # the model still says spam
+
+    def test_model_decides_without_hits(self):
+        item = self.predict("代开发票")
+        self.assertEqual(item["decided_by"], "model")
+        self.assertNotIn("matches", item)
+
+    def test_policy_thresholds_and_lists(self):
+        self.assertEqual(self.predict("今天刷单了")["decided_by"], "model")
+        item = self.predict("今天刷单了", policy="comments")
+        self.assertEqual((item["decided_by"], item["policy"]), ("block_list", "comments"))
+        item = self.predict("你好呀朋友们", policy="comments")  # 0.05 >= block 0.02
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("model", "block"))
+        status, body = self.call("/predict", "POST", {"texts": ["今天刷单了"], "policy": "comments"})
+        self.assertEqual(body["data"][0]["decided_by"], "block_list")
+
+    def test_unknown_policy_is_400_naming_the_known_ones(self):
+        self.assert_error(self.call("/predict?text=hi&policy=nope"), 400, "unknown_policy")
+        status, body = self.call("/predict", "POST", {"text": "hi", "policy": 3})
+        self.assert_error((status, body), 400, "unknown_policy")
+        self.assertIn("comments, default", body["error"]["message"])
+
+    def test_get_lists(self):
+        status, body = self.call("/lists")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["sets"]["default"], {"block": 2, "allow": 1})
+        self.assertEqual(body["sets"]["comments"], {"block": 1, "allow": 0})
+        self.assertIn("block.txt", body["files"])
+        self.assertEqual(body["policies"]["comments"]["lists"], ["default", "comments"])
+
+    def test_hot_reload_and_a_broken_file(self):
+        path = self.tmp / "lists" / "block.txt"
+        self.assertEqual(self.predict("代开发票你好")["decided_by"], "model")
+        path.write_text("加微信\n代开\n", encoding="utf-8")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+        self.assertEqual(self.predict("代开发票你好")["decided_by"], "block_list")
+        path.write_text("加微信\nre:(\n", encoding="utf-8")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+        self.assertEqual(self.predict("代开发票你好")["decided_by"], "block_list")  # previous lists
+        status, body = self.call("/lists")
+        self.assertIn("line 2", body["files"]["block.txt"]["error"])
+
+    def test_decision_metrics(self):
+        self.predict("加微信")
+        self.predict("今天刷单了", policy="comments")
+        self.assertEqual(self.metric("antispam_decisions_total", policy="default", decided_by="block_list",
+                                     suggestion="block"), 1.0)
+        self.assertEqual(self.metric("antispam_decisions_total", policy="comments", decided_by="block_list",
+                                     suggestion="block"), 1.0)
+
+    def test_explain_tokens_and_windows(self):
+        text = "①你好，辦理貸款！😀"
+        item = self.predict(text, explain="true")
+        model = [r for r in item["reasons"] if r["source"] == "model"]
+        self.assertTrue(model)
+        top = model[0]
+        self.assertEqual(top["kind"], "token")
+        self.assertEqual(text[top["start"]:top["end"]], "貸款")
+        self.assertGreater(top["delta"], 0)
+        long_text = "今天天气很好" * 12 + "办理贷款" + "我们去公园散步" * 10
+        item = self.predict(long_text, explain="true")
+        windows = [r for r in item["reasons"] if r["kind"] == "window"]
+        self.assertEqual(len(windows), 3)
+        self.assertIn("贷款", long_text[windows[0]["start"]:windows[0]["end"]])
+        self.assertEqual(windows[0]["spam_probability"], 0.95)
+        self.assertNotIn("reasons", self.predict(text))
+        item = self.predict("加微信领券", explain="1")
+        self.assertIn({"source": "block_list", "term": "加微信", "start": 0, "end": 3}, item["reasons"])
+
+    def test_explain_limits(self):
+        self.assert_error(self.call("/predict?text=hi&explain=maybe"), 400, "invalid_request")
+        status, body = self.call("/predict", "POST", {"texts": ["你好"] * 5, "explain": True})
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body["data"]), 5)  # as many as max_texts
+        calls = len(self.backend.calls)
+        from antispam import explain
+        explain.EXPLAIN_ROWS_PER_CALL = 3
+        try:
+            status, body = self.call("/predict", "POST", {"texts": ["甲乙丙", "丁戊己"], "explain": True})
+        finally:
+            explain.EXPLAIN_ROWS_PER_CALL = 256
+        self.assertEqual(status, 200)
+        rows = [len(call) for call in self.backend.calls[calls:]]
+        self.assertLessEqual(max(rows[1:]), 3)  # the explain rows went in calls of at most 3
+
+
+def test_token_offsets():
+    assert token_offsets("你好 加微信", ["你好", "加", "微信"]) == [(0, 2), (3, 4), (4, 6)]

@@ -1,0 +1,121 @@
+"""Term lists (docs/contracts.md#term-lists): parsing, what a term matches, hot reload."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from antispam.cli import main
+from antispam.errors import UserError
+from antispam.lists import ListError, ListsWatcher, compact, parse_terms
+from antispam.policies import load_policies, parse_policies
+from antispam.text import normalize
+
+pytestmark = pytest.mark.unit
+
+
+def hits(term_lines: list[str], text: str) -> list[tuple[str, int, int]]:
+    return parse_terms(term_lines).find(normalize(text))
+
+
+# The documented table: which variants a term matches.
+@pytest.mark.parametrize("term,text,matched", [
+    ("加微信", "加微信", True),
+    ("加微信", "加 微 信", True),          # spaces between CJK characters do not hide a term
+    ("加微信", "加.微.信!", True),          # punctuation becomes a space, then the same
+    ("加微信", "加微信領取", True),          # traditional folds to simplified
+    ("加微信", "加威信", False),            # a different character is a different term
+    ("加v信", "加Ｖ信", True),              # full width folds
+    ("加v信", "加 V 信", True),             # a space between CJK and Latin is dropped too
+    ("加V信", "加v信", True),               # terms are normalized the same way
+    ("加微信", "加ｗｅｉ信", False),        # spelling out in Latin is another term ("加wei信")
+    ("加wei信", "加ｗｅｉ信", True),
+    ("vip会员", "VIP 会员", True),
+    ("ab", "a b", False),                  # a space between two Latin letters is kept
+    ("代开发票", "代開發票", True),
+])
+def test_which_variants_match(term: str, text: str, matched: bool) -> None:
+    assert bool(hits([term], text)) is matched
+
+
+def test_offsets_are_in_the_normalized_text_and_regexes_run_on_it() -> None:
+    norm = normalize("你好，加 微 信吧")
+    assert norm == "你好 加 微 信吧"
+    assert parse_terms(["加微信"]).find(norm) == [("加微信", 3, 8)]
+    assert parse_terms(["re:代.发票"]).find(normalize("代开发票")) == [("re:代.发票", 0, 4)]
+
+
+def test_compact_keeps_spaces_between_latin() -> None:
+    assert compact("vip 会员 a b 加 v 信") == ("vip会员a b加v信", [0, 1, 2, 4, 5, 7, 8, 9, 11, 13, 15])
+
+
+def test_bad_lines_are_reported_with_numbers() -> None:
+    lines = ["# comment", "", "代开发票", "re:(", "400-123", "！！", "re:a*"]
+    with pytest.raises(ListError) as err:
+        parse_terms(lines, "block.txt")
+    message = str(err.value)
+    for number in (4, 5, 6, 7):
+        assert f"line {number}:" in message
+    assert "line 3" not in message
+
+
+def test_cli_check(tmp_path, capsys) -> None:
+    good = tmp_path / "block.txt"
+    good.write_text("# ok\n代开发票\nre:办.{0,3}证\n", encoding="utf-8")
+    bad = tmp_path / "allow.txt"
+    bad.write_text("好\nre:[\n", encoding="utf-8")
+    assert main(["lists", "check", str(good)]) == 0
+    assert "1 terms and 1 patterns" in capsys.readouterr().out
+    assert main(["lists", "check", str(good), str(bad)]) == 2
+    assert "line 2" in capsys.readouterr().out
+
+
+def test_watcher_reloads_and_keeps_the_previous_list_on_error(tmp_path) -> None:
+    (tmp_path / "block.txt").write_text("代开发票\n", encoding="utf-8")
+    (tmp_path / "comments.allow.txt").write_text("官方客服\n", encoding="utf-8")
+    watcher = ListsWatcher(tmp_path, poll_seconds=0)
+    snap = watcher.maybe_refresh()
+    assert snap.status()["sets"] == {"comments": {"allow": 1, "block": 0}, "default": {"allow": 0, "block": 1}}
+    assert [m.term for m in snap.find(normalize("代开发票"), ["default"])] == ["代开发票"]
+    assert watcher.refresh() is False  # nothing changed
+    path = tmp_path / "block.txt"
+    path.write_text("代开发票\n办证\n", encoding="utf-8")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert watcher.refresh() is True
+    assert watcher.current.status()["sets"]["default"]["block"] == 2
+    path.write_text("代开发票\nre:(\n", encoding="utf-8")  # broken: the previous one keeps serving
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    watcher.refresh()
+    status = watcher.current.status()
+    assert status["sets"]["default"]["block"] == 2
+    assert "line 2" in status["files"]["block.txt"]["error"]
+    assert status["files"]["block.txt"]["serving"] == "previous"
+    path.unlink()
+    watcher.refresh()
+    assert "default" not in watcher.current.sets
+
+
+def test_missing_folder_is_no_lists(tmp_path) -> None:
+    assert ListsWatcher(tmp_path / "none").maybe_refresh().sets == {}
+
+
+def test_policies() -> None:
+    policies = parse_policies({"comments": {"review_threshold": 0.6, "block_threshold": 0.95}}, 0.5, 0.9, 3)
+    assert set(policies) == {"default", "comments"}
+    assert policies["default"].lists == ("default",)
+    assert policies["comments"].lists == ("default", "comments")
+    assert (policies["comments"].review_threshold, policies["comments"].block_threshold) == (0.6, 0.95)
+    assert load_policies(None, 0.5, 0.9, 3)["default"].block_threshold == 0.9
+    for bad in ({"x": {"review_threshold": 0.95, "block_threshold": 0.9}}, {"x": {"colour": 1}},
+                {"bad name": {}}, {"x": {"lists": "default"}}, [], {"x": {"block_threshold": True}}):
+        with pytest.raises(UserError):
+            parse_policies(bad, 0.5, 0.9, 3)
+
+
+def test_serve_refuses_a_bad_policies_file_before_starting(tmp_path, capsys) -> None:
+    bad = tmp_path / "policies.json"
+    bad.write_text('{"x": {"review_threshold": 2}}', encoding="utf-8")
+    assert main(["serve", "--policies-file", str(bad), "--backend", "rest", "--port", "0"]) == 2
+    assert "policy 'x'" in capsys.readouterr().err
