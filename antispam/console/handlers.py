@@ -234,6 +234,7 @@ class ConsoleHandler(BaseHandler):
         self.console = console
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()  # request id, no Server banner
         self.set_header("Content-Security-Policy", CSP)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
