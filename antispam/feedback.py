@@ -32,13 +32,14 @@ up front so two writers cannot deadlock upgrading read locks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from antispam.labels import NAMES
 
@@ -244,43 +245,33 @@ class FeedbackStore:
         stamp = time.time() if now is None else float(now)
         size = len(text.encode("utf-8", "surrogatepass"))
         day = time.strftime("%Y-%m-%d", time.gmtime(stamp))
-        with self._lock:
-            conn = self._connect()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._check_limits(conn, key_id, day, size)
-                    conn.execute(
-                        "INSERT INTO feedback_quota (key_id, day, count, bytes) VALUES (?, ?, 1, ?) "
-                        "ON CONFLICT (key_id, day) DO UPDATE SET count = count + 1, "
-                        "bytes = bytes + excluded.bytes", (key_id, day, size))
-                    row = conn.execute(
-                        "SELECT id, count FROM feedback WHERE normalized = ? AND label = ? AND key_id = ?",
-                        (normalized, label, key_id)).fetchone()
-                    if row is None:
-                        cur = conn.execute(
-                            "INSERT INTO feedback (normalized, label, text, model_version, "
-                            "first_seen, last_seen, count, key_id, bytes, request_id, data_id) "
-                            "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                            (normalized, label, text, model_version, stamp, stamp, key_id, size,
-                             request_id, data_id))
-                        assert cur.lastrowid is not None  # an INSERT always sets it
-                        row_id, count, duplicate = cur.lastrowid, 1, False
-                    else:
-                        row_id, count, duplicate = int(row[0]), int(row[1]) + 1, True
-                        conn.execute("UPDATE feedback SET count = ?, last_seen = ?, "
-                                     "request_id = coalesce(?, request_id), "
-                                     "data_id = coalesce(?, data_id) WHERE id = ?",
-                                     (count, stamp, request_id, data_id, row_id))
-                    conflict = conn.execute(
-                        "SELECT 1 FROM feedback WHERE normalized = ? AND label != ? LIMIT 1",
-                        (normalized, label)).fetchone() is not None
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise FeedbackError(f"cannot write to feedback store {self.path}: {exc}") from exc
+        with self._transaction() as conn:
+            self._check_limits(conn, key_id, day, size)
+            conn.execute(
+                "INSERT INTO feedback_quota (key_id, day, count, bytes) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (key_id, day) DO UPDATE SET count = count + 1, "
+                "bytes = bytes + excluded.bytes", (key_id, day, size))
+            row = conn.execute(
+                "SELECT id, count FROM feedback WHERE normalized = ? AND label = ? AND key_id = ?",
+                (normalized, label, key_id)).fetchone()
+            if row is None:
+                cur = conn.execute(
+                    "INSERT INTO feedback (normalized, label, text, model_version, "
+                    "first_seen, last_seen, count, key_id, bytes, request_id, data_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                    (normalized, label, text, model_version, stamp, stamp, key_id, size,
+                     request_id, data_id))
+                assert cur.lastrowid is not None  # an INSERT always sets it
+                row_id, count, duplicate = cur.lastrowid, 1, False
+            else:
+                row_id, count, duplicate = int(row[0]), int(row[1]) + 1, True
+                conn.execute("UPDATE feedback SET count = ?, last_seen = ?, "
+                             "request_id = coalesce(?, request_id), "
+                             "data_id = coalesce(?, data_id) WHERE id = ?",
+                             (count, stamp, request_id, data_id, row_id))
+            conflict = conn.execute(
+                "SELECT 1 FROM feedback WHERE normalized = ? AND label != ? LIMIT 1",
+                (normalized, label)).fetchone() is not None
         return {"id": row_id, "duplicate": duplicate, "count": count, "conflict": conflict}
 
     def _check_limits(self, conn: sqlite3.Connection, key_id: str, day: str, size: int) -> None:
@@ -350,19 +341,27 @@ class FeedbackStore:
         return deleted
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        with self._transaction() as conn:
+            count = conn.execute(sql, params).rowcount
+        return int(count)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the process lock: ``BEGIN IMMEDIATE`` takes SQLite's write
+        lock up front (waiting up to the busy timeout), COMMIT on success, ROLLBACK on any error;
+        SQLite errors become :class:`FeedbackError`, others (FeedbackRefused) pass through."""
         with self._lock:
             conn = self._connect()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    count = conn.execute(sql, params).rowcount
+                    yield conn
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise FeedbackError(f"cannot write to feedback store {self.path}: {exc}") from exc
-        return int(count)
 
     # -- reading (the retrain job) ----------------------------------------------------------------
 
