@@ -352,6 +352,11 @@ class PredictHandler(JsonBodyHandler):
     route = "predict"
     role = "predict"
 
+    def compute_etag(self) -> str | None:
+        """No ``ETag``: every answer carries a fresh ``request_id``, so a client could never
+        revalidate one, and Tornado would hash each GET body (SHA-1) for nothing (issue 14)."""
+        return None
+
     async def get(self) -> None:
         values = self.request.query_arguments.get("text")
         if not values:

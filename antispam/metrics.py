@@ -9,7 +9,7 @@ at scrape time by small collectors instead of being copied into gauges on every 
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -118,8 +118,20 @@ class Metrics:
                                  "allow_list) and by suggestion",
                                  ["policy", "decided_by", "suggestion"], registry=r)
 
+        # Labelled children by their label values: ``labels()`` costs a lock and a dict lookup
+        # behind several checks (~2 µs); every request takes three of them (issue 14). The label
+        # sets are bounded (routes, methods and statuses, policies), so are these dicts.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (str(id(metric)), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def observe_decision(self, policy: str, decided_by: str, suggestion: str) -> None:
-        self.decisions.labels(policy, decided_by, suggestion).inc()
+        self._child(self.decisions, policy, decided_by, suggestion).inc()
 
     def watch_backend(self, backend: "Backend", model_name: str) -> None:
         self.registry.register(_BackendCollector(backend, model_name))
@@ -130,8 +142,8 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         route = route if route in ROUTES else OTHER
         method = method if method in METHODS else OTHER
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        self._child(self.requests, route, method, str(status)).inc()
+        self._child(self.latency, route).observe(seconds)
 
     def observe_batch(self, size: int) -> None:
         self.batch_texts.observe(size)

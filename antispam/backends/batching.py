@@ -8,6 +8,11 @@ waiting; when the model is idle, the first request waits at most ``max_wait`` fo
 Backpressure: at most ``max_queue`` texts wait; beyond that :class:`Overloaded` is raised at
 once rather than letting latency grow without bound. Each request has a deadline; a request
 whose deadline passes is answered :class:`DeadlineExceeded` and skipped by the worker.
+
+Cost per request (issue 14): a request is one future and one timer handle; the worker sleeps on
+a plain future that only the request it is waiting for wakes (the first one when idle, the one
+that fills a batch while gathering), not on every arrival, and no Task is created per wait
+(``asyncio.wait_for`` made one per request and one per wake-up).
 """
 
 from __future__ import annotations
@@ -48,7 +53,10 @@ class MicroBatcher(Generic[T]):
         self.on_batch = on_batch
         self._queue: collections.deque[_Pending[T]] = collections.deque()
         self._queued_items = 0
-        self._wakeup: asyncio.Event | None = None
+        # The worker's sleep: a future resolved by the submit that brings the queue to
+        # ``_wake_at`` texts (1 when idle, ``max_batch`` while gathering company).
+        self._waiter: asyncio.Future | None = None
+        self._wake_at = 1
         self._worker: asyncio.Task | None = None
         self._closed = False
 
@@ -59,7 +67,6 @@ class MicroBatcher(Generic[T]):
 
     def start(self) -> None:
         if self._worker is None:
-            self._wakeup = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._work(), name="micro-batcher")
 
     async def submit(self, items: Sequence[T], timeout: float) -> tuple[Any, Any]:
@@ -74,15 +81,18 @@ class MicroBatcher(Generic[T]):
             if self._queued_items + len(items) > self.max_queue:
                 raise Overloaded(f"model queue full ({self._queued_items} texts waiting)")
         loop = asyncio.get_running_loop()
-        pending = _Pending(items, time.monotonic() + timeout, loop.create_future())
+        future = loop.create_future()
+        pending = _Pending(items, time.monotonic() + timeout, future)
         self._queue.append(pending)
         self._queued_items += len(items)
-        assert self._wakeup is not None
-        self._wakeup.set()
+        waiter = self._waiter
+        if waiter is not None and self._queued_items >= self._wake_at and not waiter.done():
+            waiter.set_result(None)
+        expiry = loop.call_later(timeout, _expire, future, timeout)
         try:
-            return await asyncio.wait_for(pending.future, timeout)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(f"no answer from the model within {timeout * 1000:.0f} ms") from None
+            return await future  # a caller cancelled here cancels the future: the worker skips it
+        finally:
+            expiry.cancel()
 
     def _purge(self) -> None:
         """Drop requests whose callers gave up, so they stop holding queue room."""
@@ -113,28 +123,36 @@ class MicroBatcher(Generic[T]):
             size += len(head.items)
         return batch
 
+    async def _sleep(self, wake_at: int, timeout: float | None) -> None:
+        """Until the queue holds ``wake_at`` texts or ``timeout`` seconds pass."""
+        if self._queued_items >= wake_at:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiter, self._wake_at = waiter, wake_at
+        timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
     async def _work(self) -> None:
-        assert self._wakeup is not None
+        idle = True  # no batch has run since the queue was last empty
         while True:
             if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            # The model is idle: give a lone request a short while to find company.
-            if self.max_wait > 0 and self._queued_items < self.max_batch:
-                waited_until = time.monotonic() + self.max_wait
-                while self._queued_items < self.max_batch:
-                    remaining = waited_until - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        break
+                await self._sleep(1, None)
+                idle = True
+            # The model was idle: give a lone request a short while to find company. Texts that
+            # queued while the model was busy go at once: they have waited already.
+            if idle and self.max_wait > 0:
+                await self._sleep(self.max_batch, self.max_wait)
             batch = self._take()
             if not batch:
                 continue
             await self._run_one(batch)
+            idle = False
 
     async def _run_one(self, batch: list[_Pending[T]]) -> None:
         items: list[T] = [item for pending in batch for item in pending.items]
@@ -181,3 +199,13 @@ class MicroBatcher(Generic[T]):
             if not pending.future.done():
                 pending.future.set_exception(BackendError("backend is shutting down"))
         self._queued_items = 0
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(future: asyncio.Future, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded(f"no answer from the model within {timeout * 1000:.0f} ms"))

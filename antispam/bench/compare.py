@@ -84,8 +84,8 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
     if schema != SCHEMA:
         raise UserError(
             f"--compare: {path} has schema {schema!r}; this bench writes {SCHEMA!r} and compares only "
-            f"files of that schema (pipeline figures changed meaning with full-text windows, and CPU per "
-            f"message is new). Run the baseline again with this version of antispam bench.")
+            f"files of that schema (pipeline figures changed meaning with full-text windows in /2 and "
+            f"became means in /3). Run the baseline again with this version of antispam bench.")
     results = payload.get("results")
     if not isinstance(results, list) or not all(isinstance(r, dict) and isinstance(r.get("scenario"), str)
                                                 for r in results):

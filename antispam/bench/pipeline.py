@@ -3,15 +3,22 @@
 The service can never beat this; the bench reports its throughput as a fraction of it, so a slow
 number is read against what the pipeline itself costs. Three stages, each timed on real texts:
 
-(a) text: :meth:`antispam.text.Segmenter.tokenize` (normalize + jieba), one message at a time;
+(a) text: :meth:`antispam.text.Segmenter.tokenize` (normalize + the tokenizer the service uses,
+    ``Segmenter().engine``), one message at a time; plain jieba (``Segmenter("jieba")``) is timed
+    in the same passes, interleaved, as ``text_jieba_us`` (the before/after of the tokenizer);
 (b) featurize: the version's :class:`antispam.features.Featurizer` (``featurize``: every
     message's 20-token windows as rows, as the service builds them), in batches of ``batch``
-    messages (per-message time = batch time / messages in it);
+    messages;
 (c) model: the version's ``serving_default`` signature, loaded by
     :func:`antispam.versions.load_version` as the in-process backend loads it, on all the rows
     of full batches of ``batch`` messages, then ``plan.fold`` of the rows' scores into the
-    messages' (per-message time likewise: a message costs as many rows as it has windows,
-    ``rows_per_message`` on average).
+    messages' (a message costs as many rows as it has windows, ``rows_per_message`` on average).
+
+Every stage's figure is a **mean** per message (a pass's total time / its messages; the median
+of ``repeats`` passes, so a neighbour's burst is not counted), because the service's CPU per
+message, which the bench divides by it, is a mean over the same texts. Until schema
+``antispam-bench/3`` these were medians per message, which under-state a mean: message lengths
+are skewed (the text stage's median was 60 µs where its mean was 91).
 
 The implied limit is 1e6 / (a + b + c) messages/s; an end-to-end loop over the same texts
 (tokenize, featurize, model, batch after batch) is measured too, as a check on the sum.
@@ -38,15 +45,17 @@ class PipelineLimit:
     messages: int  # texts timed in (a)
     batch: int  # messages per batch
     rows_per_message: float  # model rows (windows) per message, over all the texts
-    text_us: float  # median per message
-    featurize_us: float  # median per message, measured per batch
-    model_us: float  # median per message (all its rows, and the fold), measured per batch
+    text_us: float  # mean per message (median of passes), normalize + the served tokenizer
+    featurize_us: float  # mean per message, measured per batch
+    model_us: float  # mean per message (all its rows, and the fold), measured per batch
     total_us: float
     implied_messages_per_s: float
     end_to_end_messages_per_s: float
     model_batch_ms: float  # median time of one full batch: model call on its rows + fold
     model_batch_rows: float  # median rows in one full batch
     windowing: dict[str, Any]  # the version's window settings (stride, cap, aggregation, ...)
+    tokenizer: str  # Segmenter().engine: "rjieba+jieba" or "jieba"
+    text_jieba_us: float  # (a) with plain jieba, timed in the same passes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,23 +78,29 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
     loaded = versions.load_version(model_dir, version)
     segmenter = Segmenter()
 
-    # (a) text pipeline, one message at a time, after one warm pass.
+    # (a) text pipeline, one message at a time, after one warm pass; the served tokenizer and
+    # plain jieba alternate pass by pass, so a neighbour's load falls on both alike.
     tokens = [segmenter.tokenize(t) for t in texts]
-    text_times = []
-    for text in texts:
-        t0 = time.perf_counter_ns()
-        segmenter.tokenize(text)
-        text_times.append((time.perf_counter_ns() - t0) / 1000.0)
+    plain = segmenter if segmenter.engine == "jieba" else Segmenter("jieba")
+    plain.tokenize_many(texts[:200])
+    text_passes: list[float] = []
+    jieba_passes: list[float] = []
+    for _ in range(repeats):
+        for which, passes in ((segmenter, text_passes), (plain, jieba_passes)):
+            t0 = time.perf_counter_ns()
+            for text in texts:
+                which.tokenize(text)
+            passes.append((time.perf_counter_ns() - t0) / 1000.0 / len(texts))
 
     # (b) featurizer, per batch: windows of every message, as the service builds them.
     featurizer = loaded.featurizer
     batches = _chunks(tokens, batch)
-    featurize_times = []
+    featurize_passes = []
     for _ in range(repeats):
+        t0 = time.perf_counter_ns()
         for chunk in batches:
-            t0 = time.perf_counter_ns()
             featurizer.featurize(chunk)
-            featurize_times.append((time.perf_counter_ns() - t0) / 1000.0 / len(chunk))
+        featurize_passes.append((time.perf_counter_ns() - t0) / 1000.0 / len(tokens))
     rows_total = sum(len(featurizer.plan(chunk).ids) for chunk in batches)
 
     def score(rows: Any, plan: Any) -> Any:
@@ -99,12 +114,14 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
     for rows, plan in full[:3]:
         score(rows, plan)
     model_times = []
+    model_passes = []
     for _ in range(repeats):
+        t_pass = time.perf_counter_ns()
         for rows, plan in full:
             t0 = time.perf_counter_ns()
             score(rows, plan)
             model_times.append((time.perf_counter_ns() - t0) / 1000.0)
-    model_batch_us = median(model_times)
+        model_passes.append((time.perf_counter_ns() - t_pass) / 1000.0 / (len(full) * batch))
 
     # End to end, as one process would serve them: tokenize, featurize, model, fold, batch by batch.
     started = time.perf_counter()
@@ -112,14 +129,15 @@ def measure(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch: i
         score(*featurizer.featurize([segmenter.tokenize(t) for t in chunk]))
     elapsed = time.perf_counter() - started
 
-    text_us, featurize_us, model_us = median(text_times), median(featurize_times), model_batch_us / batch
+    text_us, featurize_us, model_us = median(text_passes), median(featurize_passes), median(model_passes)
     total = text_us + featurize_us + model_us
     return PipelineLimit(
         model_dir=str(Path(model_dir)), version=loaded.version, messages=len(texts), batch=batch,
         rows_per_message=rows_total / len(texts),
         text_us=text_us, featurize_us=featurize_us, model_us=model_us, total_us=total,
         implied_messages_per_s=1e6 / total, end_to_end_messages_per_s=len(texts) / elapsed,
-        model_batch_ms=model_batch_us / 1000.0,
+        model_batch_ms=median(model_times) / 1000.0,
         model_batch_rows=median([float(len(plan.ids)) for _rows, plan in full]),
         windowing=featurizer.windowing.to_preprocessing(),
+        tokenizer=segmenter.engine, text_jieba_us=median(jieba_passes),
     )

@@ -11,6 +11,9 @@ Schemas:
   (``rows_per_message`` rows each), so its µs/message and implied limit mean something else than
   in /1; every result has ``cpu_us_per_message`` (the service's CPU time per message) and
   ``cpu_vs_pipeline`` (that over the pipeline's µs/message).
+* ``antispam-bench/3``: the pipeline's per-message figures are means (were medians, which
+  under-state the mean the service's CPU per message is compared with), and the pipeline names
+  its ``tokenizer`` and times plain jieba beside it (``text_jieba_us``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from antispam.atomic import atomic_write_json
 
-SCHEMA = "antispam-bench/2"
+SCHEMA = "antispam-bench/3"
 RESULT_DIR = "bench-results"
 
 # Keys every entry of "results" has, and their types (None allowed where marked).
@@ -58,7 +61,7 @@ RESULT_KEYS: dict[str, tuple[type, ...]] = {
 }
 LATENCY_KEYS = ("p50", "p95", "p99", "max", "mean", "count")
 PIPELINE_KEYS = ("version", "batch", "rows_per_message", "text_us", "featurize_us", "model_us", "total_us",
-                 "implied_messages_per_s", "end_to_end_messages_per_s")
+                 "implied_messages_per_s", "end_to_end_messages_per_s", "tokenizer", "text_jieba_us")
 
 COLUMNS = [
     ("scenario", 32, "s"), ("req/s", 8, ".0f"), ("msg/s", 8, ".0f"), ("p50 ms", 7, ".1f"),
@@ -159,11 +162,15 @@ def format_pipeline(pipeline: Mapping[str, Any] | None) -> str:
     batch_note = f"median batch {pipeline['model_batch_ms']:.2f} ms"
     if pipeline.get("model_batch_rows") is not None:
         batch_note += f", {pipeline['model_batch_rows']:.0f} rows"
+    tokenizer = pipeline.get("tokenizer", "jieba")
     stages = [
-        ("(a) text pipeline (normalize + jieba)", pipeline["text_us"], "median"),
-        ("(b) featurizer (windows -> rows)", pipeline["featurize_us"], "median"),
-        (f"(c) model on the rows + fold, {batch}-batches", pipeline["model_us"], batch_note),
+        (f"(a) text pipeline (normalize + {tokenizer})", pipeline["text_us"], "mean"),
+        ("(b) featurizer (windows -> rows)", pipeline["featurize_us"], "mean"),
+        (f"(c) model on the rows + fold, {batch}-batches", pipeline["model_us"], f"mean; {batch_note}"),
     ]
+    if pipeline.get("text_jieba_us") is not None and tokenizer != "jieba":
+        stages.insert(1, ("    the same with plain jieba (not served)", pipeline["text_jieba_us"],
+                          f"{pipeline['text_jieba_us'] / max(pipeline['text_us'], 1e-9):.1f}x (a)"))
     lines = [(f"raw pipeline limit (one process, no HTTP; model version {pipeline['version']}, "
               f"{pipeline['messages']} test texts, batches of {batch} messages):")]
     lines += [f"  {name:<42}{us:8.1f} µs/message ({note})" for name, us, note in stages]

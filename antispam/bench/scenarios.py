@@ -15,6 +15,7 @@ measure a dictionary lookup instead of the pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -55,6 +56,9 @@ class Load:
     mode: str  # "rate" | "saturation"
     rate: float = 0.0
     connections: int = 32
+    # > 0: a fixed rate of this share of the same service's GET saturation rate, measured
+    # earlier in the same run (``rate`` is then set by :func:`drive`), e.g. 0.5 for "50%".
+    share: float = 0.0
 
     @property
     def kind(self) -> str:
@@ -82,6 +86,8 @@ class Load:
         what = "GET 1" if self.request == "get" else f"POST {self.batch}"
         if self.long:
             what += f" {LONG_TEXT_CHARS}-char"
+        if self.share:  # the absolute rate differs run to run; the label must not (--compare)
+            return f"{what} @{self.share * 100:g}% of max"
         return f"{what} @{self.rate:g}/s" if self.mode == "rate" else f"{what} max"
 
 
@@ -110,14 +116,19 @@ def parse_request(name: str) -> str:
     raise UserError(f"unknown request kind {name!r} (get, post10, post100, postN, post10long, postNlong)")
 
 
-def plan(requests: tuple[str, ...], rates: tuple[float, ...], connections: int | None = None) -> list[Load]:
-    """Fixed rates for single-text GETs (the latency target), saturation for every kind."""
+def plan(requests: tuple[str, ...], rates: tuple[float, ...], connections: int | None = None,
+         shares: tuple[float, ...] = ()) -> list[Load]:
+    """Fixed rates for single-text GETs (the latency target), saturation for every kind, then
+    single-text GETs at ``shares`` of the GET saturation rate just measured (e.g. 0.5: the
+    latency spread at half load, issue 14)."""
     loads: list[Load] = []
     if "get" in requests:
         loads.extend(Load("get", "rate", rate, connections or RATE_CONNECTIONS) for rate in rates)
     for request in requests:
         default = SATURATION_CONNECTIONS.get(request, 4 if request.endswith(LONG_SUFFIX) else 8)
         loads.append(Load(request, "saturation", 0.0, connections or default))
+    if "get" in requests:
+        loads.extend(Load("get", "rate", 0.0, connections or RATE_CONNECTIONS, share) for share in shares)
     return loads
 
 
@@ -302,9 +313,14 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
             run_in_subprocess(LoadSpec(url=url, texts=texts, kind=kind, batch=batch, mode="saturation",
                                        duration=service_warmup / 2, connections=connections,
                                        timeout=timeout, verify=False), workdir)
-    records = []
+    records: list[dict[str, Any]] = []
     long = long_texts(texts) if any(load.long for load in loads) else []
     for load in loads:
+        if load.share:
+            saturated = [r["requests_per_s"] for r in records if r["request"] == "get" and r["mode"] == "saturation"]
+            if not saturated:
+                raise UserError(f"{load.label} needs the GET saturation row of {service.name} first")
+            load = dataclasses.replace(load, rate=max(1.0, round(load.share * saturated[-1])))
         spec = LoadSpec(url=url, texts=long if load.long else texts, kind=load.kind, batch=load.batch,
                         mode=load.mode, rate=load.rate, duration=duration, warmup=warmup,
                         connections=load.connections, timeout=timeout)

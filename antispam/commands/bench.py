@@ -20,7 +20,8 @@ Benchmark the service. Unless --url is given, starts `antispam serve` subprocess
 antispam.testing, test equipment that runs TensorFlow in a subprocess of its own). Each service
 is driven from a separate load-generator process over keep-alive connections with the
 test-split texts of the corpus: single-text GET /predict at fixed rates (open loop: latency
-counts from the scheduled send time) and GET, POST 10 and POST 100 texts at saturation, after a
+counts from the scheduled send time; a rate given as N% is that share of the GET saturation rate
+just measured, run after it) and GET, POST 10 and POST 100 texts at saturation, after a
 few seconds of unrecorded warm-up load; the local-backend scenarios also get POST 10 texts of
 1,000 characters each at saturation ("POST 10 1000-char": consecutive test texts joined with
 "。" and cut at 1,000 characters; msg/s counts these texts).
@@ -46,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--texts", type=int, default=0, help="use at most this many test texts (default all)")
     p.add_argument("--duration", type=float, help="seconds of load per row (default 10; --quick 1.5)")
     p.add_argument("--warmup", type=float, help="first seconds of each row not recorded (default 1)")
-    p.add_argument("--rates", help="fixed GET rates in requests/s, comma-separated (default 250,500)")
+    p.add_argument("--rates", help="fixed GET rates, comma-separated: requests/s, or N%% of the GET "
+                   "saturation rate measured just before in the same scenario (default 250,500,50%%)")
     p.add_argument("--scenarios", help="services to start, comma-separated: local-1w, local-2w, "
                    "grpc-1w, grpc-2w (default local-1w,local-2w,grpc-1w; --quick local-1w)")
     p.add_argument("--requests",
@@ -85,6 +87,17 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
     return values
 
 
+def _rates(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``--rates``: requests/s, or ``N%`` of the GET saturation rate measured in the same run."""
+    from antispam.errors import UserError
+
+    parts = [v.strip() for v in text.split(",") if v.strip()]
+    shares = _floats(",".join(p[:-1] for p in parts if p.endswith("%")), "--rates percentages")
+    if any(s > 100 for s in shares):
+        raise UserError("--rates percentages are of the saturation rate: at most 100%")
+    return _floats(",".join(p for p in parts if not p.endswith("%")), "--rates"), tuple(s / 100 for s in shares)
+
+
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     """Resolve defaults (with --quick) into one dict; also recorded in the JSON."""
     from antispam.bench import scenarios
@@ -95,7 +108,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     warmup = args.warmup if args.warmup is not None else (0.3 if quick else 1.0)
     if duration <= 0 or not 0 <= warmup < duration:
         raise UserError("--duration must be > 0 and --warmup shorter than it")
-    rates = _floats(args.rates or ("50" if quick else "250,500"), "--rates")
+    rates, shares = _rates(args.rates or ("50" if quick else "250,500,50%"))
     if args.url:
         names: tuple[str, ...] = ()
     else:
@@ -119,7 +132,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "url": args.url, "model_base": paths.model_base, "model_name": serve.model_name,
         "version": args.version, "data": paths.data, "data_dir": paths.data_dir,
         "texts": args.texts or (200 if quick else 0), "duration": duration, "warmup": warmup,
-        "rates": list(rates), "scenarios": list(names), "requests": list(requests),
+        "rates": list(rates), "rate_shares": list(shares), "scenarios": list(names), "requests": list(requests),
         "local_requests": list(local_requests),  # added for the local-backend scenarios
         "connections": args.connections, "timeout": args.timeout, "driver": args.driver,
         "cache": args.cache, "pipeline": not args.no_pipeline, "quick": quick,
@@ -190,7 +203,8 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
 
     def loads_for(service: scenarios.Service) -> list[scenarios.Load]:
         requests = scenarios.requests_for(service, tuple(settings["requests"]), tuple(settings["local_requests"]))
-        return scenarios.plan(requests, tuple(settings["rates"]), settings["connections"])
+        return scenarios.plan(requests, tuple(settings["rates"]), settings["connections"],
+                              tuple(settings.get("rate_shares", ())))
 
     model_dir = Path(settings["model_base"]) / settings["model_name"]
     if args.driver == "wrk":

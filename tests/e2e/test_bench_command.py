@@ -78,7 +78,7 @@ def test_compare_refuses_a_file_of_another_schema_before_any_work(
     code = main(["bench", "--quick", "--data", str(tiny_corpus), "--model-base", str(tmp_path / "models"),
                  "--compare", str(old), "--json", str(tmp_path / "new.json")])
     err = capsys.readouterr().err
-    assert code == 2 and "has schema 'antispam-bench/1'" in err and "antispam-bench/2" in err
+    assert code == 2 and "has schema 'antispam-bench/1'" in err and "antispam-bench/3" in err
     assert "measuring" not in err and not (tmp_path / "new.json").exists()
 
 

@@ -171,3 +171,27 @@ def test_batch_sizes_are_reported():
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError):
         MicroBatcher(FakeModel(), max_batch=0, max_wait=0, max_queue=1)
+
+
+def test_texts_queued_while_the_model_was_busy_go_without_waiting():
+    """Only an idle model waits max_wait for company; a backlog is scored at once."""
+    async def main():
+        model = FakeModel()
+        model.gate = asyncio.Event()  # the first batch stalls until released
+        b = MicroBatcher(model, max_batch=64, max_wait=0.3, max_queue=100)
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(b.submit([1], timeout=5))
+        await asyncio.sleep(0.35)  # the lone first request waited max_wait, then went to the model
+        second = asyncio.ensure_future(b.submit([2], timeout=5))  # queued behind the busy model
+        await asyncio.sleep(0.01)
+        released = loop.time()
+        model.gate.set()
+        await first
+        await second
+        waited = loop.time() - released
+        await b.close()
+        return waited, model.batches
+
+    waited, batches = run(main())
+    assert batches == [[1], [2]]
+    assert waited < 0.2  # not another max_wait of 0.3 s

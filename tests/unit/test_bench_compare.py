@@ -112,7 +112,7 @@ def test_other_files_are_refused_with_a_clear_message(tmp_path: Path, content: A
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
         compare.load_baseline(path)
     if "schema 'antispam-bench/1'" in message:
-        assert "antispam-bench/2" in str(info.value) and "Run the baseline again" in str(info.value)
+        assert "antispam-bench/3" in str(info.value) and "Run the baseline again" in str(info.value)
 
 
 def test_a_missing_file_is_a_user_error(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ def test_measures_each_stage(tmp_path: Path) -> None:
     assert limit.text_us > 0 and limit.featurize_us > 0 and limit.model_us > 0
     assert limit.total_us == pytest.approx(limit.text_us + limit.featurize_us + limit.model_us)
     assert limit.implied_messages_per_s == pytest.approx(1e6 / limit.total_us)
-    assert limit.model_us == pytest.approx(limit.model_batch_ms * 1000 / 16)
     assert limit.end_to_end_messages_per_s > 0
+    # Plain jieba is timed beside the served tokenizer (the same tokens, slower or equal).
+    assert limit.text_jieba_us > 0 and limit.tokenizer in ("rjieba+jieba", "jieba")
     assert set(limit.to_dict()) >= {"text_us", "featurize_us", "model_us", "implied_messages_per_s",
                                     "rows_per_message", "model_batch_rows", "windowing"}
     # A version that records no windowing is read as its first 20 tokens: one row per message.
@@ -49,7 +50,8 @@ def test_counts_the_windows_the_service_scores(tmp_path: Path) -> None:
     assert len(rows) > len(texts)  # the long ones have several windows
     assert limit.rows_per_message == pytest.approx(len(rows) / len(texts))
     assert limit.model_batch_rows == len(rows)  # one full batch of 16 messages: all their rows
-    assert limit.model_us == pytest.approx(limit.model_batch_ms * 1000 / 16)  # per message, not per row
+    # per message, not per row: a full batch of 16 messages costs about 16 x model_us
+    assert limit.model_us == pytest.approx(limit.model_batch_ms * 1000 / 16, rel=0.5)
     assert limit.windowing == {"window": 20, "stride": 10, "cap": 64, "aggregation": "max", "char_backoff": True,
                                "temperature": 1.0}
 

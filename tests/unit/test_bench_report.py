@@ -77,13 +77,14 @@ def test_pipeline_summary_names_the_three_stages() -> None:
     pipeline = {"version": 3, "messages": 100, "batch": 64, "rows_per_message": 2.2, "text_us": 230.0,
                 "featurize_us": 5.0, "model_us": 12.0, "total_us": 247.0, "model_batch_ms": 0.8,
                 "model_batch_rows": 141.0, "implied_messages_per_s": 4049.0,
-                "end_to_end_messages_per_s": 3900.0,
+                "end_to_end_messages_per_s": 3900.0, "tokenizer": "rjieba+jieba", "text_jieba_us": 920.0,
                 "windowing": {"window": 20, "stride": 10, "cap": 64, "aggregation": "max", "char_backoff": True}}
     text = report.format_pipeline(pipeline)
     assert "(a) text pipeline" in text and "(b) featurizer" in text and "(c) model" in text
     assert "4049 messages/s" in text
     assert "12.0 µs/message" in text and "141 rows" in text  # the model stage is per message
     assert "rows per message 2.20" in text and "stride 10, cap 64" in text
+    assert "normalize + rjieba+jieba" in text and "plain jieba (not served)" in text and "4.0x (a)" in text
     assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == []
     del pipeline["rows_per_message"]
     assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == [
@@ -117,10 +118,10 @@ def test_cpu_per_message_and_its_ratio_to_the_pipeline() -> None:
     assert "  250 " in row and " 0.62 " in row
 
 
-def test_schema_2_requires_the_cpu_columns() -> None:
-    assert report.SCHEMA == "antispam-bench/2"
+def test_schema_3_requires_the_cpu_columns() -> None:
+    assert report.SCHEMA == "antispam-bench/3"
     old = record()
     del old["cpu_us_per_message"]
     assert "results[0] lacks 'cpu_us_per_message'" in report.check_payload(payload([old]))
     assert report.check_payload({**payload([record()]), "schema": "antispam-bench/1"})[0] == (
-        "schema is 'antispam-bench/1', expected 'antispam-bench/2'")
+        "schema is 'antispam-bench/1', expected 'antispam-bench/3'")

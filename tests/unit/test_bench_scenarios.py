@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +94,49 @@ def test_plan_rates_for_get_and_saturation_for_every_kind() -> None:
         ("post10", "saturation", 0.0), ("post100", "saturation", 0.0), ("post10long", "saturation", 0.0)]
     assert [x.connections for x in loads] == [64, 64, 64, 16, 4, 4]
     assert [x.connections for x in plan(("post10long",), (), connections=2)] == [2]
+
+
+def test_a_share_of_saturation_runs_after_the_saturation_row_with_a_stable_label() -> None:
+    loads = plan(("get", "post10"), (250.0,), shares=(0.5,))
+    assert [(x.request, x.mode, x.share) for x in loads] == [
+        ("get", "rate", 0.0), ("get", "saturation", 0.0), ("post10", "saturation", 0.0), ("get", "rate", 0.5)]
+    assert loads[-1].label == "GET 1 @50% of max"  # the same in every run, whatever the rate was
+    assert plan(("post10",), (250.0,), shares=(0.5,)) == [Load("post10", "saturation", 0.0, 16)]
+
+
+def test_rates_take_percentages_of_saturation() -> None:
+    settings = settings_from(bench_args("--rates", "100,25%,50%"))
+    assert settings["rates"] == [100.0] and settings["rate_shares"] == [0.25, 0.5]
+    assert settings_from(bench_args())["rate_shares"] == [0.5]  # the default measures half load
+    for bad in ("150%", "0%", "x%"):
+        with pytest.raises(UserError):
+            settings_from(bench_args("--rates", bad))
+
+
+def test_drive_sets_the_share_rate_from_the_measured_saturation(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from antispam.bench import load as load_module
+    from antispam.bench.load import LoadResult
+
+    sent: list[tuple[str, float]] = []
+
+    def fake_run(spec: Any, workdir: Path) -> LoadResult:
+        sent.append((spec.mode, spec.rate))
+        rps = 800.0 if spec.mode == "saturation" else spec.rate
+        return LoadResult(mode=spec.mode, kind=spec.kind, batch=spec.batch, target_rate=spec.rate,
+                          connections=spec.connections, window_s=1.0, requests=int(rps), ok=int(rps), errors=0,
+                          messages_ok=int(rps), requests_per_s=rps, messages_per_s=rps,
+                          latency_ms={"p50": 1.0, "p95": 2.0, "p99": 3.0, "max": 4.0, "mean": 1.5, "count": rps})
+
+    monkeypatch.setattr(load_module, "run_in_subprocess", fake_run)
+    service = scenarios.Service("url", "url", 0)
+    records = scenarios.drive(service, "http://127.0.0.1:1", None, plan(("get",), (), shares=(0.5,)), ["t"],
+                              duration=1.0, warmup=0.0, timeout=1.0, workdir=tmp_path)
+    assert sent == [("saturation", 0.0), ("rate", 400.0)]
+    assert records[-1]["scenario"] == "url GET 1 @50% of max" and records[-1]["target_rate"] == 400.0
+    with pytest.raises(UserError, match="needs the GET saturation row"):
+        scenarios.drive(service, "http://127.0.0.1:1", None, [Load("get", "rate", 0.0, 4, 0.5)], ["t"],
+                        duration=1.0, warmup=0.0, timeout=1.0, workdir=tmp_path)
 
 
 def bench_args(*argv: str) -> argparse.Namespace:

@@ -137,3 +137,61 @@ def test_cli_tokens_folds_traditional() -> None:
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["发票"]
     assert "微信" in lines[1].split()
+
+
+# --- tokenizer engines: rjieba must give exactly jieba's tokens (docs/contracts.md#text-pipeline) ---
+
+def _tokenizer_sample() -> list[str]:
+    """Normalized texts to compare the engines on: the shipped everyday messages, corpus-like
+    ads and texts with what jieba's HMM and its Latin/digit handling see (the full corpus check
+    is scripts/tokenizer_compare.py)."""
+    import random
+
+    from antispam.everyday import load
+
+    texts = [normalize(e.text) for e in load()]
+    texts += [normalize(t) for t in (
+        "加微信领取优惠券，详询13800138000，代开发票，贷款秒批", "妈妈，我明天晚上回家吃饭",
+        "ABC公司 www.example.com 限时特价 iPhone15 到手价xxxx元", "x月x日 下午x点 在 xx楼 开会",
+        "李小龙和王大锤去了长江大桥附近的南京市长江大桥", "hello world 你好世界 abc123def",
+    )]
+    rng = random.Random(7)
+    pool = "".join(sorted(set("".join(texts)) - {" "}))
+    texts += ["".join(rng.choice(pool + "  ab x") for _ in range(rng.randint(1, 80))).strip() for _ in range(500)]
+    return [t for t in texts if t]
+
+
+def test_rjieba_gives_jiebas_tokens_on_a_sample(seg: Segmenter) -> None:
+    pytest.importorskip("rjieba")  # a core dependency; skipped only on a platform without its wheel
+    plain = Segmenter("jieba")
+    assert seg.engine == "rjieba+jieba" and plain.engine == "jieba"
+    sample = _tokenizer_sample()
+    assert len(sample) > 1500
+    assert all(seg.in_one_call(t) for t in sample[:50])  # the fast path is really taken
+    differing = [t for t in sample if seg.segment(t) != plain.segment(t)]
+    assert differing == []
+
+
+def test_texts_outside_jiebas_range_go_to_jieba(seg: Segmenter) -> None:
+    """jieba emits each CJK extension ideograph as a token; jieba-rs would join a run of them."""
+    text = normalize("晴𬯎𠀣㐛鿣橠")
+    assert not seg.in_one_call(text)
+    assert seg.segment(text) == Segmenter("jieba").segment(text) == ["晴", "𬯎", "𠀣", "㐛", "鿣", "橠"]
+    assert list(seg.iter_segment(text)) == seg.segment(text)
+
+
+def test_tokenizer_engine_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from antispam.errors import UserError
+
+    monkeypatch.setenv("ANTISPAM_TOKENIZER", "jieba")
+    assert Segmenter().engine == "jieba"
+    monkeypatch.setenv("ANTISPAM_TOKENIZER", "fast")
+    with pytest.raises(UserError, match="ANTISPAM_TOKENIZER='fast'"):
+        Segmenter()
+    monkeypatch.delenv("ANTISPAM_TOKENIZER")
+    monkeypatch.setitem(sys.modules, "rjieba", None)  # not installed: plain jieba, same tokens
+    fallback = Segmenter()
+    assert fallback.engine == "jieba" and not fallback.in_one_call("今天开会")
+    assert fallback.segment("今天开会") == ["今天", "开会"]
