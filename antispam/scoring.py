@@ -153,6 +153,7 @@ class Scorer:
         version = self.backend.current_version
         found: list[tuple[CachedScore, int] | None] = [None] * len(texts)
         misses: dict[str, list[int]] = {}
+        segmented: dict[str, list[str]] = {}  # tokens of the texts segmented here (explain reuses them)
         for i, norm in enumerate(normalized):
             hit = self.cache.get(norm, version)
             if hit is not None and version is not None:
@@ -165,6 +166,7 @@ class Scorer:
         if misses:
             keys = list(misses)
             tokens = await self.segment_all(keys)
+            segmented = dict(zip(keys, tokens))
             timeout = self.config.deadline_ms / 1000.0
             try:
                 result = await asyncio.wait_for(self.backend.predict(tokens, timeout=timeout),
@@ -206,7 +208,7 @@ class Scorer:
         if explain:
             from antispam.explain import add_model_reasons  # only requests that ask pay for it
 
-            await add_model_reasons(self, texts, normalized, items)
+            await add_model_reasons(self, texts, normalized, items, segmented)
         if metrics is not None:
             metrics.observe_verdicts(item["suggestion"] for item in items)
         return items

@@ -204,6 +204,21 @@ class ListsApiTest(ApiTestCase):
         item = self.predict("加微信领券", explain="1")
         self.assertIn({"source": "block_list", "term": "加微信", "start": 0, "end": 3}, item["reasons"])
 
+    def test_explain_windows_follow_the_served_versions_windowing(self):
+        from antispam.features import Windowing
+
+        long_text = "今天天气很好" * 12 + "办理贷款" + "我们去公园散步" * 10  # 78 tokens, 贷款 is token 37
+
+        def top_windows():
+            item = self.predict(long_text, explain="true")
+            return [r["tokens"] for r in item["reasons"] if r["kind"] == "window"]
+
+        self.assertEqual(top_windows()[:2], [[20, 40], [30, 50]])  # unknown windowing: stride 10
+        self.backend.windowing = Windowing(stride=15)
+        self.assertEqual(top_windows(), [[30, 50], [0, 20], [15, 35]])  # windows at 0, 15, 30, 45, 58
+        self.backend.windowing = Windowing(stride=20, cap=1, aggregation="max", char_backoff=False)
+        self.assertEqual(top_windows(), [[0, 20]])  # a first-20-tokens version reads one window
+
     def test_explain_limits(self):
         self.assert_error(self.call("/predict?text=hi&explain=maybe"), 400, "invalid_request")
         status, body = self.call("/predict", "POST", {"texts": ["你好"] * 5, "explain": True})
