@@ -370,6 +370,7 @@ class PredictHandler(JsonBodyHandler):
             raise api_error("invalid_utf8", "the text parameter is not UTF-8") from None
         data_id = self.get_query_argument("data_id", None)
         scorer = self.services.scorer
+        await scorer.refresh()  # the policy named below is one of the policies serving now
         options = _score_options(scorer, self.get_query_argument("policy", None),
                                  self.get_query_argument("explain", None))
         items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
@@ -378,6 +379,7 @@ class PredictHandler(JsonBodyHandler):
     async def post(self) -> None:
         body = self.json_object()
         scorer = self.services.scorer
+        await scorer.refresh()
         options = _score_options(scorer, body.get("policy", self.get_query_argument("policy", None)),
                                  body.get("explain", self.get_query_argument("explain", None)))
         if "texts" in body and "text" in body:
@@ -513,15 +515,17 @@ class MetricsHandler(BaseHandler):
 
 
 class ListsHandler(BaseHandler):
-    """``GET /lists``: the term lists loaded now, their files and errors, and the policies."""
+    """``GET /lists``: the term lists loaded now, their files and errors, and the policies (with
+    their file's state)."""
 
     route = "lists"
 
-    def get(self) -> None:
+    async def get(self) -> None:
         scorer = self.services.scorer
-        body = scorer.lists.maybe_refresh().status()
+        body = (await scorer.refresh()).status()
         body["folder"] = str(scorer.lists.folder)
         body["policies"] = {name: p.as_dict() for name, p in sorted(scorer.policies.items())}
+        body["policies_file"] = scorer.policy_watcher.status()
         self.send_json(body)
 
 

@@ -7,9 +7,11 @@ substrings of it), and the normalized offsets map back to the text as sent with
 backend call** per request (all rows of all explained texts together, in calls of at most
 256 rows, so the local backend's micro-batcher takes them as few batches):
 
-* ``window``: a text of more than 20 tokens is read as 20-token windows (stride 10, the
-  trainer's default windowing); each window is scored as a text of its own (one window, so its
-  probability is that row's under every aggregation). The three highest are reported.
+* ``window``: a text of more than 20 tokens is read as 20-token windows, cut the way the version
+  serving now reads it (its ``preprocessing.json``: stride and cap; a version that records none
+  reads the first 20 tokens only, so that one window); each window is scored as a text of its
+  own (one window, so its probability is that row's under every aggregation). The three highest
+  are reported.
 * ``token`` (occlusion): for a text of 2 to 20 tokens (one window), each token is removed in
   turn and the rest scored; ``delta`` = the text's probability minus the probability without the
   token, ``log_odds_delta`` the same in log-odds (ln p/(1-p)). The five largest positive
@@ -17,13 +19,15 @@ backend call** per request (all rows of all explained texts together, in calls o
   windows only.
 
 List matches are reasons too (``source`` ``block_list``/``allow_list``), whatever decided.
+The tokens are the ones the scoring of the same request computed (texts answered from the dedup
+cache are segmented here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -40,7 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 EXPLAIN_ROWS_PER_CALL = 256
 TOP_WINDOWS = 3
 TOP_TOKENS = 5
-EXPLAIN_WINDOWING = Windowing()
+# Used only when the backend cannot say how its current version reads a text.
+DEFAULT_WINDOWING = Windowing()
 
 
 def log_odds(p: float) -> float:
@@ -67,15 +72,22 @@ def raw_span(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[in
 
 
 async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: Sequence[str],
-                            items: list[dict[str, Any]]) -> None:
-    token_lists = await scorer.segment_all(normalized)
+                            items: list[dict[str, Any]], segmented: Mapping[str, list[str]] | None = None) -> None:
+    """Add ``reasons`` to ``items``. ``segmented``: tokens already computed for some normalized
+    texts (the scoring's); the others are segmented here."""
+    segmented = dict(segmented or {})
+    missing = [norm for norm in dict.fromkeys(normalized) if norm not in segmented]
+    if missing:
+        segmented.update(zip(missing, await scorer.segment_all(missing)))
+    token_lists = [segmented[norm] for norm in normalized]
+    windowing = scorer.backend.current_windowing or DEFAULT_WINDOWING
     rows: list[list[str]] = []
     plans: list[tuple[str, list[tuple[int, int, int]]]] = []  # kind, (row, a, b) per text
     for tokens in token_lists:
         n = len(tokens)
-        if n > EXPLAIN_WINDOWING.window:
+        if n > windowing.window:
             plan = []
-            for a, b in EXPLAIN_WINDOWING.spans(n):
+            for a, b in windowing.spans(n):
                 plan.append((len(rows), a, b))
                 rows.append(tokens[a:b])
             plans.append(("window", plan))

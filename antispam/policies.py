@@ -12,20 +12,27 @@ A request picks one with ``policy=`` (query or body); without it, ``default``. T
 Every field is optional: thresholds and ``min_tokens_to_block`` default to the service's
 settings, ``lists`` to ``["default", <name>]`` (the shared lists and the policy's own, see
 :mod:`antispam.lists`). Without a file, or when the file has no ``default``, ``default`` is the
-service's thresholds with the ``default`` lists. The file is read at start; a bad file stops the
-start with a message naming it.
+service's thresholds with the ``default`` lists. The file is read at start (a bad file stops the
+start with a message naming it) and again when it changes (:class:`PoliciesWatcher`, polled with
+the term lists): a file that is invalid or gone then keeps the previous policies serving, with
+the error in ``GET /lists`` and the log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from antispam.errors import UserError
 from antispam.lists import DEFAULT_SET
+
+log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = "default"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -93,3 +100,77 @@ def load_policies(path: str | None, review: float, block: float, min_tokens: int
     except ValueError as exc:
         raise UserError(f"policies file {path}: not valid JSON: {exc}") from None
     return parse_policies(data, review, block, min_tokens, f"policies file {path}")
+
+
+class PoliciesWatcher:
+    """The policies serving now (:attr:`current`), reloaded when the file changes.
+
+    Each poll compares the file's (mtime, size, inode); a changed file is read and parsed (a small
+    JSON file: on the calling thread) and the new policies replace the old in one assignment. A
+    file that fails, or is gone, keeps the previous policies serving; :attr:`error` says why
+    until a good file is read. Without a file (``path`` unset) the policies never change.
+    """
+
+    def __init__(self, path: str | None, review: float, block: float, min_tokens: int, *,
+                 poll_seconds: float = 2.0, policies: dict[str, Policy] | None = None) -> None:
+        self.path = path if policies is None else None
+        self.thresholds = (review, block, min_tokens)
+        self.poll_seconds = poll_seconds
+        self._signature = self._stat()  # before reading: a change in between is seen next poll
+        # A bad file at start is the caller's error (antispam serve refuses to start).
+        self.current: dict[str, Policy] = policies if policies is not None else load_policies(path, *self.thresholds)
+        self.loaded_at = time.time()
+        self.error: str | None = None
+        self.reloads = 0
+        self._last_poll = time.monotonic()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if not self.path:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def maybe_refresh(self, now: float | None = None) -> dict[str, Policy]:
+        now = time.monotonic() if now is None else now
+        if now - self._last_poll >= self.poll_seconds:
+            self._last_poll = now
+            self.refresh()
+        return self.current
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; True if new policies were swapped in."""
+        if not self.path:
+            return False
+        signature = self._stat()
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        if signature is None:
+            self._failed(f"policies file {self.path}: cannot read it (gone?)")
+            return False
+        try:
+            policies = load_policies(self.path, *self.thresholds)
+        except UserError as exc:
+            self._failed(str(exc))
+            return False
+        self.current = policies  # one assignment: the swap
+        self.loaded_at = time.time()
+        self.error = None
+        self.reloads += 1
+        log.info("policies reloaded from %s: %s", self.path, ", ".join(sorted(policies)))
+        return True
+
+    def _failed(self, error: str) -> None:
+        self.error = error
+        log.error("policies not reloaded, the previous ones keep serving: %s", error)
+
+    def status(self) -> dict[str, object]:
+        """For ``GET /lists``: the file, when its policies were loaded, and the error if any."""
+        out: dict[str, object] = {"file": self.path, "loaded_at": self.loaded_at}
+        if self.error:
+            out["error"] = self.error
+            out["serving"] = "previous"
+        return out

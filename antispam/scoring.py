@@ -24,7 +24,7 @@ from antispam.errors import api_error
 from antispam.labels import PASS, SPAM, label_name
 from antispam.lists import ListsWatcher, Match, Snapshot
 from antispam.metrics import Metrics
-from antispam.policies import DEFAULT_POLICY, Policy, load_policies
+from antispam.policies import DEFAULT_POLICY, PoliciesWatcher, Policy
 from antispam.text import Segmenter, normalize, normalize_with_offsets
 
 T = TypeVar("T")
@@ -83,11 +83,24 @@ class Scorer:
         self.cache = cache
         self.metrics = metrics
         self.backend_reports_batches = False
-        # Term lists (hot-reloaded, docs/contracts.md#term-lists) and named policies.
+        # Term lists and named policies, both hot-reloaded (docs/contracts.md#term-lists,
+        # #policies) with the same poll interval; ``policies`` given: fixed policies.
         self.lists = lists if lists is not None else ListsWatcher(config.lists_dir, config.lists_poll_seconds)
-        self.policies = policies if policies is not None else load_policies(
-            config.policies_file, config.review_threshold, config.block_threshold, config.min_tokens_to_block)
+        self.policy_watcher = PoliciesWatcher(config.policies_file, config.review_threshold,
+                                              config.block_threshold, config.min_tokens_to_block,
+                                              poll_seconds=config.lists_poll_seconds, policies=policies)
         self.lists.maybe_refresh()  # load the lists now, not on the first request
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        """The policies serving now (the last good policies file)."""
+        return self.policy_watcher.current
+
+    async def refresh(self) -> Snapshot:
+        """Reload the policies and term lists if their poll is due and they changed; the term
+        lists serving now. Lists are parsed in a worker thread, so the loop keeps serving."""
+        self.policy_watcher.maybe_refresh()
+        return await self.lists.maybe_refresh_async()
 
     def policy(self, name: Any) -> Policy:
         """The policy a request names (None: ``default``); 400 ``unknown_policy`` naming the known ones."""
@@ -147,11 +160,12 @@ class Scorer:
         ``policy`` (default: ``default``) sets the thresholds and the term lists; ``explain``
         adds ``reasons`` to each item (docs/contracts.md#explanations).
         """
+        snapshot = await self.refresh()
         policy = policy or self.policies[DEFAULT_POLICY]
-        snapshot = self.lists.maybe_refresh()
         version = self.backend.current_version
         found: list[tuple[CachedScore, int] | None] = [None] * len(texts)
         misses: dict[str, list[int]] = {}
+        segmented: dict[str, list[str]] = {}  # tokens of the texts segmented here (explain reuses them)
         for i, norm in enumerate(normalized):
             hit = self.cache.get(norm, version)
             if hit is not None and version is not None:
@@ -164,6 +178,7 @@ class Scorer:
         if misses:
             keys = list(misses)
             tokens = await self.segment_all(keys)
+            segmented = dict(zip(keys, tokens))
             timeout = self.config.deadline_ms / 1000.0
             try:
                 result = await _within(self.backend.predict(tokens, timeout=timeout), timeout + DEADLINE_GRACE_SECONDS)
@@ -204,7 +219,7 @@ class Scorer:
         if explain:
             from antispam.explain import add_model_reasons  # only requests that ask pay for it
 
-            await add_model_reasons(self, texts, normalized, items)
+            await add_model_reasons(self, texts, normalized, items, segmented)
         if metrics is not None:
             metrics.observe_verdicts(item["suggestion"] for item in items)
         return items
@@ -253,7 +268,7 @@ class Scorer:
         decided_by = "model"
         matches: list[Match] = []
         if snapshot is not None and snapshot.sets and normalized is not None:
-            found = snapshot.find(normalized, policy.lists)
+            found = snapshot.find(normalized, policy.lists, text)
             allow = [m for m in found if m.kind == "allow"]
             block = [m for m in found if m.kind == "block"]
             if allow:

@@ -43,6 +43,17 @@ _DROP = re.compile(
 _LATIN = re.compile(r"[a-z0-9]")
 
 
+def _ascii_digit(match: re.Match[str]) -> str:
+    return str(unicodedata.decimal(match.group()))  # every \d character has a decimal value
+
+
+def _digits(folded: str, mask_digits: bool) -> str:
+    """Step 4: every decimal digit becomes ``x`` (masking), or with ``mask_digits=False`` its
+    ASCII digit (``٣`` → ``3``). One character for one, so both forms have the same length and
+    the same offsets."""
+    return _DIGIT.sub("x", folded) if mask_digits else _DIGIT.sub(_ascii_digit, folded)
+
+
 _t2s: "opencc.OpenCC | None" = None
 _t2s_lock = threading.Lock()
 
@@ -64,24 +75,28 @@ def to_simplified(text: str) -> str:
     return _t2s.convert(text)
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, *, mask_digits: bool = True) -> str:
     """Fold traditional characters, lower-case, fold width and enclosed forms, mask digits,
     keep only CJK/Latin/digit runs.
 
     NFKC folds full-width forms to ASCII and circled, bracketed and dotted digits and letters
     (①, ⑴, ⒈, Ⓐ) to their ASCII spelling. Dropped characters become a single space so that
     two Latin words never fuse; the result has no leading or trailing space.
+
+    ``mask_digits=False`` is the same pipeline with step 4 writing each digit as its ASCII digit
+    instead of ``x``: term lists match terms that contain digits (a hotline number) on it. The
+    model never sees that form. Both forms have the same length, character for character.
     """
     folded = unicodedata.normalize("NFKC", to_simplified(text)).lower()
-    masked = _DIGIT.sub("x", folded)
-    return _DROP.sub(" ", masked).strip()
+    return _DROP.sub(" ", _digits(folded, mask_digits)).strip()
 
 
-def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
+def normalize_with_offsets(text: str, *, mask_digits: bool = True) -> tuple[str, list[tuple[int, int]]]:
     """:func:`normalize`'s output and, for each of its characters, the ``[start, end)`` range of
     ``text`` it came from, in code points (Python ``str`` indexes; docs/contracts.md#offsets).
 
-    The string is always exactly ``normalize(text)``. The map is built step by step: OpenCC is
+    The string is always exactly ``normalize(text, mask_digits=mask_digits)``; the map is the
+    same for both values of ``mask_digits`` (digits are replaced one for one). The map is built step by step: OpenCC is
     aligned as a whole (it converts phrases; t2s keeps the length, so the map is then 1:1),
     NFKC and lower-casing run per base character with its combining marks (``①`` → ``1`` maps
     back to ``①``; ``⑴`` → ``(1)`` maps its three characters to ``⑴``), a kept run maps each
@@ -89,7 +104,7 @@ def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
     result ever differs from ``normalize`` (context rules such as Greek final sigma, which are
     dropped anyway), the map falls back to a character alignment of the two strings.
     """
-    normalized = normalize(text)
+    normalized = normalize(text, mask_digits=mask_digits)
     simplified = to_simplified(text)
     if len(simplified) == len(text):
         origin = [(i, i + 1) for i in range(len(text))]
@@ -103,8 +118,8 @@ def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
         while j < len(simplified) and unicodedata.combining(simplified[j]):
             j += 1
         start, end = origin[i][0], origin[j - 1][1]
-        for char in unicodedata.normalize("NFKC", simplified[i:j]).lower():
-            chars.append("x" if _DIGIT.match(char) else char)
+        for char in _digits(unicodedata.normalize("NFKC", simplified[i:j]).lower(), mask_digits):
+            chars.append(char)
             spans.append((start, end))
         i = j
     out: list[str] = []

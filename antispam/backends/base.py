@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from antispam.features import Windowing
 
 
 class BackendError(Exception):
@@ -67,6 +70,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def current_version(self) -> int | None:
         """The version new requests are sent to (the dedup cache keys on it)."""
+
+    @property
+    def current_windowing(self) -> "Windowing | None":
+        """How :attr:`current_version` reads a text (its ``preprocessing.json``: stride, cap...),
+        or None when this backend cannot tell. ``explain=true`` cuts its windows this way."""
+        return None
 
     @abc.abstractmethod
     def status(self) -> dict[str, Any]:

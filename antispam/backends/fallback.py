@@ -39,6 +39,7 @@ from antispam.backends.remote import RemoteBackend, Unreachable, admit
 from antispam.backends.remote_versions import RemoteVersions
 from antispam.backends.rest import RestBackend
 from antispam.config import ServeConfig
+from antispam.features import Windowing
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,13 @@ class FallbackBackend(Backend):
     @property
     def current_version(self) -> int | None:
         return self.versions.current
+
+    @property
+    def current_windowing(self) -> Windowing | None:
+        try:
+            return self.versions.pick().windowing
+        except BackendError:  # no usable version yet
+            return None
 
     async def fetch_states(self, timeout: float) -> Mapping[int, str]:
         """TF Serving's versions over gRPC if the breaker allows, else (or on failure) REST."""

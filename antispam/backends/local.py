@@ -36,6 +36,7 @@ from antispam import versions
 from antispam.backends.base import Backend, BatchResult, NotReady
 from antispam.backends.batching import MicroBatcher
 from antispam.config import ServeConfig
+from antispam.features import Windowing
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,11 @@ class LocalBackend(Backend):
     def current_version(self) -> int | None:
         served = self._served
         return served.version if served is not None else None
+
+    @property
+    def current_windowing(self) -> Windowing | None:
+        served = self._served
+        return served.model.assets.windowing if served is not None else None
 
     def add_batch_listener(self, listener: Callable[[int], None]) -> None:
         """Called with the size of every model call (the app feeds it to /metrics)."""

@@ -32,7 +32,7 @@ import numpy as np
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded, Overloaded
 from antispam.backends.remote_versions import RemoteVersions
 from antispam.config import ServeConfig
-from antispam.features import Plan
+from antispam.features import Plan, Windowing
 from antispam.versions import VersionAssets
 
 
@@ -161,6 +161,13 @@ class RemoteBackend(Backend):
     @property
     def current_version(self) -> int | None:
         return self.versions.current
+
+    @property
+    def current_windowing(self) -> Windowing | None:
+        try:
+            return self.versions.pick().windowing
+        except BackendError:  # no usable version yet
+            return None
 
     async def predict(self, batch: Sequence[Sequence[str]], timeout: float) -> BatchResult:
         admit(self, len(batch))

@@ -7,9 +7,11 @@ is marked as a regression, as is any increase in errors. A row only in the basel
 as missing, a row only in this run as new: neither is an error. Pure functions, except
 :func:`load_baseline`, which reads the file.
 
-Only files of this bench's schema (:data:`antispam.bench.report.SCHEMA`) are compared: the
-pipeline figures of ``antispam-bench/1`` meant something else (one 20-token row per message), and
-its rows have no CPU per message.
+Only files of this bench's schema (:data:`antispam.bench.report.SCHEMA`) and of
+``antispam-bench/2`` are compared (a /2 file has plain rows only, with the same labels and
+meaning as /3's plain rows; /3 added variant rows, whose labels end in ``+lists``/``+explain``):
+the pipeline figures of ``antispam-bench/1`` meant something else (one 20-token row per
+message), and its rows have no CPU per message.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from antispam.bench.report import SCHEMA
 from antispam.errors import UserError
 
 DEFAULT_TOLERANCE = 0.10
+# Schemas whose rows mean what this bench's rows of the same label mean.
+COMPARABLE_SCHEMAS = ("antispam-bench/2", SCHEMA)
 # Settings that change what a row measures; a baseline run with other values is still compared,
 # with a warning naming them.
 SETTINGS_COMPARED = ("quick", "duration", "warmup", "texts", "driver", "cache", "connections", "model_name")
@@ -81,11 +85,12 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise UserError(f"--compare: {path} is not a bench results file (a JSON object)")
     schema = payload.get("schema")
-    if schema != SCHEMA:
+    if schema not in COMPARABLE_SCHEMAS:
         raise UserError(
             f"--compare: {path} has schema {schema!r}; this bench writes {SCHEMA!r} and compares only "
-            f"files of that schema (pipeline figures changed meaning with full-text windows in /2 and "
-            f"became means in /3). Run the baseline again with this version of antispam bench.")
+            f"files of {' or '.join(map(repr, COMPARABLE_SCHEMAS))} (pipeline figures changed meaning with "
+            f"full-text windows, and CPU per message is new). Run the baseline again with this version of "
+            f"antispam bench.")
     results = payload.get("results")
     if not isinstance(results, list) or not all(isinstance(r, dict) and isinstance(r.get("scenario"), str)
                                                 for r in results):
@@ -174,19 +179,19 @@ def _cell(d: Delta, fmt: str) -> str:
 def format_comparison(rows: Sequence[RowComparison], *, baseline: str, tolerance: float,
                       notes: Sequence[str] = ()) -> str:
     """The comparison as a table: one line per scenario, regressions marked with ``!``."""
-    header = f"{'scenario':<32} " + " ".join(f"{m.name:<24}" for m in METRICS) + " errors"
+    header = f"{'scenario':<46} " + " ".join(f"{m.name:<24}" for m in METRICS) + " errors"
     lines = [f"compared with {baseline} (a change worse than {tolerance:.0%} is a regression, marked !):",
              header, "-" * len(header)]
     for row in rows:
         if row.status != "compared":
             what = "missing in this run" if row.status == "missing" else "new: not in the baseline"
-            lines.append(f"{row.scenario:<32} {what}")
+            lines.append(f"{row.scenario:<46} {what}")
             continue
         cells = [f"{_cell(d, m.fmt):<24}" for d, m in zip(row.deltas, METRICS)]
         errors = f"{row.errors_before} -> {row.errors_after}"
         if "errors" in row.regressions:
             errors += " !"
-        lines.append(f"{row.scenario:<32} " + " ".join(cells) + " " + errors)
+        lines.append(f"{row.scenario:<46} " + " ".join(cells) + " " + errors)
     regressed = [r for r in rows if r.regressions]
     missing = sum(1 for r in rows if r.status == "missing")
     summary = (f"{len(regressed)} regressed row(s): " + "; ".join(f"{r.scenario} ({', '.join(r.regressions)})"

@@ -55,6 +55,7 @@ class LoadSpec:
     timeout: float = 5.0  # per request, seconds
     max_requests: int = 1_000_000
     verify: bool = True  # parse each 200 body and check it has one result per text
+    explain: bool = False  # ask for explain=true (query for GET, body for POST)
 
     def validate(self) -> None:
         if self.kind not in KINDS:
@@ -121,20 +122,23 @@ def loopback_address(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def build_requests(host: str, port: int, texts: Sequence[str], kind: str, batch: int) -> list[tuple[bytes, int]]:
-    """Pre-encoded requests and how many messages each carries."""
+def build_requests(host: str, port: int, texts: Sequence[str], kind: str, batch: int,
+                   explain: bool = False) -> list[tuple[bytes, int]]:
+    """Pre-encoded requests and how many messages each carries (``explain``: each asks for
+    ``explain=true``)."""
     head = f"Host: {host}:{port}\r\nUser-Agent: antispam-bench\r\n"
     out: list[tuple[bytes, int]] = []
     if kind == "get":
         for text in texts:
-            target = "/predict?text=" + urllib.parse.quote(text, safe="")
+            target = "/predict?text=" + urllib.parse.quote(text, safe="") + ("&explain=true" if explain else "")
             out.append((f"GET {target} HTTP/1.1\r\n{head}\r\n".encode("ascii"), 1))
         return out
     # Wrap around so every POST carries exactly ``batch`` texts.
     count = max(1, len(texts) // batch)
     for i in range(count):
         chunk = [texts[(i * batch + j) % len(texts)] for j in range(batch)]
-        body = json.dumps({"texts": chunk}, ensure_ascii=False).encode("utf-8")
+        payload: dict[str, Any] = {"texts": chunk, "explain": True} if explain else {"texts": chunk}
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         request = (f"POST /predict HTTP/1.1\r\n{head}Content-Type: application/json\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode("ascii") + body
         out.append((request, batch))
@@ -233,14 +237,15 @@ class _Recorder:
             self.error_kinds[error] = self.error_kinds.get(error, 0) + 1
 
 
-def _check_body(body: bytes, messages: int, kind: str) -> bool:
+def _check_body(body: bytes, messages: int, kind: str, explain: bool = False) -> bool:
     try:
         data = json.loads(body)["data"]
     except (ValueError, KeyError, TypeError):
         return False
     if kind == "get":
-        return isinstance(data, dict) and "predict" in data
-    return isinstance(data, list) and len(data) == messages
+        return isinstance(data, dict) and "predict" in data and (not explain or "reasons" in data)
+    return isinstance(data, list) and len(data) == messages and (
+        not explain or all(isinstance(item, dict) and "reasons" in item for item in data))
 
 
 async def _exchange(conn_holder: list[Connection | None], host: str, port: int, raw: bytes,
@@ -262,7 +267,7 @@ async def _exchange(conn_holder: list[Connection | None], host: str, port: int, 
         _drop(conn_holder)
     if status != 200:
         return status, f"http_{status}"
-    if spec.verify and not _check_body(body, messages, spec.kind):
+    if spec.verify and not _check_body(body, messages, spec.kind, spec.explain):
         return status, "bad_body"
     return status, None
 
@@ -277,7 +282,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
     """Drive the target per ``spec`` and summarize the recorded window."""
     spec.validate()
     host, port = loopback_address(spec.url)
-    requests = build_requests(host, port, spec.texts, spec.kind, spec.batch)
+    requests = build_requests(host, port, spec.texts, spec.kind, spec.batch, spec.explain)
     loop = asyncio.get_running_loop()
     cpu_start, wall_start = time.process_time(), loop.time()
     start = loop.time() + 0.05

@@ -13,7 +13,12 @@ Schemas:
   ``cpu_vs_pipeline`` (that over the pipeline's µs/message).
 * ``antispam-bench/3``: the pipeline's per-message figures are means (were medians, which
   under-state the mean the service's CPU per message is compared with), and the pipeline names
-  its ``tokenizer`` and times plain jieba beside it (``text_jieba_us``).
+  its ``tokenizer`` and times plain jieba beside it (``text_jieba_us``). Every result has
+  ``variant`` (``plain``, ``lists``, ``explain``, ``lists+explain``: :mod:`antispam.bench.variants`)
+  and, unless plain, ``vs_plain`` (its figures over the plain row of the same service and load);
+  the payload has ``lists`` (what the generated lists held and how many test texts they decide,
+  or null). Rows keep their labels and the meaning of their own figures (msg/s, latency, CPU per
+  message): ``--compare`` reads /2 files too, as plain rows.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ RESULT_DIR = "bench-results"
 # Keys every entry of "results" has, and their types (None allowed where marked).
 RESULT_KEYS: dict[str, tuple[type, ...]] = {
     "scenario": (str,),
+    "variant": (str,),
     "service": (str,),
     "backend": (str,),
     "workers": (int,),
@@ -64,7 +70,7 @@ PIPELINE_KEYS = ("version", "batch", "rows_per_message", "text_us", "featurize_u
                  "implied_messages_per_s", "end_to_end_messages_per_s", "tokenizer", "text_jieba_us")
 
 COLUMNS = [
-    ("scenario", 32, "s"), ("req/s", 8, ".0f"), ("msg/s", 8, ".0f"), ("p50 ms", 7, ".1f"),
+    ("scenario", 46, "s"), ("req/s", 8, ".0f"), ("msg/s", 8, ".0f"), ("p50 ms", 7, ".1f"),
     ("p95 ms", 7, ".1f"), ("p99 ms", 7, ".1f"), ("max ms", 7, ".1f"), ("errors", 6, "d"),
     ("CPU %", 6, ".0f"), ("CPU/msg", 8, ".0f"), ("x pipe", 6, ".2f"), ("RSS MB", 7, ".0f"),
     ("limit", 6, ".0%"), ("gen CPU", 7, ".0f"),
@@ -126,6 +132,73 @@ def add_cpu_per_message(results: Sequence[dict[str, Any]], pipeline: Mapping[str
                                                                            result["messages_per_s"])
         comparable = result.get("text_chars") is None
         result["cpu_vs_pipeline"] = cpu / per_message if cpu is not None and per_message and comparable else None
+
+
+# Figures of a variant row compared with its plain row: (key in vs_plain, path into a record).
+VS_PLAIN = (("messages_per_s", ("messages_per_s",)), ("p50", ("latency_ms", "p50")),
+            ("p99", ("latency_ms", "p99")), ("cpu_us_per_message", ("cpu_us_per_message",)))
+
+
+def _figure(record: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = record
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _load_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (record["service"], record["request"], record["mode"], record["target_rate"], record.get("text_chars"))
+
+
+def add_vs_plain(results: Sequence[dict[str, Any]]) -> None:
+    """Set each non-plain result's ``vs_plain``: its msg/s, p50, p99 and CPU per message over
+    those of the plain row of the same service and load (None where either is unknown or the
+    plain figure is 0); no plain row in the run: ``vs_plain`` is None."""
+    plain = {_load_key(r): r for r in results if r.get("variant", "plain") == "plain"}
+    for result in results:
+        if result.get("variant", "plain") == "plain":
+            continue
+        base = plain.get(_load_key(result))
+        if base is None:
+            result["vs_plain"] = None
+            continue
+        ratios: dict[str, float | None] = {}
+        for key, path in VS_PLAIN:
+            before, after = _figure(base, path), _figure(result, path)
+            ratios[key] = after / before if before and after is not None else None
+        result["vs_plain"] = ratios
+
+
+def format_variants(results: Sequence[Mapping[str, Any]], lists: Mapping[str, Any] | None = None) -> str:
+    """The variant rows as ratios of their plain rows (empty when the run has none)."""
+    rows = [r for r in results if r.get("variant", "plain") != "plain"]
+    if not rows:
+        return ""
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"x{value:.2f}"
+
+    header = f"{'variant row':<46} {'msg/s':>7} {'p50':>7} {'p99':>7} {'CPU/msg':>8}"
+    lines = ["against the plain row of the same service and load (x1.00 = no cost):", header, "-" * len(header)]
+    for r in rows:
+        vs = r.get("vs_plain") or {}
+        lines.append(f"{r['scenario']:<46} {ratio(vs.get('messages_per_s')):>7} {ratio(vs.get('p50')):>7} "
+                     f"{ratio(vs.get('p99')):>7} {ratio(vs.get('cpu_us_per_message')):>8}")
+    if lists:
+        hits = lists.get("hits") or {}
+        lines.append(f"+lists: {lists['block_terms']} generated block terms, {lists['block_patterns']} re: patterns, "
+                     f"{lists['allow_terms']} allow terms and {lists['allow_terms_with_digits']} with digits "
+                     f"(default policy); they decide {hits.get('share', 0.0):.1%} of the test texts, "
+                     "the model the rest.")
+    if any(variant_uses(r, "explain") for r in rows):
+        lines.append("+explain: every request asks for explain=true; msg/s counts the texts explained.")
+    return "\n".join(lines)
+
+
+def variant_uses(record: Mapping[str, Any], feature: str) -> bool:
+    return feature in str(record.get("variant", "plain")).split("+")
 
 
 def format_table(results: Sequence[Mapping[str, Any]]) -> str:

@@ -11,11 +11,16 @@ service's CPU and memory, and stops it with SIGTERM.
 The service runs with its dedup cache off (``--cache-size 0``) unless asked otherwise: the test
 split has ~1,700 texts, so after one pass every request would be a cache hit and the bench would
 measure a dictionary lookup instead of the pipeline.
+
+A load also has a *variant* (:mod:`antispam.bench.variants`): ``plain``, or the same load with
+the service's term lists loaded (``lists``: a second service process started with a generated
+lists folder) and/or every request asking for ``explain=true`` (``explain``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import socket
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from antispam.bench import variants
 from antispam.errors import UserError
 from antispam.testing.standin_tfs import StandinTFS
 
@@ -59,6 +65,7 @@ class Load:
     # > 0: a fixed rate of this share of the same service's GET saturation rate, measured
     # earlier in the same run (``rate`` is then set by :func:`drive`), e.g. 0.5 for "50%".
     share: float = 0.0
+    variant: str = "plain"  # antispam.bench.variants: plain, lists, explain, lists+explain
 
     @property
     def kind(self) -> str:
@@ -86,9 +93,10 @@ class Load:
         what = "GET 1" if self.request == "get" else f"POST {self.batch}"
         if self.long:
             what += f" {LONG_TEXT_CHARS}-char"
+        what = f"{what} @{self.rate:g}/s" if self.mode == "rate" else f"{what} max"
         if self.share:  # the absolute rate differs run to run; the label must not (--compare)
-            return f"{what} @{self.share * 100:g}% of max"
-        return f"{what} @{self.rate:g}/s" if self.mode == "rate" else f"{what} max"
+            what = f"{what.rpartition(' @')[0]} @{self.share * 100:g}% of max"
+        return what + variants.label_suffix(self.variant)
 
 
 REQUESTS: tuple[str, ...] = ("get", "post10", "post100")  # every service, unless --requests says otherwise
@@ -130,6 +138,12 @@ def plan(requests: tuple[str, ...], rates: tuple[float, ...], connections: int |
     if "get" in requests:
         loads.extend(Load("get", "rate", 0.0, connections or RATE_CONNECTIONS, share) for share in shares)
     return loads
+
+
+def with_variants(loads: Sequence[Load], names: Sequence[str]) -> list[Load]:
+    """Each load once per variant, the variants of one load next to each other (so the table
+    shows them side by side)."""
+    return [dataclasses.replace(load, variant=name) for load in loads for name in names]
 
 
 def requests_for(service: Service, requests: tuple[str, ...],
@@ -174,6 +188,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    """The JSON body of ``GET url`` (a loopback service's own route), or None if that fails."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -317,13 +340,15 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
     long = long_texts(texts) if any(load.long for load in loads) else []
     for load in loads:
         if load.share:
-            saturated = [r["requests_per_s"] for r in records if r["request"] == "get" and r["mode"] == "saturation"]
+            saturated = [r["requests_per_s"] for r in records if r["request"] == "get"
+                         and r["mode"] == "saturation" and r["variant"] == load.variant]
             if not saturated:
                 raise UserError(f"{load.label} needs the GET saturation row of {service.name} first")
             load = dataclasses.replace(load, rate=max(1.0, round(load.share * saturated[-1])))
         spec = LoadSpec(url=url, texts=long if load.long else texts, kind=load.kind, batch=load.batch,
                         mode=load.mode, rate=load.rate, duration=duration, warmup=warmup,
-                        connections=load.connections, timeout=timeout)
+                        connections=load.connections, timeout=timeout,
+                        explain=variants.uses_explain(load.variant))
         sampler = procstats.Sampler(pid).start() if pid else None
         model_sampler = procstats.Sampler(model_server_pid).start() if model_server_pid else None
         spies = None
@@ -348,6 +373,7 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
             "backend": service.backend,
             "workers": service.workers,
             "request": load.request,
+            "variant": load.variant,  # plain, or what the row adds: lists, explain, lists+explain
             "texts_per_request": load.batch,
             "text_chars": load.text_chars,  # None: the test texts as they are
             "mode": load.mode,

@@ -26,6 +26,11 @@ few seconds of unrecorded warm-up load; the local-backend scenarios also get POS
 1,000 characters each at saturation ("POST 10 1000-char": consecutive test texts joined with
 "。" and cut at 1,000 characters; msg/s counts these texts).
 The services run with the dedup cache off (--cache to keep it).
+--variants adds the same loads with term lists loaded and/or explain=true, next to the plain rows
+("lists": a service started with a lists folder of --lists-terms generated block terms, a few re:
+patterns and allow terms, applied by the default policy; "explain": every request asks for
+explain=true; "lists+explain": both). Row labels get " +lists", " +explain"; the table is
+followed by each variant's msg/s, p50, p99 and CPU per message as a ratio of its plain row.
 Before that, in this process and with no HTTP, it measures the raw pipeline limit: normalize +
 jieba, featurize into the version's 20-token windows, and the model on those rows for batches
 of 64 messages. Prints a table (requests/s, messages/s, latency percentiles, errors, service
@@ -55,6 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="request kinds for every scenario: get, postN (N test texts per POST), postNlong "
                    "(N texts of 1,000 characters per POST) (default get,post10,post100, plus post10long "
                    "on the local scenarios)")
+    p.add_argument("--variants",
+                   help="each load with: plain, lists (term lists loaded), explain (explain=true), "
+                   "lists+explain; comma-separated (default plain)")
+    p.add_argument("--lists-terms", type=int, default=10_000,
+                   help="generated block terms for the lists variants (default 10000)")
     p.add_argument("--connections", type=int, help="connections per load (default: per kind)")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout in s (default 5)")
     p.add_argument("--driver", choices=("asyncio", "wrk"), default="asyncio",
@@ -122,6 +132,14 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         local_requests = ()
         if not requests:
             raise UserError("--requests is empty")
+    from antispam.bench import variants
+
+    chosen = variants.parse_variants(args.variants) if args.variants is not None else variants.DEFAULT_VARIANTS
+    if args.url and any(variants.uses_lists(v) for v in chosen):
+        raise UserError("--variants lists needs a service started by the bench (it is started with the "
+                        "generated lists); with --url, use plain or explain")
+    if args.lists_terms < 1:
+        raise UserError("--lists-terms must be >= 1")
     if args.connections is not None and args.connections < 1:
         raise UserError("--connections must be >= 1")
     if args.timeout <= 0:
@@ -134,6 +152,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "texts": args.texts or (200 if quick else 0), "duration": duration, "warmup": warmup,
         "rates": list(rates), "rate_shares": list(shares), "scenarios": list(names), "requests": list(requests),
         "local_requests": list(local_requests),  # added for the local-backend scenarios
+        "variants": list(chosen), "lists_terms": args.lists_terms,
         "connections": args.connections, "timeout": args.timeout, "driver": args.driver,
         "cache": args.cache, "pipeline": not args.no_pipeline, "quick": quick,
         "service_warmup": 0.6 if quick else 4.0, "profile": args.profile,
@@ -149,7 +168,9 @@ def load_texts(data: str | None, limit: int, data_dir: str = config.Paths.data_d
 
 
 def evaluate_targets(results: list[dict[str, Any]], pipeline: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The issue's targets, checked against this run's rows (local backend, 2 workers)."""
+    """The issue's targets, checked against this run's rows (local backend, 2 workers, plain)."""
+    results = [r for r in results if r.get("variant", "plain") == "plain"]
+
     def rows(request: str, mode: str, rate: float | None = None) -> list[dict[str, Any]]:
         return [r for r in results if r["service"] == "local-2w" and r["request"] == request
                 and r["mode"] == mode and (rate is None or r["target_rate"] == rate)]
@@ -193,7 +214,7 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     import tempfile
     from pathlib import Path
 
-    from antispam.bench import report, scenarios
+    from antispam.bench import report, scenarios, variants
     from antispam.bench.load import loopback_address
     from antispam.bench.procstats import listening_pid
 
@@ -203,8 +224,9 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
 
     def loads_for(service: scenarios.Service) -> list[scenarios.Load]:
         requests = scenarios.requests_for(service, tuple(settings["requests"]), tuple(settings["local_requests"]))
-        return scenarios.plan(requests, tuple(settings["rates"]), settings["connections"],
-                              tuple(settings.get("rate_shares", ())))
+        return scenarios.with_variants(scenarios.plan(requests, tuple(settings["rates"]), settings["connections"],
+                                                      tuple(settings.get("rate_shares", ()))),
+                                       settings["variants"])
 
     model_dir = Path(settings["model_base"]) / settings["model_name"]
     if args.driver == "wrk":
@@ -251,8 +273,16 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
                   driver=settings["driver"], service_warmup=settings["service_warmup"],
                   profile_dir=profile_dir, progress=progress)
     results: list[dict[str, Any]] = []
+    lists_info: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="antispam-bench-") as tmp:
         workdir = Path(tmp)
+        lists_dir = workdir / "lists"
+        if any(variants.uses_lists(v) for v in settings["variants"]):
+            lists_info = variants.write_lists(lists_dir, settings["lists_terms"])
+            lists_info["hits"] = variants.hit_rate(lists_dir, texts)
+            say(f"lists variant: {lists_info['block_terms']} block terms, {lists_info['block_patterns']} patterns, "
+                f"{lists_info['allow_terms']} allow terms and {lists_info['allow_terms_with_digits']} with digits; "
+                f"they decide {lists_info['hits']['share']:.1%} of the {len(texts)} test texts")
         if args.url:
             pid = listening_pid(loopback_address(args.url)[1])
             service = scenarios.Service("url", "url", 0)
@@ -273,16 +303,34 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
                             standin = stack.enter_context(scenarios.Standin(settings["model_base"], workdir))
                         extra = {"tfs_grpc": standin.grpc_target, "tfs_rest": standin.rest_url}
                         model_server_pid = standin.process.pid
-                    say(f"starting {service.name} ...")
-                    with scenarios.ServiceProcess(service, model_base=settings["model_base"],
-                                                  model_name=settings["model_name"], workdir=workdir,
-                                                  cache_size=cache_size, **extra) as proc:
-                        results += scenarios.drive(service, proc.url, proc.pid, loads_for(service), texts,
-                                                   workdir=workdir, model_server_pid=model_server_pid,
-                                                   **common)
-                        code = proc.stop()
-                        if code != 0:
-                            say(f"warning: {service.name} exited with {code} on SIGTERM:\n{proc.log_tail()}")
+                    loads = loads_for(service)
+                    by_label: dict[str, dict[str, Any]] = {}
+                    # One service without lists (plain and explain rows; a folder that does not
+                    # exist, so no lists/ of the working directory is picked up), one with them.
+                    for with_lists in (False, True):
+                        group = [load for load in loads if variants.uses_lists(load.variant) == with_lists]
+                        if not group:
+                            continue
+                        folder = lists_dir if with_lists else workdir / "no-lists"
+                        say(f"starting {service.name}" + (" with the generated lists" if with_lists else "") + " ...")
+                        with scenarios.ServiceProcess(service, model_base=settings["model_base"],
+                                                      model_name=settings["model_name"], workdir=workdir,
+                                                      cache_size=cache_size, extra_args=("--lists-dir", str(folder)),
+                                                      **extra) as proc:
+                            if with_lists and lists_info is not None:
+                                # What the service says it loaded (GET /lists), not what was written.
+                                served = (scenarios.get_json(proc.url + "/lists") or {}).get("sets")
+                                lists_info["served"] = served
+                                say(f"  {service.name} serves the lists: {served}")
+                            for record in scenarios.drive(service, proc.url, proc.pid, group, texts,
+                                                          workdir=workdir, model_server_pid=model_server_pid,
+                                                          **common):
+                                by_label[record["scenario"]] = record
+                            code = proc.stop()
+                            if code != 0:
+                                say(f"warning: {service.name} exited with {code} on SIGTERM:\n{proc.log_tail()}")
+                    # In plan order: each load's variants side by side.
+                    results += [by_label[f"{service.name} {load.label}"] for load in loads]
 
     if pipeline:
         for record in results:
@@ -290,6 +338,7 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
             if record.get("text_chars") is None:
                 record["fraction_of_limit"] = record["messages_per_s"] / pipeline["implied_messages_per_s"]
     report.add_cpu_per_message(results, pipeline)
+    report.add_vs_plain(results)
     targets = evaluate_targets(results, pipeline)
     payload = {
         "schema": report.SCHEMA,
@@ -298,12 +347,17 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         "config": settings,
         "texts": len(texts),
         "pipeline": pipeline,
+        "lists": lists_info,
         "results": results,
         "targets": targets,
     }
     print(report.format_pipeline(pipeline))
     print()
     print(report.format_table(results))
+    summary = report.format_variants(results, lists_info)
+    if summary:
+        print()
+        print(summary)
     for record in results:
         if record.get("profile"):
             from antispam.bench.profile import format_components

@@ -55,6 +55,38 @@ def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytes
     assert not (tmp_path / "feedback.db").exists()  # the bench's services write nothing here
 
 
+def test_quick_bench_with_lists_and_explain_variants(tmp_path: Path, tiny_corpus: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same loads plain, with generated term lists loaded, and with explain=true, in one table."""
+    from tests.helpers.tinymodel import build_version
+
+    build_version(tmp_path / "models" / "cnn")
+    out = tmp_path / "results.json"
+    monkeypatch.chdir(tmp_path)
+    code = main(["bench", "--quick", "--no-pipeline", "--model-base", str(tmp_path / "models"),
+                 "--data", str(tiny_corpus), "--duration", "1", "--warmup", "0.2", "--rates", "20",
+                 "--requests", "get,post10", "--variants", "plain,lists,explain", "--lists-terms", "300",
+                 "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    payload = json.loads(out.read_text())
+    assert report.check_payload(payload) == [] and payload["schema"] == "antispam-bench/3"
+    assert [r["scenario"] for r in payload["results"]] == [
+        f"local-1w {load}{suffix}" for load in ("GET 1 @20/s", "GET 1 max", "POST 10 max")
+        for suffix in ("", " +lists", " +explain")]
+    for row in payload["results"]:
+        assert row["errors"] == 0 and row["ok"] > 0, row  # explain rows: every answer had reasons
+        assert (row["variant"] == "plain") == ("vs_plain" not in row)
+    assert payload["results"][1]["vs_plain"]["messages_per_s"] == pytest.approx(1.0, abs=0.3)  # the fixed rate
+    assert payload["lists"]["block_terms"] == 300 and payload["lists"]["hits"]["texts"] > 0
+    assert payload["lists"]["served"] == {"default": {"block": 305, "allow": 220}}  # from the service's GET /lists
+    assert payload["config"]["variants"] == ["plain", "lists", "explain"]
+    assert "with the generated lists" in captured.err and "they decide" in captured.err
+    assert "against the plain row of the same service and load" in captured.out
+    assert "local-1w POST 10 max +explain" in captured.out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--url", "http://192.0.2.1:8000"], "loopback"),
     (["--rates", "abc"], "comma-separated numbers"),

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from antispam.backends.base import Backend, BatchResult
+from antispam.features import Windowing
 
 
 class FakeBackend(Backend):
@@ -21,13 +22,15 @@ class FakeBackend(Backend):
 
     def __init__(self, score: Callable[[Sequence[str]], float] | None = None, *,
                  version: int | None = 7, ready: bool = True, error: BaseException | None = None,
-                 delay: float = 0.0, extra: dict[str, Any] | None = None) -> None:
+                 delay: float = 0.0, extra: dict[str, Any] | None = None,
+                 windowing: Windowing | None = None) -> None:
         self.score = score or (lambda tokens: 0.95 if {"发票", "贷款", "代开"} & set(tokens) else 0.05)
         self.version = version
         self._ready = ready
         self.error = error
         self.delay = delay
         self.extra = extra or {}
+        self.windowing = windowing  # what current_windowing says (None: cannot tell)
         self.calls: list[list[list[str]]] = []
         self.closed = False
 
@@ -50,6 +53,10 @@ class FakeBackend(Backend):
     @property
     def current_version(self) -> int | None:
         return self.version
+
+    @property
+    def current_windowing(self) -> Windowing | None:
+        return self.windowing
 
     def status(self) -> dict[str, Any]:
         return {"backend": self.name, "model": "fake-model", "ready": self._ready,

@@ -301,3 +301,32 @@ def test_version_with_unusable_windowing_is_refused(tmp_path, caplog):
     assert result.version == 1
     assert result.spam_probability[0] > 0.5 > result.spam_probability[1]
     assert result.scored_tokens.tolist() == [len(LONG), len(PASS)]
+
+
+def test_explain_cuts_windows_as_the_served_version_does(tmp_path):
+    """explain=true scores the windows of the version serving (its preprocessing.json), here
+    stride 15, not the trainer's default stride 10."""
+    from antispam.cache import PredictionCache
+    from antispam.scoring import Scorer
+    from antispam.text import default_segmenter
+
+    tinymodel.build_version(model_dir(tmp_path), windowing=Windowing(stride=15))
+    cfg = config(tmp_path, poll_seconds=0, max_chars=1000)
+
+    async def main():
+        backend = LocalBackend(cfg)
+        await backend.start()
+        try:
+            scorer = Scorer(cfg, backend, default_segmenter(), PredictionCache(0))
+            items = await scorer.score([LONG_TEXT], scorer.normalize_all([LONG_TEXT]), explain=True)
+            return backend.current_windowing, items[0]
+        finally:
+            await backend.close()
+
+    windowing, item = asyncio.run(main())
+    assert windowing == Windowing(stride=15)
+    n = len(LONG)
+    spans = [tuple(r["tokens"]) for r in item["reasons"] if r["kind"] == "window"]
+    assert len(spans) == 3 and set(spans) <= set(Windowing(stride=15).spans(n))
+    assert all(a % 15 == 0 or b == n for a, b in spans)
+    assert spans[0][1] == n  # the ad is at the end: the last window scores highest

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import time
 import urllib.parse
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.testing import gen_test
 
 from antispam.explain import token_offsets
 from tests.helpers.fakes import FakeBackend
@@ -26,7 +30,7 @@ class ListsApiTest(ApiTestCase):
         lists = self.tmp / "lists"
         lists.mkdir()
         (lists / "block.txt").write_text("# shared\n加微信\nre:办.{0,2}证\n", encoding="utf-8")
-        (lists / "allow.txt").write_text("官方客服\n", encoding="utf-8")
+        (lists / "allow.txt").write_text("官方客服\n400-812-3456\n", encoding="utf-8")
         (lists / "comments.block.txt").write_text("刷单\n", encoding="utf-8")
         policies = self.tmp / "policies.json"
         policies.write_text(json.dumps({"comments": {"review_threshold": 0.01, "block_threshold": 0.02}}))
@@ -91,10 +95,75 @@ class ListsApiTest(ApiTestCase):
     def test_get_lists(self):
         status, body = self.call("/lists")
         self.assertEqual(status, 200)
-        self.assertEqual(body["sets"]["default"], {"block": 2, "allow": 1})
+        self.assertEqual(body["sets"]["default"], {"block": 2, "allow": 2})
         self.assertEqual(body["sets"]["comments"], {"block": 1, "allow": 0})
         self.assertIn("block.txt", body["files"])
         self.assertEqual(body["policies"]["comments"]["lists"], ["default", "comments"])
+        self.assertEqual(body["policies_file"]["file"], self.config.policies_file)
+        self.assertNotIn("error", body["policies_file"])
+
+    def test_the_hotline_number_is_exempted(self):
+        # The model (贷款) and the block list (加微信) would both block it; the allow term wins.
+        text = "😀客服热线：４００－８１２－３４５６，办理贷款加微信"
+        item = self.predict(text)
+        self.assertEqual((item["decided_by"], item["suggestion"], item["label"]), ("allow_list", "pass", "spam"))
+        [match] = item["matches"]
+        self.assertEqual((match["term"], match["list"]), ("400-812-3456", "allow"))
+        self.assertEqual(text[match["start"]:match["end"]], "４００－８１２－３４５６")
+        item = self.predict("客服热线400 812 3456", explain="true")
+        self.assertEqual(item["decided_by"], "allow_list")
+        self.assertIn({"source": "allow_list", "term": "400-812-3456", "start": 4, "end": 16}, item["reasons"])
+        # Another number, or the hotline inside a longer number, is not exempted.
+        self.assertEqual(self.predict("客服热线4008123457，办理贷款加微信")["decided_by"], "block_list")
+        self.assertEqual(self.predict("热线14008123456，加微信")["decided_by"], "block_list")
+
+    def test_policies_are_reloaded_and_a_broken_file_keeps_them(self):
+        path = self.tmp / "policies.json"
+        self.assert_error(self.call("/predict?text=hi&policy=usernames"), 400, "unknown_policy")
+        path.write_text(json.dumps({"usernames": {"review_threshold": 0.01, "block_threshold": 0.03}}))
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+        item = self.predict("你好呀朋友们", policy="usernames")  # 0.05 >= block 0.03
+        self.assertEqual((item["policy"], item["suggestion"]), ("usernames", "block"))
+        self.assert_error(self.call("/predict?text=hi&policy=comments"), 400, "unknown_policy")
+        path.write_text('{"usernames": {"block_threshold": "high"}}')
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+        status, body = self.call("/lists")
+        self.assertIn("block_threshold must be a number", body["policies_file"]["error"])
+        self.assertEqual(body["policies_file"]["serving"], "previous")
+        self.assertEqual(body["policies"]["usernames"]["block_threshold"], 0.03)
+        self.assertEqual(self.predict("你好呀朋友们", policy="usernames")["suggestion"], "block")
+
+    @gen_test(timeout=30)
+    async def test_requests_are_served_while_a_large_list_is_parsed(self):
+        from antispam import lists
+
+        real = lists.read_list_file
+        parsing = threading.Event()
+
+        def slow_read(path):
+            parsing.set()
+            time.sleep(1.0)  # in the worker thread
+            return real(path)
+
+        lists.read_list_file = slow_read
+        self.addCleanup(setattr, lists, "read_list_file", real)
+        path = self.tmp / "lists" / "block.txt"
+        path.write_text("加微信\n代开\n", encoding="utf-8")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+        client = AsyncHTTPClient()
+        url = self.get_url("/predict?" + urllib.parse.urlencode({"text": "代开发票你好"}))
+        first = asyncio.ensure_future(client.fetch(url))  # finds the change, waits for the parse
+        while not parsing.is_set():
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        during = await client.fetch(url)  # served meanwhile, with the lists of before
+        health = await client.fetch(self.get_url("/healthz"))
+        self.assertLess(time.monotonic() - started, 0.5)
+        self.assertFalse(first.done())
+        self.assertEqual(json.loads(during.body)["data"]["decided_by"], "model")
+        self.assertEqual(health.code, 200)
+        after = await first
+        self.assertEqual(json.loads(after.body)["data"]["decided_by"], "block_list")  # the new lists
 
     def test_hot_reload_and_a_broken_file(self):
         path = self.tmp / "lists" / "block.txt"
@@ -134,6 +203,21 @@ class ListsApiTest(ApiTestCase):
         self.assertNotIn("reasons", self.predict(text))
         item = self.predict("加微信领券", explain="1")
         self.assertIn({"source": "block_list", "term": "加微信", "start": 0, "end": 3}, item["reasons"])
+
+    def test_explain_windows_follow_the_served_versions_windowing(self):
+        from antispam.features import Windowing
+
+        long_text = "今天天气很好" * 12 + "办理贷款" + "我们去公园散步" * 10  # 78 tokens, 贷款 is token 37
+
+        def top_windows():
+            item = self.predict(long_text, explain="true")
+            return [r["tokens"] for r in item["reasons"] if r["kind"] == "window"]
+
+        self.assertEqual(top_windows()[:2], [[20, 40], [30, 50]])  # unknown windowing: stride 10
+        self.backend.windowing = Windowing(stride=15)
+        self.assertEqual(top_windows(), [[30, 50], [0, 20], [15, 35]])  # windows at 0, 15, 30, 45, 58
+        self.backend.windowing = Windowing(stride=20, cap=1, aggregation="max", char_backoff=False)
+        self.assertEqual(top_windows(), [[0, 20]])  # a first-20-tokens version reads one window
 
     def test_explain_limits(self):
         self.assert_error(self.call("/predict?text=hi&explain=maybe"), 400, "invalid_request")

@@ -115,6 +115,18 @@ def test_other_files_are_refused_with_a_clear_message(tmp_path: Path, content: A
         assert "antispam-bench/3" in str(info.value) and "Run the baseline again" in str(info.value)
 
 
+def test_a_schema_2_file_is_compared_as_plain_rows(tmp_path: Path) -> None:
+    old = record()
+    old.pop("variant", None)
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps({**payload([old]), "schema": "antispam-bench/2"}))
+    baseline = compare.load_baseline(path)
+    now = [record(), record(scenario="local-2w GET 1 max +explain", variant="explain")]
+    rows = compare.compare(now, baseline["results"])
+    assert [(r.scenario, r.status) for r in rows] == [("local-2w GET 1 max", "compared"),
+                                                      ("local-2w GET 1 max +explain", "new")]
+
+
 def test_a_missing_file_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot read"):
         compare.load_baseline(tmp_path / "none.json")

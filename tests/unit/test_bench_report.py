@@ -12,7 +12,7 @@ from antispam.bench import report
 
 def record(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "scenario": "local-2w GET 1 max", "service": "local-2w", "backend": "local", "workers": 2,
+        "scenario": "local-2w GET 1 max", "variant": "plain", "service": "local-2w", "backend": "local", "workers": 2,
         "request": "get", "mode": "saturation", "target_rate": 0.0, "connections": 32,
         "window_s": 9.0, "requests": 9000, "ok": 9000, "errors": 0, "requests_per_s": 1000.0,
         "messages_per_s": 1000.0,
@@ -118,10 +118,42 @@ def test_cpu_per_message_and_its_ratio_to_the_pipeline() -> None:
     assert "  250 " in row and " 0.62 " in row
 
 
-def test_schema_3_requires_the_cpu_columns() -> None:
+def test_schema_3_requires_the_cpu_columns_and_the_variant() -> None:
     assert report.SCHEMA == "antispam-bench/3"
     old = record()
     del old["cpu_us_per_message"]
     assert "results[0] lacks 'cpu_us_per_message'" in report.check_payload(payload([old]))
-    assert report.check_payload({**payload([record()]), "schema": "antispam-bench/1"})[0] == (
-        "schema is 'antispam-bench/1', expected 'antispam-bench/3'")
+    old = record()
+    del old["variant"]  # an antispam-bench/2 row
+    assert report.check_payload(payload([old])) == ["results[0] lacks 'variant'"]
+    assert report.check_payload({**payload([record()]), "schema": "antispam-bench/2"})[0] == (
+        "schema is 'antispam-bench/2', expected 'antispam-bench/3'")
+
+
+def test_variant_rows_are_ratios_of_their_plain_rows() -> None:
+    plain = record(scenario="local-2w GET 1 @250/s", mode="rate", target_rate=250.0, messages_per_s=250.0,
+                   latency_ms={**record()["latency_ms"], "p50": 4.0, "p99": 10.0}, cpu_us_per_message=1000.0)
+    lists = record(scenario="local-2w GET 1 @250/s +lists", variant="lists", mode="rate", target_rate=250.0,
+                   messages_per_s=250.0, latency_ms={**record()["latency_ms"], "p50": 5.0, "p99": 12.0},
+                   cpu_us_per_message=1100.0)
+    explain = record(scenario="local-2w GET 1 @250/s +explain", variant="explain", mode="rate", target_rate=250.0,
+                     messages_per_s=200.0, latency_ms={**record()["latency_ms"], "p50": 8.0, "p99": 30.0},
+                     cpu_us_per_message=None)
+    other = record(scenario="local-2w GET 1 max +explain", variant="explain")  # its plain row is not in the run
+    results = [plain, lists, explain, other]
+    report.add_vs_plain(results)
+    assert "vs_plain" not in plain and other["vs_plain"] is None
+    assert lists["vs_plain"] == {"messages_per_s": 1.0, "p50": 1.25, "p99": 1.2, "cpu_us_per_message": 1.1}
+    assert explain["vs_plain"] == {"messages_per_s": 0.8, "p50": 2.0, "p99": 3.0, "cpu_us_per_message": None}
+    assert report.check_payload(payload(results)) == []
+    text = report.format_variants(results, {"block_terms": 10000, "block_patterns": 5, "allow_terms": 200,
+                                            "allow_terms_with_digits": 20, "hits": {"share": 0.004}})
+    lines = text.splitlines()
+    assert lines[3].startswith("local-2w GET 1 @250/s +lists ") and lines[3].split()[-4:] == [
+        "x1.00", "x1.25", "x1.20", "x1.10"]
+    assert lines[4].split()[-4:] == ["x0.80", "x2.00", "x3.00", "-"]
+    assert "10000 generated block terms" in text and "0.4% of the test texts" in text and "+explain" in text
+    assert report.format_variants([plain]) == ""
+    # The table keeps one aligned line per row with the longest labels.
+    longest = record(scenario="local-2w POST 10 1000-char max +lists+explain", variant="lists+explain")
+    assert len({len(line) for line in report.format_table([plain, longest]).splitlines()[:4]}) == 1

@@ -9,7 +9,7 @@ import pytest
 
 from antispam.cli import main
 from antispam.errors import UserError
-from antispam.lists import ListError, ListsWatcher, compact, parse_terms
+from antispam.lists import ListError, ListsWatcher, compact, digit_form, parse_terms
 from antispam.policies import load_policies, parse_policies
 from antispam.text import normalize
 
@@ -56,9 +56,47 @@ def test_bad_lines_are_reported_with_numbers() -> None:
     with pytest.raises(ListError) as err:
         parse_terms(lines, "block.txt")
     message = str(err.value)
-    for number in (4, 5, 6, 7):
+    for number in (4, 6, 7):
         assert f"line {number}:" in message
-    assert "line 3" not in message
+    assert "line 3" not in message and "line 5" not in message  # a term with digits is fine
+
+
+# Terms with digits match on the digit form: separators inside numbers ignored, whole numbers.
+@pytest.mark.parametrize("term,text,matched", [
+    ("4008123456", "热线4008123456", True),
+    ("4008123456", "热线 400-812-3456 转1", True),
+    ("4008123456", "热线：４００－８１２－３４５６", True),     # full width folds to ASCII
+    ("4008123456", "热线 400 812 3456", True),
+    ("4008123456", "热线400.812.3456。", True),
+    ("400-812-3456", "热线4008123456", True),                # the term's separators too
+    ("４００ ８１２ ３４５６", "热线4008123456", True),
+    ("4008123456", "热线14008123456", False),                # not inside a longer number
+    ("4008123456", "热线40081234567", False),
+    ("4008123456", "热线400812345", False),
+    ("4008123456", "热线xxxxxxxxxx", False),                 # letters x are not digits
+    ("4008123456", "电话1 4008123456", True),                # a separator ends the other number
+    ("qq12345", "加QQ12345", True),
+    ("qq12345", "加QQ 12345", False),                        # a space between Latin letters/digits
+    ("①②③", "热线123", True),                                # circled digits fold
+])
+def test_terms_with_digits(term: str, text: str, matched: bool) -> None:
+    found = parse_terms([term]).find(normalize(text), digits=digit_form(text))
+    assert bool(found) is matched
+    assert not parse_terms([term]).find(normalize(text))  # never on the masked text
+
+
+def test_digit_terms_through_a_snapshot_with_raw_offsets() -> None:
+    from antispam.lists import ListSet, Snapshot
+    from antispam.scoring import raw_matches
+
+    snap = Snapshot({"default": ListSet(block=parse_terms(["加微信"]), allow=parse_terms(["400-812-3456"]))})
+    text = "😀客服热线：４００－８１２－３４５６，加 微 信"
+    found = snap.find(normalize(text), ["default"], text)
+    assert [(m.term, m.kind) for m in found] == [("400-812-3456", "allow"), ("加微信", "block")]
+    spans = raw_matches(text, found)
+    assert text[spans[0]["start"]:spans[0]["end"]] == "４００－８１２－３４５６"
+    assert text[spans[1]["start"]:spans[1]["end"]] == "加 微 信"
+    assert [m.term for m in snap.find(normalize(text), ["default"])] == ["加微信"]  # no raw: no digit form
 
 
 def test_cli_check(tmp_path, capsys) -> None:
@@ -67,7 +105,11 @@ def test_cli_check(tmp_path, capsys) -> None:
     bad = tmp_path / "allow.txt"
     bad.write_text("好\nre:[\n", encoding="utf-8")
     assert main(["lists", "check", str(good)]) == 0
-    assert "1 terms and 1 patterns" in capsys.readouterr().out
+    assert "1 terms, 1 patterns" in capsys.readouterr().out
+    digits = tmp_path / "hotline.allow.txt"
+    digits.write_text("400-812-3456\n官方客服\n", encoding="utf-8")
+    assert main(["lists", "check", str(digits)]) == 0
+    assert "1 terms and 1 terms with digits (matched on the digits as written" in capsys.readouterr().out
     assert main(["lists", "check", str(good), str(bad)]) == 2
     assert "line 2" in capsys.readouterr().out
 
@@ -119,3 +161,88 @@ def test_serve_refuses_a_bad_policies_file_before_starting(tmp_path, capsys) -> 
     bad.write_text('{"x": {"review_threshold": 2}}', encoding="utf-8")
     assert main(["serve", "--policies-file", str(bad), "--backend", "rest", "--port", "0"]) == 2
     assert "policy 'x'" in capsys.readouterr().err
+
+
+def test_async_refresh_parses_in_a_thread_and_the_loop_keeps_running(tmp_path, monkeypatch) -> None:
+    import asyncio
+    import threading
+
+    from antispam import lists
+
+    (tmp_path / "block.txt").write_text("代开发票\n", encoding="utf-8")
+    watcher = ListsWatcher(tmp_path, poll_seconds=0)
+    watcher.maybe_refresh()
+    path = tmp_path / "block.txt"
+    path.write_text("代开发票\n办证\n", encoding="utf-8")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    parsed_in: list[str] = []
+    real = lists.read_list_file
+
+    def slow_read(p):
+        parsed_in.append(threading.current_thread().name)
+        time.sleep(0.3)  # a large list; sleep releases the GIL like the C parts of parsing
+        return real(p)
+
+    monkeypatch.setattr(lists, "read_list_file", slow_read)
+
+    async def main():
+        ticks = 0
+        refresh = asyncio.ensure_future(watcher.maybe_refresh_async())
+
+        async def second_caller():
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            snapshot = await watcher.maybe_refresh_async()  # a refresh is running: no wait, old lists
+            return snapshot, time.monotonic() - started
+
+        second = asyncio.ensure_future(second_caller())
+        while not refresh.done():
+            ticks += 1
+            await asyncio.sleep(0.01)
+        return ticks, await refresh, await second
+
+    ticks, snapshot, (old, waited) = asyncio.run(main())
+    assert parsed_in and parsed_in[0] != threading.main_thread().name
+    assert ticks >= 10  # the loop ran other work while the file was parsed
+    assert old.status()["sets"]["default"]["block"] == 1 and waited < 0.1
+    assert snapshot.status()["sets"]["default"]["block"] == 2 and watcher.current is snapshot
+
+
+def test_policies_watcher_reloads_and_keeps_the_previous_policies_on_error(tmp_path, caplog) -> None:
+    from antispam.policies import PoliciesWatcher
+
+    path = tmp_path / "policies.json"
+    path.write_text('{"comments": {"block_threshold": 0.95}}', encoding="utf-8")
+    watcher = PoliciesWatcher(str(path), 0.5, 0.9, 3, poll_seconds=0)
+    assert set(watcher.current) == {"default", "comments"}
+    assert watcher.refresh() is False  # unchanged
+
+    def write(text: str, step: int) -> None:
+        path.write_text(text, encoding="utf-8")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + step * 10**9))
+
+    write('{"comments": {"block_threshold": 0.8}, "usernames": {}}', 1)
+    assert watcher.maybe_refresh()["comments"].block_threshold == 0.8
+    assert set(watcher.current) == {"default", "comments", "usernames"} and watcher.error is None
+    before = watcher.current
+    write('{"comments": {"block_threshold": 2}}', 2)
+    assert watcher.refresh() is False and watcher.current is before
+    assert "policy 'comments'" in watcher.error and watcher.status()["serving"] == "previous"
+    assert "previous ones keep serving" in caplog.text
+    write("{not json", 3)
+    watcher.refresh()
+    assert "not valid JSON" in watcher.error and watcher.current is before
+    path.unlink()
+    watcher.refresh()
+    assert "gone" in watcher.error and watcher.current is before
+    write('{"comments": {}}', 4)
+    assert watcher.refresh() is True and watcher.error is None and "error" not in watcher.status()
+    assert watcher.current["comments"].block_threshold == 0.9
+
+
+def test_fixed_policies_never_reload() -> None:
+    from antispam.policies import PoliciesWatcher, default_policy
+
+    fixed = {"default": default_policy(0.5, 0.9, 3)}
+    watcher = PoliciesWatcher("/nonexistent.json", 0.5, 0.9, 3, poll_seconds=0, policies=fixed)
+    assert watcher.refresh() is False and watcher.current is fixed and watcher.status()["file"] is None
