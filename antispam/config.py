@@ -90,6 +90,9 @@ class ServeConfig:
                           "request, scripts/get_overhead.py), asyncio (the standard one), auto: uvloop "
                           "when installed", ("auto", "uvloop", "asyncio"))
     batch_size: int = opt(64, "ANTISPAM_BATCH_SIZE", "local backend: most texts in one model call")
+    model_threads: int = opt(0, "ANTISPAM_MODEL_THREADS",
+                             "local backend: TensorFlow threads per worker for one model call "
+                             "(intra-op; 0: the machine's cores divided among the workers, at least 1)")
     batch_wait_ms: float = opt(2.0, "ANTISPAM_BATCH_WAIT_MS",
                                "local backend: how long a micro-batch waits to fill")
     max_queue: int = opt(2000, "ANTISPAM_MAX_QUEUE", "texts waiting for the model before 503")
@@ -166,6 +169,8 @@ def check_serve_config(config: ServeConfig) -> None:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     if config.cache_size < 0:
         problems.append("--cache-size must be >= 0")
+    if config.model_threads < 0:
+        problems.append("--model-threads must be >= 0 (0: the cores divided among the workers)")
     if config.min_tokens_to_block < 0:
         problems.append("--min-tokens-to-block must be >= 0")
     if config.deadline_ms <= 0:

@@ -168,3 +168,13 @@ def test_a_flag_can_be_renamed():
     add_arguments(parser, Paths, only=("word2vec",), flags={"word2vec": "--out"})
     assert from_args(Paths, parser.parse_args(["--out", "w"]), environ={}).word2vec == "w"
     assert from_args(Paths, parser.parse_args([]), environ={"ANTISPAM_WORD2VEC_DIR": "v"}).word2vec == "v"
+
+
+def test_model_threads_default_to_each_workers_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from antispam.backends.local import model_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert model_threads(0, 1) == 4 and model_threads(0, 2) == 2 and model_threads(0, 8) == 1
+    assert model_threads(3, 2) == 3  # an explicit setting wins
