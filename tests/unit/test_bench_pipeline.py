@@ -26,6 +26,7 @@ def test_measures_each_stage(tmp_path: Path) -> None:
     assert limit.end_to_end_messages_per_s > 0
     # Plain jieba is timed beside the served tokenizer (the same tokens, slower or equal).
     assert limit.text_jieba_us > 0 and limit.tokenizer in ("rjieba+jieba", "jieba")
+    assert limit.end_to_end_cpu_us > 0
     assert set(limit.to_dict()) >= {"text_us", "featurize_us", "model_us", "implied_messages_per_s",
                                     "rows_per_message", "model_batch_rows", "windowing"}
     # A version that records no windowing is read as its first 20 tokens: one row per message.

@@ -78,12 +78,14 @@ def test_pipeline_summary_names_the_three_stages() -> None:
                 "featurize_us": 5.0, "model_us": 12.0, "total_us": 247.0, "model_batch_ms": 0.8,
                 "model_batch_rows": 141.0, "implied_messages_per_s": 4049.0,
                 "end_to_end_messages_per_s": 3900.0, "tokenizer": "rjieba+jieba", "text_jieba_us": 920.0,
+                "end_to_end_cpu_us": 310.0,
                 "windowing": {"window": 20, "stride": 10, "cap": 64, "aggregation": "max", "char_backoff": True}}
     text = report.format_pipeline(pipeline)
     assert "(a) text pipeline" in text and "(b) featurizer" in text and "(c) model" in text
     assert "4049 messages/s" in text
     assert "12.0 µs/message" in text and "141 rows" in text  # the model stage is per message
     assert "rows per message 2.20" in text and "stride 10, cap 64" in text
+    assert "CPU per message end to end 310.0 µs" in text
     assert "normalize + rjieba+jieba" in text and "plain jieba (not served)" in text and "4.0x (a)" in text
     assert report.check_payload({**payload([record()]), "pipeline": pipeline}) == []
     del pipeline["rows_per_message"]
@@ -109,6 +111,10 @@ def test_cpu_per_message_and_its_ratio_to_the_pipeline() -> None:
     assert unknown["cpu_us_per_message"] is None and unknown["cpu_vs_pipeline"] is None
     assert idle["cpu_us_per_message"] is None
     assert report.check_payload(payload([get, grpc, long, unknown, idle])) == []
+
+    # The pipeline's own CPU per message is the denominator when the file has it (CPU over CPU).
+    report.add_cpu_per_message([get], {"total_us": 400.0, "end_to_end_cpu_us": 600.0})
+    assert get["cpu_vs_pipeline"] == 2.5
 
     report.add_cpu_per_message([get], None)  # --no-pipeline: CPU per message still, no ratio
     assert get["cpu_us_per_message"] == 1500.0 and get["cpu_vs_pipeline"] is None
