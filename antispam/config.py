@@ -86,7 +86,7 @@ class ServeConfig:
     max_body_bytes: int = opt(2_000_000, "ANTISPAM_MAX_BODY_BYTES", "largest request body (larger: 413)")
     workers: int = opt(1, "ANTISPAM_WORKERS", "processes sharing the port (fork before TF loads)")
     event_loop: str = opt("auto", "ANTISPAM_EVENT_LOOP",
-                          "asyncio event loop of each worker: uvloop (libuv; about 15%% less CPU per "
+                          "asyncio event loop of each worker: uvloop (libuv; about 5%% less CPU per "
                           "request, scripts/get_overhead.py), asyncio (the standard one), auto: uvloop "
                           "when installed", ("auto", "uvloop", "asyncio"))
     batch_size: int = opt(64, "ANTISPAM_BATCH_SIZE", "local backend: most texts in one model call")
