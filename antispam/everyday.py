@@ -61,9 +61,9 @@ def held_out_part() -> list[Everyday]:
     return [row for row in load() if row.held_out]
 
 
-def with_everyday(split: Split) -> Split:
+def with_everyday(split: Split, weight: int = TRAIN_WEIGHT) -> Split:
     """``split`` with the training part of the everyday messages added to ``train`` as pass
-    (each :data:`TRAIN_WEIGHT` times).
+    (each ``weight`` times, :data:`TRAIN_WEIGHT` by default).
 
     A message whose normalized text is in validation or test is left out, so nothing crosses
     into them. One that is in the corpus' training part replaces it there: the corpus labels
@@ -79,7 +79,9 @@ def with_everyday(split: Split) -> Split:
         if key and key not in held and key not in seen:
             seen.add(key)
             added.append(Sample(row.text, PASS))
+    if weight < 1:
+        raise ValueError("the everyday weight must be at least 1")
     train = [s for s in split.train if normalize(s.text) not in seen]
-    stats = {**split.stats, "everyday_added_to_train": len(added), "everyday_weight": TRAIN_WEIGHT,
+    stats = {**split.stats, "everyday_added_to_train": len(added), "everyday_weight": weight,
              "everyday_replaced_corpus_train": len(split.train) - len(train)}
-    return dataclasses.replace(split, train=[*train, *added * TRAIN_WEIGHT], stats=stats)
+    return dataclasses.replace(split, train=[*train, *added * weight], stats=stats)

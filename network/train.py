@@ -108,6 +108,8 @@ class ClassifierSettings:
     # corpus labels spam, which nobody can judge from the text and which teach "short means spam".
     min_spam_tokens: int = opt(3, "ANTISPAM_TRAIN_MIN_SPAM_TOKENS",
                                "spam training messages with fewer tokens are left out (0: keep all)")
+    pass_weight: float = opt(1.0, "ANTISPAM_TRAIN_PASS_WEIGHT",
+                             "loss weight of a pass message relative to a spam one (1: equal)")
     temperature: float = opt(2.0, "ANTISPAM_TRAIN_TEMPERATURE",
                              "mean_odds aggregation: how much a lone window in a long text is diluted "
                              "(higher: more)")
@@ -137,6 +139,8 @@ class ClassifierSettings:
             raise ValueError("min_spam_tokens must be >= 0")
         if not 0.0 <= self.augment <= 4.0:
             raise ValueError("augment must be in [0, 4]")
+        if not 0.0 < self.pass_weight <= 10.0:
+            raise ValueError("pass_weight must be in (0, 10]")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
         self.windowing()  # validates stride and cap
@@ -445,7 +449,11 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
             log_spam, log_pass = message_log_probabilities(logits, owner, messages,
                                                            settings.aggregation, settings.temperature)
             picked = tf.where(tf.equal(labels, SPAM), log_spam, log_pass)
-            loss = -tf.reduce_mean(picked)
+            if settings.pass_weight == 1.0:
+                loss = -tf.reduce_mean(picked)
+            else:  # a weighted mean, so the step size stays comparable
+                weight = tf.where(tf.equal(labels, SPAM), 1.0, settings.pass_weight)
+                loss = -tf.reduce_sum(weight * picked) / tf.reduce_sum(weight)
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return loss
 

@@ -53,3 +53,16 @@ def test_an_everyday_message_replaces_the_same_text_in_the_corpus_training_part(
     assert Sample(greeting + "！", SPAM) not in out.train  # the corpus' fragment label is dropped
     assert Sample(greeting, PASS) in out.train and Sample("代开发票", SPAM) in out.train
     assert out.stats["everyday_replaced_corpus_train"] == 1
+
+
+def test_with_everyday_weight_sets_the_copies_and_is_recorded() -> None:
+    split = Split(train=[Sample("代开发票", SPAM)], validation=[], test=[], stats={})
+    once, twice = everyday.with_everyday(split, 1), everyday.with_everyday(split, 2)
+    assert len(twice.train) - 1 == 2 * (len(once.train) - 1)
+    assert twice.stats["everyday_weight"] == 2
+    try:
+        everyday.with_everyday(split, 0)
+    except ValueError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("weight 0 must be refused")

@@ -207,7 +207,8 @@ def test_augmented_messages_come_from_training_messages_only(tiny_split) -> None
                                  {"patience": 0}, {"dropout": 1.0}, {"rnn_cell": "tree"},
                                  {"extend_min_count": -1}, {"max_seconds": 0.0},
                                  {"plateau_factor": 0.0}, {"unknown_rate": 1.0},
-                                 {"aggregation": "mean"}, {"stride": 0}, {"cap": 0}, {"augment": -1.0}])
+                                 {"aggregation": "mean"}, {"stride": 0}, {"cap": 0}, {"augment": -1.0},
+                                 {"pass_weight": 0.0}])
 def test_settings_reject_nonsense(bad: dict) -> None:
     with pytest.raises(ValueError):
         ClassifierSettings(**bad)
@@ -233,3 +234,10 @@ def test_short_spam_fragments_are_left_out_of_training(tiny_split, tiny_vectors)
     assert trained.split_manifest["short_spam_left_out"] == 2
     kept = train_tiny("mlp", split, tiny_vectors, epochs=1, augment=0.0, min_spam_tokens=0)
     assert kept.split_manifest["short_spam_left_out"] == 0
+
+
+def test_pass_weight_changes_the_loss_and_trains(tiny_split, tiny_vectors) -> None:
+    plain = train_tiny("mlp", tiny_split, tiny_vectors, epochs=2, seed=7)
+    weighted = train_tiny("mlp", tiny_split, tiny_vectors, epochs=2, seed=7, pass_weight=3.0)
+    assert weighted.summary()["settings"]["pass_weight"] == 3.0
+    assert [h["loss"] for h in weighted.history] != pytest.approx([h["loss"] for h in plain.history], rel=1e-6)
