@@ -44,7 +44,8 @@ def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytes
     assert long["cpu_vs_pipeline"] is None
     for r in rows.values():
         if r is not long:
-            assert r["cpu_vs_pipeline"] == pytest.approx(r["cpu_us_per_message"] / payload["pipeline"]["total_us"])
+            assert r["cpu_vs_pipeline"] == pytest.approx(r["cpu_us_per_message"]
+                                                     / payload["pipeline"]["end_to_end_cpu_us"])
     assert payload["config"]["requests"] == ["get", "post10", "post10long"]
     assert payload["config"]["local_requests"] == []
     assert payload["pipeline"]["implied_messages_per_s"] > 0
