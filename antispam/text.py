@@ -231,8 +231,12 @@ class Segmenter:
 
     def segment(self, normalized: str) -> list[str]:
         if self.in_one_call(normalized):
-            return [t for t in self._fast.cut(normalized, True) if not t.isspace()]
+            return self.segment_in_one_call(normalized)
         return [t for t in self._tokenizer.lcut(normalized) if not t.isspace()]
+
+    def segment_in_one_call(self, normalized: str) -> list[str]:
+        """:meth:`segment` for a text that :meth:`in_one_call` accepted (not checked again)."""
+        return [t for t in self._fast.cut(normalized, True) if not t.isspace()]
 
     def iter_segment(self, normalized: str) -> Iterator[str]:
         """The tokens of :meth:`segment`, one at a time, as jieba produces them.
@@ -245,7 +249,7 @@ class Segmenter:
         rjieba the whole text is one call: about 1 ms for 5,000 characters.
         """
         if self.in_one_call(normalized):
-            return iter(self.segment(normalized))
+            return iter(self.segment_in_one_call(normalized))
         return (t for t in self._tokenizer.cut(normalized) if not t.isspace())
 
     def tokenize(self, text: str) -> list[str]:

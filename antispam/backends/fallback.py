@@ -95,10 +95,7 @@ class FallbackBackend(Backend):
 
     @property
     def current_windowing(self) -> Windowing | None:
-        try:
-            return self.versions.pick().windowing
-        except BackendError:  # no usable version yet
-            return None
+        return self.versions.current_windowing
 
     async def fetch_states(self, timeout: float) -> Mapping[int, str]:
         """TF Serving's versions over gRPC if the breaker allows, else (or on failure) REST."""

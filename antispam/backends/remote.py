@@ -164,10 +164,7 @@ class RemoteBackend(Backend):
 
     @property
     def current_windowing(self) -> Windowing | None:
-        try:
-            return self.versions.pick().windowing
-        except BackendError:  # no usable version yet
-            return None
+        return self.versions.current_windowing
 
     async def predict(self, batch: Sequence[Sequence[str]], timeout: float) -> BatchResult:
         admit(self, len(batch))

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from antispam import versions as layout
 from antispam.backends.base import BackendError, NotReady
+from antispam.features import Windowing
 from antispam.versions import VersionAssets, VersionError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ class RemoteVersions:
         """Newest version that TF Serving has AVAILABLE and whose vectors are loaded."""
         usable = [v for v, state in self._states.items() if state == AVAILABLE and v in self._assets]
         return max(usable) if usable else None
+
+    @property
+    def current_windowing(self) -> Windowing | None:
+        """How :attr:`current` reads a text (its ``preprocessing.json``), None without one."""
+        version = self.current
+        return self._assets[version].windowing if version is not None else None
 
     @property
     def ready(self) -> bool:
