@@ -261,11 +261,12 @@ def split(samples: Iterable[Sample], seed: int = SPLIT_SEED,
 
 
 def load_split(source: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] = Paths.data_dir,
-               *, progress: bool = True, everyday: bool = False) -> Split:
+               *, progress: bool = True, everyday: bool = False, everyday_weight: int | None = None) -> Split:
     """Locate, read, de-duplicate and split: what every training and evaluation command uses.
 
     ``everyday`` (the trainers) adds the training part of the shipped everyday messages to
-    ``train`` (:mod:`antispam.everyday`); validation and test stay the corpus' own.
+    ``train`` (:mod:`antispam.everyday`), each ``everyday_weight`` times (None: its default);
+    validation and test stay the corpus' own.
     """
     path = locate(source, data_dir, progress=progress)
     kept, stats = dedupe(read_corpus(path))
@@ -274,7 +275,7 @@ def load_split(source: str | os.PathLike[str] | None = None, data_dir: str | os.
     if everyday:
         from antispam.everyday import with_everyday
 
-        result = with_everyday(result)
+        result = with_everyday(result) if everyday_weight is None else with_everyday(result, everyday_weight)
     return result
 
 

@@ -49,7 +49,7 @@ from antispam import versions
 from antispam.config import ServeConfig
 from antispam.data import Sample, Split
 from antispam.errors import UserError
-from antispam.everyday import with_everyday
+from antispam.everyday import TRAIN_WEIGHT, with_everyday
 from antispam.labels import NAMES
 from antispam.lock import FileLock, LockBusy
 from antispam.network.models import KINDS
@@ -346,8 +346,11 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
     feedback, conflicts, store_stats = _read_feedback(options, record)
     merged = merge_feedback(split, feedback, conflicts, options.feedback_policy())
     # The shipped everyday messages join the training data as `antispam train` adds them.
+    from antispam.network.train import ClassifierSettings
+
+    settings = (options.classifier or ClassifierSettings()).for_kind(options.model)
     train_split = with_everyday(Split(merged.train, split.validation, split.test, seed=split.seed,
-                                      stats=split.stats))
+                                      stats=split.stats), settings.everyday_weight or TRAIN_WEIGHT)
     record.data = counts = DataCounts(
         corpus_train=len(split.train), validation=len(split.validation), test=len(split.test),
         train=len(merged.train), test_fingerprint=data.fingerprint(split.test),
@@ -368,10 +371,9 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
 
     from antispam.network.evaluate import evaluate_version, score_version
     from antispam.network.export import ExportError, stage_version
-    from antispam.network.train import ClassifierSettings, train_classifier
+    from antispam.network.train import train_classifier
     from antispam.network.warmup import warmup_texts
 
-    settings = options.classifier or ClassifierSettings()
     clock = time.perf_counter()
     try:
         trained = train_classifier(options.model, train_split, vectors, settings,

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup_texts < 1:
         raise UserError("--warmup-texts must be at least 1")
     paths = paths_from_args(args)  # bad flags and variables fail here, before anything heavy loads
-    settings = settings_from_args(args)
+    settings = settings_from_args(args).for_kind(kind)
 
     from antispam import data, versions
     from antispam.network.export import ExportError, export_version, version_size_bytes
@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from antispam.network.train import train_classifier
     from antispam.network.warmup import warmup_texts
 
-    split = data.load_split(paths.data, paths.data_dir, progress=args.progress, everyday=True)
+    split = data.load_split(paths.data, paths.data_dir, progress=args.progress, everyday=True,
+                            everyday_weight=settings.everyday_weight)
     vectors, origin = load_vectors(paths.word2vec, paths.data, args.progress, paths.data_dir)
     log.info("%s word vectors: %d words x %d (%s from %s)", kind, len(vectors), vectors.dim, origin,
              paths.word2vec)

@@ -4,9 +4,9 @@
 
 A CONFIG is ``label`` or ``label:key=value,key=value`` where a key is a field of
 :class:`antispam.network.train.ClassifierSettings` (``augment=1.0``, ``temperature=3``,
-``stride=5``, ``patience=5``, ``dropout=0.3``, ``seed=1``, …) or one of the sweep's own:
+``stride=5``, ``patience=5``, ``dropout=0.3``, ``everyday_weight=8``, ``seed=1``, …; unset ones
+take the network's defaults, ``ClassifierSettings.for_kind``) or one of the sweep's own:
 
-* ``everyday_weight``: copies of each everyday training message (:func:`antispam.everyday.with_everyday`);
 * ``rnn_units`` / ``cnn_filters``: width of the network (rnn / cnn only).
 
 Each config trains once (nothing exported; the model lives in this process only) on the training
@@ -41,7 +41,7 @@ import sys
 import time
 from typing import Any
 
-SWEEP_KEYS = ("everyday_weight", "rnn_units", "cnn_filters")
+SWEEP_KEYS = ("rnn_units", "cnn_filters")
 _SALT = "antispam-everyday-sweep-v1"
 
 
@@ -79,7 +79,9 @@ def settings_for(pairs: dict[str, str]) -> Any:
         if key not in fields:
             raise SystemExit(f"unknown setting {key!r}; settings: {', '.join(fields)}, {', '.join(SWEEP_KEYS)}")
         default = fields[key].default
-        if isinstance(default, bool):
+        if key == "everyday_weight":
+            values[key] = int(raw)
+        elif isinstance(default, bool):
             values[key] = raw.lower() in ("1", "true", "yes", "on")
         elif isinstance(default, int):
             values[key] = int(raw)
@@ -100,9 +102,8 @@ def run_one(kind: str, label: str, pairs: dict[str, str], corpus_split: Any, vec
     from antispam.network.robustness import robustness_report
     from antispam.network.train import train_classifier
 
-    settings = settings_for(pairs)
-    weight = int(pairs.get("everyday_weight", everyday.TRAIN_WEIGHT))
-    split = everyday.with_everyday(corpus_split, weight)
+    settings = settings_for(pairs).for_kind(kind)
+    split = everyday.with_everyday(corpus_split, settings.everyday_weight or everyday.TRAIN_WEIGHT)
     split = dataclasses.replace(split, test=[])  # never trained, selected or scored here
     patched: list[tuple[Any, Any]] = []
     if "rnn_units" in pairs:

@@ -20,7 +20,8 @@ def test_train_command_exports_a_version_and_writes_a_report(tmp_path: Path, tin
     random_vectors(tiny_split).save(tmp_path / "w2v")
     code = main(["train", "mlp", "--data", str(tiny_corpus_path), "--word2vec", str(tmp_path / "w2v"),
                  "--model-base", str(tmp_path / "models"), "--report-dir", str(tmp_path / "reports"),
-                 "--epochs", "2", "--batch-size", "16", "--warmup-texts", "6", "--no-progress"])
+                 "--epochs", "2", "--batch-size", "16", "--warmup-texts", "6", "--everyday-weight", "3",
+                 "--no-progress"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "mlp" and out["version"] == 1 and out["epochs_run"] == 2
@@ -33,6 +34,8 @@ def test_train_command_exports_a_version_and_writes_a_report(tmp_path: Path, tin
     assert scores["version"] == 1 and scores["test"]["count"] == out["test"]["count"]
     metrics = versions.load_assets(tmp_path / "models" / "mlp", 1).metrics
     assert metrics["settings"]["epochs"] == 2 and metrics["word_vectors"]["words"] > 0
+    # The flag reached the data: each everyday message went in three times, and the version says so.
+    assert metrics["settings"]["everyday_weight"] == 3 and metrics["split"]["dedup"]["everyday_weight"] == 3
 
 
 def test_train_command_rejects_bad_settings(tmp_path: Path, tiny_corpus_path, tiny_split, capsys) -> None:

@@ -241,3 +241,15 @@ def test_pass_weight_changes_the_loss_and_trains(tiny_split, tiny_vectors) -> No
     weighted = train_tiny("mlp", tiny_split, tiny_vectors, epochs=2, seed=7, pass_weight=3.0)
     assert weighted.summary()["settings"]["pass_weight"] == 3.0
     assert [h["loss"] for h in weighted.history] != pytest.approx([h["loss"] for h in plain.history], rel=1e-6)
+
+
+def test_per_network_defaults_fill_only_what_is_unset() -> None:
+    from antispam.network.train import KIND_DEFAULTS
+
+    unset = ClassifierSettings()
+    assert unset.everyday_weight is None
+    assert unset.for_kind("cnn").everyday_weight == KIND_DEFAULTS["cnn"]["everyday_weight"] == 8
+    assert unset.for_kind("rnn").everyday_weight == 4
+    assert ClassifierSettings(everyday_weight=2).for_kind("cnn").everyday_weight == 2  # given: kept
+    with pytest.raises(ValueError, match="everyday_weight"):
+        ClassifierSettings(everyday_weight=0)

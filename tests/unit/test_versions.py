@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -231,3 +232,27 @@ def test_leftovers_of_dead_retrain_runs_are_removed(tmp_path: Path) -> None:
     assert versions.clean_leftovers(tmp_path) == [".candidate-old", ".deleted-3-xyz", ".staging-retrain-abc"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".staging-123", "1"]
     assert versions.clean_leftovers(tmp_path / "missing") == []
+
+
+def test_the_flat_call_gives_exactly_the_signature_outputs_and_falls_back(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from antispam.features import Windowing
+    from tests.helpers.tinymodel import build_version
+
+    build_version(tmp_path / "cnn", windowing=Windowing(stride=10, cap=8))
+    loaded = versions.load_version(tmp_path / "cnn")
+    assert loaded.flat is not None  # this TensorFlow has the flat call, and it passed the probe
+    rows, _plan = loaded.featurizer.featurize([["发票", "代开"] * 15, ["你好"], []])
+    public = loaded.signature(**{versions.INPUT_KEY: tf.constant(rows)})
+    np.testing.assert_array_equal(loaded.call(rows), public[versions.PROBABILITIES_KEY].numpy())
+
+    class NoFlatCall:  # another TensorFlow's signature object: only the public call
+        def __init__(self, signature: object) -> None:
+            self.signature = signature
+
+        def __call__(self, **kwargs: object) -> object:
+            return self.signature(**kwargs)
+
+    assert versions.flat_caller(NoFlatCall(loaded.signature)) is None
+    public_only = dataclasses.replace(loaded, flat=None)
+    np.testing.assert_array_equal(public_only.call(rows), loaded.call(rows))
