@@ -251,5 +251,9 @@ def test_per_network_defaults_fill_only_what_is_unset() -> None:
     assert unset.for_kind("cnn").everyday_weight == KIND_DEFAULTS["cnn"]["everyday_weight"] == 8
     assert unset.for_kind("rnn").everyday_weight == 4
     assert ClassifierSettings(everyday_weight=2).for_kind("cnn").everyday_weight == 2  # given: kept
+    assert (unset.for_kind("cnn").windowing().temperature, unset.for_kind("rnn").windowing().temperature) == (2.0, 3.0)
+    assert ClassifierSettings(temperature=5.0).for_kind("rnn").windowing().temperature == 5.0
+    with pytest.raises(ValueError, match="for_kind"):
+        unset.windowing()  # the network's own temperature is not known yet
     with pytest.raises(ValueError, match="everyday_weight"):
         ClassifierSettings(everyday_weight=0)
