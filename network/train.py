@@ -119,6 +119,9 @@ class ClassifierSettings:
     augment: float = opt(0.5, "ANTISPAM_TRAIN_AUGMENT",
                          "extra training messages (ads with ordinary text around them, joined ordinary "
                          "messages) as a share of the training split (0: off)")
+    augment_pass_share: float = opt(0.5, "ANTISPAM_TRAIN_AUGMENT_PASS_SHARE",
+                                    "share of the extra training messages that are joined ordinary "
+                                    "messages (the rest: ads with ordinary text around them)")
     # Spam training messages with fewer tokens are left out: fragments ("发布", "您好！") that the
     # corpus labels spam, which nobody can judge from the text and which teach "short means spam".
     min_spam_tokens: int = opt(3, "ANTISPAM_TRAIN_MIN_SPAM_TOKENS",
@@ -161,6 +164,8 @@ class ClassifierSettings:
             raise ValueError("min_spam_tokens must be >= 0")
         if not 0.0 <= self.augment <= 4.0:
             raise ValueError("augment must be in [0, 4]")
+        if not 0.0 <= self.augment_pass_share <= 1.0:
+            raise ValueError("augment_pass_share must be in [0, 1]")
         if not 0.0 < self.pass_weight <= 10.0:
             raise ValueError("pass_weight must be in (0, 10]")
         if self.aggregation not in AGGREGATIONS:
@@ -369,13 +374,15 @@ def plan_tensors(plan: Plan) -> dict[str, np.ndarray]:
     }
 
 
-def augmented_messages(train: Sequence[Sample], share: float, seed: int) -> list[Sample]:
+def augmented_messages(train: Sequence[Sample], share: float, seed: int,
+                       pass_share: float = 0.5) -> list[Sample]:
     """Whole messages a moderation backend sends that the corpus lacks, from training ones only.
 
-    Half are spam with one to three ordinary (pass) messages before and/or after it, labelled
-    spam: under multiple-instance training only the ad's windows must score spam. Half are two to
-    four pass messages joined, labelled pass: long ordinary texts must not start to look like
-    spam because they have more windows. Joined with the separators people type (none, "。",
+    ``1 - pass_share`` of them are spam with one to three ordinary (pass) messages before and/or
+    after it, labelled spam: under multiple-instance training only the ad's windows must score
+    spam. ``pass_share`` are two to four pass messages joined, labelled pass: long ordinary texts
+    must not start to look like spam because they have more windows. The kinds are interleaved
+    evenly (at 0.5 they alternate, spam first). Joined with the separators people type (none, "。",
     "，", a space, a line break). Built once per run from a seeded generator.
     """
     rng = np.random.default_rng([seed, 7])
@@ -394,7 +401,7 @@ def augmented_messages(train: Sequence[Sample], share: float, seed: int) -> list
 
     out = []
     for n in range(count):
-        if n % 2 == 0:
+        if int((n + 1) * pass_share) == int(n * pass_share):  # not this one's turn to be pass
             ad = spam[int(rng.integers(len(spam)))]
             before, after = pick(int(rng.integers(0, 4))), pick(int(rng.integers(0, 3)))
             if not before and not after:
@@ -434,7 +441,7 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
             if sample.label != SPAM or len(tokens) >= settings.min_spam_tokens]
     short_spam_left_out = len(split.train) - len(kept)
     corpus_train = [sample for sample, _ in kept]
-    built = augmented_messages(corpus_train, settings.augment, settings.seed)
+    built = augmented_messages(corpus_train, settings.augment, settings.seed, settings.augment_pass_share)
     train_samples = [*corpus_train, *built]
     train_tokens = [tokens for _, tokens in kept] + tokenize_all(built, segmenter)
     vectors = source

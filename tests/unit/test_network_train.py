@@ -9,7 +9,7 @@ pytest.importorskip("tensorlayer")
 
 from antispam.data import Sample  # noqa: E402
 from antispam.features import DIM, MAX_LEN, UNK, Featurizer, Windowing, WordVectors  # noqa: E402
-from antispam.labels import SPAM  # noqa: E402
+from antispam.labels import PASS, SPAM  # noqa: E402
 from antispam.network.train import (  # noqa: E402
     ClassifierSettings,
     augmented_messages,
@@ -201,6 +201,11 @@ def test_augmented_messages_come_from_training_messages_only(tiny_split) -> None
             assert any(ad in sample.text for ad in spam_texts)
         # Every character comes from training texts (plus the separators).
         assert set(sample.text) <= set("".join(train_texts)) | set("。， \n")
+    # By default the two kinds alternate, an ad first; pass_share sets the mix, evenly interleaved.
+    assert [s.label for s in extra[:4]] == [SPAM, PASS, SPAM, PASS]
+    for share, passes in ((0.0, 0), (0.75, 30), (1.0, 40)):
+        mixed = augmented_messages(tiny_split.train * 4, 40 / (4 * len(tiny_split.train)), seed=3, pass_share=share)
+        assert len(mixed) == 40 and sum(s.label == PASS for s in mixed) == passes
 
 
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"batch_size": 0}, {"learning_rate": 0.0},
@@ -208,7 +213,7 @@ def test_augmented_messages_come_from_training_messages_only(tiny_split) -> None
                                  {"extend_min_count": -1}, {"max_seconds": 0.0},
                                  {"plateau_factor": 0.0}, {"unknown_rate": 1.0},
                                  {"aggregation": "mean"}, {"stride": 0}, {"cap": 0}, {"augment": -1.0},
-                                 {"pass_weight": 0.0}])
+                                 {"pass_weight": 0.0}, {"augment_pass_share": 1.5}])
 def test_settings_reject_nonsense(bad: dict) -> None:
     with pytest.raises(ValueError):
         ClassifierSettings(**bad)
