@@ -163,3 +163,22 @@ def test_variant_rows_are_ratios_of_their_plain_rows() -> None:
     # The table keeps one aligned line per row with the longest labels.
     longest = record(scenario="local-2w POST 10 1000-char max +lists+explain", variant="lists+explain")
     assert len({len(line) for line in report.format_table([plain, longest]).splitlines()[:4]}) == 1
+
+
+def test_the_faster_pipeline_measurement_counts_and_both_are_kept() -> None:
+    def taken(implied: float, cpu: float) -> dict:
+        return {"version": 3, "messages": 100, "batch": 64, "rows_per_message": 1.6, "text_us": 10.0,
+                "featurize_us": 10.0, "model_us": 1e6 / implied - 20.0, "total_us": 1e6 / implied,
+                "implied_messages_per_s": implied, "end_to_end_messages_per_s": implied * 0.8,
+                "end_to_end_cpu_us": cpu, "model_batch_ms": 3.0}
+
+    slow, fast = taken(10_000.0, 150.0), taken(12_000.0, 140.0)
+    for before, after in ((slow, fast), (fast, slow)):
+        best = report.faster_pipeline(before, after)
+        assert best["implied_messages_per_s"] == 12_000.0 and best["end_to_end_cpu_us"] == 140.0
+        assert [m["when"] for m in best["measurements"]] == ["before", "after"]
+        assert {m["implied_messages_per_s"] for m in best["measurements"]} == {10_000.0, 12_000.0}
+        assert "measured before and after the loads" in report.format_pipeline(best)
+    alone = report.faster_pipeline(slow, None)  # --quick: one measurement
+    assert alone["implied_messages_per_s"] == 10_000.0 and len(alone["measurements"]) == 1
+    assert "before and after" not in report.format_pipeline(alone)
