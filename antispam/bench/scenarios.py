@@ -112,8 +112,11 @@ LONG_TEXT_SEPARATOR = "。"
 # Connections at saturation: enough concurrency to keep the micro-batcher fed, few enough that
 # the latency percentiles still describe a usable service. GET uses 64: with one listening socket
 # shared by forked workers the kernel spreads connections unevenly (measured with 32: one worker
-# at 82% CPU, the other at 39%), and 64 evens it out. POST 10 long: ~70 ms of one worker each.
-SATURATION_CONNECTIONS = {"get": 64, "post10": 16, "post100": 4, "post10long": 4}
+# at 82% CPU, the other at 39%), and 64 evens it out. The big POSTs use 12: each worker is busy
+# as long as it holds two connections, and SO_REUSEPORT places connections by a hash, so with the
+# 4 used before, all four landed on one worker one run in eight (POST 100 at 7,900 msg/s and 109%
+# CPU against 12,400 and 181%); with 12, a worker holds fewer than two 0.6% of the time.
+SATURATION_CONNECTIONS = {"get": 64, "post10": 16, "post100": 12, "post10long": 12}
 RATE_CONNECTIONS = 64
 
 
