@@ -92,7 +92,7 @@ def test_plan_rates_for_get_and_saturation_for_every_kind() -> None:
     assert [(x.request, x.mode, x.rate) for x in loads] == [
         ("get", "rate", 250.0), ("get", "rate", 500.0), ("get", "saturation", 0.0),
         ("post10", "saturation", 0.0), ("post100", "saturation", 0.0), ("post10long", "saturation", 0.0)]
-    assert [x.connections for x in loads] == [64, 64, 64, 16, 4, 4]
+    assert [x.connections for x in loads] == [64, 64, 64, 16, 12, 12]
     assert [x.connections for x in plan(("post10long",), (), connections=2)] == [2]
 
 
