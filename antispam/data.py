@@ -275,7 +275,7 @@ def load_split(source: str | os.PathLike[str] | None = None, data_dir: str | os.
     if everyday:
         from antispam.everyday import with_everyday
 
-        result = with_everyday(result) if everyday_weight is None else with_everyday(result, everyday_weight)
+        result = with_everyday(result, everyday_weight)
     return result
 
 

@@ -61,9 +61,9 @@ def held_out_part() -> list[Everyday]:
     return [row for row in load() if row.held_out]
 
 
-def with_everyday(split: Split, weight: int = TRAIN_WEIGHT) -> Split:
+def with_everyday(split: Split, weight: int | None = None) -> Split:
     """``split`` with the training part of the everyday messages added to ``train`` as pass
-    (each ``weight`` times, :data:`TRAIN_WEIGHT` by default).
+    (each ``weight`` times; None: :data:`TRAIN_WEIGHT`, so a trainer's unset setting passes through).
 
     A message whose normalized text is in validation or test is left out, so nothing crosses
     into them. One that is in the corpus' training part replaces it there: the corpus labels
@@ -79,6 +79,8 @@ def with_everyday(split: Split, weight: int = TRAIN_WEIGHT) -> Split:
         if key and key not in held and key not in seen:
             seen.add(key)
             added.append(Sample(row.text, PASS))
+    if weight is None:
+        weight = TRAIN_WEIGHT
     if weight < 1:
         raise ValueError("the everyday weight must be at least 1")
     train = [s for s in split.train if normalize(s.text) not in seen]

@@ -49,7 +49,7 @@ from antispam import versions
 from antispam.config import ServeConfig
 from antispam.data import Sample, Split
 from antispam.errors import UserError
-from antispam.everyday import TRAIN_WEIGHT, with_everyday
+from antispam.everyday import with_everyday
 from antispam.labels import NAMES
 from antispam.lock import FileLock, LockBusy
 from antispam.network.models import KINDS
@@ -350,7 +350,7 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
 
     settings = (options.classifier or ClassifierSettings()).for_kind(options.model)
     train_split = with_everyday(Split(merged.train, split.validation, split.test, seed=split.seed,
-                                      stats=split.stats), settings.everyday_weight or TRAIN_WEIGHT)
+                                      stats=split.stats), settings.everyday_weight)
     record.data = counts = DataCounts(
         corpus_train=len(split.train), validation=len(split.validation), test=len(split.test),
         train=len(merged.train), test_fingerprint=data.fingerprint(split.test),

@@ -103,7 +103,7 @@ def run_one(kind: str, label: str, pairs: dict[str, str], corpus_split: Any, vec
     from antispam.network.train import train_classifier
 
     settings = settings_for(pairs).for_kind(kind)
-    split = everyday.with_everyday(corpus_split, settings.everyday_weight or everyday.TRAIN_WEIGHT)
+    split = everyday.with_everyday(corpus_split, settings.everyday_weight)
     split = dataclasses.replace(split, test=[])  # never trained, selected or scored here
     patched: list[tuple[Any, Any]] = []
     if "rnn_units" in pairs:
