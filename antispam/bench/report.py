@@ -229,8 +229,8 @@ def faster_pipeline(before: dict[str, Any], after: dict[str, Any] | None) -> dic
     """The faster of the pipeline measurements taken before and after the loads, with both
     recorded in ``measurements``.
 
-    The machine's speed drifts over the minutes a bench runs (between runs on the same quiet
-    machine the limit moved by 15%), and the service's rows sit in between. Taking the faster
+    The machine's speed drifts over the minutes a bench runs (within one run on a quiet machine
+    the limit moved by up to 18%), and the service's rows sit in between. Taking the faster
     measurement makes every "limit" share and "x pipe" ratio the conservative one: the pipeline
     is never charged for a slow moment.
     """

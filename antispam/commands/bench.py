@@ -256,13 +256,16 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
 
         baseline = compare.load_baseline(args.compare)  # fail early, before minutes of work
 
-    pipeline = None
-    if settings["pipeline"]:
+    def measure_pipeline() -> dict[str, Any]:
         from antispam.bench.pipeline import measure
 
+        return measure(model_dir, texts, version=settings["version"],
+                       repeats=1 if settings["quick"] else 3).to_dict()
+
+    pipeline = None
+    if settings["pipeline"]:
         say(f"measuring the raw pipeline limit on {len(texts)} texts ...")
-        pipeline = measure(model_dir, texts, version=settings["version"],
-                           repeats=1 if settings["quick"] else 3).to_dict()
+        pipeline = measure_pipeline()
         say(report.format_pipeline(pipeline))
 
     def progress(record: dict[str, Any]) -> None:
@@ -333,15 +336,12 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
                     # In plan order: each load's variants side by side.
                     results += [by_label[f"{service.name} {load.label}"] for load in loads]
 
-    if pipeline and not settings["quick"]:
-        from antispam.bench.pipeline import measure
-
-        say("measuring the raw pipeline limit again, after the loads ...")
-        pipeline = report.faster_pipeline(pipeline, measure(model_dir, texts, version=settings["version"],
-                                                            repeats=3).to_dict())
-    elif pipeline:
-        pipeline = report.faster_pipeline(pipeline, None)
     if pipeline:
+        after = None
+        if not settings["quick"]:
+            say("measuring the raw pipeline limit again, after the loads ...")
+            after = measure_pipeline()
+        pipeline = report.faster_pipeline(pipeline, after)
         for record in results:
             # The limit is measured on the test texts; long-text rows have no limit to compare with.
             if record.get("text_chars") is None:
