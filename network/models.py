@@ -34,9 +34,7 @@ class Ensemble:
     output, and ``softmax(log(mean p)) = mean p`` because ``mean p`` sums to one — so an ensemble
     needs no special case downstream, and the exported signature stays ``inputs`` → ``probabilities``
     with the windows' probabilities averaged over the members, before the service folds them.
-    The trainer (:func:`antispam.network.train.train_classifier`) trains the members side by side,
-    each on its own loss, reading one shared word-vector table (a version ships one set of vectors,
-    and the service builds one input tensor for all members).
+    Inference only: the members are trained one by one (:func:`antispam.network.train.train_classifier`).
     """
 
     def __init__(self, networks: list[Any]) -> None:

@@ -51,7 +51,7 @@ from antispam.data import Sample, Split
 from antispam.features import AGGREGATIONS, DIM, MAX_LEN, Featurizer, Plan, Windowing, WordVectors
 from antispam.labels import PASS, SPAM
 from antispam.network.metrics import binary_scores
-from antispam.network.models import KINDS, Ensemble, build_model
+from antispam.network.models import KINDS, build_model
 from antispam.text import Segmenter, default_segmenter
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,10 @@ class ClassifierSettings:
                                           f"{kind} {values['everyday_weight']}"
                                           for kind, values in KIND_DEFAULTS.items()) + ")")
     members: int | None = opt(None, "ANTISPAM_TRAIN_MEMBERS",
-                              "networks trained side by side on one word-vector table, each on its own "
-                              "loss; the version averages their window probabilities, and serving "
-                              "costs that many times the network's compute (unset: the network's "
-                              "default, " + ", ".join(
+                              "networks trained with seeds seed, seed+1, … whose window probabilities "
+                              "the version averages (the first tunes the word vectors, the others "
+                              "read them as tuned); serving costs that many times the network's "
+                              "compute (unset: the network's default, " + ", ".join(
                                   f"{kind} {values['members']}"
                                   for kind, values in KIND_DEFAULTS.items()) + ")")
 
@@ -222,6 +222,8 @@ class TrainedClassifier:
     split_manifest: dict[str, Any]
     wall_seconds: float
     stopped_because: str
+    # With members > 1: how each network of the ensemble was trained (seed, epochs, validation F1).
+    members: list[dict[str, Any]] = field(default_factory=list)
     _predict: Any = field(default=None, repr=False)
 
     @property
@@ -273,6 +275,7 @@ class TrainedClassifier:
             "source_vectors": self.source_fingerprint,
             "parameters": int(sum(int(np.prod(w.shape)) for w in self.model.all_weights)),
             "windowing": self.settings.windowing().to_preprocessing(),
+            **({"members": self.members} if self.members else {}),
         }
 
 
@@ -442,6 +445,8 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
         if name != "test" and len(labels) < 2:
             raise ValueError(f"the {name} split needs both spam and pass messages, has {len(part)} "
                              f"message(s) with labels {sorted(labels)}")
+    if (settings.members or 1) > 1:
+        return _train_members(kind, split, vectors, settings, progress, segmenter)
     started = time.perf_counter()
     source = prepare_vectors(vectors)
     segmenter = segmenter or default_segmenter()
@@ -474,9 +479,7 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
 
     tf.random.set_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    networks = [build_model(kind, settings.dropout, **settings.model_options(kind))
-                for _ in range(settings.members or 1)]
-    model = networks[0] if len(networks) == 1 else Ensemble(networks)
+    model = build_model(kind, settings.dropout, **settings.model_options(kind))
     table = tf.Variable(vectors.matrix, trainable=settings.fine_tune_vectors, name="word_vectors")
     weights = model.trainable_weights + ([table] if settings.fine_tune_vectors else [])
     optimizer = tf_keras.optimizers.Adam(learning_rate=settings.learning_rate)
@@ -502,20 +505,15 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
     def train_step(ids: tf.Tensor, chars: tf.Tensor, char_rows: tf.Tensor, extra_rows: tf.Tensor,
                    owner: tf.Tensor, messages: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            inputs = lookup(ids, chars, char_rows, extra_rows)
-            losses = []
-            # Members (settings.members > 1) each take their own loss on their own fold, so they
-            # stay different networks; only the word-vector table is shared (a version ships one).
-            for network in networks:
-                log_spam, log_pass = message_log_probabilities(network(inputs), owner, messages,
-                                                               settings.aggregation, windowing.temperature)
-                picked = tf.where(tf.equal(labels, SPAM), log_spam, log_pass)
-                if settings.pass_weight == 1.0:
-                    losses.append(-tf.reduce_mean(picked))
-                else:  # a weighted mean, so the step size stays comparable
-                    weight = tf.where(tf.equal(labels, SPAM), 1.0, settings.pass_weight)
-                    losses.append(-tf.reduce_sum(weight * picked) / tf.reduce_sum(weight))
-            loss = tf.add_n(losses) / float(len(losses))
+            logits = model(lookup(ids, chars, char_rows, extra_rows))
+            log_spam, log_pass = message_log_probabilities(logits, owner, messages,
+                                                           settings.aggregation, windowing.temperature)
+            picked = tf.where(tf.equal(labels, SPAM), log_spam, log_pass)
+            if settings.pass_weight == 1.0:
+                loss = -tf.reduce_mean(picked)
+            else:  # a weighted mean, so the step size stays comparable
+                weight = tf.where(tf.equal(labels, SPAM), 1.0, settings.pass_weight)
+                loss = -tf.reduce_sum(weight * picked) / tf.reduce_sum(weight)
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return loss
 
@@ -621,3 +619,61 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
              test_scores.get("f1", float("nan")), trained.wall_seconds)
     return trained
 
+
+def _train_members(kind: str, split: Split, vectors: WordVectors, settings: ClassifierSettings,
+                   progress: bool, segmenter: Segmenter | None) -> TrainedClassifier:
+    """``settings.members`` networks averaged into one model (:class:`~antispam.network.models.Ensemble`).
+
+    Why: single runs differ by seed as much as the settings being chosen between (±0.005 F1,
+    ±1.5 false-positive points), and each seed's confident mistakes are largely its own; the mean
+    of three seeds' window probabilities removed most of the false positives that long ordinary
+    texts add over single messages, on validation (docs/sweep-issue-9.md, "Members").
+
+    The first member is trained exactly as a single network (it tunes the word vectors and
+    extends the vocabulary); the others (seeds ``seed + 1`` …) read those tuned vectors as
+    fixed, because a version ships one set of vectors and the service builds one input tensor
+    for all members. Each member selects its own epoch on validation as usual; a time budget
+    (``max_seconds``) is shared equally. The test split is scored once, for the ensemble, at
+    the end.
+    """
+    from antispam.network.models import Ensemble
+
+    started = time.perf_counter()
+    segmenter = segmenter or default_segmenter()
+    count = settings.members or 1
+    share = None if settings.max_seconds is None else settings.max_seconds / count
+    single = dataclasses.replace(settings, members=1, max_seconds=share)
+    without_test = dataclasses.replace(split, test=[])
+    trained = [train_classifier(kind, without_test, vectors, single, progress, segmenter)]
+    first = trained[0]
+    for k in range(1, count):
+        member = dataclasses.replace(single, seed=settings.seed + k, fine_tune_vectors=False)
+        trained.append(train_classifier(kind, without_test, first.vectors, member, progress, segmenter))
+    result = TrainedClassifier(
+        kind=kind, model=Ensemble([t.model for t in trained]), vectors=first.vectors,
+        source_fingerprint=first.source_fingerprint, settings=settings, history=first.history,
+        best_epoch=first.best_epoch, validation={}, test={},
+        split_manifest={**split.manifest(),
+                        "short_spam_left_out": first.split_manifest["short_spam_left_out"]},
+        wall_seconds=0.0, stopped_because=first.stopped_because,
+        members=[{"seed": t.settings.seed, "fine_tune_vectors": t.settings.fine_tune_vectors,
+                  "best_epoch": t.best_epoch, "epochs_run": len(t.history),
+                  "stopped_because": t.stopped_because, "validation_f1": t.validation.get("f1"),
+                  "wall_seconds": round(t.wall_seconds, 1)} for t in trained],
+    )
+    result.validation = _message_scores(result, split.validation, segmenter)
+    # The one and only look at the test split.
+    result.test = _message_scores(result, split.test, segmenter) if split.test else {}
+    result.wall_seconds = time.perf_counter() - started
+    log.info("%s: %d members, validation F1 %.4f; test F1 %.4f, %.0f s", kind, count,
+             result.validation["f1"], result.test.get("f1", float("nan")), result.wall_seconds)
+    return result
+
+
+def _message_scores(trained: TrainedClassifier, samples: Sequence[Sample],
+                    segmenter: Segmenter) -> dict[str, Any]:
+    """The trainer's validation/test figures (with the log loss) for whole messages."""
+    labels = np.array([s.label for s in samples], dtype=np.int32)
+    spam = trained.predict_messages(tokenize_all(samples, segmenter))
+    picked = np.clip(np.where(labels == SPAM, spam, 1.0 - spam), 1e-7, 1.0)
+    return binary_scores(labels, spam, loss=float(-np.mean(np.log(picked))))

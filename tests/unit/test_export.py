@@ -176,5 +176,4 @@ def test_an_ensemble_exports_as_one_signature_and_the_service_folds_it_as_the_tr
     seg = default_segmenter()
     np.testing.assert_allclose(loaded.spam_probability(texts, seg),
                                trained.predict_messages([seg.tokenize(t) for t in texts]), atol=1e-5)
-    metrics = json.loads((loaded.path / versions.ASSETS_DIR / versions.METRICS_FILE).read_text())
-    assert metrics["settings"]["members"] == 2
+    assert json.loads((loaded.path / versions.ASSETS_DIR / versions.METRICS_FILE).read_text())["settings"]["members"] == 2
