@@ -65,9 +65,9 @@ log = logging.getLogger(__name__)
 # over single ones, lower on 4 of 5 seeds) and lowered its everyday rate (2.3% → 1.8%) at the same
 # F1, for a slightly lower recall on ads behind ordinary text (0.969 → 0.961 of plain recall).
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cnn": {"everyday_weight": 8, "temperature": 2.0, "members": 1},
-    "rnn": {"everyday_weight": 4, "temperature": 3.0, "members": 1},
-    "mlp": {"everyday_weight": 4, "temperature": 2.0, "members": 1},
+    "cnn": {"everyday_weight": 8, "temperature": 2.0},
+    "rnn": {"everyday_weight": 4, "temperature": 3.0},
+    "mlp": {"everyday_weight": 4, "temperature": 2.0},
 }
 
 
@@ -138,13 +138,6 @@ class ClassifierSettings:
                                       "the network's default, " + ", ".join(
                                           f"{kind} {values['everyday_weight']}"
                                           for kind, values in KIND_DEFAULTS.items()) + ")")
-    members: int | None = opt(None, "ANTISPAM_TRAIN_MEMBERS",
-                              "networks trained with seeds seed, seed+1, … whose window probabilities "
-                              "the version averages (the first tunes the word vectors, the others "
-                              "read them as tuned); serving costs that many times the network's "
-                              "compute (unset: the network's default, " + ", ".join(
-                                  f"{kind} {values['members']}"
-                                  for kind, values in KIND_DEFAULTS.items()) + ")")
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -181,8 +174,6 @@ class ClassifierSettings:
             raise ValueError("everyday_weight must be in [1, 32]")
         if self.temperature is not None and not self.temperature > 0:
             raise ValueError("temperature must be positive")
-        if self.members is not None and not 1 <= self.members <= 8:
-            raise ValueError("members must be in [1, 8]")
         self._windowing(self.temperature or 1.0)  # validates stride and cap
 
     def for_kind(self, kind: str) -> ClassifierSettings:
@@ -222,8 +213,6 @@ class TrainedClassifier:
     split_manifest: dict[str, Any]
     wall_seconds: float
     stopped_because: str
-    # With members > 1: how each network of the ensemble was trained (seed, epochs, validation F1).
-    members: list[dict[str, Any]] = field(default_factory=list)
     _predict: Any = field(default=None, repr=False)
 
     @property
@@ -275,7 +264,6 @@ class TrainedClassifier:
             "source_vectors": self.source_fingerprint,
             "parameters": int(sum(int(np.prod(w.shape)) for w in self.model.all_weights)),
             "windowing": self.settings.windowing().to_preprocessing(),
-            **({"members": self.members} if self.members else {}),
         }
 
 
@@ -445,8 +433,6 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
         if name != "test" and len(labels) < 2:
             raise ValueError(f"the {name} split needs both spam and pass messages, has {len(part)} "
                              f"message(s) with labels {sorted(labels)}")
-    if (settings.members or 1) > 1:
-        return _train_members(kind, split, vectors, settings, progress, segmenter)
     started = time.perf_counter()
     source = prepare_vectors(vectors)
     segmenter = segmenter or default_segmenter()
@@ -618,62 +604,3 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
              len(history), stopped_because, test_scores.get("accuracy", float("nan")),
              test_scores.get("f1", float("nan")), trained.wall_seconds)
     return trained
-
-
-def _train_members(kind: str, split: Split, vectors: WordVectors, settings: ClassifierSettings,
-                   progress: bool, segmenter: Segmenter | None) -> TrainedClassifier:
-    """``settings.members`` networks averaged into one model (:class:`~antispam.network.models.Ensemble`).
-
-    Why: single runs differ by seed as much as the settings being chosen between (±0.005 F1,
-    ±1.5 false-positive points), and each seed's confident mistakes are largely its own; the mean
-    of three seeds' window probabilities removed most of the false positives that long ordinary
-    texts add over single messages, on validation (docs/sweep-issue-9.md, "Members").
-
-    The first member is trained exactly as a single network (it tunes the word vectors and
-    extends the vocabulary); the others (seeds ``seed + 1`` …) read those tuned vectors as
-    fixed, because a version ships one set of vectors and the service builds one input tensor
-    for all members. Each member selects its own epoch on validation as usual; a time budget
-    (``max_seconds``) is shared equally. The test split is scored once, for the ensemble, at
-    the end.
-    """
-    from antispam.network.models import Ensemble
-
-    started = time.perf_counter()
-    segmenter = segmenter or default_segmenter()
-    count = settings.members or 1
-    share = None if settings.max_seconds is None else settings.max_seconds / count
-    single = dataclasses.replace(settings, members=1, max_seconds=share)
-    without_test = dataclasses.replace(split, test=[])
-    trained = [train_classifier(kind, without_test, vectors, single, progress, segmenter)]
-    first = trained[0]
-    for k in range(1, count):
-        member = dataclasses.replace(single, seed=settings.seed + k, fine_tune_vectors=False)
-        trained.append(train_classifier(kind, without_test, first.vectors, member, progress, segmenter))
-    result = TrainedClassifier(
-        kind=kind, model=Ensemble([t.model for t in trained]), vectors=first.vectors,
-        source_fingerprint=first.source_fingerprint, settings=settings, history=first.history,
-        best_epoch=first.best_epoch, validation={}, test={},
-        split_manifest={**split.manifest(),
-                        "short_spam_left_out": first.split_manifest["short_spam_left_out"]},
-        wall_seconds=0.0, stopped_because=first.stopped_because,
-        members=[{"seed": t.settings.seed, "fine_tune_vectors": t.settings.fine_tune_vectors,
-                  "best_epoch": t.best_epoch, "epochs_run": len(t.history),
-                  "stopped_because": t.stopped_because, "validation_f1": t.validation.get("f1"),
-                  "wall_seconds": round(t.wall_seconds, 1)} for t in trained],
-    )
-    result.validation = _message_scores(result, split.validation, segmenter)
-    # The one and only look at the test split.
-    result.test = _message_scores(result, split.test, segmenter) if split.test else {}
-    result.wall_seconds = time.perf_counter() - started
-    log.info("%s: %d members, validation F1 %.4f; test F1 %.4f, %.0f s", kind, count,
-             result.validation["f1"], result.test.get("f1", float("nan")), result.wall_seconds)
-    return result
-
-
-def _message_scores(trained: TrainedClassifier, samples: Sequence[Sample],
-                    segmenter: Segmenter) -> dict[str, Any]:
-    """The trainer's validation/test figures (with the log loss) for whole messages."""
-    labels = np.array([s.label for s in samples], dtype=np.int32)
-    spam = trained.predict_messages(tokenize_all(samples, segmenter))
-    picked = np.clip(np.where(labels == SPAM, spam, 1.0 - spam), 1e-7, 1.0)
-    return binary_scores(labels, spam, loss=float(-np.mean(np.log(picked))))

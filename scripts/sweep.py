@@ -79,7 +79,7 @@ def settings_for(pairs: dict[str, str]) -> Any:
         if key not in fields:
             raise SystemExit(f"unknown setting {key!r}; settings: {', '.join(fields)}, {', '.join(SWEEP_KEYS)}")
         default = fields[key].default
-        if key in ("everyday_weight", "members"):
+        if key == "everyday_weight":
             values[key] = int(raw)
         elif isinstance(default, bool):
             values[key] = raw.lower() in ("1", "true", "yes", "on")

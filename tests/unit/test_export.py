@@ -160,20 +160,3 @@ def test_metrics_json_is_valid_json(exported_cnn) -> None:
     path = versions.version_dir(model_dir, version) / versions.ASSETS_DIR / versions.METRICS_FILE
     payload = json.loads(path.read_text(encoding="utf-8"))
     assert payload["warmup_records"] >= 1 and payload["test"]["count"] > 0
-
-
-def test_an_ensemble_exports_as_one_signature_and_the_service_folds_it_as_the_trainer(
-        tmp_path: Path, tiny_split, tiny_vectors) -> None:
-    from tests.helpers.network_helpers import train_tiny
-
-    trained = train_tiny("rnn", tiny_split, tiny_vectors, epochs=1, seed=5, members=2)
-    model_dir = tmp_path / "rnn"
-    version = export_version(trained, tiny_vectors, model_dir, [s.text for s in tiny_split.train[:4]])
-    loaded = versions.load_version(model_dir, version)
-    signature = tf.saved_model.load(str(loaded.path)).signatures[versions.SIGNATURE]
-    assert set(signature.structured_outputs) == {versions.PROBABILITIES_KEY, versions.CLASSES_KEY}
-    texts = [s.text for s in tiny_split.test] + ["完全陌生的一句话"]
-    seg = default_segmenter()
-    np.testing.assert_allclose(loaded.spam_probability(texts, seg),
-                               trained.predict_messages([seg.tokenize(t) for t in texts]), atol=1e-5)
-    assert json.loads((loaded.path / versions.ASSETS_DIR / versions.METRICS_FILE).read_text())["settings"]["members"] == 2

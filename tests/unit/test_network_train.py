@@ -262,32 +262,3 @@ def test_per_network_defaults_fill_only_what_is_unset() -> None:
         unset.windowing()  # the network's own temperature is not known yet
     with pytest.raises(ValueError, match="everyday_weight"):
         ClassifierSettings(everyday_weight=0)
-
-
-def test_members_average_the_window_probabilities_of_networks_trained_on_one_set_of_vectors(
-        tiny_split, tiny_vectors) -> None:
-    import tensorflow as tf
-
-    from antispam.network.models import Ensemble
-
-    trained = train_tiny("cnn", tiny_split, tiny_vectors, epochs=2, seed=11, members=3, max_seconds=600.0)
-    assert isinstance(trained.model, Ensemble) and len(trained.model.networks) == 3
-    assert [m["seed"] for m in trained.members] == [11, 12, 13]
-    # The first tunes the vectors (and the version ships them); the others read them as tuned.
-    assert [m["fine_tune_vectors"] for m in trained.members] == [True, False, False]
-    assert not np.array_equal(trained.vectors.matrix, tiny_vectors.matrix)  # tuned by the first member
-    seg = default_segmenter()
-    rows, _plan = trained.featurizer.featurize([seg.tokenize(s.text) for s in tiny_split.validation[:12]])
-    each = [tf.nn.softmax(network(rows), axis=-1).numpy() for network in trained.model.networks]
-    assert not np.allclose(each[0], each[1], atol=1e-3)  # different seeds, different networks
-    np.testing.assert_allclose(trained.predict_proba(rows), np.mean(each, axis=0), atol=1e-6)
-    summary = trained.summary()
-    assert summary["settings"]["members"] == 3 and len(summary["members"]) == 3
-    # Validation and test are scored for the ensemble as a whole, test once.
-    assert trained.validation["count"] == len(tiny_split.validation)
-    assert trained.test["count"] == len(tiny_split.test)
-    assert sum(summary["split"]["counts"]["test"].values()) == len(tiny_split.test)
-    with pytest.raises(ValueError, match="members"):
-        ClassifierSettings(members=0)
-    with pytest.raises(ValueError, match="at least two"):
-        Ensemble([trained.model.networks[0]])
