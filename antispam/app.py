@@ -503,7 +503,9 @@ class ModelsHandler(BaseHandler):
     role = "admin"
 
     def get(self) -> None:
-        self.send_json(self.services.backend.status())
+        body = self.services.backend.status()
+        body["decision"] = self.services.scorer.decision_status()
+        self.send_json(body)
 
 
 class MetricsHandler(BaseHandler):

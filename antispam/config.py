@@ -74,10 +74,16 @@ class ServeConfig:
     tfs_grpc: str = opt("localhost:8500", "ANTISPAM_TFS_GRPC", "TF Serving gRPC host:port")
     tfs_rest: str = opt("http://localhost:8501", "ANTISPAM_TFS_REST", "TF Serving REST base URL")
     deadline_ms: float = opt(1000.0, "ANTISPAM_DEADLINE_MS", "per-request deadline for the backend")
-    block_threshold: float = opt(0.9, "ANTISPAM_BLOCK_THRESHOLD",
-                                 "spam_probability at or above which the suggestion is block")
-    review_threshold: float = opt(0.5, "ANTISPAM_REVIEW_THRESHOLD",
-                                  "spam_probability at or above which the suggestion is review")
+    # Unset (the default): the serving version's operating points (issue 20; 0.9 / 0.5 for a
+    # version trained before it). Setting one fixes it for every version.
+    block_threshold: float | None = opt(None, "ANTISPAM_BLOCK_THRESHOLD",
+                                        "spam_probability at or above which the suggestion is block "
+                                        "(unset: the serving version's block operating point, chosen "
+                                        "for precision 0.99; 0.9 for a version that records none)")
+    review_threshold: float | None = opt(None, "ANTISPAM_REVIEW_THRESHOLD",
+                                         "spam_probability at or above which the suggestion is review "
+                                         "(unset: the serving version's review operating point, chosen "
+                                         "for recall 0.95; 0.5 for a version that records none)")
     min_tokens_to_block: int = opt(3, "ANTISPAM_MIN_TOKENS_TO_BLOCK",
                                    "texts with fewer tokens are at most 'review', never 'block', on "
                                    "model evidence alone (0: off)")
@@ -161,8 +167,11 @@ def check_serve_config(config: ServeConfig) -> None:
     load anything.
     """
     problems = []
-    if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
-        problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1")
+    from antispam.operating_points import check_thresholds  # numpy: not at import (--help stays fast)
+
+    threshold_problem = check_thresholds(config.review_threshold, config.block_threshold)
+    if threshold_problem:
+        problems.append(f"thresholds: {threshold_problem} (--review-threshold, --block-threshold)")
     for name in ("workers", "batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes",
                  "breaker_failures"):
         if getattr(config, name) < 1:

@@ -99,13 +99,17 @@ class RetrainOptions:
     feedback_db: str | None = None  # None: no feedback
     feedback_required: bool = False  # the path was given explicitly: missing is an error
     word2vec: str = "reuse"
-    tolerance: float = 0.005
+    # Scale of the gate's per-figure tolerances (antispam.network.decision.GATED): 1 as
+    # documented, 0 no loss at all, negative: every figure must improve by that much.
+    tolerance: float = 1.0
+    seed: int | None = None  # the classifier's seed (None: the trainer's default)
     keep: int = 5
     dry_run: bool = False
     log_path: str | None = None  # default <model_base>/<model>/promotion.jsonl
     # The service's thresholds: the candidate and the serving version are also scored there.
-    review_threshold: float = ServeConfig.review_threshold
-    block_threshold: float = ServeConfig.block_threshold
+    # None: each version's own operating points, as the service's default policy applies them.
+    review_threshold: float | None = ServeConfig.review_threshold
+    block_threshold: float | None = ServeConfig.block_threshold
     classifier: Any = None  # antispam.network.train.ClassifierSettings; None: its defaults
     word2vec_settings: Any = None  # antispam.word2vec.train.Word2VecSettings; None: defaults
     warmup_texts: int = 64
@@ -133,13 +137,16 @@ class RetrainOptions:
             problems.append(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.word2vec not in WORD2VEC_MODES:
             problems.append(f"--word2vec must be reuse or retrain, got {self.word2vec!r}")
-        if not math.isfinite(self.tolerance) or not -1.0 <= self.tolerance <= 1.0:
-            problems.append(f"--tolerance must be a number in [-1, 1] (an F1 difference), got {self.tolerance}")
+        if not math.isfinite(self.tolerance) or not -10.0 <= self.tolerance <= 100.0:
+            problems.append("--tolerance must be a number in [-10, 100] (a scale of the gate's documented "
+                            f"per-figure tolerances), got {self.tolerance}")
         if self.keep < 1:
             problems.append(f"--keep must be at least 1, got {self.keep}")
-        if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:  # also refuses NaN
-            problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1, got "
-                            f"{self.review_threshold} and {self.block_threshold}")
+        from antispam.operating_points import check_thresholds
+
+        threshold_problem = check_thresholds(self.review_threshold, self.block_threshold)
+        if threshold_problem:  # also refuses NaN
+            problems.append(f"thresholds: {threshold_problem} (--review-threshold, --block-threshold)")
         if self.feedback_min_keys < 1:
             problems.append(f"--feedback-min-keys must be at least 1, got {self.feedback_min_keys}")
         if self.warmup_texts < 1:
@@ -179,6 +186,8 @@ class FeedbackMerge:
     train: list[Sample]
     counts: dict[str, int]
     conflicts: list[dict[str, Any]]
+    # Verdicts a trusted key settled: the gate's regression set (they must still hold, issue 20).
+    trusted: list[Sample] = dataclasses.field(default_factory=list)
 
 
 
@@ -229,6 +238,7 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
             continue
         by_key.setdefault(key, []).append(item)
     chosen: dict[str, Sample] = {}
+    trusted_verdicts: list[Sample] = []
     for key, items in by_key.items():
         keys_by_label: dict[int, set[str]] = {}
         trusted_labels: set[int] = set()
@@ -240,6 +250,7 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
         if len(trusted_labels) == 1:
             label = next(iter(trusted_labels))
             counts["trusted"] += 1
+            trusted_verdicts.append(Sample(next(i for i in items if int(i.label) == label).text, label))
             counts["rejected_overruled_by_trusted"] += sum(
                 1 for i in items if int(i.label) != label)
         elif len(keys_by_label) > 1:  # keys disagree (or trusted keys do): a conflict, left out
@@ -271,23 +282,93 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
         chosen[key] = Sample(next(i for i in items if int(i.label) == label).text, label)
     counts["used"] = len(chosen)
     train = [s for s in split.train if normalize(s.text) not in chosen] + list(chosen.values())
-    return FeedbackMerge(train, counts, conflict_list)
+    return FeedbackMerge(train, counts, conflict_list, trusted_verdicts)
 
 
-def gate(new_f1: float, old_f1: float | None, tolerance: float, serving: int | None) -> tuple[bool, str]:
-    """Publish or not, and why, in words an operator reads in the log."""
-    if old_f1 is None:
-        if serving is None:
-            return True, "no version is serving yet: the first version is published without a comparison"
-        return True, (f"serving version {serving} cannot be scored with this pipeline, so it cannot "
-                      "be what the service answers with: the new version replaces it")
-    change = new_f1 - old_f1
-    if new_f1 + EPSILON >= old_f1 - tolerance:
-        return True, (f"test F1 {new_f1:.4f} vs {old_f1:.4f} for serving version {serving} "
-                      f"(change {change:+.4f}) is within the tolerance of {tolerance:g}")
-    return False, (f"test F1 {new_f1:.4f} is {-change:.4f} below serving version {serving}'s "
-                   f"{old_f1:.4f}, more than the tolerance of {tolerance:g}: version {serving} "
-                   "stays in service and nothing was published")
+@dataclass
+class GateOutcome:
+    """What the gate decided, and how to fold the candidate into the best-ever record once it
+    is published (only then: a refused or dry-run candidate never raises the bar)."""
+
+    publish: bool
+    reason: str
+    model_dir: Path
+    fingerprint: str
+    best: dict[str, dict[str, Any]]
+    candidate_report: dict[str, Any]
+
+    def record_best(self, version: int) -> None:
+        from antispam.network.decision import write_best
+
+        write_best(self.model_dir, self.fingerprint, self.best, self.candidate_report, version)
+
+
+def _gate_stage(options: RetrainOptions, model_dir: Path, staged: Any, serving: int | None, split: Split,
+                trusted: Sequence[Sample], segmenter: Any, record: RetrainRecord) -> GateOutcome:
+    """Score the candidate and the serving version on the fixed gate set and decide (issue 20).
+
+    The gate set is the test split, the held-out everyday messages, the robustness variants
+    built from the test split, and the trusted feedback verdicts (which must still hold). Each
+    version is judged at its own operating points, as the default policy serves it, unless the
+    thresholds are set. The candidate must not be worse, beyond the documented tolerances scaled
+    by ``--tolerance``, than the better of the serving version and the best version ever
+    published on this gate set (``gate_best.json``). A serving version that cannot be evaluated
+    is a refusal: then nothing says the candidate is not worse than what users get now.
+    """
+    from antispam.network.decision import (
+        GATED,
+        decision_report,
+        format_gate,
+        gate_set,
+        read_best,
+    )
+    from antispam.network.decision import gate as decide
+    from antispam.network.evaluate import score_version
+
+    thresholds = (options.review_threshold, options.block_threshold)
+    gate_texts = gate_set(split.test, trusted)
+    fingerprint = gate_texts.fingerprint()
+    loaded = staged.load()
+    candidate = decision_report(loaded, gate_texts, thresholds, segmenter)
+    new_scores = score_version(loaded, split.test, (candidate["thresholds"]["review"],
+                                                    candidate["thresholds"]["block"]), segmenter)
+    old_report, old_scores, unusable = None, None, None
+    if serving is not None:
+        try:
+            serving_loaded = versions.load_version(model_dir, serving)
+            old_report = decision_report(serving_loaded, gate_texts, thresholds, segmenter)
+            old_scores = score_version(serving_loaded, split.test, (old_report["thresholds"]["review"],
+                                                                    old_report["thresholds"]["block"]), segmenter)
+        except versions.VersionError as exc:
+            log.warning("serving version %s cannot be evaluated: %s", serving, exc)
+            record.serving_unusable = unusable = str(exc)
+    best = read_best(model_dir, fingerprint)
+    if serving is not None and old_report is not None and not best:
+        best = {name: {"value": old_report["figures"].get(name), "version": serving} for name in GATED
+                if old_report["figures"].get(name) is not None}
+    record.scores = GateScores(
+        new=VersionScores.from_evaluation(new_scores, None),
+        old=VersionScores.from_evaluation(old_scores, serving) if old_scores else None)
+    tolerances = {name: tolerance * options.tolerance for name, (_, tolerance) in GATED.items()}
+    result = decide(candidate, old_report, best, serving, tolerances)
+    record.gate = {"gate_set": fingerprint, "tolerance_scale": options.tolerance, "figures": result.table,
+                   "regression": {"count": len(trusted), "flips": result.flips}}
+    record.reports = {"candidate": _report_summary(candidate),
+                      "serving": _report_summary(old_report) if old_report else None}
+    log.info("gate:\n%s", format_gate(result))
+    if unusable is not None:
+        return GateOutcome(False, f"serving version {serving} cannot be evaluated ({unusable}): nothing "
+                           "says the candidate is not worse than what is served, so nothing was published",
+                           model_dir, fingerprint, best, candidate)
+    return GateOutcome(result.publish, result.reason if result.publish else
+                       result.reason + f"; version {serving} stays in service and nothing was published",
+                       model_dir, fingerprint, best, candidate)
+
+
+def _report_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a decision report the promotion log keeps (no texts)."""
+    return {key: report[key] for key in ("model", "calibrated", "calibration", "thresholds", "figures",
+                                          "counts", "variants")}
 
 
 def _now() -> str:
@@ -349,6 +430,8 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
     from antispam.network.train import ClassifierSettings
 
     settings = (options.classifier or ClassifierSettings()).for_kind(options.model)
+    if options.seed is not None:
+        settings = dataclasses.replace(settings, seed=options.seed)
     train_split = with_everyday(Split(merged.train, split.validation, split.test, seed=split.seed,
                                       stats=split.stats), settings.everyday_weight)
     record.data = counts = DataCounts(
@@ -369,7 +452,6 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
     vectors = _word_vectors(options, model_dir, serving, merged.train, segmenter, record.word2vec)
     seconds["word2vec"] = round(time.perf_counter() - clock, 1)
 
-    from antispam.network.evaluate import evaluate_version, score_version
     from antispam.network.export import ExportError, stage_version
     from antispam.network.train import train_classifier
     from antispam.network.warmup import warmup_texts
@@ -386,11 +468,14 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
                                       settings=dataclasses.asdict(settings))
 
     clock = time.perf_counter()
+    from antispam.network.decision import fit_version_decision
+
+    decision = fit_version_decision(trained, split.validation, segmenter)
     try:
         staged = stage_version(trained, vectors, model_dir,
                                warmup_texts(train_split.train, options.warmup_texts, settings.seed),
                                model_name=options.model, segmenter=segmenter,
-                               prefix=versions.RETRAIN_STAGING_PREFIX)
+                               prefix=versions.RETRAIN_STAGING_PREFIX, decision=decision)
     except ExportError as exc:
         raise RetrainError(f"export failed, nothing published: {exc}") from exc
     seconds["export"] = round(time.perf_counter() - clock, 1)
@@ -399,22 +484,9 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
     pruned: list[int] = []
     try:
         clock = time.perf_counter()
-        thresholds = (options.review_threshold, options.block_threshold)
-        new_scores = score_version(staged.load(), split.test, thresholds, segmenter)
-        old_scores = None
-        if serving is not None:
-            try:
-                old_scores = evaluate_version(model_dir, serving, split.test, thresholds, segmenter)
-            except versions.VersionError as exc:
-                log.warning("serving version %s cannot be evaluated: %s", serving, exc)
-                record.serving_unusable = str(exc)
+        outcome = _gate_stage(options, model_dir, staged, serving, split, merged.trusted, segmenter, record)
+        publish, reason = outcome.publish, outcome.reason
         seconds["evaluate"] = round(time.perf_counter() - clock, 1)
-        candidate = VersionScores.from_evaluation(new_scores, None)  # numbered once published
-        record.scores = GateScores(
-            new=candidate, old=VersionScores.from_evaluation(old_scores, serving) if old_scores else None)
-
-        publish, reason = gate(new_scores["f1"], old_scores["f1"] if old_scores else None,
-                               options.tolerance, serving)
         decision = "publish" if publish else "reject"
         if publish and not options.dry_run:
             metrics = staged.read_metrics()
@@ -422,12 +494,14 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
                 "feedback": dict(merged.counts), "word2vec": dataclasses.asdict(record.word2vec),
                 "serving_version_at_training": serving, "test_split": counts.test_fingerprint,
                 "gate": {"tolerance": options.tolerance, "reason": reason,
-                         "thresholds": dataclasses.asdict(options.thresholds)},
-                "scores": dataclasses.asdict(record.scores),
+                         "thresholds": dataclasses.asdict(options.thresholds), "figures": record.gate},
+                "scores": dataclasses.asdict(record.scores) if record.scores else None,
             }
             staged.write_metrics(metrics)
             version = versions.publish(staged.path, model_dir)
-            candidate.version = version
+            if record.scores is not None and record.scores.new is not None:
+                record.scores.new.version = version
+            outcome.record_best(version)
             pruned = versions.prune(model_dir, options.keep, protect=(version, serving))
             log.info("published %s version %d; pruned %s", options.model, version, pruned or "nothing")
         elif options.dry_run:

@@ -19,10 +19,11 @@ from typing import Any, Mapping
 
 @dataclass
 class Thresholds:
-    """The service's review and block thresholds the scores were also computed at."""
+    """The review and block thresholds the scores were computed at; None: each version's own
+    operating points (what the service's default policy applies, issue 20)."""
 
-    review: float
-    block: float
+    review: float | None
+    block: float | None
 
 
 @dataclass
@@ -137,6 +138,11 @@ class RetrainRecord:
     version: int | None = None  # the version published by this run
     serving_version: int | None = None  # the version serving when the run started
     serving_unusable: str | None = None  # why the serving version could not be scored
+    # Issue 20: the gate on what users feel. ``gate`` maps each gated figure to candidate, serving,
+    # best ever, reference, tolerance and ok; ``reports`` holds the decision reports (figures and
+    # counts) of the candidate and the serving version on the fixed gate set.
+    gate: dict[str, Any] | None = None
+    reports: dict[str, Any] | None = None
     data: DataCounts | None = None
     feedback: FeedbackSummary | None = None
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # the first few

@@ -24,6 +24,7 @@ from antispam.errors import api_error
 from antispam.labels import PASS, SPAM, label_name
 from antispam.lists import ListsWatcher, Match, Snapshot
 from antispam.metrics import Metrics
+from antispam.operating_points import OperatingPoints, check_thresholds
 from antispam.policies import DEFAULT_POLICY, PoliciesWatcher, Policy
 from antispam.text import Segmenter, normalize, normalize_with_offsets
 
@@ -74,9 +75,9 @@ class Scorer:
     def __init__(self, config: ServeConfig, backend: Backend, segmenter: Segmenter,
                  cache: PredictionCache, metrics: Metrics | None = None, *,
                  lists: ListsWatcher | None = None, policies: dict[str, Policy] | None = None) -> None:
-        if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
-            raise ValueError("thresholds must satisfy 0 <= review_threshold <= block_threshold <= 1, "
-                             f"got review {config.review_threshold}, block {config.block_threshold}")
+        problem = check_thresholds(config.review_threshold, config.block_threshold)
+        if problem:
+            raise ValueError(f"thresholds: {problem}")
         self.config = config
         self.backend = backend
         self.segmenter = segmenter
@@ -245,6 +246,31 @@ class Scorer:
             await slices.tick()
         return out
 
+    def operating_points(self, version: int) -> OperatingPoints | None:
+        """The operating points of the version that scored a text (None: it records none, or the
+        backend cannot tell): the default policy's thresholds, swapped with the model on reload."""
+        assets = self.backend.version_assets(version)
+        return assets.operating_points if assets is not None else None
+
+    def decision_status(self) -> dict[str, Any]:
+        """For ``GET /models`` (issue 20): whether the version serving now is calibrated, its
+        operating points, and the thresholds each policy applies with it."""
+        version = self.backend.current_version
+        assets = self.backend.version_assets(version) if version is not None else None
+        points = assets.operating_points if assets is not None else None
+        policies = {}
+        for name, policy in sorted(self.policies.items()):
+            review, block = policy.thresholds(points)
+            policies[name] = {"review": review, "block": block,
+                              "from": policy.as_dict()["thresholds_from"] if points is not None
+                              or policy.review_threshold is not None and policy.block_threshold is not None
+                              else "legacy"}
+        return {"version": version,
+                "calibrated": assets.calibration is not None if assets is not None else None,
+                "calibration": assets.calibration.method if assets is not None and assets.calibration else None,
+                "operating_points": points.to_record() if points is not None else None,
+                "policies": policies}
+
     def render(self, text: str, entry: CachedScore, version: int, *, normalized: str | None = None,
                policy: Policy | None = None, snapshot: Snapshot | None = None) -> dict[str, Any]:
         """One response item. ``predict``, ``label`` and ``spam_probability`` are always the
@@ -255,13 +281,14 @@ class Scorer:
         p = entry.spam_probability
         predict = SPAM if p >= 0.5 else PASS
         capped = False
-        if p >= policy.block_threshold:
+        review_threshold, block_threshold = policy.thresholds(self.operating_points(version))
+        if p >= block_threshold:
             suggestion = "block"
             # One or two words ("你好", "在吗", "代开") are too little to block on a model's word:
             # the corpus taught the networks that short means spam. A person looks instead.
             if entry.tokens < policy.min_tokens_to_block:
                 suggestion, capped = "review", True
-        elif p >= policy.review_threshold:
+        elif p >= review_threshold:
             suggestion = "review"
         else:
             suggestion = "pass"

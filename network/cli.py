@@ -119,11 +119,14 @@ def run(args: argparse.Namespace) -> int:
         from antispam.network.baselines import tfidf_baselines
 
         extra["baselines"] = tfidf_baselines(split)
+    from antispam.network.decision import fit_version_decision
+
+    decision = fit_version_decision(trained, split.validation)
     model_dir = versions.model_dir(paths.model_base, args.model_name)
     try:
         version = export_version(trained, vectors, model_dir,
                                  warmup_texts(split.train, args.warmup_texts, settings.seed), extra,
-                                 model_name=args.model_name)
+                                 model_name=args.model_name, decision=decision)
     except ExportError as exc:
         raise UserError(f"export failed, nothing published: {exc}") from exc
     path = versions.version_dir(model_dir, version)
@@ -142,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         "epochs_run": len(trained.history),
         "test": _headline(trained.test),
         "validation": _headline(trained.validation),
+        "calibration": decision[0].to_record(),
+        "operating_points": decision[1].to_record(),
         **({"baselines": {name: _headline(scores) for name, scores in extra["baselines"].items()}}
            if "baselines" in extra else {}),
     }, ensure_ascii=False, indent=2))

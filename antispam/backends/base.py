@@ -16,6 +16,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.features import Windowing
+    from antispam.versions import VersionAssets
 
 
 class BackendError(Exception):
@@ -85,6 +86,12 @@ class Backend(abc.ABC):
     def degraded(self) -> str | None:
         """Why a ready backend is not serving as deployed (``/readyz`` answers 503 ``degraded``
         with it), or None. Backends that cannot tell keep this default."""
+        return None
+
+    def version_assets(self, version: int) -> "VersionAssets | None":
+        """The assets of ``version`` as this backend scores it (its calibration and operating
+        points decide the default policy's thresholds, issue 20), or None when this backend
+        cannot tell or no longer holds that version."""
         return None
 
     def load_failures(self) -> dict[int, int]:

@@ -277,12 +277,22 @@ class InfoHandler(ConsoleHandler):
     def get(self) -> None:
         config = self.services.config
         console = self.console
+        # The default policy's thresholds for the version serving now (issue 20: its operating
+        # points unless the service sets thresholds).
+        backend = self.services.backend
+        version = backend.current_version
+        assets = backend.version_assets(version) if version is not None else None
+        points = assets.operating_points if assets is not None else None
+        default = self.services.scorer.policy(None)
+        review, block = default.thresholds(points)
+        source = ("service" if default.review_threshold is not None and default.block_threshold is not None
+                  else "version" if points is not None else "legacy")
         self.send_json({"data": {
             "service_version": __version__,
             "model": config.model_name,
             "backend_setting": config.backend,
             "workers": config.workers,
-            "thresholds": {"review": config.review_threshold, "block": config.block_threshold,
+            "thresholds": {"review": review, "block": block, "source": source, "version": version,
                            "min_tokens_to_block": config.min_tokens_to_block},
             "limits": {"max_texts": config.max_texts, "max_chars": config.max_chars},
             # The API has no policies yet; the page shows a picker once this lists some.
