@@ -240,9 +240,16 @@ def choose(scores: np.ndarray | Sequence[float], is_spam: np.ndarray | Sequence[
     (Platt on a tie: smooth and rank-preserving). The report records both methods' ECE and log
     loss and the uncalibrated ECE."""
     scores, is_spam = np.asarray(scores, np.float64), np.asarray(is_spam, bool)
-    if len(scores) < 2 * folds or is_spam.all() or not is_spam.any():
-        raise ValueError(f"calibration needs at least {2 * folds} messages of both classes, got "
-                         f"{len(scores)} ({int(is_spam.sum())} spam)")
+    if is_spam.all() or not is_spam.any():
+        raise ValueError(f"calibration needs messages of both classes, got {len(scores)} "
+                         f"({int(is_spam.sum())} spam)")
+    if min(int(is_spam.sum()), int((~is_spam).sum())) < 2 * folds:
+        # Too few to cross-validate (a toy validation split): the two-parameter map, said so.
+        fitted = fit_platt(scores, is_spam)
+        return Calibration("platt", fitted.params, report={
+            "fitted_on": "validation", "count": int(len(scores)), "spam": int(is_spam.sum()),
+            "uncalibrated_ece": expected_calibration_error(scores, is_spam), "cross_validated": None,
+            "chosen": "platt", "why": f"fewer than {2 * folds} messages of a class: no cross-validation"})
     figures = {method: cross_validated(scores, is_spam, method, folds, seed) for method in METHODS}
     best = min(METHODS, key=lambda m: (figures[m]["log_loss"] or 0.0, METHODS.index(m)))
     fitted = FITTERS[best](scores, is_spam)

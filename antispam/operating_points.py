@@ -103,7 +103,9 @@ def _point(probs: np.ndarray, is_spam: np.ndarray, threshold: float, target: flo
 def block_threshold(probs: np.ndarray, is_spam: np.ndarray, target_precision: float,
                     min_tail: int = MIN_TAIL) -> float:
     """The lowest threshold whose every tail of ``min_tail``+ messages above it keeps
-    ``target_precision``; above the highest score (nothing blocked) if none does."""
+    ``target_precision``; above the highest score (nothing blocked) if none does. On a split with
+    fewer than ten times ``min_tail`` spam messages the tail shrinks to a tenth of them."""
+    min_tail = max(1, min(min_tail, int(np.sum(is_spam)) // 10))
     order = np.argsort(-probs, kind="mergesort")
     p_sorted, spam_sorted = probs[order], is_spam[order]
     tp = np.cumsum(spam_sorted)

@@ -335,3 +335,41 @@ def format_gate(result: GateResult) -> str:
 
 __all__ = ["GATED", "GateSet", "GateResult", "decision_report", "fit_version_decision", "format_gate",
            "format_reports", "gate", "gate_set", "read_best", "write_best"]
+
+
+def recalibrate(model_dir: str | Path, version: int | None, validation: Sequence[Sample], *,
+                target_precision: float = TARGET_BLOCK_PRECISION, target_recall: float = TARGET_REVIEW_RECALL,
+                segmenter: Segmenter | None = None) -> tuple[int, Any, Any]:
+    """Publish a copy of ``version`` with a calibration and operating points fitted on
+    ``validation`` (the split it was selected on): the way to bring a version trained before
+    issue 20 onto calibrated decisions without retraining. The weights and vectors are the same
+    files; only ``preprocessing.json`` and ``metrics.json`` gain the record. Returns (new
+    version, calibration, points). A published version is never changed in place."""
+    import shutil
+
+    from antispam import versions
+    from antispam.operating_points import fit_decision
+
+    model_dir = Path(model_dir)
+    loaded = versions.load_version(model_dir, version)
+    segmenter = segmenter or default_segmenter()
+    raw = loaded.spam_probability([s.text for s in validation], segmenter, calibrated=False)
+    is_spam = np.array([s.label == SPAM for s in validation])
+    calibration, points = fit_decision(raw, is_spam, target_precision=target_precision, target_recall=target_recall)
+    staged = versions.staging_dir(model_dir)
+    try:
+        shutil.copytree(loaded.path, staged, dirs_exist_ok=True)
+        assets = staged / versions.ASSETS_DIR
+        preprocessing = dict(loaded.assets.preprocessing)
+        preprocessing[versions.CALIBRATION_KEY] = calibration.to_record()
+        preprocessing[versions.OPERATING_POINTS_KEY] = points.to_record()
+        atomic_write_json(assets / versions.PREPROCESSING_FILE, preprocessing)
+        metrics = {**loaded.assets.metrics, "calibration": calibration.to_record(),
+                   "operating_points": points.to_record(), "recalibrated_from": loaded.version}
+        atomic_write_json(assets / versions.METRICS_FILE, metrics)
+        versions.read_assets(staged, 0)  # the record reads back as the service will read it
+        new = versions.publish(staged, model_dir)
+    except BaseException:
+        versions.discard(staged)
+        raise
+    return new, calibration, points

@@ -164,7 +164,7 @@ def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path: Path, tiny_c
     assert caught.value.exit_code == retrain.EXIT_BUSY == 4
     [line] = retrain_record.read_log(options.log_file)
     assert line["decision"] == "busy" and line["exit_code"] == 4
-    assert line["thresholds"] == {"review": 0.5, "block": 0.9}
+    assert line["thresholds"] == {"review": None, "block": None}  # unset: each version's points
     assert versions.list_versions(options.model_dir) == []
 
 
@@ -205,8 +205,10 @@ def test_cli_refuses_bad_flags_and_a_missing_feedback_db(tmp_path: Path, tiny_co
     for flag in ("--model", "--data", "--model-base", "--feedback-db", "--word2vec", "--tolerance",
                  "--keep", "--dry-run", "--log", "--review-threshold", "--block-threshold", "mlp"):
         assert flag in result.stdout
-    result = run_cli("--model", "cnn", "--review-threshold", "0.95", "--model-base", str(tmp_path))
-    assert result.returncode == 2 and "--review-threshold <= --block-threshold" in result.stderr
+    result = run_cli("--model", "cnn", "--review-threshold", "0.95", "--block-threshold", "0.9",
+                     "--model-base", str(tmp_path))
+    assert result.returncode == 2 and "must not be above block_threshold" in result.stderr
+    assert "--review-threshold, --block-threshold" in result.stderr
     result = run_cli("--model", "cnn", "--model-base", str(tmp_path), env={"ANTISPAM_BLOCK_THRESHOLD": "high"})
     assert result.returncode == 2 and "ANTISPAM_BLOCK_THRESHOLD='high'" in result.stderr
 
@@ -233,7 +235,7 @@ def test_cli_options_read_the_environment(tmp_path: Path) -> None:
     assert options_from_args(args, env).feedback_db is None
     defaults = options_from_args(build_parser().parse_args(["retrain", "--model", "cnn"]), {})
     assert (defaults.model_base, defaults.feedback_db, defaults.review_threshold, defaults.block_threshold) == (
-        "models", "feedback.db", 0.5, 0.9)  # ServeConfig's: the service's defaults
+        "models", "feedback.db", None, None)  # ServeConfig's: unset, each version's operating points
     args = build_parser().parse_args(["retrain", "--model", "mlp", "--review-threshold", "0.6",
                                       "--model-base", "/flag"])
     options = options_from_args(args, env)
@@ -352,8 +354,10 @@ def test_dry_run_with_feedback_publishes_nothing(seeded, model_base: Path, tmp_p
     store.add("周末一起去爬山", normalize("周末一起去爬山"), SPAM, 1, **mod)  # conflict
     store.add("今晚加班不回来吃饭", normalize("今晚加班不回来吃饭"), SPAM, 1)  # anonymous alone: refused
     store.close()
+    # A lenient gate (tolerance scale 100): on the tiny corpus two seeds' figures differ by more
+    # than the real tolerances, and this test is about the dry run, not the gate.
     options = tiny_options(corpus, model_base, dry_run=True, feedback_db=str(tmp_path / "feedback.db"),
-                           word2vec="retrain", feedback_trusted_keys=("moderator",))
+                           word2vec="retrain", feedback_trusted_keys=("moderator",), tolerance=100.0)
     result = retrain.run(options)
     assert result.exit_code == 0 and result.decision == "publish" and result.published is None
     assert result.reason.startswith("dry run, nothing published")
@@ -413,7 +417,8 @@ def test_publish_prunes_old_versions_but_keeps_the_serving_one(seeded, model_bas
     cnn = model_base / "cnn"
     shutil.copytree(cnn / "1", cnn / "2")  # pretend a second version is serving
     # Deployed thresholds other than the defaults: both versions are also scored there.
-    options = tiny_options(seeded[0], model_base, keep=1, review_threshold=0.4, block_threshold=0.8)
+    options = tiny_options(seeded[0], model_base, keep=1, review_threshold=0.4, block_threshold=0.8,
+                           tolerance=100.0)  # lenient: this test is about pruning, not the gate
     result = retrain.run(options)
     assert result.exit_code == 0 and result.serving == 2 and result.published == 3
     assert versions.list_versions(cnn) == [2, 3]  # 1 pruned; 2 was serving at the start

@@ -59,9 +59,11 @@ def test_choose_records_both_methods_and_keeps_the_lower_cross_validated_log_los
     assert chosen.report["uncalibrated_ece"] > figures[chosen.method]["ece"]
 
 
-def test_choose_refuses_one_class() -> None:
+def test_choose_refuses_one_class_and_falls_back_to_platt_on_a_toy_split() -> None:
     with pytest.raises(ValueError, match="both classes"):
         choose(np.linspace(0, 1, 50), np.ones(50, bool))
+    toy = choose(np.array([0.1, 0.2, 0.7, 0.9, 0.95, 0.3]), np.array([False, False, True, True, True, False]))
+    assert toy.method == "platt" and toy.report["cross_validated"] is None
 
 
 @pytest.mark.parametrize("method", ["platt", "isotonic"])
