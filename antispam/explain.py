@@ -5,7 +5,9 @@ For each text the tokens are located in the normalized text (jieba's tokens are 
 substrings of it), and the normalized offsets map back to the text as sent with
 :func:`antispam.text.normalize_with_offsets`. Two kinds of model reasons, computed in **one extra
 backend call** per request (all rows of all explained texts together, in calls of at most
-256 rows, so the local backend's micro-batcher takes them as few batches):
+256 rows, so the local backend's micro-batcher takes them as few batches), each through
+:meth:`antispam.scoring.Scorer.call_backend` (the deadline, answer checks and error metrics
+of scoring):
 
 * ``window``: a text of more than 20 tokens is read as 20-token windows, cut the way the version
   serving now reads it (its ``preprocessing.json``: stride and cap; a version that records none
@@ -25,13 +27,11 @@ cache are segmented here).
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from antispam.backends.base import BackendError, DeadlineExceeded
 from antispam.features import Windowing
 from antispam.text import normalize_with_offsets
 
@@ -100,16 +100,9 @@ async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: 
         else:
             plans.append(("none", []))
     parts: list[np.ndarray] = []
-    timeout = scorer.config.deadline_ms / 1000.0
     for at in range(0, len(rows), EXPLAIN_ROWS_PER_CALL):
-        chunk = rows[at:at + EXPLAIN_ROWS_PER_CALL]
-        try:
-            result = await asyncio.wait_for(scorer.backend.predict(chunk, timeout=timeout), timeout + 0.05)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(f"explain: no answer within {scorer.config.deadline_ms:.0f} ms") from None
-        part = np.asarray(result.spam_probability, dtype=np.float64)
-        if part.shape != (len(chunk),):
-            raise BackendError(f"backend returned {part.shape} scores for {len(chunk)} explain rows")
+        # The scorer's guarded call: the same deadline, answer checks and error metrics as scoring.
+        _, part = await scorer.call_backend(rows[at:at + EXPLAIN_ROWS_PER_CALL])
         parts.append(part)
     scores = np.concatenate(parts) if parts else np.zeros(0)
     from antispam.scoring import Slices

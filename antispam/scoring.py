@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from antispam.backends.base import Backend, BackendError, DeadlineExceeded
+from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded
 from antispam.cache import CachedScore, PredictionCache
 from antispam.config import ServeConfig
 from antispam.errors import api_error
@@ -179,21 +179,7 @@ class Scorer:
             keys = list(misses)
             tokens = await self.segment_all(keys)
             segmented = dict(zip(keys, tokens))
-            timeout = self.config.deadline_ms / 1000.0
-            try:
-                result = await _within(self.backend.predict(tokens, timeout=timeout), timeout + DEADLINE_GRACE_SECONDS)
-                scores = np.asarray(result.spam_probability, dtype=np.float64)
-                if scores.shape != (len(keys),) or not np.all((scores >= 0) & (scores <= 1)):
-                    raise BackendError(f"backend returned unusable scores (shape {scores.shape}, "
-                                       f"expected {len(keys)} probabilities in [0, 1])")
-            except asyncio.TimeoutError:
-                if metrics is not None:
-                    metrics.backend_errors.labels("deadline_exceeded").inc()
-                raise DeadlineExceeded(f"no answer within {self.config.deadline_ms:.0f} ms") from None
-            except BackendError as exc:
-                if metrics is not None:
-                    metrics.backend_errors.labels(exc.code).inc()
-                raise
+            result, scores = await self.call_backend(tokens)
             counts = [len(t) for t in tokens]
             scored = (result.scored_tokens.tolist() if result.scored_tokens is not None
                       and len(result.scored_tokens) == len(keys) else counts)
@@ -223,6 +209,30 @@ class Scorer:
         if metrics is not None:
             metrics.observe_verdicts(item["suggestion"] for item in items)
         return items
+
+    async def call_backend(self, token_lists: Sequence[Sequence[str]]) -> tuple[BatchResult, np.ndarray]:
+        """The one guarded backend call (scoring and ``explain`` both use it): the backend gets
+        the deadline and is waited for at most :data:`DEADLINE_GRACE_SECONDS` past it; an answer
+        must be one probability in [0, 1] per token list. Every failure is counted in
+        ``antispam_backend_errors_total`` by its code before it is raised (a
+        :class:`DeadlineExceeded` past the deadline, a :class:`BackendError` otherwise).
+        Returns the backend's result and its probabilities as float64."""
+        timeout = self.config.deadline_ms / 1000.0
+        try:
+            result = await _within(self.backend.predict(token_lists, timeout=timeout), timeout + DEADLINE_GRACE_SECONDS)
+            scores = np.asarray(result.spam_probability, dtype=np.float64)
+            if scores.shape != (len(token_lists),) or not np.all((scores >= 0) & (scores <= 1)):
+                raise BackendError(f"backend returned unusable scores (shape {scores.shape}, "
+                                   f"expected {len(token_lists)} probabilities in [0, 1])")
+        except asyncio.TimeoutError:
+            if self.metrics is not None:
+                self.metrics.backend_errors.labels("deadline_exceeded").inc()
+            raise DeadlineExceeded(f"no answer within {self.config.deadline_ms:.0f} ms") from None
+        except BackendError as exc:
+            if self.metrics is not None:
+                self.metrics.backend_errors.labels(exc.code).inc()
+            raise
+        return result, scores
 
     async def segment_all(self, normalized: Sequence[str]) -> list[list[str]]:
         """jieba over every text, yielding to the event loop every :data:`SLICE_SECONDS`.

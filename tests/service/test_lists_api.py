@@ -15,7 +15,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.testing import gen_test
 
 from antispam.explain import token_offsets
-from tests.helpers.fakes import FakeBackend
+from antispam.testing.fakes import FakeBackend
 from tests.service.test_app import ApiTestCase
 
 pytestmark = pytest.mark.service
@@ -234,6 +234,32 @@ class ListsApiTest(ApiTestCase):
         self.assertEqual(status, 200)
         rows = [len(call) for call in self.backend.calls[calls:]]
         self.assertLessEqual(max(rows[1:]), 3)  # the explain rows went in calls of at most 3
+
+    def test_explain_goes_through_the_scorers_guarded_call(self):
+        """The explain rows' backend call is scoring's: its failures are counted in
+        antispam_backend_errors_total by code and answered as 503s, and it gets the deadline."""
+        from antispam.backends.base import Overloaded
+
+        plain = self.backend.score
+
+        def busy_on_explain(tokens):
+            if len(self.backend.calls) > 1:  # call 1 scores the text, call 2 is explain's
+                raise Overloaded("queue full")
+            return plain(tokens)
+
+        self.backend.score = busy_on_explain
+        self.assert_error(self.call("/predict?text=甲乙丙&explain=true"), 503, "overloaded")
+        self.assertEqual(self.metric("antispam_backend_errors_total", code="overloaded"), 1)
+
+        def stall_on_explain(tokens):
+            self.backend.delay = 5.0  # the next call (explain's) outlasts the 300 ms deadline
+            return plain(tokens)
+
+        self.backend.calls.clear()
+        self.backend.score = stall_on_explain
+        self.assert_error(self.call("/predict?text=明天下雨&explain=true"), 503, "deadline_exceeded")
+        self.assertEqual(self.metric("antispam_backend_errors_total", code="deadline_exceeded"), 1)
+        self.assertEqual(len(self.backend.calls), 2)
 
 
 def test_token_offsets():
