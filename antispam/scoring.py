@@ -20,6 +20,7 @@ import numpy as np
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded
 from antispam.cache import CachedScore, PredictionCache
 from antispam.config import ServeConfig
+from antispam.contacts import MAX_CONTACTS, Contact, count_and_find
 from antispam.errors import api_error
 from antispam.labels import PASS, SPAM, label_name
 from antispam.lists import ListsWatcher, Match, Snapshot
@@ -154,11 +155,12 @@ class Scorer:
             yield norm
 
     async def score(self, texts: Sequence[str], normalized: Sequence[str], *, policy: Policy | None = None,
-                    explain: bool = False) -> list[dict[str, Any]]:
+                    explain: bool = False, contacts: bool = False) -> list[dict[str, Any]]:
         """Score already-validated texts; repeats (in the cache or in this batch) cost nothing.
 
         ``policy`` (default: ``default``) sets the thresholds and the term lists; ``explain``
-        adds ``reasons`` to each item (docs/contracts.md#explanations).
+        adds ``reasons`` to each item (docs/contracts.md#explanations); ``contacts`` (or a policy
+        with ``contacts``/``contact_escalates``) adds ``contacts`` (docs/contracts.md#contacts).
         """
         snapshot = await self.refresh()
         policy = policy or self.policies[DEFAULT_POLICY]
@@ -200,7 +202,9 @@ class Scorer:
         slices = Slices()  # list matching and offset maps are per-character work: share the loop
         for text, scored, norm in zip(texts, found, normalized):
             assert scored is not None  # every text was answered from the cache or the backend
-            items.append(self.render(text, *scored, normalized=norm, policy=policy, snapshot=snapshot))
+            found_contacts = count_and_find(text) if contacts or policy.wants_contacts else None
+            items.append(self.render(text, *scored, normalized=norm, policy=policy, snapshot=snapshot,
+                                     contacts=found_contacts))
             await slices.tick()
         if explain:
             from antispam.explain import add_model_reasons  # only requests that ask pay for it
@@ -256,7 +260,8 @@ class Scorer:
         return out
 
     def render(self, text: str, entry: CachedScore, version: int, *, normalized: str | None = None,
-               policy: Policy | None = None, snapshot: Snapshot | None = None) -> dict[str, Any]:
+               policy: Policy | None = None, snapshot: Snapshot | None = None,
+               contacts: tuple[int, list[Contact]] | None = None) -> dict[str, Any]:
         """One response item. ``predict``, ``label`` and ``spam_probability`` are always the
         model's; ``suggestion`` is the decision: an allow-list hit → pass, else a block-list hit
         → block, else the model's score against the policy's thresholds (``decided_by`` says
@@ -285,6 +290,11 @@ class Scorer:
                 decided_by, suggestion, matches, capped = "allow_list", "pass", allow, False
             elif block:
                 decided_by, suggestion, matches, capped = "block_list", "block", block, False
+        # Issue 24: with contact_escalates, a text the model sent to review (a capped block
+        # included) that carries a contact is blocked; list decisions stand as they are.
+        if (contacts is not None and contacts[1] and policy.contact_escalates and decided_by == "model"
+                and suggestion == "review"):
+            decided_by, suggestion, capped = "contact_escalation", "block", False
         item: dict[str, Any] = {"text": text, "predict": predict, "label": label_name(predict),
                                 "spam_probability": p, "suggestion": suggestion,
                                 "model": {"name": entry.model_name, "version": version},
@@ -296,6 +306,10 @@ class Scorer:
             item["matches"] = raw_matches(text, matches[:MAX_MATCHES])
             if len(matches) > MAX_MATCHES:
                 item["matches_total"] = len(matches)
+        if contacts is not None:  # (total, the first MAX_CONTACTS by position)
+            item["contacts"] = [c.as_dict() for c in contacts[1]]
+            if contacts[0] > MAX_CONTACTS:
+                item["contacts_total"] = contacts[0]
         if self.metrics is not None:
             self.metrics.observe_decision(policy.name, decided_by, suggestion)
         return item
