@@ -380,7 +380,7 @@ class PredictHandler(JsonBodyHandler):
         scorer = self.services.scorer
         await scorer.refresh()  # the policy named below is one of the policies serving now
         options = _score_options(self, scorer, self.get_query_argument("policy", None),
-                                 self.get_query_argument("explain", None))
+                                 self.get_query_argument("explain", None), self.get_query_argument("contacts", None))
         items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
         self.send_json({"data": _with_data_ids(items, [check_data_id(data_id)])[0]})
 
@@ -389,7 +389,8 @@ class PredictHandler(JsonBodyHandler):
         scorer = self.services.scorer
         await scorer.refresh()
         options = _score_options(self, scorer, body.get("policy", self.get_query_argument("policy", None)),
-                                 body.get("explain", self.get_query_argument("explain", None)))
+                                 body.get("explain", self.get_query_argument("explain", None)),
+                                 body.get("contacts", self.get_query_argument("contacts", None)))
         if "texts" in body and "text" in body:
             raise api_error("invalid_request", "give either text or texts, not both")
         if "texts" in body:
@@ -413,16 +414,23 @@ class PredictHandler(JsonBodyHandler):
             raise api_error("missing_text", 'give {"text": "..."} or {"texts": ["...", ...]}')
 
 
-def _score_options(handler: BaseHandler, scorer: Scorer, policy: Any, explain: Any) -> dict[str, Any]:
-    """``policy=`` and ``explain=`` of a predict request (query, or body for POST), and whether
-    its client may see allow terms."""
-    if isinstance(explain, str):
-        explain = {"true": True, "1": True, "false": False, "0": False}.get(explain.lower(), explain)
-    if explain is None:
-        explain = False
-    if not isinstance(explain, bool):
-        raise api_error("invalid_request", "explain must be true or false")
-    return {"policy": scorer.policy(policy), "explain": explain, "reveal_allow": handler.sees_allow_terms}
+def _score_options(handler: BaseHandler, scorer: Scorer, policy: Any, explain: Any,
+                   contacts: Any = None) -> dict[str, Any]:
+    """``policy=``, ``explain=`` and ``contacts=`` of a predict request (query, or body for POST),
+    and whether its client may see allow terms."""
+    return {"policy": scorer.policy(policy), "explain": _flag("explain", explain),
+            "contacts": _flag("contacts", contacts), "reveal_allow": handler.sees_allow_terms}
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A true/false request option: JSON true/false, or true/1/false/0 in a query; unset: false."""
+    if isinstance(value, str):
+        value = {"true": True, "1": True, "false": False, "0": False}.get(value.lower(), value)
+    if value is None:
+        value = False
+    if not isinstance(value, bool):
+        raise api_error("invalid_request", f"{name} must be true or false")
+    return value
 
 
 def _with_data_ids(items: list[dict[str, Any]], data_ids: list[str | None]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from antispam.allow import ListOutcome, apply_lists, no_lists
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded
 from antispam.cache import CachedScore, PredictionCache
 from antispam.config import ServeConfig
+from antispam.contacts import MAX_CONTACTS, Contact, count_and_find
 from antispam.errors import api_error
 from antispam.labels import PASS, SPAM, label_name
 from antispam.lists import ListsWatcher, Match, Snapshot, pattern_work
@@ -155,15 +156,17 @@ class Scorer:
             yield norm
 
     async def score(self, texts: Sequence[str], normalized: Sequence[str], *, policy: Policy | None = None,
-                    explain: bool = False, reveal_allow: bool = True) -> list[dict[str, Any]]:
+                    explain: bool = False, contacts: bool = False, reveal_allow: bool = True) -> list[dict[str, Any]]:
         """Score already-validated texts; repeats (in the cache or in this batch) cost nothing.
 
         ``policy`` (default: ``default``) sets the thresholds and the term lists; ``explain``
-        adds ``reasons`` to each item (docs/contracts.md#explanations). The term lists are
-        matched first: the model reads each text with its allowed spans masked
-        (:mod:`antispam.allow`), and that masked text is the dedup cache's key. ``reveal_allow``
-        False (a client without ``admin``) leaves the allow hits out of ``matches`` and
-        ``reasons``: which phrase is allowed is the operator's business, not the sender's.
+        adds ``reasons`` to each item (docs/contracts.md#explanations); ``contacts`` (or a policy
+        with ``contacts``/``contact_escalates``) adds ``contacts`` (docs/contracts.md#contacts).
+        The term lists are matched first: the model reads each text with its allowed spans
+        masked (:mod:`antispam.allow`), and that masked text is the dedup cache's key.
+        ``reveal_allow`` False (a client without ``admin``) leaves the allow hits out of
+        ``matches`` and ``reasons``: which phrase is allowed is the operator's business, not the
+        sender's.
         """
         snapshot = await self.refresh()
         policy = policy or self.policies[DEFAULT_POLICY]
@@ -207,7 +210,9 @@ class Scorer:
         slices = Slices()  # offset maps are per-character work: share the loop
         for text, scored, outcome in zip(texts, found, outcomes):
             assert scored is not None  # every text was answered from the cache or the backend
-            items.append(self.render(text, *scored, outcome=outcome, policy=policy, reveal_allow=reveal_allow))
+            found_contacts = count_and_find(text) if contacts or policy.wants_contacts else None
+            items.append(self.render(text, *scored, outcome=outcome, policy=policy, reveal_allow=reveal_allow,
+                                     contacts=found_contacts))
             await slices.tick()
         if explain:
             from antispam.explain import add_model_reasons  # only requests that ask pay for it
@@ -289,7 +294,8 @@ class Scorer:
         return out
 
     def render(self, text: str, entry: CachedScore, version: int, *, outcome: ListOutcome | None = None,
-               policy: Policy | None = None, reveal_allow: bool = True) -> dict[str, Any]:
+               policy: Policy | None = None, reveal_allow: bool = True,
+               contacts: tuple[int, list[Contact]] | None = None) -> dict[str, Any]:
         """One response item. ``predict``, ``label`` and ``spam_probability`` are always the
         model's (for the text it read: allowed spans masked); ``suggestion`` is the decision
         (``decided_by`` says which, docs/contracts.md#term-lists): the allow list when it exempts
@@ -320,8 +326,14 @@ class Scorer:
                 matches = sorted(outcome.block + outcome.allow, key=lambda m: (m.start, m.end, m.kind, m.term))
             else:
                 matches = list(outcome.allow)  # the spans the model did not read
-            if not reveal_allow:
-                matches = [m for m in matches if m.kind != "allow"]
+        # Issue 24: with contact_escalates, a text the model sent to review (a capped block
+        # included) that carries a contact is blocked; list decisions stand as they are. A contact
+        # inside an allowed span (the company's own hotline) does not escalate (issue 21).
+        if (contacts is not None and contacts[1] and policy.contact_escalates and decided_by == "model"
+                and suggestion == "review" and _contacts_outside(text, contacts[1], outcome)):
+            decided_by, suggestion, capped = "contact_escalation", "block", False
+        if not reveal_allow:
+            matches = [m for m in matches if m.kind != "allow"]
         item: dict[str, Any] = {"text": text, "predict": predict, "label": label_name(predict),
                                 "spam_probability": p, "suggestion": suggestion,
                                 "model": {"name": entry.model_name, "version": version},
@@ -333,9 +345,22 @@ class Scorer:
             item["matches"] = raw_matches(text, matches[:MAX_MATCHES])
             if len(matches) > MAX_MATCHES:
                 item["matches_total"] = len(matches)
+        if contacts is not None:  # (total, the first MAX_CONTACTS by position)
+            item["contacts"] = [c.as_dict() for c in contacts[1]]
+            if contacts[0] > MAX_CONTACTS:
+                item["contacts_total"] = contacts[0]
         if self.metrics is not None:
             self.metrics.observe_decision(policy.name, decided_by, suggestion)
         return item
+
+
+def _contacts_outside(text: str, contacts: Sequence[Contact], outcome: ListOutcome | None) -> bool:
+    """Whether a contact lies outside every allowed span (raw offsets): an allowed hotline is the
+    operator's own number, so it does not escalate a text to block (docs/contracts.md#contacts)."""
+    if outcome is None or not outcome.allow:
+        return True
+    allowed = [(m["start"], m["end"]) for m in raw_matches(text, outcome.allow)]
+    return any(not any(start <= c.start and c.end <= end for start, end in allowed) for c in contacts)
 
 
 def raw_matches(text: str, matches: Sequence[Match]) -> list[dict[str, Any]]:

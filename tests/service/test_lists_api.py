@@ -31,7 +31,9 @@ def with_lists(test: ApiTestCase) -> FakeBackend:
     (lists / "comments.block.txt").write_text("刷单\n", encoding="utf-8")
     policies = test.tmp / "policies.json"
     policies.write_text(json.dumps({"comments": {"review_threshold": 0.01, "block_threshold": 0.02},
-                                    "legacy": {"allow_mode": "whole_text"}}))
+                                    "legacy": {"allow_mode": "whole_text"},
+                                    "strict": {"review_threshold": 0.01, "block_threshold": 0.99,
+                                               "contact_escalates": True}}))
     test.config.lists_dir = str(lists)
     test.config.lists_poll_seconds = 0.0
     test.config.policies_file = str(policies)
@@ -100,6 +102,16 @@ class ListsApiTest(ApiTestCase):
         self.assertEqual([(m["term"], m["list"]) for m in item["matches"]], [("加微信公众号", "allow")])
         # Outside the allowed span the block term still decides.
         self.assertEqual(self.predict("加微信公众号，加微信领红包")["decided_by"], "block_list")
+
+    def test_an_allowed_hotline_does_not_escalate_but_another_contact_does(self):
+        # Under "strict" every text of this fake is a model review (0.05 >= 0.01).
+        item = self.predict("客服热线：400-812-3456，你好呀朋友们", policy="strict")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("model", "review"))
+        self.assertEqual([c["value"] for c in item["contacts"]], ["4008123456"])
+        item = self.predict("客服热线：400-812-3456，你好呀，加QQ 12345678", policy="strict")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("contact_escalation", "block"))
+        item = self.predict("客服热线：400-812-3457，你好呀朋友们", policy="strict")  # not the allowed number
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("contact_escalation", "block"))
 
     def test_whole_text_allow_mode_is_an_explicit_policy_setting(self):
         item = self.predict("官方客服，加微信办理贷款", policy="legacy")
