@@ -12,13 +12,15 @@ A request picks one with ``policy=`` (query or body); without it, ``default``. T
 
 Every field is optional: thresholds and ``min_tokens_to_block`` default to the service's
 settings, ``lists`` to ``["default", <name>]`` (the shared lists and the policy's own, see
-:mod:`antispam.lists`), ``contacts`` and ``contact_escalates`` to false (issue 24: every item
-carries its contacts; a model ``review`` of a text with a contact becomes ``block``, see
-docs/contracts.md#contacts). Without a file, or when the file has no ``default``, ``default`` is the
-service's thresholds with the ``default`` lists. The file is read at start (a bad file stops the
-start with a message naming it) and again when it changes (:class:`PoliciesWatcher`, polled with
-the term lists): a file that is invalid or gone then keeps the previous policies serving, with
-the error in ``GET /lists`` and the log.
+:mod:`antispam.lists`), ``allow_mode`` to ``"spans"`` (an allow term exempts the spans it covers;
+``"whole_text"`` is the pre-issue-21 "any allow hit passes the text", see :mod:`antispam.allow`),
+``contacts`` and ``contact_escalates`` to false (issue 24: every item carries its contacts; a
+model ``review`` of a text with a contact becomes ``block``, see docs/contracts.md#contacts).
+Without a file, or when the file has no ``default``, ``default`` is the service's thresholds
+with the ``default`` lists. The file is read at start (a bad file stops the start with a message
+naming it) and again when it changes (:class:`PoliciesWatcher`, polled with the term lists): a
+file that is invalid or gone then keeps the previous policies serving, with the error in
+``GET /lists`` and the log.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from antispam.allow import ALLOW_MODES, SPANS
 from antispam.errors import UserError
 from antispam.lists import DEFAULT_SET
 
@@ -39,7 +42,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = "default"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_FIELDS = {"review_threshold", "block_threshold", "min_tokens_to_block", "lists", "contacts", "contact_escalates"}
+_FIELDS = {"review_threshold", "block_threshold", "min_tokens_to_block", "lists", "allow_mode", "contacts",
+           "contact_escalates"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Policy:
     block_threshold: float
     min_tokens_to_block: int
     lists: tuple[str, ...]
+    allow_mode: str = SPANS  # antispam.allow: "spans" (default) or "whole_text" (opt-in, issue 21)
     contacts: bool = False  # every item carries ``contacts``, as with the request's contacts=true
     contact_escalates: bool = False  # a model "review" of a text with a contact becomes "block"
 
@@ -59,7 +64,8 @@ class Policy:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"review_threshold": self.review_threshold, "block_threshold": self.block_threshold,
-                               "min_tokens_to_block": self.min_tokens_to_block, "lists": list(self.lists)}
+                               "min_tokens_to_block": self.min_tokens_to_block, "lists": list(self.lists),
+                               "allow_mode": self.allow_mode}
         for name in ("contacts", "contact_escalates"):  # shown when set: older answers stay as they were
             if getattr(self, name):
                 out[name] = True
@@ -97,13 +103,16 @@ def parse_policies(data: Any, review: float, block: float, min_tokens: int,
         lists = spec.get("lists", default_lists)
         if not isinstance(lists, list) or not all(isinstance(x, str) and _NAME.fullmatch(x) for x in lists):
             raise UserError(f"{where}: lists must be a list of list-set names")
+        allow_mode = spec.get("allow_mode", SPANS)
+        if allow_mode not in ALLOW_MODES:
+            raise UserError(f"{where}: allow_mode must be one of {', '.join(map(repr, ALLOW_MODES))}")
         flags = {}
         for flag in ("contacts", "contact_escalates"):
             value = spec.get(flag, False)
             if not isinstance(value, bool):
                 raise UserError(f"{where}: {flag} must be true or false")
             flags[flag] = value
-        out[name] = Policy(name, float(r), float(b), int(m), tuple(lists), **flags)
+        out[name] = Policy(name, float(r), float(b), int(m), tuple(lists), allow_mode, **flags)
     if DEFAULT_POLICY not in out:
         out[DEFAULT_POLICY] = default_policy(review, block, min_tokens)
     return out

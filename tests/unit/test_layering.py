@@ -37,7 +37,7 @@ REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "anti
 SERVICE = ("antispam.app", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache",
            "antispam.console")
 # Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
-DOMAIN_12 = ("antispam.lists", "antispam.policies", "antispam.explain", "antispam.request_ids")
+DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 
