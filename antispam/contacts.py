@@ -96,7 +96,7 @@ _QQ_CUE = re.compile(r"qq|q号|q群|扣扣|企鹅|q")
 _WECHAT_CUE = re.compile(r"(?:加|[+➕])\s?(?:vx|wx|[v微薇威](?:\s?信)?)|[微威薇徽v]\s?信|weixin|wechat|vx|wx"
                          r"|v(?=\s{0,2}:)")
 # Words that may stand between a cue and the number or id it introduces ("QQ号码是", "微信搜索").
-_FILLER_WORDS = ("公众号", "号码", "账号", "帐号", "搜索", "同号", "微信", "号", "码", "是", "为", "群",
+_FILLER_WORDS = ("公众号", "号码", "账号", "帐号", "搜索", "同号", "微信", "空间", "号", "码", "是", "为", "群",
                  "加", "我", "的", "搜", "id", "vx", "wx", "q")
 # Filler that says "what follows is the id": an id of letters only needs one of these.
 _MARKERS = (":", "号", "是", "id", "搜索", "搜")
@@ -107,14 +107,16 @@ _DOMAIN = re.compile(r"(?<![a-z0-9_@./-])[a-z0-9][a-z0-9-]*(?:(?:\.|。|点)[a-z
 _DOT = re.compile(r"\.|。|点")
 _EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _EMAIL_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)*\.([a-z]{2,12})(?![a-z0-9-])")
+_SENTENCE = re.compile(r"[a-z]+\.[A-Z][a-z]+")  # "early.Me", "sad.Then": a full stop, no space
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Top-level domains a bare name must end in: the common generic ones, those spam favours, and
-# a few country codes. Left out: ones that are mostly file extensions or words (py, md, sh, rs,
-# pl, ai, in, is, it, at, to, so, do, go, me is kept: short-link and personal sites use it).
+# a few country codes. Left out: ones that are mostly file extensions or English words that
+# follow a full stop without a space in chat ("thk.Me", "MacBook.Pro" in the corpus): py, md,
+# sh, rs, pl, ai, in, is, it, at, to, so, do, go, me, pro, us.
 TLDS = frozenset("""
-    com net org cn top xyz cc vip info biz io co me tv app shop site club online store wang ren
-    ltd link pro fun ink life work tech live icu asia mobi name xin cloud group red kim win bid
-    loan men date party edu gov hk tw mo us uk jp kr sg ru de fr au ca ly gl
+    com net org cn top xyz cc vip info biz io co tv app shop site club online store wang ren
+    ltd link fun ink life work tech live icu asia mobi name xin cloud group red kim win bid
+    loan men date party edu gov hk tw mo uk jp kr sg ru de fr au ca ly gl
 """.split())
 
 
@@ -133,6 +135,7 @@ class _Text:
     """One text being read: its folded form, the digit view and what is taken already."""
 
     def __init__(self, text: str) -> None:
+        self.raw = text
         self.folded, self.spans = fold_with_offsets(text, mask_digits=False)
         self.digits = self.folded.translate(_DIGITS_OF)  # same length: one character for one
         self.taken = bytearray(len(self.folded))  # 1: a character some contact took
@@ -240,6 +243,8 @@ def _emails(t: _Text) -> None:
         while start < at and folded[start] in ".-+":
             start += 1
         m = _EMAIL_DOMAIN.match(folded, at + 1)
+        if m is not None and m.group(1) not in TLDS and len(m.group(1)) != 2:
+            m = None  # "t&c@kiosk.reply": an @ in prose, not an address
         if start < at and m is not None and t.free(start, m.end()):
             t.add(start, m.end(), "email", folded[start:m.end()])
         at = folded.find("@", at + 1)
@@ -248,6 +253,11 @@ def _emails(t: _Text) -> None:
 def _domains(t: _Text) -> None:
     for m in _DOMAIN.finditer(t.folded):
         labels = _DOT.split(m.group())
+        start = m.start()
+        if "www" in labels[1:]:  # "mates.www.getzed.co.uk": a word, a full stop, then the name
+            w = labels.index("www", 1)
+            start += len(".".join(labels[:w])) + 1
+            labels = labels[w:]
         # The longest prefix of the labels that ends in a known TLD ("abc.com.cn", "abc.com").
         k = len(labels)
         while k >= 2 and labels[k - 1] not in TLDS:
@@ -256,9 +266,11 @@ def _domains(t: _Text) -> None:
             continue
         if labels[k - 1] in TLDS and labels[k - 2] in ("com", "net", "org", "gov", "edu") and k == 2:
             continue  # "com.cn" alone is a suffix, not a name
-        end = m.start() + len(".".join(labels[:k]))  # 点 and 。 are one character, like "."
-        if t.free(m.start(), end):
-            t.add(m.start(), end, "domain", ".".join(labels[:k]))
+        end = start + len(".".join(labels[:k]))  # 点 and 。 are one character, like "."
+        if k == 2 and _SENTENCE.fullmatch(t.raw[t.spans[start][0]:t.spans[end - 1][1]]):
+            continue  # "lar.Me watching": two words across a full stop written without a space
+        if t.free(start, end):
+            t.add(start, end, "domain", ".".join(labels[:k]))
 
 
 def _number_from(t: _Text, i: int, longest: int) -> list[tuple[int, str]]:

@@ -32,6 +32,7 @@ WORST = {
     "at signs": "@" * 5000, "a@ repeated": "a@" * 2500, "qq repeated": "qq" * 2500,
     "微信 repeated": "微信" * 2500, "http:// repeated": ("http://" * 715)[:5000], "one digit run": "1" * 5000,
     "一 repeated": "一" * 5000, "1-1-1…": "-".join(["1"] * 2500), "full-width digits": "１ " * 2500,
+    "13 repeated (phone heads)": "13 " * 1667, "a mobile repeated": "13800138000 " * 416,
     "QQ 12345 repeated": ("QQ 12345 " * 600)[:5000], "微信: abc123 repeated": ("微信:abc123 " * 500)[:5000],
 }
 

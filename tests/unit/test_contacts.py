@@ -150,6 +150,20 @@ def test_domains_need_a_known_tld_and_accept_spoken_dots():
     assert found("com.cn") == []
 
 
+def test_what_the_corpus_showed():
+    """Found by reading every corpus message's contacts (scripts/contacts_cost.py counts them):
+    English chat writes a full stop without a space, and an @ in prose is not an address."""
+    assert found("ok lar.Me going home now") == []
+    assert found("new MacBook.Pro is here") == []
+    assert found("just show ticket@kiosk.Valid 4-7") == []
+    assert found("Visit Abc.Com now") == [("domain", "abc.com")]
+    assert found("mail a@b.de") == [("email", "a@b.de")]
+    assert found("我的QQ空间 318064680") == [("qq", "318064680")]
+    text = "tell ur friends.www.example.co.uk now"
+    [c] = find_contacts(text)
+    assert (c.value, text[c.start:c.end]) == ("www.example.co.uk", "www.example.co.uk")
+
+
 def test_url_trailing_punctuation_is_not_part_of_it():
     assert found("(http://xyz.top/a).") == [("url", "http://xyz.top/a")]
     assert found("见https://abc.com/x?id=1，谢谢") == [("url", "https://abc.com/x?id=1")]
