@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from antispam.cli import main
-from tests.helpers import tinymodel
-from tests.helpers.fakes import FakeBackend
+from antispam.testing import tinymodel
+from antispam.testing.fakes import FakeBackend
 
 FIELDS = {"text", "predict", "label", "spam_probability", "suggestion", "model", "coverage",
           "decided_by", "policy"}
@@ -65,6 +65,18 @@ def test_local_explain_policy_and_lists(models, tmp_path, capsys):
     assert lines(capsys.readouterr().out)[0]["policy"] == "strict"
     assert main([*args, "--policy", "nope", "x"]) == 2
     assert "known policies: default, strict" in capsys.readouterr().err
+
+
+def test_local_contacts(models, capsys):
+    text = "详询１３８ ００１３ ８０００"
+    assert main(["predict", "--model-base", str(models), "--contacts", text, tinymodel.PASS_TEXT]) == 0
+    phone, plain = lines(capsys.readouterr().out)
+    [contact] = phone["contacts"]
+    assert (contact["kind"], contact["value"]) == ("mobile", "13800138000")
+    assert text[contact["start"]:contact["end"]] == "１３８ ００１３ ８０００"
+    assert plain["contacts"] == []
+    assert main(["predict", "--model-base", str(models), text]) == 0
+    assert "contacts" not in lines(capsys.readouterr().out)[0]
 
 
 @pytest.fixture
