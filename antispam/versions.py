@@ -350,7 +350,11 @@ class LoadedVersion:
         """Each raw text's spam probability, its windows folded exactly as the service folds them
         (and calibrated as the service calibrates them; ``calibrated=False``: the raw fold)."""
         segmenter = segmenter or default_segmenter()
-        tokens = [segmenter.tokenize(text) for text in texts]
+        return self.score_tokens([segmenter.tokenize(text) for text in texts], batch_size, calibrated)
+
+    def score_tokens(self, tokens: Sequence[Sequence[str]], batch_size: int = 256,
+                     calibrated: bool = True) -> np.ndarray:
+        """:meth:`spam_probability` for texts already tokenized by the one pipeline."""
         featurizer = self.featurizer
         parts = []
         for i in range(0, len(tokens), batch_size):

@@ -26,6 +26,7 @@ import numpy as np
 
 from antispam.atomic import atomic_write_json
 from antispam.calibration import expected_calibration_error
+from antispam.config import ServeConfig
 from antispam.data import Sample
 from antispam.labels import SPAM
 from antispam.operating_points import (
@@ -55,6 +56,7 @@ GATED: dict[str, tuple[str, float]] = {
 MAX_REGRESSION_FLIPS = 0
 BEST_FILE = "gate_best.json"
 AD_BEHIND_TEXT = "prepended"  # robustness variant: 1–3 ordinary sentences, then the ad
+MIN_TOKENS_TO_BLOCK: int = ServeConfig.min_tokens_to_block  # the service's default
 
 
 @dataclass
@@ -89,15 +91,27 @@ def gate_set(test: Sequence[Sample], regression: Sequence[Sample] = ()) -> GateS
                    list(regression))
 
 
+def built_validation(validation: Sequence[Sample], settings: Any = None) -> list[Sample]:
+    """The whole messages the trainer builds from the validation split to select epochs on (ads
+    behind ordinary sentences, joined ordinary messages): the block point must hold on them too."""
+    from antispam.network.train import ClassifierSettings, augmented_messages
+
+    settings = settings or ClassifierSettings()
+    return augmented_messages(validation, settings.augment, settings.seed + 1)
+
+
 def fit_version_decision(trained: Any, validation: Sequence[Sample], segmenter: Segmenter | None = None, *,
                          target_precision: float = TARGET_BLOCK_PRECISION,
                          target_recall: float = TARGET_REVIEW_RECALL) -> tuple[Any, Any]:
     """(calibration, operating points) of a trained classifier, fitted on the validation split
-    only (the test split stays the untouched yardstick)."""
+    and the messages built from it (the test split stays the untouched yardstick)."""
     segmenter = segmenter or default_segmenter()
-    raw = trained.predict_messages([segmenter.tokenize(s.text) for s in validation])
-    is_spam = np.array([s.label == SPAM for s in validation])
-    return fit_decision(raw, is_spam, target_precision=target_precision, target_recall=target_recall)
+    built = built_validation(validation, trained.settings)
+    raw = trained.predict_messages([segmenter.tokenize(s.text) for s in [*validation, *built]])
+    labels = np.array([s.label == SPAM for s in [*validation, *built]])
+    n = len(validation)
+    return fit_decision(raw[:n], labels[:n], target_precision=target_precision, target_recall=target_recall,
+                        built_raw=raw[n:], built_is_spam=labels[n:])
 
 
 def _rate(mask: np.ndarray) -> float | None:
@@ -105,13 +119,15 @@ def _rate(mask: np.ndarray) -> float | None:
 
 
 def decision_report(loaded: LoadedVersion, gate_texts: GateSet, thresholds: tuple[float | None, float | None]
-                    = (None, None), segmenter: Segmenter | None = None) -> dict[str, Any]:
+                    = (None, None), segmenter: Segmenter | None = None,
+                    min_tokens_to_block: int = MIN_TOKENS_TO_BLOCK) -> dict[str, Any]:
     """The figures of one version's decisions on ``gate_texts``.
 
     ``thresholds`` (review, block): None takes the version's operating point (the legacy 0.5 /
     0.9 for a version without points), as the service's default policy does. Every text is
     scored once through the service's path; ``figures`` are shares in [0, 1] (None when their
-    set is empty) and ``counts`` the size of the set each share is of.
+    set is empty) and ``counts`` the size of the set each share is of. As in the service, a text
+    of fewer than ``min_tokens_to_block`` tokens is at most reviewed, never blocked.
     """
     segmenter = segmenter or default_segmenter()
     points = loaded.assets.operating_points
@@ -129,18 +145,25 @@ def decision_report(loaded: LoadedVersion, gate_texts: GateSet, thresholds: tupl
     for sample in gate_texts.regression:
         texts.setdefault(sample.text)
     ordered = list(texts)
-    raw = loaded.spam_probability(ordered, segmenter, calibrated=False)
+    tokens = [segmenter.tokenize(text) for text in ordered]
+    raw = loaded.score_tokens(tokens, calibrated=False)
     calibration = loaded.assets.calibration
     calibrated = calibration.apply(raw) if calibration is not None else raw
     prob = dict(zip(ordered, calibrated.tolist()))
     raw_of = dict(zip(ordered, raw.tolist()))
+    # Blocking needs min_tokens_to_block tokens (Scorer.render caps shorter texts at review).
+    can_block = {text: len(t) >= min_tokens_to_block for text, t in zip(ordered, tokens)}
+
+    def blocks(samples_or_texts: Sequence[Any], p: np.ndarray) -> np.ndarray:
+        allowed = np.array([can_block[s if isinstance(s, str) else s.text] for s in samples_or_texts], bool)
+        return (p >= block) & allowed
 
     def scores(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
         return (np.array([prob[s.text] for s in samples], np.float64),
                 np.array([s.label == SPAM for s in samples], bool))
 
     p, is_spam = scores(gate_texts.test)
-    blocked, flagged = p >= block, p >= review
+    blocked, flagged = blocks(gate_texts.test, p), p >= review
     n_spam, n_pass = int(is_spam.sum()), int((~is_spam).sum())
     tp_block, tp_review = int((blocked & is_spam).sum()), int((flagged & is_spam).sum())
     review_precision = tp_review / int(flagged.sum()) if flagged.any() else None
@@ -165,21 +188,22 @@ def decision_report(loaded: LoadedVersion, gate_texts: GateSet, thresholds: tupl
         "queue_share": len(p), "ece": len(p), "ece_uncalibrated": len(p),
     }
     every = np.array([prob[t] for t in gate_texts.everyday], np.float64)
-    figures["everyday_flagged"], figures["everyday_blocked"] = _rate(every >= review), _rate(every >= block)
+    figures["everyday_flagged"] = _rate(every >= review)
+    figures["everyday_blocked"] = _rate(blocks(gate_texts.everyday, every))
     counts["everyday_flagged"] = counts["everyday_blocked"] = len(every)
     variants: dict[str, dict[str, Any]] = {}
     for name, samples in gate_texts.variants.items():
         vp, _ = scores(samples)
         label = samples[0].label if samples else SPAM
         variants[name] = {"label": "spam" if label == SPAM else "pass", "count": len(vp),
-                          "flagged": _rate(vp >= review), "blocked": _rate(vp >= block)}
+                          "flagged": _rate(vp >= review), "blocked": _rate(blocks(samples, vp))}
     joined = variants.get("joined_pass", {"flagged": None, "blocked": None, "count": 0})
     figures["joined_flagged"], figures["joined_blocked"] = joined["flagged"], joined["blocked"]
     counts["joined_flagged"] = counts["joined_blocked"] = joined["count"]
     ads = variants.get(AD_BEHIND_TEXT, {"flagged": None, "count": 0})
     figures["ad_behind_text"] = ads["flagged"]
     counts["ad_behind_text"] = ads["count"]
-    holds = regression_holds(gate_texts.regression, prob, review, block)
+    holds = regression_holds(gate_texts.regression, prob, review, block, can_block)
     figures["regression_holds"] = _rate(np.array(holds, bool))
     counts["regression_holds"] = len(holds)
     return {
@@ -196,10 +220,11 @@ def decision_report(loaded: LoadedVersion, gate_texts: GateSet, thresholds: tupl
 
 
 def regression_holds(samples: Sequence[Sample], prob: Mapping[str, float], review: float,
-                     block: float) -> list[bool]:
+                     block: float, can_block: Mapping[str, bool] | None = None) -> list[bool]:
     """Does a model keep each trusted verdict? Spam: reaches review (a person or a block sees it);
     pass: not blocked (the decision taken without a person)."""
-    return [(prob[s.text] >= review) if s.label == SPAM else (prob[s.text] < block) for s in samples]
+    return [(prob[s.text] >= review) if s.label == SPAM
+            else not (prob[s.text] >= block and (can_block is None or can_block[s.text])) for s in samples]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +362,19 @@ __all__ = ["GATED", "GateSet", "GateResult", "decision_report", "fit_version_dec
            "format_reports", "gate", "gate_set", "read_best", "write_best"]
 
 
+def _settings_of(metrics: Mapping[str, Any]) -> Any:
+    """The training settings a version records (augment share and seed of its built messages)."""
+    from antispam.network.train import ClassifierSettings
+
+    recorded = metrics.get("settings")
+    known = ({key: recorded[key] for key in ("augment", "seed") if key in recorded}
+             if isinstance(recorded, dict) else {})
+    try:
+        return ClassifierSettings(**known)
+    except (TypeError, ValueError):
+        return ClassifierSettings()
+
+
 def recalibrate(model_dir: str | Path, version: int | None, validation: Sequence[Sample], *,
                 target_precision: float = TARGET_BLOCK_PRECISION, target_recall: float = TARGET_REVIEW_RECALL,
                 segmenter: Segmenter | None = None) -> tuple[int, Any, Any]:
@@ -353,9 +391,13 @@ def recalibrate(model_dir: str | Path, version: int | None, validation: Sequence
     model_dir = Path(model_dir)
     loaded = versions.load_version(model_dir, version)
     segmenter = segmenter or default_segmenter()
-    raw = loaded.spam_probability([s.text for s in validation], segmenter, calibrated=False)
-    is_spam = np.array([s.label == SPAM for s in validation])
-    calibration, points = fit_decision(raw, is_spam, target_precision=target_precision, target_recall=target_recall)
+    built = built_validation(validation, _settings_of(loaded.assets.metrics))
+    samples = [*validation, *built]
+    raw = loaded.spam_probability([s.text for s in samples], segmenter, calibrated=False)
+    labels = np.array([s.label == SPAM for s in samples])
+    n = len(validation)
+    calibration, points = fit_decision(raw[:n], labels[:n], target_precision=target_precision,
+                                       target_recall=target_recall, built_raw=raw[n:], built_is_spam=labels[n:])
     staged = versions.staging_dir(model_dir)
     try:
         shutil.copytree(loaded.path, staged, dirs_exist_ok=True)
