@@ -5,7 +5,9 @@ For each text the tokens are located in the normalized text (jieba's tokens are 
 substrings of it), and the normalized offsets map back to the text as sent with
 :func:`antispam.text.normalize_with_offsets`. Two kinds of model reasons, computed in **one extra
 backend call** per request (all rows of all explained texts together, in calls of at most
-256 rows, so the local backend's micro-batcher takes them as few batches):
+256 rows, so the local backend's micro-batcher takes them as few batches), each through
+:meth:`antispam.scoring.Scorer.call_backend` (the deadline, answer checks and error metrics
+of scoring):
 
 * ``window``: a text of more than 20 tokens is read as 20-token windows, cut the way the version
   serving now reads it (its ``preprocessing.json``: stride and cap; a version that records none
@@ -18,20 +20,19 @@ backend call** per request (all rows of all explained texts together, in calls o
   log-odds drops are reported (a saturated score hides them in ``delta``). Longer texts get
   windows only.
 
-List matches are reasons too (``source`` ``block_list``/``allow_list``), whatever decided.
+List matches are reasons too (``source`` ``block_list``/``allow_list``): the item's ``matches``,
+so allow hits only for clients that may see them.
 The tokens are the ones the scoring of the same request computed (texts answered from the dedup
 cache are segmented here).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from antispam.backends.base import BackendError, DeadlineExceeded
 from antispam.features import Windowing
 from antispam.text import normalize_with_offsets
 
@@ -72,9 +73,12 @@ def raw_span(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[in
 
 
 async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: Sequence[str],
-                            items: list[dict[str, Any]], segmented: Mapping[str, list[str]] | None = None) -> None:
-    """Add ``reasons`` to ``items``. ``segmented``: tokens already computed for some normalized
-    texts (the scoring's); the others are segmented here."""
+                            items: list[dict[str, Any]], segmented: Mapping[str, list[str]] | None = None,
+                            positions: Sequence[Sequence[int] | None] | None = None) -> None:
+    """Add ``reasons`` to ``items``. ``normalized``: the texts the model read (allowed spans
+    masked, :mod:`antispam.allow`); ``positions``: for each, the index in the normalized text of
+    each of its characters (None: it is the normalized text). ``segmented``: tokens already
+    computed for some of them (the scoring's); the others are segmented here."""
     segmented = dict(segmented or {})
     missing = [norm for norm in dict.fromkeys(normalized) if norm not in segmented]
     if missing:
@@ -100,25 +104,22 @@ async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: 
         else:
             plans.append(("none", []))
     parts: list[np.ndarray] = []
-    timeout = scorer.config.deadline_ms / 1000.0
     for at in range(0, len(rows), EXPLAIN_ROWS_PER_CALL):
-        chunk = rows[at:at + EXPLAIN_ROWS_PER_CALL]
-        try:
-            result = await asyncio.wait_for(scorer.backend.predict(chunk, timeout=timeout), timeout + 0.05)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(f"explain: no answer within {scorer.config.deadline_ms:.0f} ms") from None
-        part = np.asarray(result.spam_probability, dtype=np.float64)
-        if part.shape != (len(chunk),):
-            raise BackendError(f"backend returned {part.shape} scores for {len(chunk)} explain rows")
+        # The scorer's guarded call: the same deadline, answer checks and error metrics as scoring.
+        _, part = await scorer.call_backend(rows[at:at + EXPLAIN_ROWS_PER_CALL])
         parts.append(part)
     scores = np.concatenate(parts) if parts else np.zeros(0)
     from antispam.scoring import Slices
 
     slices = Slices()
-    for text, norm, tokens, (kind, plan), item in zip(texts, normalized, token_lists, plans, items):
+    for at_text, (text, norm, tokens, (kind, plan), item) in enumerate(zip(texts, normalized, token_lists,
+                                                                           plans, items)):
         await slices.tick()
         _, spans = normalize_with_offsets(text)
         where = token_offsets(norm, tokens)
+        mapped = positions[at_text] if positions is not None else None
+        if mapped is not None:  # offsets in the masked text -> offsets in the normalized text
+            where = [(mapped[a], mapped[b - 1] + 1) for a, b in where]
         reasons: list[dict[str, Any]] = []
         p = float(item["spam_probability"])
         if kind == "window":

@@ -3,7 +3,8 @@
 versions, and evaluation through the serving path.
 
 Modules: ``layers`` (mask, masked pooling, graph-safe masked LSTM/GRU), ``cnn``/``rnn``/``mlp``
-(the networks), ``models`` (by name), ``train`` (fit, select on validation, score test once),
+(the networks), ``models`` (by name), ``train`` (fit, select on validation, score test once;
+the network and its compiled step in ``step``, early stopping and the LR plateau in ``stopping``),
 ``metrics``, ``export`` + ``warmup`` (SavedModel version), ``evaluate`` (a version on labelled
 texts, latency), ``baselines`` (TF-IDF + logistic regression), ``report`` (PNG + JSON), ``cli``.
 Importing this package loads nothing heavy; TensorFlow comes in with the modules that need it.

@@ -8,8 +8,10 @@ What keeps the figures honest:
   whole messages built from them alone, :func:`augmented_messages`, so the kept epoch is the one
   that judges messages with ordinary text around an ad best, not only single ones); the test split is
   featurized and scored once, after the best weights are restored.
-* One compiled train step (``tf.function`` with a fixed input signature, so it traces once) and
-  seeded initialization, shuffling and dropout.
+* One compiled train step (``tf.function`` with a fixed input signature, so it traces once;
+  :class:`antispam.network.step.ClassifierStep`) and seeded initialization, shuffling and
+  dropout. Early stopping and the learning-rate plateau are one policy object
+  (:class:`antispam.network.stopping.StoppingPolicy`).
 
 Whole messages (multiple-instance learning): a message is cut into the same overlapping 20-token
 windows the service scores (:class:`antispam.features.Windowing`), all windows of a batch's
@@ -25,8 +27,8 @@ learns to read back-off vectors and ``UNK`` in context and those rows learn what
 
 Batches are fed as the featurizer's own :class:`~antispam.features.Plan` (row ids, back-off
 character ids) and looked up inside the compiled step from the trainable table, with the same
-means the service computes in numpy, so the network sees exactly what serving will build
-without holding the whole corpus as floats in memory.
+means the service computes in numpy (:mod:`antispam.network.step`), so the network sees exactly
+what serving will build without holding the whole corpus as floats in memory.
 
 Word vectors are fine-tuned by default ("non-static" in Kim, 2014), and training-split words that
 word2vec dropped as rare get rows of their own (starting from the ``UNK`` vector). The version
@@ -48,17 +50,18 @@ import numpy as np
 
 from antispam.config import opt
 from antispam.data import Sample, Split
-from antispam.features import AGGREGATIONS, DIM, MAX_LEN, Featurizer, Plan, Windowing, WordVectors
+from antispam.features import AGGREGATIONS, DIM, MAX_LEN, Featurizer, Windowing, WordVectors
 from antispam.labels import PASS, SPAM
-from antispam.network.metrics import binary_scores
-from antispam.network.models import KINDS, build_model
+from antispam.network.models import KINDS
+from antispam.network.step import ClassifierStep
+from antispam.network.stopping import StoppingPolicy
 from antispam.text import Segmenter, default_segmenter
 
 log = logging.getLogger(__name__)
 
 
 # Defaults that differ between networks, for the settings left unset (None). Chosen on the
-# validation split only, 5 paired seeds each (docs/sweep-issue-9.md): eight copies of the everyday
+# validation split only, 5 paired seeds each (docs/notes/sweep-issue-9.md): eight copies of the everyday
 # messages lowered the CNN's everyday false-positive rate (3.0% → 1.9%, 5 of 5 seeds; F1 −0.002)
 # but raised the RNN's (2.2% → 3.5%, joined texts worse); for the RNN a mean_odds temperature of 3
 # instead of 2 halved the excess false positives on joined ordinary messages (+3.3 → +1.7 points
@@ -110,7 +113,7 @@ class ClassifierSettings:
                    "serving uses it too)")
     # mean_odds (temperature 2 for the CNN, 3 for the RNN: KIND_DEFAULTS) was the best compromise
     # on validation between catching ads behind ordinary sentences and not flagging long ordinary
-    # texts (figures in the issue-9 notes and docs/sweep-issue-9.md).
+    # texts (figures in the issue-9 notes and docs/notes/sweep-issue-9.md).
     aggregation: str = opt("mean_odds", "ANTISPAM_TRAIN_AGGREGATION",
                            "how a message's windows fold into its score", AGGREGATIONS)
     char_backoff: bool = opt(True, "ANTISPAM_TRAIN_CHAR_BACKOFF",
@@ -333,47 +336,6 @@ def extend_vocabulary(vectors: WordVectors, token_lists: Sequence[Sequence[str]]
     return WordVectors([*vectors.vocab, *new], np.vstack([vectors.matrix, rows]))
 
 
-def message_log_probabilities(logits: Any, owner: Any, messages: Any, aggregation: str,
-                              temperature: float = 1.0) -> tuple[Any, Any]:
-    """log P(spam), log P(pass) of each message from its windows' logits, as :meth:`Plan.fold`.
-
-    In log space so the loss stays finite when a window is certain. ``max``: the most spam-like
-    window is also the least pass-like one, so both come from the same window. ``noisy_or``:
-    P(pass) is the product of the windows' P(pass). ``mean_odds``: the mean of the windows' odds.
-    """
-    import tensorflow as tf
-
-    log_p = tf.nn.log_softmax(logits, axis=-1)
-    if aggregation == "max":
-        return (tf.math.unsorted_segment_max(log_p[:, 0], owner, messages),
-                tf.math.unsorted_segment_min(log_p[:, 1], owner, messages))
-    if aggregation == "noisy_or":
-        log_pass = tf.minimum(tf.math.unsorted_segment_sum(log_p[:, 1], owner, messages), -1e-7)
-        return tf.math.log(-tf.math.expm1(log_pass)), log_pass
-    # mean_odds: log of the mean of exp(log-odds) over a message's windows.
-    log_odds = (logits[:, 0] - logits[:, 1]) / temperature
-    top = tf.math.unsorted_segment_max(log_odds, owner, messages)
-    total = tf.math.unsorted_segment_sum(tf.exp(log_odds - tf.gather(top, owner)), owner, messages)
-    count = tf.math.unsorted_segment_sum(tf.ones_like(log_odds), owner, messages)
-    mean_log_odds = temperature * (top + tf.math.log(total) - tf.math.log(count))
-    return tf.math.log_sigmoid(mean_log_odds), tf.math.log_sigmoid(-mean_log_odds)
-
-
-def plan_tensors(plan: Plan) -> dict[str, np.ndarray]:
-    """A plan as the compiled step's inputs: row ids, back-off characters, row → message."""
-    counts = np.diff(np.append(plan.starts, len(plan.ids)))
-    chars = plan.extra_chars
-    return {
-        "ids": plan.ids,
-        "chars": np.concatenate(chars).astype(np.int32) if chars else np.zeros(0, np.int32),
-        "char_rows": (np.repeat(np.arange(len(chars), dtype=np.int32), [len(c) for c in chars])
-                      if chars else np.zeros(0, np.int32)),
-        "extra_rows": np.int32(len(chars)),
-        "owner": np.repeat(np.arange(plan.messages, dtype=np.int32), counts),
-        "messages": np.int32(plan.messages),
-    }
-
-
 def augmented_messages(train: Sequence[Sample], share: float, seed: int,
                        pass_share: float = 0.5) -> list[Sample]:
     """Whole messages a moderation backend sends that the corpus lacks, from training ones only.
@@ -419,12 +381,12 @@ def tokenize_all(samples: Sequence[Sample], segmenter: Segmenter) -> list[list[s
 def train_classifier(kind: str, split: Split, vectors: WordVectors,
                      settings: ClassifierSettings | None = None, progress: bool = True,
                      segmenter: Segmenter | None = None) -> TrainedClassifier:
-    """Train ``kind`` ("cnn", "rnn" or "mlp") on ``split.train``; see the module docstring."""
-    import tensorflow as tf
-    import tf_keras
+    """Train ``kind`` ("cnn", "rnn" or "mlp") on ``split.train``; see the module docstring.
 
-    from antispam.progress import progress_bar
-
+    The data are prepared once (:class:`TrainingData`), the network lives in a
+    :class:`ClassifierStep`, each epoch is :func:`run_epoch`, and a :class:`StoppingPolicy`
+    decides after every epoch whether to keep the weights, shrink the learning rate or stop.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown classifier {kind!r}; choose one of {', '.join(KINDS)}")
     settings = (settings or ClassifierSettings()).for_kind(kind)
@@ -434,173 +396,147 @@ def train_classifier(kind: str, split: Split, vectors: WordVectors,
             raise ValueError(f"the {name} split needs both spam and pass messages, has {len(part)} "
                              f"message(s) with labels {sorted(labels)}")
     started = time.perf_counter()
-    source = prepare_vectors(vectors)
     segmenter = segmenter or default_segmenter()
-    windowing = settings.windowing()
-    kept = [(sample, tokens) for sample, tokens in zip(split.train, tokenize_all(split.train, segmenter))
-            if sample.label != SPAM or len(tokens) >= settings.min_spam_tokens]
-    short_spam_left_out = len(split.train) - len(kept)
-    corpus_train = [sample for sample, _ in kept]
-    built = augmented_messages(corpus_train, settings.augment, settings.seed, settings.augment_pass_share)
-    train_samples = [*corpus_train, *built]
-    train_tokens = [tokens for _, tokens in kept] + tokenize_all(built, segmenter)
-    vectors = source
-    if settings.fine_tune_vectors and settings.extend_min_count:
-        # Counted over distinct training messages: the built messages and the weighted everyday
-        # copies repeat words, and a word seen in one message only would get a row to overfit.
-        distinct: dict[str, list[str]] = {}
-        for _sample, tokens in zip(train_samples[:len(split.train)], train_tokens):
-            distinct.setdefault(" ".join(tokens), tokens)
-        vectors = extend_vocabulary(source, list(distinct.values()), settings.extend_min_count,
-                                    settings.seed, windowing)
-    featurizer = Featurizer(vectors, windowing)
-    validation_tokens = tokenize_all(split.validation, segmenter)
-    # What epochs are selected on: the validation messages and whole messages built from them.
-    selection_samples = [*split.validation,
-                         *augmented_messages(split.validation, settings.augment, settings.seed + 1)]
-    selection_tokens = validation_tokens + tokenize_all(selection_samples[len(split.validation):], segmenter)
-    selection_y = np.array([s.label for s in selection_samples], dtype=np.int32)
-    train_y = np.array([s.label for s in train_samples], dtype=np.int32)
-    validation_y = np.array([s.label for s in split.validation], dtype=np.int32)
-
-    tf.random.set_seed(settings.seed)
+    data = TrainingData.prepare(split, vectors, settings, segmenter)
     rng = np.random.default_rng(settings.seed)
-    model = build_model(kind, settings.dropout, **settings.model_options(kind))
-    table = tf.Variable(vectors.matrix, trainable=settings.fine_tune_vectors, name="word_vectors")
-    weights = model.trainable_weights + ([table] if settings.fine_tune_vectors else [])
-    optimizer = tf_keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    rows = len(vectors)
-
-    def lookup(ids: tf.Tensor, chars: tf.Tensor, char_rows: tf.Tensor, extra_rows: tf.Tensor) -> tf.Tensor:
-        # The featurizer's rows from the trainable table: vocabulary ids read their row, padding
-        # (== rows) reads zeros, back-off ids (> rows) read the mean of their characters' rows,
-        # as Featurizer.rows does in numpy. Gradients reach every row that was read.
-        extras = tf.math.unsorted_segment_mean(tf.gather(table, chars), char_rows, extra_rows)
-        extras = tf.concat([extras, tf.zeros([1, DIM], table.dtype)], axis=0)
-        vocab_part = tf.gather(table, tf.minimum(ids, rows - 1))
-        extra_part = tf.gather(extras, tf.clip_by_value(ids - rows - 1, 0, extra_rows))
-        is_vocab = tf.cast(ids < rows, table.dtype)[:, :, None]
-        is_extra = tf.cast(ids > rows, table.dtype)[:, :, None]
-        return vocab_part * is_vocab + extra_part * is_extra
-
-    plan_spec = [tf.TensorSpec([None, MAX_LEN], tf.int32), tf.TensorSpec([None], tf.int32),
-                 tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
-                 tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)]
-
-    @tf.function(input_signature=[*plan_spec, tf.TensorSpec([None], tf.int32)], autograph=False)
-    def train_step(ids: tf.Tensor, chars: tf.Tensor, char_rows: tf.Tensor, extra_rows: tf.Tensor,
-                   owner: tf.Tensor, messages: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            logits = model(lookup(ids, chars, char_rows, extra_rows))
-            log_spam, log_pass = message_log_probabilities(logits, owner, messages,
-                                                           settings.aggregation, windowing.temperature)
-            picked = tf.where(tf.equal(labels, SPAM), log_spam, log_pass)
-            if settings.pass_weight == 1.0:
-                loss = -tf.reduce_mean(picked)
-            else:  # a weighted mean, so the step size stays comparable
-                weight = tf.where(tf.equal(labels, SPAM), 1.0, settings.pass_weight)
-                loss = -tf.reduce_sum(weight * picked) / tf.reduce_sum(weight)
-        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-        return loss
-
-    @tf.function(input_signature=[tf.TensorSpec([None, MAX_LEN], tf.int32), *plan_spec[1:4]],
-                 autograph=False)
-    def predict_rows(ids: tf.Tensor, chars: tf.Tensor, char_rows: tf.Tensor, extra_rows: tf.Tensor
-                     ) -> tf.Tensor:
-        return tf.nn.softmax(model(lookup(ids, chars, char_rows, extra_rows)), axis=-1)
-
-    def message_probabilities(token_lists: Sequence[Sequence[str]]) -> np.ndarray:
-        model.eval()
-        parts = []
-        for i in range(0, len(token_lists), 512):
-            plan = featurizer.plan(token_lists[i:i + 512])
-            t = plan_tensors(plan)
-            parts.append(plan.fold(predict_rows(t["ids"], t["chars"], t["char_rows"],
-                                                t["extra_rows"]).numpy()))
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def scores(token_lists: Sequence[Sequence[str]], labels: np.ndarray) -> dict[str, Any]:
-        spam = message_probabilities(token_lists)
-        picked = np.clip(np.where(labels == SPAM, spam, 1.0 - spam), 1e-7, 1.0)
-        return binary_scores(labels, spam, loss=float(-np.mean(np.log(picked))))
-
+    step = ClassifierStep(kind, data.vectors, Featurizer(data.vectors, data.windowing), seed=settings.seed,
+                          dropout=settings.dropout, model_options=settings.model_options(kind),
+                          fine_tune_vectors=settings.fine_tune_vectors, learning_rate=settings.learning_rate,
+                          aggregation=settings.aggregation, temperature=data.windowing.temperature,
+                          pass_weight=settings.pass_weight)
+    policy = StoppingPolicy(settings.patience, settings.plateau_factor, settings.max_seconds)
     history: list[dict[str, Any]] = []
-    best: tuple[float, float] | None = None  # (selection F1, -selection loss)
     best_weights: list[np.ndarray] = []
-    best_epoch, stale, stopped_because = 0, 0, "epochs"
-    steps = -(-len(train_tokens) // settings.batch_size)
+    stopped_because = "epochs"
     for epoch in range(1, settings.epochs + 1):
-        epoch_started = time.perf_counter()
-        order = rng.permutation(len(train_tokens))
-        model.train()
-        bar = progress_bar(total=steps, desc=f"{kind} epoch {epoch}/{settings.epochs}", unit="batch",
-                           enabled=progress)
-        total_loss = 0.0
-        for step in range(steps):
-            batch = order[step * settings.batch_size:(step + 1) * settings.batch_size]
-            plan = featurizer.plan([train_tokens[i] for i in batch], settings.unknown_rate, rng)
-            t = plan_tensors(plan)
-            loss = float(train_step(t["ids"], t["chars"], t["char_rows"], t["extra_rows"], t["owner"],
-                                    t["messages"], train_y[batch]))
-            total_loss += loss * len(batch)
-            bar.update(1)
-            if step % 20 == 0 or step == steps - 1:
-                bar.set_postfix(loss=f"{total_loss / min(len(order), (step + 1) * settings.batch_size):.4f}")
-        train_loss = total_loss / len(train_tokens)
-        validation = scores(validation_tokens, validation_y)
-        selection = scores(selection_tokens, selection_y) if len(selection_y) > len(validation_y) else validation
-        record = {
-            "epoch": epoch,
-            "loss": train_loss,
-            "validation_loss": validation["loss"],
-            "validation_accuracy": validation["accuracy"],
-            "validation_f1": validation["f1"],
-            "validation_roc_auc": validation["roc_auc"],
-            "selection_f1": selection["f1"],
-            "selection_loss": selection["loss"],
-            "learning_rate": float(optimizer.learning_rate),
-            "seconds": round(time.perf_counter() - epoch_started, 2),
-        }
-        history.append(record)
-        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{validation['loss']:.4f}",
-                        val_acc=f"{validation['accuracy']:.4f}", val_f1=f"{validation['f1']:.4f}")
-        bar.close()
-        key = (selection["f1"], -selection["loss"])
-        if best is None or key > best:
-            best, best_epoch, stale = key, epoch, 0
-            best_weights = [w.numpy() for w in [*model.all_weights, table]]
-        else:
-            stale += 1
-            if settings.plateau_factor < 1.0:
-                # Smaller steps once validation stops improving: the next epochs refine rather
-                # than overshoot.
-                optimizer.learning_rate.assign(optimizer.learning_rate * settings.plateau_factor)
-        if stale >= settings.patience:
-            stopped_because = f"no better validation (selection) F1 for {settings.patience} epochs"
-            break
-        if settings.max_seconds is not None and time.perf_counter() - started > settings.max_seconds:
-            stopped_because = f"time budget of {settings.max_seconds:g} s reached"
+        record, selection = run_epoch(step, data, settings, rng, f"{kind} epoch {epoch}/{settings.epochs}",
+                                      progress)
+        history.append({"epoch": epoch, **record})
+        verdict = policy.after_epoch(epoch, (selection["f1"], -selection["loss"]),
+                                     time.perf_counter() - started)
+        if verdict.improved:
+            best_weights = step.snapshot()
+        if verdict.shrink_learning_rate:
+            step.scale_learning_rate(settings.plateau_factor)
+        if verdict.stop:
+            stopped_because = verdict.stop
             break
 
-    for variable, value in zip([*model.all_weights, table], best_weights):
-        variable.assign(value)
-    model.eval()
-    final_vectors = WordVectors(list(vectors.vocab), table.numpy())
+    step.restore(best_weights)
+    final_vectors = step.tuned_vectors(data.vectors.vocab)
     if prepare_vectors(final_vectors) is not final_vectors:
         raise RuntimeError("fine-tuning drove a word vector to exactly zero; retrain with another seed")
-    validation_scores = scores(validation_tokens, validation_y)
+    validation_scores = step.scores(data.validation_tokens, data.validation_y)
     # The one and only look at the test split.
     test_y = np.array([s.label for s in split.test], dtype=np.int32)
-    test_scores = scores(tokenize_all(split.test, segmenter), test_y) if len(test_y) else {}
+    test_scores = step.scores(tokenize_all(split.test, segmenter), test_y) if len(test_y) else {}
     trained = TrainedClassifier(
-        kind=kind, model=model, vectors=final_vectors, source_fingerprint=vectors_fingerprint(source),
+        kind=kind, model=step.model, vectors=final_vectors, source_fingerprint=vectors_fingerprint(data.source),
         settings=settings, history=history,
-        best_epoch=best_epoch, validation=validation_scores, test=test_scores,
-        split_manifest={**split.manifest(), "short_spam_left_out": short_spam_left_out},
+        best_epoch=policy.best_epoch, validation=validation_scores, test=test_scores,
+        split_manifest={**split.manifest(), "short_spam_left_out": data.short_spam_left_out},
         wall_seconds=time.perf_counter() - started,
         stopped_because=stopped_because,
     )
-    log.info("%s: best epoch %d of %d (%s); test accuracy %.4f, F1 %.4f, %.0f s", kind, best_epoch,
+    log.info("%s: best epoch %d of %d (%s); test accuracy %.4f, F1 %.4f, %.0f s", kind, policy.best_epoch,
              len(history), stopped_because, test_scores.get("accuracy", float("nan")),
              test_scores.get("f1", float("nan")), trained.wall_seconds)
     return trained
+
+
+@dataclass
+class TrainingData:
+    """Everything an epoch reads, built once per run: the training messages (corpus messages
+    kept + built ones) as tokens, the validation and selection messages, their labels, and the
+    vectors the network starts from (extended with training words when fine-tuning)."""
+
+    source: WordVectors  # the given vectors, prepared (every row non-zero)
+    vectors: WordVectors  # source + the training words it lacked: the table's starting rows
+    windowing: Windowing
+    train_tokens: list[list[str]]
+    train_y: np.ndarray
+    validation_tokens: list[list[str]]
+    validation_y: np.ndarray
+    # What epochs are selected on: the validation messages and whole messages built from them.
+    selection_tokens: list[list[str]]
+    selection_y: np.ndarray
+    short_spam_left_out: int
+
+    @classmethod
+    def prepare(cls, split: Split, vectors: WordVectors, settings: ClassifierSettings,
+                segmenter: Segmenter) -> TrainingData:
+        source = prepare_vectors(vectors)
+        windowing = settings.windowing()
+        kept = [(sample, tokens) for sample, tokens in zip(split.train, tokenize_all(split.train, segmenter))
+                if sample.label != SPAM or len(tokens) >= settings.min_spam_tokens]
+        corpus_train = [sample for sample, _ in kept]
+        built = augmented_messages(corpus_train, settings.augment, settings.seed, settings.augment_pass_share)
+        train_samples = [*corpus_train, *built]
+        train_tokens = [tokens for _, tokens in kept] + tokenize_all(built, segmenter)
+        extended = source
+        if settings.fine_tune_vectors and settings.extend_min_count:
+            # Counted over distinct training messages: the built messages and the weighted everyday
+            # copies repeat words, and a word seen in one message only would get a row to overfit.
+            distinct: dict[str, list[str]] = {}
+            for _sample, tokens in zip(train_samples[:len(split.train)], train_tokens):
+                distinct.setdefault(" ".join(tokens), tokens)
+            extended = extend_vocabulary(source, list(distinct.values()), settings.extend_min_count,
+                                         settings.seed, windowing)
+        validation_tokens = tokenize_all(split.validation, segmenter)
+        selection_samples = [*split.validation,
+                             *augmented_messages(split.validation, settings.augment, settings.seed + 1)]
+        selection_tokens = validation_tokens + tokenize_all(selection_samples[len(split.validation):], segmenter)
+        return cls(
+            source=source, vectors=extended, windowing=windowing,
+            train_tokens=train_tokens,
+            train_y=np.array([s.label for s in train_samples], dtype=np.int32),
+            validation_tokens=validation_tokens,
+            validation_y=np.array([s.label for s in split.validation], dtype=np.int32),
+            selection_tokens=selection_tokens,
+            selection_y=np.array([s.label for s in selection_samples], dtype=np.int32),
+            short_spam_left_out=len(split.train) - len(kept),
+        )
+
+
+def run_epoch(step: ClassifierStep, data: TrainingData, settings: ClassifierSettings,
+              rng: np.random.Generator, desc: str, progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One pass over the shuffled training messages, then the validation and selection scores.
+
+    Returns the epoch's history record (without its number) and the selection scores the
+    stopping policy judges it by.
+    """
+    from antispam.progress import progress_bar
+
+    epoch_started = time.perf_counter()
+    size = len(data.train_tokens)
+    order = rng.permutation(size)
+    steps = -(-size // settings.batch_size)
+    step.model.train()
+    bar = progress_bar(total=steps, desc=desc, unit="batch", enabled=progress)
+    total_loss = 0.0
+    for k in range(steps):
+        batch = order[k * settings.batch_size:(k + 1) * settings.batch_size]
+        plan = step.featurizer.plan([data.train_tokens[i] for i in batch], settings.unknown_rate, rng)
+        total_loss += step.train_on(plan, data.train_y[batch]) * len(batch)
+        bar.update(1)
+        if k % 20 == 0 or k == steps - 1:
+            bar.set_postfix(loss=f"{total_loss / min(size, (k + 1) * settings.batch_size):.4f}")
+    train_loss = total_loss / size
+    validation = step.scores(data.validation_tokens, data.validation_y)
+    selection = (step.scores(data.selection_tokens, data.selection_y)
+                 if len(data.selection_y) > len(data.validation_y) else validation)
+    record = {
+        "loss": train_loss,
+        "validation_loss": validation["loss"],
+        "validation_accuracy": validation["accuracy"],
+        "validation_f1": validation["f1"],
+        "validation_roc_auc": validation["roc_auc"],
+        "selection_f1": selection["f1"],
+        "selection_loss": selection["loss"],
+        "learning_rate": step.learning_rate,
+        "seconds": round(time.perf_counter() - epoch_started, 2),
+    }
+    bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{validation['loss']:.4f}",
+                    val_acc=f"{validation['accuracy']:.4f}", val_f1=f"{validation['f1']:.4f}")
+    bar.close()
+    return record, selection

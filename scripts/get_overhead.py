@@ -8,7 +8,7 @@ off) and drives it at saturation with the bench's own load generator (a separate
 keep-alive connections, the corpus' test texts) for ``--seconds``; prints the service's CPU
 time per answered request (user + system, from /proc) and requests/s. ``--backend bare`` is the
 floor: a bare Tornado handler answering a fixed JSON body (no normalizing, no tokenizer);
-``--backend fake`` answers every text from a constant-time fake (tests/helpers/fakes.py) with no micro-batcher,
+``--backend fake`` answers every text from a constant-time fake (antispam/testing/fakes.py) with no micro-batcher,
 so the figure is HTTP + JSON + normalize + tokenizer + bookkeeping; ``local`` is the in-process
 backend on ``--model-base``/``--model-name`` (micro-batcher, TensorFlow, windows). Several
 ``--loop``/``--tokenizer`` values are run round-robin, ``--rounds`` times each, so a neighbour's
@@ -60,7 +60,7 @@ async def main():
         print(json.dumps({{"port": port}}), flush=True)
         await asyncio.Event().wait()
     if {backend!r} == "fake":
-        from tests.helpers.fakes import FakeBackend
+        from antispam.testing.fakes import FakeBackend
         backend = FakeBackend()
     else:
         from antispam.backends.local import LocalBackend

@@ -224,7 +224,7 @@ def start_tiny_service(workdir: Path, source: Path) -> tuple[subprocess.Popen[st
     """``antispam serve --backend local`` from ``source`` on a tiny windowed model version."""
     sys.path.insert(0, str(REPO))
     from antispam.features import Windowing
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     build_version(workdir / "models" / "cnn", windowing=Windowing())
     env = dict(os.environ, PYTHONPATH=str(source), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import tinymodel
+from antispam.testing import tinymodel
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "antispam-e2e"

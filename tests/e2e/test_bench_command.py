@@ -14,7 +14,7 @@ from antispam.cli import main
 def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture[str],
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """In this process (TensorFlow is usually loaded already); the services are subprocesses."""
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     build_version(tmp_path / "models" / "cnn")
     out = tmp_path / "results.json"
@@ -60,7 +60,7 @@ def test_quick_bench_with_lists_and_explain_variants(tmp_path: Path, tiny_corpus
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The same loads plain, with generated term lists loaded, and with explain=true, in one table."""
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     build_version(tmp_path / "models" / "cnn")
     out = tmp_path / "results.json"
@@ -103,7 +103,7 @@ def test_bad_arguments_are_user_errors(argv: list[str], message: str, tiny_corpu
 
 def test_compare_refuses_a_file_of_another_schema_before_any_work(
         tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     build_version(tmp_path / "models" / "cnn")
     old = tmp_path / "old.json"
@@ -125,8 +125,8 @@ def test_bench_a_running_service_by_url(tmp_path: Path, tiny_corpus: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     from antispam.backends.local import LocalBackend
     from antispam.config import ServeConfig
+    from antispam.testing.tinymodel import build_version
     from tests.helpers.live_server import LiveServer
-    from tests.helpers.tinymodel import build_version
 
     build_version(tmp_path / "models" / "cnn")
     config = ServeConfig(model_base=str(tmp_path / "models"), poll_seconds=0, cache_size=0)

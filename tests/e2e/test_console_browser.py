@@ -1,6 +1,6 @@
 """The moderator's console in a real browser: headless Chromium driven by Selenium.
 
-1. ``antispam serve --backend local`` on a tiny model (tests/helpers/tinymodel.py) with a
+1. ``antispam serve --backend local`` on a tiny model (antispam/testing/tinymodel.py) with a
    feedback store, a training report (real PNGs from network/report.py) and a promotion log.
    The browser goes through Try (two texts scored, one marked spam: the row is in the feedback
    DB), Models (versions, metrics, confusion matrix, report images, promotion log, rollback
@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.helpers import tinymodel
+from antispam.testing import tinymodel
 from tests.helpers.serve_process import ServeProcess
 
 CHROMIUM = os.environ.get("ANTISPAM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -373,7 +373,7 @@ class KeyedServer:
 
         from antispam.app import make_app
         from antispam.config import ServeConfig
-        from tests.helpers.fakes import FakeBackend, FakeFeedbackStore
+        from antispam.testing.fakes import FakeBackend, FakeFeedbackStore
 
         seen = self.seen
 

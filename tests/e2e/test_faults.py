@@ -169,7 +169,7 @@ class RemoteRig:
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteRig]:
     from antispam.testing.standin_tfs import StandinTFS
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     root = tmp_path_factory.mktemp("faults-remote")
     models = root / "models"
@@ -266,7 +266,7 @@ def test_both_down_then_503_within_deadline_and_recovery(remote: RemoteRig) -> N
 # -- local backend -------------------------------------------------------------------------------
 
 def test_stalled_model_keeps_deadline_and_bounded_queue(tmp_path: Path) -> None:
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     models = tmp_path / "models"
     build_version(models / "cnn", sleep_ms=400, warmup_texts=["好"])  # each model call takes 0.4 s
@@ -289,7 +289,7 @@ def test_stalled_model_keeps_deadline_and_bounded_queue(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_finishes_in_flight_refuses_new_and_exits_0(tmp_path: Path, workers: int) -> None:
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     models = tmp_path / "models"
     build_version(models / "cnn", sleep_ms=1500, warmup_texts=["好"])
@@ -320,7 +320,7 @@ def test_sigterm_finishes_in_flight_refuses_new_and_exits_0(tmp_path: Path, work
 
 
 def test_corrupt_and_half_written_versions_are_skipped(tmp_path: Path) -> None:
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     models = tmp_path / "models"
     build_version(models / "cnn")

@@ -1,6 +1,6 @@
 """Bad input, never a 500: random requests against the real app over real sockets.
 
-The app runs with the in-process backend on a tiny model version (tests/helpers/tinymodel.py), so every
+The app runs with the in-process backend on a tiny model version (antispam/testing/tinymodel.py), so every
 layer a client can reach is exercised: Tornado's request parsing, the handlers, the text
 pipeline, the micro-batcher and the model. The property is the same for every request: the
 answer is a documented status, errors have the JSON error shape with a code whose status is that
@@ -34,8 +34,8 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from antispam.backends.local import LocalBackend
     from antispam.feedback import FeedbackStore
+    from antispam.testing.tinymodel import build_version
     from tests.helpers.live_server import LiveServer
-    from tests.helpers.tinymodel import build_version
 
     root = tmp_path_factory.mktemp("fuzz")
     build_version(root / "models" / "cnn")

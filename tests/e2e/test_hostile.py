@@ -27,7 +27,7 @@ COMMON = "的一是在不了有和人这中大为上个国我以要他时来用�
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     from antispam.features import Windowing
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     root = tmp_path_factory.mktemp("hostile")
     build_version(root / "models" / "cnn", windowing=Windowing())

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import tinymodel
+from antispam.testing import tinymodel
 from tests.helpers.serve_process import ServeProcess
 
 SWITCH_TIMEOUT = 45.0  # seconds a switch may take before the test fails

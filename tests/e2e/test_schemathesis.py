@@ -24,8 +24,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from antispam.backends.local import LocalBackend
     from antispam.feedback import FeedbackStore
     from antispam.keys import add_key
+    from antispam.testing.tinymodel import build_version
     from tests.helpers.live_server import LiveServer
-    from tests.helpers.tinymodel import build_version
 
     root = tmp_path_factory.mktemp("schemathesis")
     build_version(root / "models" / "cnn")

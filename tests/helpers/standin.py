@@ -41,7 +41,7 @@ def shared_standin(wait: bool = True) -> StandinTFS:
 
 def publish_tiny(tfs: StandinTFS, model: str, *, flip: bool = False, wait: bool = True) -> int:
     """Export a tiny version of ``model`` into the stand-in's base; wait until it is AVAILABLE."""
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     version = build_version(tfs.model_base / model, flip=flip)
     if wait:

@@ -1,8 +1,8 @@
 """The HTTP API through real HTTP: every route, every error, label semantics, batch order,
 readiness, hot reload, the dedup cache and draining.
 
-Tests that need real scores run a LocalBackend on tiny SavedModel versions (tests/helpers/tinymodel.py);
-error paths that need a misbehaving backend use tests/helpers/fakes.py.
+Tests that need real scores run a LocalBackend on tiny SavedModel versions (antispam/testing/tinymodel.py);
+error paths that need a misbehaving backend use antispam/testing/fakes.py.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from antispam.backends.local import LocalBackend
 from antispam.config import ServeConfig
 from antispam.errors import ERROR_CODES
 from antispam.features import Windowing
+from antispam.testing import tinymodel
+from antispam.testing.fakes import FakeBackend, FakeFeedbackStore
 from antispam.text import tokenize
-from tests.helpers import tinymodel
-from tests.helpers.fakes import FakeBackend, FakeFeedbackStore
 
 JSON = {"Content-Type": "application/json"}
 

@@ -14,7 +14,7 @@ import pytest
 from antispam.cli import main
 from antispam.feedback import FeedbackStore
 from antispam.keys import KeyRing, KeysFileError, TokenBuckets, add_key, hash_key, load_keys, parse_keys
-from tests.helpers.fakes import FakeBackend
+from antispam.testing.fakes import FakeBackend
 from tests.service.test_app import JSON, ApiTestCase
 
 

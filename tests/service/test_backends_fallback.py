@@ -21,9 +21,9 @@ from antispam.backends.remote_versions import AVAILABLE, RemoteVersions
 from antispam.config import ServeConfig
 from antispam.features import WordVectors
 from antispam.testing.standin_tfs import StandinTFS
+from antispam.testing.tinymodel import PASS_TEXT, SPAM_TEXT
 from antispam.text import tokenize
 from tests.helpers.standin import publish_tiny, remote_config, run_started, shared_standin, standin_serving
-from tests.helpers.tinymodel import PASS_TEXT, SPAM_TEXT
 
 SPAM, PASS = tokenize(SPAM_TEXT), tokenize(PASS_TEXT)
 

@@ -20,9 +20,9 @@ from antispam.backends.remote import BadResponse, Unreachable, UnreachableDeadli
 from antispam.backends.remote_versions import AVAILABLE
 from antispam.config import ServeConfig
 from antispam.testing.standin_tfs import StandinTFS
+from antispam.testing.tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 from antispam.text import tokenize
 from tests.helpers.standin import remote_config, run_started, standin_serving
-from tests.helpers.tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 
 MODEL = "grpc_cnn"
 SPAM, PASS = tokenize(SPAM_TEXT), tokenize(PASS_TEXT)

@@ -13,8 +13,8 @@ import pytest
 from antispam.backends.base import DeadlineExceeded, NotReady, Overloaded
 from antispam.backends.local import LocalBackend
 from antispam.config import ServeConfig
+from antispam.testing import tinymodel
 from antispam.text import tokenize
-from tests.helpers import tinymodel
 
 SPAM = tokenize(tinymodel.SPAM_TEXT)
 PASS = tokenize(tinymodel.PASS_TEXT)

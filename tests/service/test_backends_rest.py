@@ -22,9 +22,9 @@ from antispam.backends.rest import RestBackend, RowEncoder, parse_predictions
 from antispam.config import ServeConfig
 from antispam.features import FIRST_WINDOW, Featurizer, Windowing
 from antispam.testing.standin_tfs import StandinTFS
+from antispam.testing.tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 from antispam.text import tokenize
 from tests.helpers.standin import remote_config, run_started, standin_serving
-from tests.helpers.tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 
 MODEL = "rest_cnn"
 SPAM, PASS = tokenize(SPAM_TEXT), tokenize(PASS_TEXT)

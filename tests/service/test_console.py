@@ -3,7 +3,7 @@ read-only JSON endpoints (version metrics, report images, promotion log, live su
 404s for anything that is not exactly one of them (path traversal included).
 
 No TensorFlow: a version folder here is just ``saved_model.pb`` + ``assets.extra/metrics.json``,
-which is all the console reads; scores come from tests/helpers/fakes.py.
+which is all the console reads; scores come from antispam/testing/fakes.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tornado.testing import AsyncHTTPTestCase
 from antispam.app import make_app
 from antispam.config import ServeConfig
 from antispam.console import handlers
-from tests.helpers.fakes import FakeBackend, FakeFeedbackStore
+from antispam.testing.fakes import FakeBackend, FakeFeedbackStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 RUN = {"source_vectors": "abc123", "wall_seconds": 12.5, "best_epoch": 2,

@@ -18,8 +18,8 @@ from typing import Any
 
 from antispam.app import LOG_MESSAGE_CHARS, CappedLogMessages, PredictHandler
 from antispam.backends.local import LocalBackend
-from tests.helpers import tinymodel
-from tests.helpers.fakes import FakeBackend
+from antispam.testing import tinymodel
+from antispam.testing.fakes import FakeBackend
 from tests.service.test_app import JSON, ApiTestCase
 
 

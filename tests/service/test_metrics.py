@@ -11,7 +11,7 @@ from antispam.app import make_app
 from antispam.cache import CachedScore, PredictionCache
 from antispam.config import ServeConfig
 from antispam.metrics import Metrics
-from tests.helpers.fakes import FakeBackend
+from antispam.testing.fakes import FakeBackend
 
 
 def samples(exposition: bytes | str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from antispam.cli import main
-from tests.helpers import tinymodel
-from tests.helpers.fakes import FakeBackend
+from antispam.testing import tinymodel
+from antispam.testing.fakes import FakeBackend
 
 FIELDS = {"text", "predict", "label", "spam_probability", "suggestion", "model", "coverage",
           "decided_by", "policy"}

@@ -11,7 +11,7 @@ import pytest
 
 from antispam.feedback import FeedbackStore
 from antispam.request_ids import request_id_from
-from tests.helpers.fakes import FakeBackend
+from antispam.testing.fakes import FakeBackend
 from tests.service.test_app import JSON, ApiTestCase
 
 pytestmark = pytest.mark.service

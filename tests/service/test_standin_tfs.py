@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from antispam.testing.standin_tfs import StandinTFS
+from antispam.testing.tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 from antispam.text import tokenize
 from tests.helpers.standin import publish_tiny, standin_serving
-from tests.helpers.tinymodel import PASS_TEXT, SPAM_TEXT, tiny_vectors
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from antispam.cache import PredictionCache
 from antispam.metrics import Metrics
-from tests.helpers.fakes import FakeBackend
+from antispam.testing.fakes import FakeBackend
 
 ALERTS = Path(__file__).resolve().parents[2] / "serving" / "alerts.yml"
 SELECTOR = re.compile(r"\b(antispam_[a-z0-9_]+)\b(?:\{([^}]*)\})?")

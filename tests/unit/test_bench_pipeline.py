@@ -14,7 +14,7 @@ TEXTS = ["代开发票，优惠贷款，加微信13800138000", "妈妈，我们�
 
 
 def test_measures_each_stage(tmp_path: Path) -> None:
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     model_dir = tmp_path / "models" / "cnn"
     version = build_version(model_dir)
@@ -38,8 +38,8 @@ def test_counts_the_windows_the_service_scores(tmp_path: Path) -> None:
     """Long messages are several 20-token windows; the model stage is per message, all its rows."""
     from antispam import versions
     from antispam.features import Windowing
+    from antispam.testing.tinymodel import build_version
     from antispam.text import Segmenter
-    from tests.helpers.tinymodel import build_version
 
     model_dir = tmp_path / "cnn"
     build_version(model_dir, windowing=Windowing(stride=10, cap=64))
@@ -58,7 +58,7 @@ def test_counts_the_windows_the_service_scores(tmp_path: Path) -> None:
 
 
 def test_fewer_texts_than_a_batch_still_time_the_model(tmp_path: Path) -> None:
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     build_version(tmp_path / "cnn")
     assert measure(tmp_path / "cnn", TEXTS[:3], batch=64, repeats=1).model_us > 0

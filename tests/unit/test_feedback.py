@@ -259,7 +259,7 @@ class PostFeedbackTest(tornado.testing.AsyncHTTPTestCase):
     def get_app(self):
         from antispam.app import make_app
         from antispam.config import ServeConfig
-        from tests.helpers.fakes import FakeBackend
+        from antispam.testing.fakes import FakeBackend
 
         return make_app(ServeConfig(), FakeBackend(version=3), feedback_store=self.store)
 

@@ -10,12 +10,11 @@ pytest.importorskip("tensorlayer")
 from antispam.data import Sample  # noqa: E402
 from antispam.features import DIM, MAX_LEN, UNK, Featurizer, Windowing, WordVectors  # noqa: E402
 from antispam.labels import PASS, SPAM  # noqa: E402
+from antispam.network.step import message_log_probabilities, plan_tensors  # noqa: E402
 from antispam.network.train import (  # noqa: E402
     ClassifierSettings,
     augmented_messages,
     extend_vocabulary,
-    message_log_probabilities,
-    plan_tensors,
     prepare_vectors,
 )
 from antispam.text import default_segmenter  # noqa: E402

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from antispam import versions
+from antispam.testing.tinymodel import tiny_vectors
 from antispam.versions import VersionError
-from tests.helpers.tinymodel import tiny_vectors
 
 
 def fake_version(root: Path, number: int | str, complete: bool = True) -> Path:
@@ -147,7 +147,7 @@ def test_version_error_is_a_user_error() -> None:
 def test_load_version_scores_through_the_versions_own_vectors(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     from antispam.features import Windowing
-    from tests.helpers.tinymodel import PASS_TEXT, SPAM_TEXT, build_version
+    from antispam.testing.tinymodel import PASS_TEXT, SPAM_TEXT, build_version
 
     build_version(tmp_path / "cnn")
     build_version(tmp_path / "cnn", flip=True, windowing=Windowing(stride=10, cap=8))
@@ -187,7 +187,7 @@ def test_load_version_refuses_a_wrong_signature_or_a_broken_saved_model(tmp_path
 
 def test_a_staged_version_is_invisible_until_published(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     build_version(tmp_path / "src")
     path = versions.staging_dir(tmp_path / "cnn", versions.RETRAIN_STAGING_PREFIX)
@@ -237,7 +237,7 @@ def test_leftovers_of_dead_retrain_runs_are_removed(tmp_path: Path) -> None:
 def test_the_flat_call_gives_exactly_the_signature_outputs_and_falls_back(tmp_path: Path) -> None:
     tf = pytest.importorskip("tensorflow")
     from antispam.features import Windowing
-    from tests.helpers.tinymodel import build_version
+    from antispam.testing.tinymodel import build_version
 
     build_version(tmp_path / "cnn", windowing=Windowing(stride=10, cap=8))
     loaded = versions.load_version(tmp_path / "cnn")
