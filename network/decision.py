@@ -288,7 +288,9 @@ def gate(candidate: Mapping[str, Any], serving: Mapping[str, Any] | None,
         reference = better(name, old, top)
         tolerance = tolerances[name]
         if new is None or reference is None:
-            ok = reference is None or new is not None
+            # Undefined for one side (a version that blocks nothing has no block precision): not
+            # counted as worse; the figures that are defined (block recall 0) carry the decision.
+            ok = True
         elif direction == "higher":
             ok = new + 1e-12 >= reference - tolerance
         else:

@@ -79,3 +79,10 @@ def test_better() -> None:
     assert better("block_precision", 0.9, 0.95) == 0.95
     assert better("everyday_flagged", 0.01, 0.02) == 0.01
     assert better("block_recall", None, 0.5) == 0.5
+
+
+def test_an_undefined_figure_is_not_counted_as_worse_but_its_defined_partner_is() -> None:
+    # A candidate that blocks nothing has no block precision; its block recall of 0 refuses it.
+    result = gate(report(block_precision=None, block_recall=0.0), report(), best_of(GOOD), 3)  # type: ignore[arg-type]
+    assert not result.publish
+    assert result.table["block_precision"]["ok"] and not result.table["block_recall"]["ok"]
