@@ -54,7 +54,7 @@ def test_docker_compose_config_validates() -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
-    assert set(resolved["services"]) == {"volumes-init", "tfserving", "antispam", "retrain"}
+    assert set(resolved["services"]) == {"volumes-init", "tfserving", "antispam", "retrain", "feedback-prune"}
     quiet = subprocess.run([tool, "-f", str(COMPOSE), "config", "--quiet"], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and not quiet.stderr.strip(), quiet.stderr
@@ -97,6 +97,19 @@ def test_only_the_antispam_api_is_published_on_the_host() -> None:
     """Issue 21: of all services only antispam's API port reaches the host."""
     published = {name: svc["ports"] for name, svc in compose()["services"].items() if svc.get("ports")}
     assert set(published) == {"antispam"}, published
+
+
+def test_feedback_retention_runs_on_its_own_schedule_and_contacts_are_masked() -> None:
+    """Issue 21: `antispam feedback prune` runs daily whether or not a retrain runs, with the
+    store and the promotion logs writable; the feedback writer masks contacts at rest."""
+    services = compose()["services"]
+    prune = services["feedback-prune"]
+    script = " ".join(prune["command"])
+    assert "antispam feedback prune" in script and "sleep" in script and "while true" in script
+    assert prune["environment"]["PRUNE_EVERY_SECONDS"] == "86400"
+    assert prune["environment"]["ANTISPAM_FEEDBACK_DB"] == services["antispam"]["environment"]["ANTISPAM_FEEDBACK_DB"]
+    assert set(prune["volumes"]) == {"models:/models", "feedback:/feedback"}  # both writable
+    assert services["antispam"]["environment"]["ANTISPAM_FEEDBACK_MASK_CONTACTS"] == "true"
 
 
 def test_antispam_service_uses_tf_serving_and_reads_models_read_only() -> None:

@@ -280,6 +280,22 @@ def test_ingress_terminates_tls_for_its_hosts() -> None:
     assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
 
 
+def test_feedback_retention_runs_daily_beside_the_store_and_contacts_are_masked() -> None:
+    job = by_kind("CronJob")["antispam-feedback-prune"]
+    assert job["spec"]["schedule"] == "30 2 * * *" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    container = containers(job)[0]
+    assert container["args"] == ["feedback", "prune"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    writer = containers(by_kind("Deployment")["antispam-feedback"])[0]
+    writer_env = {e["name"]: e.get("value") for e in writer["env"]}
+    assert env["ANTISPAM_FEEDBACK_DB"] == writer_env["ANTISPAM_FEEDBACK_DB"]
+    assert writer_env["ANTISPAM_FEEDBACK_MASK_CONTACTS"] == "true"
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(job)["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"antispam-feedback", "antispam-models"}
+    assert not any(m.get("readOnly") for m in container["volumeMounts"])
+    affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert affinity["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "antispam-feedback"
+
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["--write"]:
         (K8S / "tfserving-config.yaml").write_text(render_configmap(), encoding="utf-8")
