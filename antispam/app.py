@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ import tornado.web
 
 from antispam.backends.base import Backend
 from antispam.cache import PredictionCache
-from antispam.config import ServeConfig
+from antispam.config import ServeConfig, trusted_networks
 from antispam.errors import ApiError, api_error, error_body, to_response
 from antispam.feedback import FeedbackRefused
 from antispam.keys import ApiKey, KeyRing, TokenBuckets
@@ -68,6 +69,8 @@ class Services:
     draining: bool = False
     idle: asyncio.Event | None = field(default=None, repr=False)
     keyring: KeyRing | None = None  # issue 11: None = keys off, every route open
+    # Issue 21: peers whose X-Forwarded-For / X-Real-Ip name the client (--trusted-proxy).
+    trusted_proxies: tuple[Any, ...] = ()
     buckets: TokenBuckets = field(default_factory=TokenBuckets, repr=False)
 
     def request_started(self) -> None:
@@ -155,10 +158,11 @@ class BaseHandler(tornado.web.RequestHandler):
 
     route = "unknown"
     accepts_body = False  # True: keep the body (up to max_body_bytes) for the handler
-    role: str | None = None  # the key role the route needs when keys are on; None: open
 
-    def initialize(self, services: Services) -> None:
+    def initialize(self, services: Services, role: str | None = None) -> None:
         self.services = services
+        # The key role the route needs when keys are on (None: open); from ROUTE_ROLES only.
+        self.role = role
         self._counted = False
         # The body as it arrived, in Tornado's chunks (at most 64 KiB each): no growing buffer
         # to reallocate and copy; joined once, when the handler reads it.
@@ -176,6 +180,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
 
     def prepare(self) -> None:
+        if self.services.trusted_proxies:
+            self.request.remote_ip = client_address(self.request.remote_ip or "", self.request.headers,
+                                                    self.services.trusted_proxies)
         self.check_head()
         if self.services.draining:
             self.set_header("Connection", "close")
@@ -358,7 +365,6 @@ class JsonBodyHandler(BaseHandler):
 
 class PredictHandler(JsonBodyHandler):
     route = "predict"
-    role = "predict"
 
     def compute_etag(self) -> str | None:
         """No ``ETag``: every answer carries a fresh ``request_id``, so a client could never
@@ -443,7 +449,6 @@ def _with_data_ids(items: list[dict[str, Any]], data_ids: list[str | None]) -> l
 
 class FeedbackHandler(JsonBodyHandler):
     route = "feedback"
-    role = "feedback"
 
     async def post(self) -> None:
         body = self.json_object()
@@ -497,6 +502,14 @@ class ReadyHandler(BaseHandler):
     route = "readyz"
 
     def get(self) -> None:
+        ring = self.services.keyring
+        if ring is not None:  # issue 21: a bad keys file is seen here even with no keyed traffic
+            ring.refresh()
+            if ring.problem is not None:
+                # The details (path, line, key id) go to the log, not to this open route.
+                raise api_error("keys_file_invalid", "the API keys file is invalid, so no key "
+                                "authenticates until it is fixed (fail closed); the service log and "
+                                "`antispam keys list` name the problem")
         backend = self.services.backend
         if not backend.ready:
             raise api_error("not_ready", f"no model version is usable yet ({backend.name} backend)")
@@ -517,7 +530,6 @@ class ReadyHandler(BaseHandler):
 
 class ModelsHandler(BaseHandler):
     route = "models"
-    role = "admin"
 
     def get(self) -> None:
         self.send_json(self.services.backend.status())
@@ -562,6 +574,30 @@ class NotFoundHandler(BaseHandler):
         raise api_error("not_found", f"no route {_shown(self.request.path)}; see /openapi.json")
 
 
+# Issue 21: the one table of which key role each route needs when keys are on (None: open to
+# anyone). Every route make_app registers must be here, or the app refuses to build: no route is
+# added without a role decision. tests/service/test_route_roles.py walks the app with keys on and
+# checks each route against this table, and keeps docs/operations.md#api-keys-roles-and-quotas
+# equal to it. Role inheritance (admin implies viewer, ...) is antispam.keys.IMPLIES.
+ROUTE_ROLES: dict[str, str | None] = {
+    r"/predict": "predict",
+    r"/feedback": "feedback",
+    r"/healthz": None,  # probes
+    r"/readyz": None,
+    r"/metrics": None,  # Prometheus scrapes inside the cluster; no texts, no keys (operations.md)
+    r"/openapi.json": None,
+    r"/models": "viewer",  # read-only status; the console's Models view
+    r"/lists": "admin",  # thresholds, folder paths, list parse errors quoting terms
+    r"/console": None,  # the page itself: it asks for a key on the first 401
+    r"/console/([^/]*)": None,
+    r"/console/api/info": "viewer",  # thresholds and folder paths
+    r"/console/api/live": "viewer",
+    r"/console/api/promotions": "viewer",
+    r"/console/api/versions": "viewer",
+    r"/console/api/versions/([0-9]{1,9})": "viewer",
+    r"/console/api/versions/([0-9]{1,9})/report/(curves|confusion)\.png": "viewer",
+}
+
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/predict", PredictHandler),
     (r"/feedback", FeedbackHandler),
@@ -572,6 +608,40 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/openapi.json", OpenAPIHandler),
     (r"/lists", ListsHandler),
 ]
+
+
+def client_address(peer: str, headers: Any, trusted: tuple[Any, ...]) -> str:
+    """The client's address for the access log (issue 21), in the way of Tornado's ``xheaders``
+    but only when the peer is a trusted proxy: any client can send X-Forwarded-For, so from an
+    untrusted peer it would let the client write what the log shows.
+
+    X-Forwarded-For is read from the right (each proxy appends the address it saw), skipping
+    trusted proxies; the first other address is the client. Without the header, X-Real-Ip.
+    Anything that is not an IP address leaves the peer address.
+    """
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    if not is_trusted(peer):
+        return peer
+    hops = [h.strip() for h in ",".join(headers.get_list("X-Forwarded-For")).split(",") if h.strip()]
+    candidate = None
+    for hop in reversed(hops):
+        candidate = hop
+        if not is_trusted(hop):
+            break
+    if candidate is None:
+        candidate = headers.get("X-Real-Ip", "").strip() or None
+    if candidate is None:
+        return peer
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return peer
 
 
 def openapi_document() -> bytes:
@@ -695,11 +765,18 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackS
     if keyring is None and config.keys_file:  # issue 11: keys on (a bad file fails the start)
         keyring = KeyRing(config.keys_file, poll_seconds=config.keys_poll_seconds)
     services.keyring = keyring
-    args = {"services": services}
+    services.trusted_proxies = trusted_networks(config.trusted_proxy)
+    if keyring is not None:
+        metrics.watch_keys(keyring)
+    args: dict[str, Any] = {"services": services}
     from antispam.console.handlers import console_routes  # the moderator's console (issue 13); imports this module
 
+    rules = [*((path, handler, args) for path, handler in ROUTES), *console_routes(services)]
+    missing = [path for path, _handler, _args in rules if path not in ROUTE_ROLES]
+    if missing:
+        raise RuntimeError(f"routes without a role decision in antispam.app.ROUTE_ROLES: {missing}")
     app = tornado.web.Application(
-        [*((path, handler, args) for path, handler in ROUTES), *console_routes(services)],
+        [(path, handler, {**kwargs, "role": ROUTE_ROLES[path]}) for path, handler, kwargs in rules],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         log_function=_log_request,

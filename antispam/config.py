@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import types
 import typing
@@ -61,7 +62,16 @@ class Paths:
 class ServeConfig:
     """Everything ``antispam serve`` (and the app factory) needs."""
 
-    host: str = opt("0.0.0.0", "ANTISPAM_HOST", "address to listen on")
+    host: str = opt("127.0.0.1", "ANTISPAM_HOST",
+                    "address to listen on (0.0.0.0: every interface; with keys off that needs "
+                    "--allow-open; the container image sets 0.0.0.0 and compose/k8s turn keys on)")
+    allow_open: bool = opt(False, "ANTISPAM_ALLOW_OPEN",
+                           "listen on an address other than loopback with API keys off, every route "
+                           "open to whoever reaches it (otherwise serve refuses to start)")
+    trusted_proxy: str = opt("", "ANTISPAM_TRUSTED_PROXY",
+                             "comma-separated addresses or networks (10.0.0.0/8) of reverse proxies whose "
+                             "X-Forwarded-For / X-Real-Ip name the client for the access log; empty: "
+                             "those headers are ignored and the peer address is logged")
     port: int = opt(8000, "ANTISPAM_PORT", "port to listen on (0 picks a free one)")
     backend: str = opt("auto", "ANTISPAM_BACKEND",
                        "grpc: TF Serving over gRPC with REST fallback; rest: REST only; "
@@ -147,7 +157,13 @@ class ServeConfig:
                                  "enters training or flips a corpus label (anonymous counts once)")
     feedback_trusted_keys: str = opt("", "ANTISPAM_FEEDBACK_TRUSTED_KEYS",
                                      "retrain: comma-separated key ids whose feedback is trusted alone "
-                                     "(besides the keys file's admin keys)")
+                                     "(besides the keys file's labeler keys; admin alone is not trusted)")
+    feedback_max_flips: int = opt(100, "ANTISPAM_FEEDBACK_MAX_FLIPS",
+                                  "retrain: most corpus labels feedback may flip per UTC day; the rest "
+                                  "wait for `antispam feedback approve` (0: no cap)")
+    feedback_max_flips_per_key: int = opt(20, "ANTISPAM_FEEDBACK_MAX_FLIPS_PER_KEY",
+                                          "retrain: most corpus label flips charged to one key id per UTC "
+                                          "day; the rest wait for `antispam feedback approve` (0: no cap)")
     # -- term lists and policies (issue 12) ----------------------------------------------------
     lists_dir: str = opt("lists", "ANTISPAM_LISTS_DIR",
                          "folder of block/allow term lists (block.txt, <set>.allow.txt ...); "
@@ -195,15 +211,33 @@ def check_serve_config(config: ServeConfig) -> None:
     if config.body_timeout_s <= 0 or config.idle_timeout_s <= 0:
         problems.append("--body-timeout-s and --idle-timeout-s must be > 0")
     for name in ("feedback_max_rows", "feedback_max_bytes", "feedback_daily_count",
-                 "feedback_daily_bytes"):  # issue 11: 0 turns the limit off
+                 "feedback_daily_bytes", "feedback_max_flips",
+                 "feedback_max_flips_per_key"):  # issues 11, 21: 0 turns the limit off
         if getattr(config, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0")
     if config.feedback_retention_days < 0 or config.keys_poll_seconds < 0:
         problems.append("--feedback-retention-days and --keys-poll-seconds must be >= 0")
     if config.feedback_min_keys < 1:
         problems.append("--feedback-min-keys must be at least 1")
+    try:
+        trusted_networks(config.trusted_proxy)
+    except ValueError as exc:
+        problems.append(f"--trusted-proxy: {exc}")
     if problems:
         raise UserError("; ".join(problems))
+
+
+def trusted_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``--trusted-proxy``: comma-separated addresses or networks; ValueError names a bad one."""
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part[:60]!r} is not an IP address or network (10.0.0.5, 10.0.0.0/8)") from None
+    return tuple(networks)
 
 
 def _flag_type(kind: Any) -> Any:

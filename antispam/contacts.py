@@ -91,7 +91,7 @@ _LONGEST_PHONE = 15
 _HEADS = frozenset({*(f"1{d}" for d in "3456789"), *(f"0{d}" for d in "0123456789"), "40", "80", "86"})
 
 _LATIN_CUE_BOUNDARY = re.compile(r"[a-z0-9_]")
-_QQ_CUE = re.compile(r"qq|q号|q群|扣扣|企鹅|q")
+_QQ_CUE = re.compile(r"qq|q号|q群|扣\s?扣|企\s?鹅|q")
 # "加"/"+" first, and "vx" before "v", so the longest cue wins: "加vx" is not "加v" + "x".
 _WECHAT_CUE = re.compile(r"(?:加|[+➕])\s?(?:vx|wx|[v微薇威](?:\s?信)?)|[微威薇徽v]\s?信|weixin|wechat|vx|wx"
                          r"|v(?=\s{0,2}:)")
@@ -376,7 +376,8 @@ def _phones(t: _Text) -> None:
         while p <= k:
             first = ends[p - i - 1] if p > i else 0
             best: tuple[int, str, str] | None = None
-            if chain[first:first + 2] in _HEADS:
+            foreign = groups[p][0] > 0 and t.folded[groups[p][0] - 1] == "+" and not chain.startswith("86", first)
+            if chain[first:first + 2] in _HEADS and not foreign:  # "+1 415 555 0100" is not a mobile
                 for q in range(p, k + 1):
                     length = ends[q - i] - first
                     if length > _LONGEST_PHONE:

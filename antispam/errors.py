@@ -62,6 +62,7 @@ ERROR_CODES: dict[str, int] = {
     "overloaded": 503,         # the model queue is full
     "shutting_down": 503,      # the process is draining before exit
     "feedback_unavailable": 503,  # no feedback store configured, or it failed
+    "keys_file_invalid": 503,  # /readyz: keys are on and the keys file cannot be used (fail closed)
 }
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",

@@ -9,9 +9,11 @@ One run, under an exclusive lock on the model folder:
    would leak the answer into training. Only a verdict that counts (:class:`FeedbackPolicy`: a
    trusted key id sent it, or ``min_keys`` distinct key ids agree and none disagrees) may
    change training: one that contradicts the corpus label of a training text replaces it (a
-   person looked at it more recently); the rest are refused and counted by reason, and texts
-   reported under both labels without a trusted verdict are left out and listed in the report.
-   Rows past the retention are deleted from the store first.
+   person looked at it more recently) — up to a cap per night and per key (issue 21); flips
+   beyond it wait in the store's ``label_flips`` ledger for ``antispam feedback approve``. The
+   rest are refused and counted by reason, and texts reported under both labels without a
+   trusted verdict are left out and listed in the report. Rows past the retention are deleted
+   from the store first.
 2. **Word vectors.** By default the serving version's own vectors are reused: the vocabulary
    stays stable night to night, and word2vec (minutes) is skipped. ``retrain`` trains them anew
    on the training texts including feedback, which a growing vocabulary eventually needs.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import logging
 import math
 import os
@@ -80,6 +83,9 @@ LOG_FILE = "promotion.jsonl"
 CONFLICT_EXAMPLES = 20  # conflicting texts listed in one log line
 ANONYMOUS = "anonymous"  # antispam.feedback.ANONYMOUS (kept import-free here)
 DEFAULT_MIN_KEYS = 3
+# Issue 21: corpus labels feedback may flip per UTC day, in all and per key id (0: no cap).
+DEFAULT_MAX_FLIPS = 100
+DEFAULT_MAX_FLIPS_PER_KEY = 20
 REJECTION_REASONS = ("too_few_keys", "conflicting", "overruled_by_trusted")
 # Comparing floats: a candidate exactly at the limit passes despite rounding in the scores.
 EPSILON = 1e-12
@@ -114,19 +120,23 @@ class RetrainOptions:
     # Issue 11: whose feedback may change training (FeedbackPolicy), and the store's retention.
     feedback_min_keys: int = DEFAULT_MIN_KEYS
     feedback_trusted_keys: tuple[str, ...] = ()
-    keys_file: str | None = None  # its admin key ids are trusted too
+    keys_file: str | None = None  # its labeler key ids are trusted too (issue 21: not admin)
     feedback_retention_days: float = 0.0  # 0: keep every row
+    feedback_max_flips: int = DEFAULT_MAX_FLIPS  # per UTC day; 0: no cap
+    feedback_max_flips_per_key: int = DEFAULT_MAX_FLIPS_PER_KEY
 
     def feedback_policy(self) -> FeedbackPolicy:
         trusted = set(self.feedback_trusted_keys)
         if self.keys_file:
             from antispam.keys import KeysFileError, load_keys
 
-            try:
-                trusted |= {k.key_id for k in load_keys(self.keys_file).values() if "admin" in k.roles}
+            try:  # the labeler role itself, not what admin implies: admin alone is not trusted
+                trusted |= {k.key_id for k in load_keys(self.keys_file).values() if "labeler" in k.roles}
             except KeysFileError as exc:
                 raise RetrainError(str(exc)) from exc
-        return FeedbackPolicy(min_keys=self.feedback_min_keys, trusted=frozenset(trusted))
+        return FeedbackPolicy(min_keys=self.feedback_min_keys, trusted=frozenset(trusted),
+                              max_flips=self.feedback_max_flips,
+                              max_flips_per_key=self.feedback_max_flips_per_key)
 
     def validate(self) -> None:
         problems = []
@@ -143,6 +153,8 @@ class RetrainOptions:
                             f"{self.review_threshold} and {self.block_threshold}")
         if self.feedback_min_keys < 1:
             problems.append(f"--feedback-min-keys must be at least 1, got {self.feedback_min_keys}")
+        if self.feedback_max_flips < 0 or self.feedback_max_flips_per_key < 0:
+            problems.append("--feedback-max-flips and --feedback-max-flips-per-key must be >= 0 (0: no cap)")
         if self.warmup_texts < 1:
             problems.append("warmup_texts must be at least 1")
         if problems:
@@ -180,7 +192,40 @@ class FeedbackMerge:
     train: list[Sample]
     counts: dict[str, int]
     conflicts: list[dict[str, Any]]
+    # Issue 21: this run's new decisions on corpus label flips, for the store's label_flips
+    # ledger (FeedbackStore.record_flips): digest, label, corpus_label, key_ids, feedback_id, status.
+    flips: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
+
+@dataclass(frozen=True)
+class FlipLedger:
+    """What earlier runs decided about corpus label flips (the store's ``label_flips``), as the
+    merge needs it: each (digest, label)'s status, and the flips already applied today (UTC) in
+    all and per key id, which count toward today's caps."""
+
+    status: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
+    applied_today: int = 0
+    applied_today_by_key: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_flips(cls, flips: Iterable[Any], now: float | None = None) -> FlipLedger:
+        """From :meth:`antispam.feedback.FeedbackStore.flips` rows."""
+        midnight = ((time.time() if now is None else now) // 86400) * 86400
+        status: dict[tuple[str, int], str] = {}
+        by_key: dict[str, int] = {}
+        today = 0
+        for flip in flips:
+            status[(flip.digest, int(flip.label))] = flip.status
+            if flip.status == "applied" and flip.decided_at >= midnight:
+                today += 1
+                for key_id in flip.key_ids:
+                    by_key[key_id] = by_key.get(key_id, 0) + 1
+        return cls(status, today, by_key)
+
+
+def text_digest(normalized: str) -> str:
+    """The label_flips ledger's name for a text: sha256 of its normalized form (no text stored)."""
+    return hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 
@@ -189,18 +234,27 @@ class FeedbackPolicy:
     """Whose verdicts may change training (issue 11: feedback that cannot poison the model).
 
     A verdict on a text enters training (or flips a corpus label) only if a trusted key id sent
-    it (``trusted``: the keys file's ``admin`` key ids plus ``--feedback-trusted-keys``), or if at
+    it (``trusted``: the keys file's ``labeler`` key ids plus ``--feedback-trusted-keys``), or if at
     least ``min_keys`` distinct key ids agree on it and no key disagrees. ``anonymous`` (feedback
     sent while keys are off, and rows older than schema 2) counts as one key at most.
     When trusted keys disagree among themselves the text is a conflict and left out.
+
+    Issue 21: trusted means a ``labeler`` key, never ``admin`` alone. A verdict that would flip the
+    label of a corpus training text is applied only while fewer than ``max_flips`` flips were
+    applied today (UTC) and fewer than ``max_flips_per_key`` were charged today to each key id
+    behind it (the trusted ids that gave it, or every agreeing id); beyond that it is held,
+    ``pending``, until a person runs ``antispam feedback approve``. A flip applied or approved
+    once is applied on every later run without counting again. 0 turns a cap off.
     """
 
     min_keys: int = DEFAULT_MIN_KEYS
     trusted: frozenset[str] = frozenset()
+    max_flips: int = DEFAULT_MAX_FLIPS
+    max_flips_per_key: int = DEFAULT_MAX_FLIPS_PER_KEY
 
 
 def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[Any] = (),
-                   policy: FeedbackPolicy | None = None) -> FeedbackMerge:
+                   policy: FeedbackPolicy | None = None, ledger: FlipLedger | None = None) -> FeedbackMerge:
     """The training samples with feedback folded in, and what happened to each verdict.
 
     ``feedback`` items need ``text``, ``label`` and ``count`` and may have ``key_id``
@@ -209,15 +263,20 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
     the right key. Which verdicts may count is ``policy`` (:class:`FeedbackPolicy`); the rows it
     refuses are counted in ``rejected_<reason>`` (``too_few_keys``: fewer than ``min_keys``
     untrusted keys agree; ``conflicting``: keys disagree and no trusted key settles it;
-    ``overruled_by_trusted``: an untrusted row against a trusted key's label).
+    ``overruled_by_trusted``: an untrusted row against a trusted key's label). Corpus label flips
+    go through the caps (:class:`FeedbackPolicy`) with ``ledger``, what earlier runs decided
+    (None: nothing yet); ``held_for_approval`` counts the flips held, ``flips`` the new decisions.
     """
     policy = policy or FeedbackPolicy()
+    ledger = ledger or FlipLedger()
+    applied_today, charged = ledger.applied_today, dict(ledger.applied_today_by_key)
+    new_flips: list[dict[str, Any]] = []
     conflicts = list(conflicts)
     held_out = {normalize(s.text) for s in (*split.validation, *split.test)}
     corpus_train = {normalize(s.text): s.label for s in split.train}
     counts = {"distinct": 0, "reports": 0, "used": 0, "added": 0, "relabelled_corpus": 0,
               "already_in_corpus": 0, "held_out": 0, "empty": 0, "conflicting": len(conflicts),
-              "trusted": 0, "agreed": 0, "min_keys": policy.min_keys,
+              "trusted": 0, "agreed": 0, "min_keys": policy.min_keys, "held_for_approval": 0,
               **{f"rejected_{reason}": 0 for reason in REJECTION_REASONS}}
     # Issue 21: the promotion log keeps a hash and a redacted excerpt of a conflict, never its text.
     conflict_list = [redact_conflict(c.as_dict() if hasattr(c, "as_dict") else dict(c)) for c in conflicts]
@@ -241,6 +300,8 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
                 trusted_labels.add(int(item.label))
         if len(trusted_labels) == 1:
             label = next(iter(trusted_labels))
+            deciders = {str(getattr(i, "key_id", None) or ANONYMOUS) for i in items if int(i.label) == label}
+            deciders &= policy.trusted
             counts["trusted"] += 1
             counts["rejected_overruled_by_trusted"] += sum(
                 1 for i in items if int(i.label) != label)
@@ -259,21 +320,40 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
             if len(senders) < policy.min_keys:
                 counts["rejected_too_few_keys"] += len(items)
                 continue
+            deciders = set(senders)
             counts["agreed"] += 1
         if key in held_out:
             counts["held_out"] += 1
             continue
+        first = next(i for i in items if int(i.label) == label)
         if key in corpus_train:
             if corpus_train[key] == label:
                 counts["already_in_corpus"] += 1
                 continue
+            digest = text_digest(key)
+            status = ledger.status.get((digest, label))
+            if status is None:  # a new flip: within today's caps, or held for a person
+                over = (policy.max_flips and applied_today >= policy.max_flips) or (
+                    policy.max_flips_per_key and any(charged.get(k, 0) >= policy.max_flips_per_key
+                                                     for k in deciders))
+                status = "pending" if over else "applied"
+                new_flips.append({"digest": digest, "label": label, "corpus_label": corpus_train[key],
+                                  "key_ids": sorted(deciders), "feedback_id": getattr(first, "id", None),
+                                  "status": status})
+                if status == "applied":
+                    applied_today += 1
+                    for k in deciders:
+                        charged[k] = charged.get(k, 0) + 1
+            if status == "pending":
+                counts["held_for_approval"] += 1
+                continue  # the corpus label stays until a person approves the flip
             counts["relabelled_corpus"] += 1
         else:
             counts["added"] += 1
-        chosen[key] = Sample(next(i for i in items if int(i.label) == label).text, label)
+        chosen[key] = Sample(first.text, label)
     counts["used"] = len(chosen)
     train = [s for s in split.train if normalize(s.text) not in chosen] + list(chosen.values())
-    return FeedbackMerge(train, counts, conflict_list)
+    return FeedbackMerge(train, counts, conflict_list, new_flips)
 
 
 def gate(new_f1: float, old_f1: float | None, tolerance: float, serving: int | None) -> tuple[bool, str]:
@@ -346,7 +426,8 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
 
     split = data.load_split(options.data, options.data_dir, progress=options.progress)
     feedback, conflicts, store_stats = _read_feedback(options, record)
-    merged = merge_feedback(split, feedback, conflicts, options.feedback_policy())
+    merged = merge_feedback(split, feedback, conflicts, options.feedback_policy(), _flip_ledger(options))
+    _record_flips(options, merged)
     # The shipped everyday messages join the training data as `antispam train` adds them.
     from antispam.network.train import ClassifierSettings
 
@@ -468,6 +549,52 @@ def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list
         raise RetrainError(str(exc)) from exc
     finally:
         store.close()
+
+
+def _feedback_store(options: RetrainOptions) -> Any:
+    """The feedback store when there is one on disk (else None)."""
+    if not options.feedback_db or not Path(options.feedback_db).is_file():
+        return None
+    from antispam.feedback import FeedbackStore
+
+    return FeedbackStore(options.feedback_db)
+
+
+def _flip_ledger(options: RetrainOptions) -> FlipLedger:
+    """What earlier runs decided about label flips (issue 21); empty without a store."""
+    store = _feedback_store(options)
+    if store is None:
+        return FlipLedger()
+    from antispam.feedback import FeedbackError
+
+    try:
+        return FlipLedger.from_flips(store.flips())
+    except FeedbackError as exc:
+        raise RetrainError(str(exc)) from exc
+    finally:
+        store.close()
+
+
+def _record_flips(options: RetrainOptions, merged: FeedbackMerge) -> None:
+    """Write this run's new flip decisions to the ledger (not in a dry run, which changes
+    nothing); the held ones are then listed by ``antispam feedback approve``."""
+    if options.dry_run or not merged.flips:
+        return
+    store = _feedback_store(options)
+    if store is None:
+        return
+    from antispam.feedback import FeedbackError
+
+    try:
+        store.record_flips(merged.flips)
+    except FeedbackError as exc:
+        raise RetrainError(str(exc)) from exc
+    finally:
+        store.close()
+    held = sum(1 for f in merged.flips if f["status"] == "pending")
+    if held:
+        log.warning("%d corpus label flips are over the cap and wait for a person: antispam feedback "
+                    "approve lists them", held)
 
 
 def _word_vectors(options: RetrainOptions, model_dir: Path, serving: int | None,

@@ -70,6 +70,9 @@ class FeedbackSummary:
     rejected_overruled_by_trusted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> rows
     pruned_by_retention: int = 0  # rows older than the retention deleted before the merge
+    # Issue 21: corpus label flips over the per-night or per-key cap, held for a person
+    # (antispam feedback approve); they stay out of this run.
+    held_for_approval: int = 0
 
     def with_counts(self, counts: Mapping[str, int], store: dict[str, Any]) -> FeedbackSummary:
         """A copy with the merge's counts (names as above) and the store's own counts."""

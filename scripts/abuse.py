@@ -2,7 +2,9 @@
 """Replay issue 11's hostile-client table against a running service and print pass/fail per row.
 
 Loopback only: it sends aborted uploads, oversize heads, made-up methods and maximal requests,
-which is abuse anywhere else. Run it against a service with keys off (the rows send no key).
+which is abuse anywhere else. Run it against a service with keys off (the rows send no key);
+``--keys-on`` runs only the rows about anonymous access against a service with keys on (issue 21:
+an anonymous ``GET /lists`` is refused).
 ``--feedback-flood`` adds the row that floods ``POST /feedback`` with 5,000-character verdicts
 until the daily quota or the store cap refuses them (it writes up to that quota into the
 service's feedback store: use a scratch ``--feedback-db``). Feedback provenance (the retrain
@@ -12,6 +14,8 @@ row checks only that the service still answers.
 
     antispam serve --backend local --model-base models &
     python scripts/abuse.py --url http://127.0.0.1:8000 --pid $!
+    ANTISPAM_KEYS_FILE=keys.tsv antispam serve --backend local --model-base models --port 8001 &
+    python scripts/abuse.py --url http://127.0.0.1:8001 --keys-on
 """
 
 from __future__ import annotations
@@ -286,6 +290,20 @@ def feedback_flood(t: Target, args: argparse.Namespace) -> Result:
     return "fail", f"{args.flood_limit} verdicts ({sent / 1e6:.1f} MB) all stored: no quota or cap"
 
 
+def anonymous_lists(t: Target, args: argparse.Namespace) -> Result:
+    """Issue 21: with keys on, ``GET /lists`` without a key must be refused (401/403); before, it
+    answered 200 with the thresholds, the short-text rule, folder paths and parse errors."""
+    keyed = t.call("GET", "/predict?text=hello")[0]
+    if keyed != 401:
+        return "skip", (f"keys are off here (anonymous /predict: {keyed}); run against a service with "
+                        "ANTISPAM_KEYS_FILE set (--keys-on)")
+    status, _, body = t.call("GET", "/lists")
+    if status in (401, 403):
+        return "pass", f"{status} {json.loads(body)['error']['code']}"
+    shown = sorted(json.loads(body)) if status == 200 else body[:80]
+    return "fail", f"{status}: anyone reads {shown}"
+
+
 TODO = [
     ("anyone can retrain the model (feedback provenance)",
      "checked by tests/service/test_feedback_trust.py and test_retrain.py (the retrain merge; "
@@ -307,9 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feedback-flood", action="store_true",
                    help="also flood POST /feedback until refused (writes to the service's store)")
     p.add_argument("--flood-limit", type=int, default=5000, help="most verdicts the flood sends")
+    p.add_argument("--keys-on", action="store_true",
+                   help="the service has API keys on: run only the rows about anonymous access "
+                   "(the others send no key and expect keys off)")
     args = p.parse_args(argv)
     t = Target(args.url)
     rows: list[tuple[str, Result]] = []
+    lists_row = "anonymous GET /lists with keys on -> 401/403"
+    if args.keys_on:
+        rows.append((lists_row, anonymous_lists(t, args)))
+        return report(rows)
     single: list[tuple[str, str, Callable[[Target, argparse.Namespace], Result]]] = [
         ("uploads", "aborted uploads release their memory", aborted_uploads),
         ("maximal", "/healthz during a maximal request", maximal_request),
@@ -338,7 +363,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((flood, ("fail", f"{type(exc).__name__}: {exc}")))
     else:
         rows.append((flood, ("skip", "give --feedback-flood (writes to the service's feedback store)")))
+    rows.append((lists_row, anonymous_lists(t, args)))
     rows += [(name, ("todo", why)) for name, why in TODO]
+    return report(rows)
+
+
+def report(rows: list[tuple[str, Result]]) -> int:
     width = max(len(name) for name, _ in rows)
     for name, (outcome, detail) in rows:
         print(f"{outcome.upper():<5} {name:<{width}}  {detail}")

@@ -13,6 +13,10 @@ time range is required). Times are ISO 8601
 (``2026-11-29`` or ``2026-11-29T10:00:00``, UTC unless they say otherwise) or unix seconds; a row
 is in the range if it was seen during it (``--since``: last seen at or after; ``--until``: first
 seen before).
+
+``antispam feedback approve`` lists the corpus label flips retrain held because they were over
+the cap per night or per key (issue 21); ``approve ID [ID ...] [--by NAME]`` approves them (who and
+when are recorded; the next retrain applies them).
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import dataclasses
 import datetime as _dt
 import json
 import sys
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from antispam.config import ServeConfig, add_arguments
 
-    p = sub.add_parser("feedback", help="list, export or delete feedback rows (by key id or time)",
+    p = sub.add_parser("feedback", help="list, export or delete feedback rows (by key id or time); "
+                       "approve held label flips",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     add_arguments(p, ServeConfig, only=("feedback_db",))
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -50,7 +56,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             a.add_argument("--yes", action="store_true", help="really do it")
         if name == "reassign":
             a.add_argument("--to", required=True, metavar="KEY_ID", help="the key id the rows get")
+    approve = actions.add_parser(
+        "approve", help="list the label flips held over the cap, or approve some by id",
+        description="Without ids: list the corpus label flips retrain held because they were over the "
+        "cap per night or per key (id, label now -> label wanted, key ids, held since, text). With ids: "
+        "approve them; the next retrain applies them. Who approved and when are recorded.")
+    approve.add_argument("ids", nargs="*", type=int, metavar="ID", help="flip ids to approve")
+    approve.add_argument("--by", default=None, metavar="NAME",
+                         help="who approves (default: the login name); recorded with the time")
+    approve.add_argument("--all", dest="show_all", action="store_true",
+                         help="list every flip in the ledger (applied, approved, pending), not only held ones")
     p.set_defaults(run=run)
+
+
+def approve(store: Any, args: argparse.Namespace) -> int:
+    """``antispam feedback approve``: list the held flips, or approve the given ids."""
+    import getpass
+
+    from antispam.errors import UserError
+    from antispam.labels import NAMES
+
+    if not args.ids:
+        flips = store.flips(status=None if args.show_all else "pending")
+        if not flips:
+            print("no label flips are waiting for approval" if not args.show_all else "no label flips recorded")
+        for flip in flips:
+            text = flip.text if flip.text is not None else "(feedback rows deleted)"
+            text = text if len(text) <= 60 else text[:60] + "..."
+            who = f"\t{flip.approved_by} {_iso(flip.approved_at)}" if flip.approved_by and flip.approved_at else ""
+            print(f"{flip.id}\t{flip.status}\t{NAMES[flip.corpus_label]} -> {NAMES[flip.label]}\t"
+                  f"{','.join(flip.key_ids)}\t{_iso(flip.decided_at)}\t{text}{who}")
+        return 0
+    try:
+        by = (args.by or getpass.getuser()).strip()
+    except (KeyError, OSError):
+        by = ""
+    if not by:
+        raise UserError("say who approves: --by NAME")
+    refused = store.approve_flips(args.ids, by)
+    done = [i for i in args.ids if i not in refused]
+    if done:
+        print(f"approved {len(done)} label flips ({', '.join(map(str, done))}) as {by}; the next retrain "
+              "applies them")
+    if refused:
+        print(f"not pending (unknown, or already applied or approved): {', '.join(map(str, refused))}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def parse_time(value: str | None) -> float | None:
@@ -88,8 +140,15 @@ def run(args: argparse.Namespace) -> int:
     config = resolve(ServeConfig, args, only=("feedback_db",))
     if not config.feedback_db or not Path(config.feedback_db).is_file():
         raise UserError(f"no feedback store at {config.feedback_db!r} (--feedback-db)")
-    where = {"key_id": args.key_id, "since": parse_time(args.since), "until": parse_time(args.until)}
     store = FeedbackStore(config.feedback_db)
+    if args.action == "approve":
+        try:
+            return approve(store, args)
+        except FeedbackError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            store.close()
+    where = {"key_id": args.key_id, "since": parse_time(args.since), "until": parse_time(args.until)}
     try:
         if args.action in ("delete", "reassign"):
             if all(v is None for v in where.values()):

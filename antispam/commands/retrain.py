@@ -23,7 +23,8 @@ DEFAULT_TOLERANCE = 0.005
 DEFAULT_KEEP = 5
 # Read as `antispam serve` reads them (ServeConfig: the same flags' meaning, env vars and defaults).
 SERVICE_SETTINGS = ("model_base", "feedback_db", "review_threshold", "block_threshold",
-                    "keys_file", "feedback_min_keys", "feedback_trusted_keys", "feedback_retention_days")
+                    "keys_file", "feedback_min_keys", "feedback_trusted_keys", "feedback_retention_days",
+                    "feedback_max_flips", "feedback_max_flips_per_key")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +74,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold", "keys_file",
                                         "feedback_min_keys", "feedback_trusted_keys",
-                                        "feedback_retention_days"))
+                                        "feedback_retention_days", "feedback_max_flips",
+                                        "feedback_max_flips_per_key"))
     p.set_defaults(run=run)
 
 
@@ -137,6 +139,8 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str] | Non
         feedback_min_keys=service.feedback_min_keys,
         feedback_trusted_keys=tuple(k.strip() for k in service.feedback_trusted_keys.split(",") if k.strip()),
         feedback_retention_days=service.feedback_retention_days,
+        feedback_max_flips=service.feedback_max_flips,
+        feedback_max_flips_per_key=service.feedback_max_flips_per_key,
     )
 
 
@@ -195,6 +199,9 @@ def format_report(result: RetrainResult, log_file: str | os.PathLike[str]) -> st
                      f"{rejected.get('overruled_by_trusted', 0)} overruled by a trusted key"
                      + (f"; {fb.pruned_by_retention} rows past retention deleted"
                         if fb.pruned_by_retention else ""))
+        if fb.held_for_approval:
+            lines.append(f"  label flips held: {fb.held_for_approval} corpus labels feedback would flip are "
+                         "over the cap and wait for a person (antispam feedback approve)")
     lines.append(f"  word vectors: {record.word2vec.origin or record.word2vec.mode}")
     if record.pruned:
         lines.append(f"  pruned versions: {', '.join(map(str, record.pruned))}")

@@ -5,7 +5,8 @@ styles, images and connections (no inline script or style, no other origin). Not
 a path from the request: static files come from a fixed list read from the package at start, a
 version is an integer and becomes ``<model_base>/<model_name>/<n>/``, a report image is one of
 two fixed names under ``<report_dir>/<model_name>-v<n>/``. Anything else is the API's 404
-``not_found``.
+``not_found``. Which key role each route needs is :data:`antispam.app.ROUTE_ROLES` (the page is
+open; its data needs ``viewer``).
 
 Endpoints (``docs/contracts.md#console``):
 
@@ -230,8 +231,9 @@ class ConsoleHandler(BaseHandler):
 
     route = "console"
 
-    def initialize(self, services: Services, console: Console | None = None) -> None:
-        super().initialize(services)
+    def initialize(self, services: Services, role: str | None = None,
+                   console: Console | None = None) -> None:
+        super().initialize(services, role)
         assert console is not None
         self.console = console
 
@@ -275,7 +277,6 @@ class StaticHandler(ConsoleHandler):
 
 
 class InfoHandler(ConsoleHandler):
-    role = "predict"  # with keys on: the page is open, its data needs a key
     def get(self) -> None:
         config = self.services.config
         console = self.console
@@ -298,13 +299,11 @@ class InfoHandler(ConsoleHandler):
 
 
 class VersionsHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self) -> None:
         self.send_json({"data": await self.off_loop(self.console.version_list)})
 
 
 class VersionHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self, number: str) -> None:
         detail = await self.off_loop(self.console.version_detail, int(number))
         if detail is None:
@@ -313,7 +312,6 @@ class VersionHandler(ConsoleHandler):
 
 
 class ReportImageHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self, number: str, kind: str) -> None:
         path = await self.off_loop(self.console.image_path, int(number), kind)
         if path is None:
@@ -326,14 +324,12 @@ class ReportImageHandler(ConsoleHandler):
 
 
 class PromotionsHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self) -> None:
         limit = self.int_argument("limit", 20, 1, 200)
         self.send_json({"data": await self.off_loop(self.console.promotions, limit)})
 
 
 class LiveHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     def get(self) -> None:
         raw = self.get_query_argument("minutes", "5")
         try:

@@ -63,7 +63,7 @@ def test_feedback_joins_training_only_and_never_a_held_out_text() -> None:
     ], policy=TRUST_MODERATOR)
     assert merged.counts == {"distinct": 6, "reports": 9, "used": 2, "added": 1, "relabelled_corpus": 1,
                              "already_in_corpus": 1, "held_out": 2, "empty": 1, "conflicting": 0,
-                             "trusted": 5, "agreed": 0, "min_keys": 3, **NO_REJECTIONS}
+                             "trusted": 5, "agreed": 0, "min_keys": 3, "held_for_approval": 0, **NO_REJECTIONS}
     by_text = {normalize(s.text): s.label for s in merged.train}
     assert by_text[normalize("加微信领红包")] == SPAM
     assert by_text[normalize("明天一起吃饭")] == SPAM  # the moderator's verdict replaced the corpus'
@@ -270,15 +270,16 @@ def test_cli_options_read_the_environment(tmp_path: Path) -> None:
             options.feedback_retention_days) == (4, ("mod1", "mod2"), "/k/keys.tsv", 30.0)
 
 
-def test_feedback_policy_trusts_the_keys_files_admins_and_retention_prunes(tmp_path: Path) -> None:
+def test_feedback_policy_trusts_the_keys_files_labelers_and_retention_prunes(tmp_path: Path) -> None:
     from antispam.keys import add_key
 
     keys_file = tmp_path / "keys.tsv"
-    add_key(keys_file, "boss", ["admin"], 1.0)
+    add_key(keys_file, "boss", ["admin"], 1.0)  # issue 21: admin alone is not trusted
+    add_key(keys_file, "lena", ["labeler"], 1.0)
     add_key(keys_file, "app", ["predict", "feedback"], 1.0)
     options = retrain.RetrainOptions(model="cnn", keys_file=str(keys_file), feedback_trusted_keys=("mod",),
                                      feedback_db=str(tmp_path / "f.db"), feedback_retention_days=1.0)
-    assert options.feedback_policy() == retrain.FeedbackPolicy(min_keys=3, trusted=frozenset({"boss", "mod"}))
+    assert options.feedback_policy() == retrain.FeedbackPolicy(min_keys=3, trusted=frozenset({"lena", "mod"}))
     store = FeedbackStore(tmp_path / "f.db")
     store.add("很久以前", normalize("很久以前"), SPAM, None, now=1000.0)
     store.add("刚刚", normalize("刚刚"), SPAM, None)

@@ -85,6 +85,7 @@ def test_offsets_into_full_width_and_emoji_text():
 def test_chinese_numerals_and_spoken_cues():
     assert found("电话：幺三八 零零幺三 八零零零") == [("mobile", "13800138000")]
     assert found("扣扣 壹贰叁肆伍陆柒") == [("qq", "1234567")]
+    assert found("扣 扣 12345678") == [("qq", "12345678")]
     assert found("企鹅号：九八七六五四三二") == [("qq", "98765432")]
     assert found("加V信 shop_2024") == [("wechat", "shop_2024")]
     assert found("薇信：abc123") == [("wechat", "abc123")]
@@ -133,6 +134,8 @@ def test_phone_kinds_and_prefixes():
     assert found("+86 10 6234 5678") == [("landline", "01062345678")]
     assert found("400-123-4567") == [("landline", "4001234567")]
     assert found("0755-0345678") == []  # a subscriber number never starts with 0 or 1
+    assert found("+1 415 555 0100") == []  # another country's code: not a Chinese mobile
+    assert found("+8613912345678") == [("mobile", "13912345678")]
 
 
 def test_overlaps_resolve_to_the_longer_kind():
