@@ -349,3 +349,24 @@ def test_api_keys_are_on_in_compose() -> None:
     keys = services["antispam"]["environment"]["ANTISPAM_KEYS_FILE"]
     assert keys.startswith("/feedback/")
     assert services["retrain"]["environment"]["ANTISPAM_KEYS_FILE"] == keys
+
+
+def test_the_service_listens_on_every_interface_with_keys_on() -> None:
+    """Issue 21: `antispam serve` refuses a non-loopback address with keys off. Compose's service
+    runs the image (ENV ANTISPAM_HOST=0.0.0.0: a container's loopback is unreachable from the
+    host) with its own environment; together they must pass serve's checks, with keys on."""
+    from antispam.commands.serve import check_exposure
+    from antispam.config import ServeConfig, check_serve_config, from_args
+    from antispam.errors import UserError
+    from tests.deploy.test_packaging import Dockerfile
+
+    service = compose()["services"]["antispam"]
+    assert service["command"] == ["serve"]
+    env = {**Dockerfile.read().env("frontend"), **{k: str(v) for k, v in service["environment"].items()}}
+    config = from_args(ServeConfig, None, env)
+    assert config.host == "0.0.0.0" and config.keys_file == "/feedback/keys.tsv" and not config.allow_open
+    check_serve_config(config)
+    check_exposure(config)
+    without_keys = from_args(ServeConfig, None, {**env, "ANTISPAM_KEYS_FILE": ""})
+    with pytest.raises(UserError, match="refusing to listen on 0.0.0.0"):
+        check_exposure(without_keys)  # the check is not vacuous: the image alone would refuse

@@ -316,3 +316,24 @@ def test_api_keys_are_on_from_an_optional_secret() -> None:
         assert env["ANTISPAM_KEYS_FILE"].startswith(mounts["keys"]["mountPath"] + "/")
         assert mounts["keys"]["readOnly"] is True
         assert volumes["keys"]["secret"] == {"secretName": "antispam-keys", "optional": True}
+
+
+def test_the_api_pods_pass_serves_exposure_check_with_keys_on() -> None:
+    """Issue 21: the pods run the image (ENV ANTISPAM_HOST=0.0.0.0) with keys on, so `antispam
+    serve` starts there; without the keys file setting it would refuse to listen."""
+    from antispam.commands.serve import check_exposure
+    from antispam.config import ServeConfig, check_serve_config, from_args
+    from antispam.errors import UserError
+    from tests.deploy.test_packaging import Dockerfile
+
+    image_env = Dockerfile.read().env("frontend")
+    for name in ("antispam", "antispam-feedback"):
+        container = containers(by_kind("Deployment")[name])[0]
+        assert container["args"] == ["serve"], name
+        env = {**image_env, **{e["name"]: str(e["value"]) for e in container["env"] if "value" in e}}
+        config = from_args(ServeConfig, None, env)
+        assert config.host == "0.0.0.0" and config.keys_file and not config.allow_open, name
+        check_serve_config(config)
+        check_exposure(config)
+        with pytest.raises(UserError):
+            check_exposure(from_args(ServeConfig, None, {**env, "ANTISPAM_KEYS_FILE": ""}))
