@@ -152,7 +152,12 @@ class ServeConfig:
                                     "bytes of text one key id may send as feedback per UTC day "
                                     "(more: 429; 0: no quota)")
     feedback_retention_days: float = opt(365.0, "ANTISPAM_FEEDBACK_RETENTION_DAYS",
-                                         "retrain deletes feedback rows last seen longer ago (0: keep all)")
+                                         "retrain and `antispam feedback prune` delete feedback rows "
+                                         "last seen longer ago (0: keep all)")
+    feedback_mask_contacts: bool = opt(False, "ANTISPAM_FEEDBACK_MASK_CONTACTS",
+                                       "store feedback texts with their phone numbers, QQ numbers, WeChat "
+                                       "ids and e-mail addresses masked (digits as 0, letters as x: the "
+                                       "model reads masked digits the same)")
     feedback_min_keys: int = opt(3, "ANTISPAM_FEEDBACK_MIN_KEYS",
                                  "retrain: distinct key ids that must agree before untrusted feedback "
                                  "enters training or flips a corpus label (anonymous counts once)")

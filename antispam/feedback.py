@@ -176,9 +176,10 @@ class FeedbackStore:
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  busy_timeout_ms: int = 10_000, max_rows: int = 0, max_bytes: int = 0,
-                 daily_count: int = 0, daily_bytes: int = 0) -> None:
+                 daily_count: int = 0, daily_bytes: int = 0, mask_contacts: bool = False) -> None:
         """``max_rows``/``max_bytes``: the store's cap (rows, UTF-8 bytes of texts); ``daily_count``/
-        ``daily_bytes``: what one key id may add per UTC day. 0: no limit."""
+        ``daily_bytes``: what one key id may add per UTC day. 0: no limit. ``mask_contacts``: store
+        texts with phone numbers and ids masked (:func:`antispam.privacy.mask_contacts`)."""
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
@@ -186,6 +187,7 @@ class FeedbackStore:
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.max_rows, self.max_bytes = int(max_rows), int(max_bytes)
         self.daily_count, self.daily_bytes = int(daily_count), int(daily_bytes)
+        self.mask_contacts = bool(mask_contacts)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -277,6 +279,12 @@ class FeedbackStore:
             raise ValueError(f"label must be one of {sorted(NAMES)}, got {label!r}")
         if model_version is not None:
             model_version = int(model_version)
+        if self.mask_contacts:  # issue 21: phone numbers and ids never reach the disk
+            from antispam.privacy import mask_contacts
+            from antispam.text import normalize
+
+            text = mask_contacts(text)
+            normalized = normalize(text)
         stamp = time.time() if now is None else float(now)
         size = len(text.encode("utf-8", "surrogatepass"))
         day = time.strftime("%Y-%m-%d", time.gmtime(stamp))

@@ -56,6 +56,7 @@ from antispam.everyday import with_everyday
 from antispam.labels import NAMES
 from antispam.lock import FileLock, LockBusy
 from antispam.network.models import KINDS
+from antispam.privacy import conflict_ref, redact_conflict
 from antispam.retrain_record import (
     DataCounts,
     FeedbackSummary,
@@ -286,7 +287,8 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
               "already_in_corpus": 0, "held_out": 0, "empty": 0, "conflicting": len(conflicts),
               "trusted": 0, "agreed": 0, "min_keys": policy.min_keys, "held_for_approval": 0,
               **{f"rejected_{reason}": 0 for reason in REJECTION_REASONS}}
-    conflict_list = [c.as_dict() if hasattr(c, "as_dict") else dict(c) for c in conflicts]
+    # Issue 21: the promotion log keeps a hash and a redacted excerpt of a conflict, never its text.
+    conflict_list = [redact_conflict(c.as_dict() if hasattr(c, "as_dict") else dict(c)) for c in conflicts]
     by_key: dict[str, list[Any]] = {}
     for item in feedback:
         counts["distinct"] += 1
@@ -321,7 +323,7 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
             for i in items:
                 name = NAMES[int(i.label)]
                 shown[name] = shown.get(name, 0) + int(getattr(i, "count", 1))
-            conflict_list.append({"normalized": key, "text": items[0].text, "counts": shown,
+            conflict_list.append({**conflict_ref(key, items[0].text), "counts": shown,
                                   "keys": {str(k): len(v) for k, v in keys_by_label.items()}})
             continue
         else:

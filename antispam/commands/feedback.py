@@ -1,5 +1,10 @@
 """``antispam feedback``: list, export or delete feedback rows by key id or time range.
 
+``antispam feedback prune`` is the retention, on a schedule of its own (compose's
+``feedback-prune`` service, the k8s CronJob ``antispam-feedback-prune``; issue 21): it deletes
+rows last seen more than ``--feedback-retention-days`` ago and rewrites the promotion logs under
+``--model-base`` so that no line quotes a feedback text (a hash and a redacted excerpt instead).
+
 For an operator cleaning up after an abusive client: ``antispam feedback list --key mallory``
 shows what a key sent, ``export`` writes the rows as JSON Lines (to keep a copy), ``delete``
 removes them, ``reassign --to KEY_ID`` records them as sent by that key id (to vouch for rows
@@ -32,6 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     add_arguments(p, ServeConfig, only=("feedback_db",))
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    prune = actions.add_parser("prune", help="retention: delete rows older than the retention and "
+                               "redact feedback texts in the promotion logs (run it daily)")
+    add_arguments(prune, ServeConfig, only=("feedback_retention_days", "model_base"))
+    prune.add_argument("--model", action="append", dest="models", metavar="NAME",
+                       help="promotion log of MODEL_BASE/NAME to redact (repeatable; default: every "
+                       "model folder with a promotion.jsonl)")
     for name, text in (("list", "one line per row: id, key id, label, count, last seen, text"),
                        ("export", "the rows as JSON Lines on standard output"),
                        ("delete", "delete the rows (needs --yes and a key id or time range)"),
@@ -124,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     from antispam.feedback import FeedbackError, FeedbackStore
     from antispam.labels import NAMES
 
+    if args.action == "prune":
+        return prune(args)
     config = resolve(ServeConfig, args, only=("feedback_db",))
     if not config.feedback_db or not Path(config.feedback_db).is_file():
         raise UserError(f"no feedback store at {config.feedback_db!r} (--feedback-db)")
@@ -163,3 +176,53 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def prune(args: argparse.Namespace) -> int:
+    """``antispam feedback prune``: the store's retention, then the promotion logs redacted.
+
+    A missing store is not an error (nothing to prune yet: a fresh install). A promotion log
+    whose model folder a retrain holds is left for the next run (the run appends to it), and the
+    exit code is then 4, like a busy retrain, so a scheduler can tell."""
+    from pathlib import Path
+
+    from antispam.config import ServeConfig, resolve
+    from antispam.errors import UserError
+    from antispam.feedback import FeedbackError, FeedbackStore
+    from antispam.lock import FileLock, LockBusy
+    from antispam.privacy import scrub_log
+    from antispam.retrain import LOCK_FILE, LOG_FILE
+
+    config = resolve(ServeConfig, args, only=("feedback_db", "feedback_retention_days", "model_base"))
+    if config.feedback_retention_days < 0:
+        raise UserError("--feedback-retention-days must be >= 0 (0: keep every row)")
+    if config.feedback_db and Path(config.feedback_db).is_file():
+        store = FeedbackStore(config.feedback_db)
+        try:
+            deleted = store.prune(config.feedback_retention_days)
+        except FeedbackError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            store.close()
+        kept = (f"rows last seen more than {config.feedback_retention_days:g} days ago"
+                if config.feedback_retention_days > 0 else "nothing (retention 0: keep every row)")
+        print(f"{config.feedback_db}: deleted {deleted} rows; the retention deletes {kept}")
+    else:
+        print(f"no feedback store at {config.feedback_db!r}: nothing to delete")
+    base = Path(config.model_base)
+    folders = ([base / name for name in args.models] if args.models
+               else sorted(p.parent for p in base.glob(f"*/{LOG_FILE}")))
+    busy = 0
+    for folder in folders:
+        log_path = folder / LOG_FILE
+        try:
+            with FileLock(folder / LOCK_FILE, what=f"feedback prune of {folder}"):
+                changed = scrub_log(log_path)
+        except LockBusy as exc:
+            busy += 1
+            print(f"{log_path}: not redacted now, {exc}", file=sys.stderr)
+            continue
+        except OSError as exc:
+            raise UserError(f"{log_path}: {exc.strerror or exc}") from None
+        print(f"{log_path}: {changed} lines redacted" if log_path.is_file() else f"{log_path}: no log")
+    return 4 if busy else 0

@@ -76,7 +76,7 @@ def make_feedback_store(config: ServeConfig) -> Any:
         return None
     return FeedbackStore(config.feedback_db, max_rows=config.feedback_max_rows,
                          max_bytes=config.feedback_max_bytes, daily_count=config.feedback_daily_count,
-                         daily_bytes=config.feedback_daily_bytes)
+                         daily_bytes=config.feedback_daily_bytes, mask_contacts=config.feedback_mask_contacts)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from antispam import __version__, versions
 from antispam.app import BaseHandler, Services
 from antispam.console.live import MAX_MINUTES, LiveStats
 from antispam.errors import api_error
+from antispam.privacy import redact_record
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,7 +218,8 @@ class Console:
                 except (UnicodeDecodeError, ValueError):
                     value = None
                 if isinstance(value, dict):
-                    records.append(value)
+                    # Lines written before issue 21 carry conflicting feedback texts: shown redacted.
+                    records.append(redact_record(value))
                 else:
                     records.append({"unparsed": line[:300].decode("utf-8", "replace"),
                                     "problem": "this line is not a JSON object"})

@@ -18,6 +18,7 @@ from antispam.commands.retrain import format_report
 from antispam.data import Sample, Split
 from antispam.feedback import ANONYMOUS, FeedbackRefused, FeedbackStore
 from antispam.labels import PASS, SPAM
+from antispam.privacy import text_digest
 from antispam.retrain_record import FeedbackSummary, RetrainRecord, Thresholds, WordVectorsInfo
 from antispam.text import normalize
 
@@ -114,6 +115,9 @@ def test_untrusted_keys_that_disagree_are_a_conflict(tmp_path: Path) -> None:
                                     policy=retrain.FeedbackPolicy(min_keys=3))
     assert merged.counts["used"] == 0 and merged.counts["rejected_conflicting"] == 4
     assert merged.conflicts[0]["counts"] == {"pass": 3, "spam": 1}
+    # Issue 21: the promotion log gets a hash and a redacted excerpt, never the text.
+    assert set(merged.conflicts[0]) == {"sha256", "excerpt", "counts", "keys"}
+    assert merged.conflicts[0]["sha256"] == text_digest(normalize(text))
 
 
 def test_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:

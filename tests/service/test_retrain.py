@@ -83,6 +83,9 @@ def test_feedback_conflicts_are_reported_not_trained() -> None:
     assert merged.counts["conflicting"] == 2
     assert merged.counts["used"] == 0
     assert len(merged.conflicts) == 2
+    # Issue 21: no text in the log, whether the conflict came from the store or the merge.
+    assert all(set(c) >= {"sha256", "excerpt"} and not {"text", "normalized"} & set(c) for c in merged.conflicts)
+    assert "13800138000" not in str(merged.conflicts) and "13900139000" not in str(merged.conflicts)
     assert len(merged.train) == 3
 
 

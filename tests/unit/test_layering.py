@@ -29,7 +29,8 @@ SOURCES = {"antispam": REPO / "antispam", "antispam.network": REPO / "network",
 ML = ("tensorflow", "tensorlayer", "tf_keras", "keras", "tensorflow_serving")
 TRAINERS = ("antispam.network", "antispam.word2vec")
 CORE = ("antispam.text", "antispam.contacts", "antispam.features", "antispam.labels", "antispam.config",
-        "antispam.everyday", "antispam.atomic", "antispam.data", "antispam.calibration", "antispam.operating_points")
+        "antispam.everyday", "antispam.atomic", "antispam.data", "antispam.privacy", "antispam.calibration",
+        "antispam.operating_points")
 REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "antispam.backends.breaker",
                    "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.http_pool",
                    "antispam.backends.remote", "antispam.backends.remote_versions", "antispam.backends.fallback",
