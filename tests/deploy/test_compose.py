@@ -90,7 +90,7 @@ def test_tfserving_flags_ports_volumes_and_healthcheck() -> None:
     assert "models:/models:ro" in svc["volumes"]
     assert "./serving:/serving:ro" in svc["volumes"]
     test = " ".join(svc["healthcheck"]["test"])
-    assert "8501" in test and "/v1/models/cnn" in test
+    assert "8501" in test and "/v1/models/rnn" in test  # the default network
 
 
 def test_only_the_antispam_api_is_published_on_the_host() -> None:

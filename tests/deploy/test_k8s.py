@@ -170,7 +170,7 @@ def test_retrain_cronjob_is_nightly_exclusive_and_beside_the_feedback_store() ->
     assert job["spec"]["schedule"] == "0 3 * * *"
     assert job["spec"]["concurrencyPolicy"] == "Forbid"
     container = containers(job)[0]
-    assert container["args"][:3] == ["retrain", "--model", "cnn"]
+    assert container["args"][:3] == ["retrain", "--model", "rnn"]  # the default network
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert not mounts["/models"].get("readOnly")
     affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
