@@ -2,10 +2,12 @@
 
 Each field carries its flag help and environment variable in its metadata (:func:`opt`), so a
 default is written once and ``--help`` always tells the truth. Precedence: flag > environment >
-default. Every command but ``retrain`` builds its settings this way: :func:`add_arguments` adds
-the flags, :func:`resolve` (or :func:`from_args`) reads flags, then ``ANTISPAM_*`` variables, then
-the defaults. Validation lives in the dataclasses (``__post_init__``); a bad value is a one-line
-``UserError`` naming the flag's field or the variable. See docs/contracts.md#cli.
+default. Every command builds its settings this way (``retrain`` too, since issue 22:
+:class:`antispam.retrain.RetrainOptions`): :func:`add_arguments` adds the flags, :func:`resolve`
+(or :func:`from_args`) reads flags, then ``ANTISPAM_*`` variables, then the defaults. Validation
+lives in the dataclasses (``__post_init__``); a bad value is a one-line ``UserError`` naming the
+flag's field or the variable. See docs/contracts.md#cli. (``ServeConfig`` is still checked by
+:func:`check_serve_config`, called by ``serve`` and ``predict``.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from antispam.errors import UserError
 T = TypeVar("T")
 
 
-def opt(default: Any, env: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
+def opt(default: Any, env: str | None, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A setting: its default, its ``ANTISPAM_*`` variable (None: a flag only, as the retrain
+    job's own settings), its flag help and, for a string, the values it may take."""
     return field(default=default, metadata={"env": env, "help": help, "choices": choices})
 
 
@@ -284,7 +288,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, only: tuple[str
         kind = _flag_type(hints[f.name])
         flag = (flags or {}).get(f.name, "--" + f.name.replace("_", "-"))
         default = "unset" if f.default is None else repr(f.default)
-        text = f"{meta.get('help', '')} (env {meta['env']}, default {default})".replace("%", "%%")
+        env = f"env {meta['env']}, " if meta.get("env") else ""
+        text = f"{meta.get('help', '')} ({env}default {default})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=text)
@@ -305,6 +310,8 @@ def _from_env(name: str, raw: str, kind: Any, choices: tuple[str, ...] | None) -
     if _optional(kind) and raw.strip() == "":
         return None
     kind = _flag_type(kind)
+    if typing.get_origin(kind) is tuple:  # tuple[str, ...]: comma-separated
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     if kind is bool:
         word = raw.strip().lower()
         if word in TRUE_WORDS:

@@ -67,9 +67,9 @@ class OperatingPoints:
     count: int = 0
 
     def __post_init__(self) -> None:
-        if self.review.threshold > self.block.threshold:
-            raise ValueError(f"review threshold {self.review.threshold} is above the block threshold "
-                             f"{self.block.threshold}")
+        problem = check_thresholds(self.review.threshold, self.block.threshold)  # the one rule
+        if problem:
+            raise ValueError(f"operating points: {problem}")
 
     def to_record(self) -> dict[str, Any]:
         return {"block": self.block.to_record(), "review": self.review.to_record(),

@@ -49,13 +49,14 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from antispam import versions
-from antispam.config import ServeConfig
+from antispam.config import Paths, ServeConfig, opt, same_as
 from antispam.data import Sample, Split
 from antispam.errors import UserError
 from antispam.everyday import with_everyday
 from antispam.labels import NAMES
 from antispam.lock import FileLock, LockBusy
 from antispam.network.models import KINDS
+from antispam.operating_points import check_thresholds
 from antispam.privacy import conflict_ref, redact_conflict
 from antispam.retrain_record import (
     DataCounts,
@@ -82,10 +83,11 @@ LOCK_FILE = ".retrain.lock"
 LOG_FILE = "promotion.jsonl"
 CONFLICT_EXAMPLES = 20  # conflicting texts listed in one log line
 ANONYMOUS = "anonymous"  # antispam.feedback.ANONYMOUS (kept import-free here)
-DEFAULT_MIN_KEYS = 3
+# The service's settings (ServeConfig): one default, one variable, one help.
+DEFAULT_MIN_KEYS: int = ServeConfig.feedback_min_keys
 # Issue 21: corpus labels feedback may flip per UTC day, in all and per key id (0: no cap).
-DEFAULT_MAX_FLIPS = 100
-DEFAULT_MAX_FLIPS_PER_KEY = 20
+DEFAULT_MAX_FLIPS: int = ServeConfig.feedback_max_flips
+DEFAULT_MAX_FLIPS_PER_KEY: int = ServeConfig.feedback_max_flips_per_key
 REJECTION_REASONS = ("too_few_keys", "conflicting", "overruled_by_trusted")
 # Comparing floats: a candidate exactly at the limit passes despite rounding in the scores.
 EPSILON = 1e-12
@@ -97,37 +99,61 @@ class RetrainError(UserError):
 
 @dataclass
 class RetrainOptions:
-    """Everything one run needs; ``antispam retrain`` fills it from flags and environment."""
+    """Everything one run needs, built like every command's settings (issue 22):
+    ``antispam retrain`` adds the flags with :func:`antispam.config.add_arguments` and builds this
+    with :func:`antispam.config.resolve` (flag > ``ANTISPAM_*`` > default). The settings the job
+    shares with the service or the trainers are theirs (:func:`antispam.config.same_as`: one
+    default, one variable, one help); the job's own are flags only. Validated when built
+    (:meth:`validate`, from ``__post_init__``): a bad value is a ``ValueError`` naming the flag,
+    which ``resolve`` turns into a one-line error naming the variable when it came from one.
+    """
 
-    model: str
-    data: str | None = None  # corpus path; None: $ANTISPAM_DATA, else a verified download
-    data_dir: str = "data"  # where a downloaded corpus goes
-    model_base: str = ServeConfig.model_base
-    feedback_db: str | None = None  # None: no feedback
-    feedback_required: bool = False  # the path was given explicitly: missing is an error
-    word2vec: str = "reuse"
+    # The classifier to retrain (`antispam retrain --model` is required; built in code: the
+    # service's default model).
+    model: str = same_as(ServeConfig, "model_name")
+    data: str | None = same_as(Paths, "data")  # None: a verified download into data_dir
+    data_dir: str = same_as(Paths, "data_dir")
+    model_base: str = same_as(ServeConfig, "model_base")
+    # The store `antispam serve` writes; "" or None: no feedback.
+    feedback_db: str | None = same_as(ServeConfig, "feedback_db")
+    feedback_required: bool = False  # the path was given by flag: a missing store is an error
+    word2vec: str = opt("reuse", None, "reuse the serving version's word vectors (trained anyway when no "
+                        "version exists) or train new ones on the training texts including feedback",
+                        WORD2VEC_MODES)
     # Scale of the gate's per-figure tolerances (antispam.network.decision.GATED): 1 as
     # documented, 0 no loss at all, negative: every figure must improve by that much.
-    tolerance: float = 1.0
-    seed: int | None = None  # the classifier's seed (None: the trainer's default)
-    keep: int = 5
-    dry_run: bool = False
-    log_path: str | None = None  # default <model_base>/<model>/promotion.jsonl
+    tolerance: float = opt(1.0, None, "scale of the gate's documented per-figure tolerances (0: no loss "
+                           "at all; negative: require an improvement)")
+    seed: int | None = opt(None, None, "the classifier's seed (unset: the trainer's; a nightly job may vary it)")
+    keep: int = opt(5, None, "versions kept after publishing; the newest and the one serving at the "
+                    "start are always kept")
+    dry_run: bool = opt(False, None, "train and evaluate, publish and prune nothing; the exit code still "
+                        "tells what the gate would decide")
+    log_path: str | None = opt(None, None, "promotion log, JSON Lines (unset: MODEL_BASE/MODEL/promotion.jsonl)")
     # The service's thresholds: the candidate and the serving version are also scored there.
     # None: each version's own operating points, as the service's default policy applies them.
-    review_threshold: float | None = ServeConfig.review_threshold
-    block_threshold: float | None = ServeConfig.block_threshold
+    review_threshold: float | None = same_as(ServeConfig, "review_threshold")
+    block_threshold: float | None = same_as(ServeConfig, "block_threshold")
     classifier: Any = None  # antispam.network.train.ClassifierSettings; None: its defaults
     word2vec_settings: Any = None  # antispam.word2vec.train.Word2VecSettings; None: defaults
     warmup_texts: int = 64
-    progress: bool = True
+    progress: bool = opt(True, None, "progress bars (on a terminal; else a log line every 10%)")
     # Issue 11: whose feedback may change training (FeedbackPolicy), and the store's retention.
-    feedback_min_keys: int = DEFAULT_MIN_KEYS
-    feedback_trusted_keys: tuple[str, ...] = ()
-    keys_file: str | None = None  # its labeler key ids are trusted too (issue 21: not admin)
-    feedback_retention_days: float = 0.0  # 0: keep every row
-    feedback_max_flips: int = DEFAULT_MAX_FLIPS  # per UTC day; 0: no cap
-    feedback_max_flips_per_key: int = DEFAULT_MAX_FLIPS_PER_KEY
+    feedback_min_keys: int = same_as(ServeConfig, "feedback_min_keys")
+    feedback_trusted_keys: tuple[str, ...] = same_as(ServeConfig, "feedback_trusted_keys")  # "a,b" too
+    keys_file: str | None = same_as(ServeConfig, "keys_file")  # its labeler key ids are trusted too; "": none
+    feedback_retention_days: float = same_as(ServeConfig, "feedback_retention_days")  # 0: keep every row
+    feedback_max_flips: int = same_as(ServeConfig, "feedback_max_flips")  # per UTC day; 0: no cap
+    feedback_max_flips_per_key: int = same_as(ServeConfig, "feedback_max_flips_per_key")
+
+    def __post_init__(self) -> None:
+        # As the service reads them: an empty path is no store, no keys file; key ids comma-separated.
+        self.feedback_db = self.feedback_db or None
+        self.keys_file = self.keys_file or None
+        trusted: Any = self.feedback_trusted_keys  # a flag's value arrives as "a,b"
+        if isinstance(trusted, str):
+            self.feedback_trusted_keys = tuple(k.strip() for k in trusted.split(",") if k.strip())
+        self.validate()
 
     def feedback_policy(self) -> FeedbackPolicy:
         trusted = set(self.feedback_trusted_keys)
@@ -143,6 +169,8 @@ class RetrainOptions:
                               max_flips_per_key=self.feedback_max_flips_per_key)
 
     def validate(self) -> None:
+        """ValueError naming the flags of every bad setting (also for options changed after
+        they were built: :func:`run` calls it again)."""
         problems = []
         if self.model not in MODELS:
             problems.append(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
@@ -153,8 +181,6 @@ class RetrainOptions:
                             f"per-figure tolerances), got {self.tolerance}")
         if self.keep < 1:
             problems.append(f"--keep must be at least 1, got {self.keep}")
-        from antispam.operating_points import check_thresholds
-
         threshold_problem = check_thresholds(self.review_threshold, self.block_threshold)
         if threshold_problem:  # also refuses NaN
             problems.append(f"thresholds: {threshold_problem} (--review-threshold, --block-threshold)")
@@ -165,7 +191,7 @@ class RetrainOptions:
         if self.warmup_texts < 1:
             problems.append("warmup_texts must be at least 1")
         if problems:
-            raise RetrainError("; ".join(problems))
+            raise ValueError("; ".join(problems))
 
     @property
     def model_dir(self) -> Path:
@@ -464,7 +490,10 @@ def _now() -> str:
 def run(options: RetrainOptions) -> RetrainResult:
     """One retrain run; see the module docstring. Raises :class:`LockBusy` (exit code 4) when
     another run holds the model folder, :class:`RetrainError` for bad setup."""
-    options.validate()
+    try:
+        options.validate()
+    except ValueError as exc:
+        raise RetrainError(str(exc)) from None
     model_dir = options.model_dir
     record = RetrainRecord(
         time=_now(), model=options.model, model_dir=str(model_dir), pid=os.getpid(),

@@ -1,10 +1,10 @@
 """``antispam retrain``: the nightly job (corpus + feedback → new version, published only if no worse).
 
-The work lives in :mod:`antispam.retrain`; this module maps flags and environment variables to
-its options (flag > ``ANTISPAM_*`` > default; the model base, feedback store and thresholds are
-read as ``antispam serve`` reads them, through :mod:`antispam.config`), prints the outcome
-(:func:`format_report`) and returns the exit code. Only argparse and the standard library are
-imported at module level.
+The work lives in :mod:`antispam.retrain`; this module adds the flags of its
+:class:`~antispam.retrain.RetrainOptions` and builds them as every command builds its settings
+(:func:`antispam.config.resolve`: flag > ``ANTISPAM_*`` > default; the settings shared with
+``antispam serve`` are ServeConfig's, with its variables and defaults), prints the outcome
+(:func:`format_report`) and returns the exit code.
 
 Exit codes: 0 published (with ``--dry-run``: would publish), 3 the gate refused the new version
 (nothing changed), 4 another retrain of the same model is running, 2 bad flags or setup.
@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.retrain import RetrainOptions, RetrainResult
 
-DEFAULT_TOLERANCE = 1.0
-DEFAULT_KEEP = 5
-# Read as `antispam serve` reads them (ServeConfig: the same flags' meaning, env vars and defaults).
-SERVICE_SETTINGS = ("model_base", "feedback_db", "review_threshold", "block_threshold",
-                    "keys_file", "feedback_min_keys", "feedback_trusted_keys", "feedback_retention_days",
-                    "feedback_max_flips", "feedback_max_flips_per_key")
+# The fields of RetrainOptions with a flag of the same name (--model, --epochs, --max-seconds and
+# --no-feedback are the command's own).
+FLAGS = ("data", "data_dir", "model_base", "feedback_db", "word2vec", "tolerance", "seed", "keep", "dry_run",
+         "log_path", "progress", "review_threshold", "block_threshold", "keys_file", "feedback_min_keys",
+         "feedback_trusted_keys", "feedback_retention_days", "feedback_max_flips", "feedback_max_flips_per_key")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from antispam.config import ServeConfig, add_arguments
+    from antispam.config import add_arguments
     from antispam.network.models import KINDS
+    from antispam.retrain import RetrainOptions
 
     p = sub.add_parser(
         "retrain",
@@ -43,65 +43,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the best version ever published on block precision, block recall, review recall, the "
         "everyday rate and the joined-text rate, and loses no trusted verdict the serving version "
         "keeps. Prunes old versions and appends one JSON line per run to the promotion log. "
+        "The feedback store is the one `antispam serve` writes: a missing default or "
+        "ANTISPAM_FEEDBACK_DB file means no feedback yet, a missing --feedback-db is an error. "
         "Exit codes: 0 published (dry run: would publish), 3 rejected by the gate, "
         "4 another retrain of this model is running, 2 bad flags or setup.",
     )
     p.add_argument("--model", required=True, choices=KINDS, help="which classifier to retrain")
-    p.add_argument("--data", metavar="PATH",
-                   help="corpus (msglog.tar.gz or folder; default $ANTISPAM_DATA, else a verified download)")
-    p.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="where a downloaded corpus goes (env ANTISPAM_DATA_DIR, default data/)")
-    p.add_argument("--model-base", metavar="DIR", default=None,
-                   help="folder holding <model>/<version>/ (env ANTISPAM_MODEL_BASE, default models/)")
-    p.add_argument("--feedback-db", metavar="PATH", default=None,
-                   help="SQLite feedback store written by `antispam serve` (env ANTISPAM_FEEDBACK_DB, "
-                   "default feedback.db, as for serve; empty: none; a missing default or env file means no "
-                   "feedback yet, a missing --feedback-db is an error)")
     p.add_argument("--no-feedback", action="store_true", help="train on the corpus alone")
-    p.add_argument("--word2vec", choices=("reuse", "retrain"), default="reuse",
-                   help="reuse the serving version's word vectors (default; trained anyway when no "
-                   "version exists) or train new ones on the training texts including feedback")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                   help="scale of the gate's documented per-figure tolerances (default %(default)s; "
-                   "0: no loss at all; negative: require an improvement)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="the classifier's seed (default: the trainer's; a nightly job may vary it)")
-    p.add_argument("--keep", type=int, default=DEFAULT_KEEP,
-                   help="versions kept after publishing; the newest and the one serving at the "
-                   "start are always kept (default %(default)s)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="train and evaluate, publish and prune nothing; the exit code still tells "
-                   "what the gate would decide")
-    p.add_argument("--log", metavar="PATH", default=None,
-                   help="promotion log, JSON Lines (default MODEL_BASE/MODEL/promotion.jsonl)")
     p.add_argument("--epochs", type=int, default=None, help="most classifier epochs (default: the trainer's)")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="stop classifier training after the epoch that crosses this wall time")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold", "keys_file",
-                                        "feedback_min_keys", "feedback_trusted_keys",
-                                        "feedback_retention_days", "feedback_max_flips",
-                                        "feedback_max_flips_per_key"))
+    add_arguments(p, RetrainOptions, only=FLAGS, flags={"log_path": "--log"})
     p.set_defaults(run=run)
 
 
 def options_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RetrainOptions:
-    """Flags > environment > defaults, as every command does."""
-    import dataclasses
-
-    from antispam.config import ServeConfig, from_args
+    """Flags > environment > defaults, as every command does (:func:`antispam.config.resolve`)."""
+    from antispam.config import resolve
     from antispam.errors import UserError
     from antispam.retrain import RetrainOptions
 
     env = os.environ if environ is None else environ
-    # Only the variables of the settings retrain shares with the service: a bad value of another
-    # ANTISPAM_* variable of `serve` is none of this command's business.
-    shared = {f.metadata["env"] for f in dataclasses.fields(ServeConfig) if f.name in SERVICE_SETTINGS}
-    try:
-        service = from_args(ServeConfig, args, {k: v for k, v in env.items() if k in shared})
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    feedback_db: str | None = None if args.no_feedback else (service.feedback_db or None)
     classifier = None
     if args.epochs is not None or args.max_seconds is not None:
         from antispam.network.train import ClassifierSettings
@@ -119,36 +81,14 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str] | Non
     if any(key.startswith("ANTISPAM_W2V_") for key in env):
         from antispam.word2vec.train import Word2VecSettings
 
-        try:
-            word2vec_settings = from_args(Word2VecSettings, None, env)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-    return RetrainOptions(
-        model=args.model,
-        data=args.data,
-        data_dir=args.data_dir or env.get("ANTISPAM_DATA_DIR") or "data",
-        model_base=service.model_base,
-        feedback_db=feedback_db,
-        # A store named by flag must exist; the default or env one may not exist yet.
-        feedback_required=feedback_db is not None and args.feedback_db is not None,
-        word2vec=args.word2vec,
-        tolerance=args.tolerance,
-        seed=args.seed,
-        keep=args.keep,
-        dry_run=args.dry_run,
-        log_path=args.log,
-        review_threshold=service.review_threshold,
-        block_threshold=service.block_threshold,
-        classifier=classifier,
-        word2vec_settings=word2vec_settings,
-        progress=args.progress,
-        keys_file=service.keys_file or None,
-        feedback_min_keys=service.feedback_min_keys,
-        feedback_trusted_keys=tuple(k.strip() for k in service.feedback_trusted_keys.split(",") if k.strip()),
-        feedback_retention_days=service.feedback_retention_days,
-        feedback_max_flips=service.feedback_max_flips,
-        feedback_max_flips_per_key=service.feedback_max_flips_per_key,
-    )
+        word2vec_settings = resolve(Word2VecSettings, None, env)
+    overrides: dict[str, Any] = {}
+    if args.no_feedback:
+        overrides["feedback_db"] = None
+    # A store named by flag must exist; the default or env one may not exist yet.
+    required = bool(args.feedback_db) and not args.no_feedback
+    return resolve(RetrainOptions, args, env, feedback_required=required, classifier=classifier,
+                   word2vec_settings=word2vec_settings, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:

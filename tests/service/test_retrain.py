@@ -142,11 +142,13 @@ def test_the_record_keeps_the_keys_readers_know() -> None:
     ({"review_threshold": float("nan")}, "thresholds"),
 ])
 def test_bad_options_are_refused(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):  # when built, as every command's settings
+        retrain.RetrainOptions(**{"model": "cnn", **change})
     options = retrain.RetrainOptions(model="cnn")
-    for key, value in change.items():
+    for key, value in change.items():  # changed after it was built: run refuses it
         setattr(options, key, value)
     with pytest.raises(retrain.RetrainError, match=message):
-        options.validate()
+        retrain.run(options)
 
 
 def test_every_kind_antispam_train_knows_is_accepted() -> None:
@@ -287,7 +289,7 @@ def tiny_options(corpus: Path, model_base: Path, **overrides) -> retrain.Retrain
     from antispam.word2vec.train import Word2VecSettings
 
     options = retrain.RetrainOptions(
-        model="cnn", data=str(corpus), model_base=str(model_base),
+        model="cnn", data=str(corpus), model_base=str(model_base), feedback_db=None,
         classifier=ClassifierSettings(epochs=2, batch_size=16, patience=1),
         word2vec_settings=Word2VecSettings(min_count=1, epochs=1, negatives=2, batch_size=64),
         warmup_texts=4, progress=False)
