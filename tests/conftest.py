@@ -50,3 +50,6 @@ def real_corpus() -> Path:
     if not path or not Path(path).exists():
         pytest.skip("ANTISPAM_DATA is not set to the msglog corpus")
     return Path(path)
+
+# Issue 23: the feedback-store and rate-limiter fixtures (one test body, every store and limiter).
+from tests.helpers.stores import feedback_db, make_limiter, open_feedback  # noqa: E402,F401

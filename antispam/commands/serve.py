@@ -65,18 +65,23 @@ def make_backend(config: ServeConfig) -> Any:
 
 
 def make_feedback_store(config: ServeConfig) -> Any:
+    """The store ``--feedback-db`` names: a SQLite file, or PostgreSQL for a ``postgresql://`` URL
+    (issue 23: any replica accepts /feedback). Nothing is opened yet (the first /feedback does)."""
     if not config.feedback_db:
         return None
     try:
-        from antispam.feedback import FeedbackStore
+        from antispam.feedback import FeedbackError, open_store
     except ModuleNotFoundError as exc:
         if exc.name != "antispam.feedback":
             raise
         log.warning("no feedback store in this installation; POST /feedback answers 503")
         return None
-    return FeedbackStore(config.feedback_db, max_rows=config.feedback_max_rows,
-                         max_bytes=config.feedback_max_bytes, daily_count=config.feedback_daily_count,
-                         daily_bytes=config.feedback_daily_bytes, mask_contacts=config.feedback_mask_contacts)
+    try:
+        return open_store(config.feedback_db, max_rows=config.feedback_max_rows,
+                          max_bytes=config.feedback_max_bytes, daily_count=config.feedback_daily_count,
+                          daily_bytes=config.feedback_daily_bytes, mask_contacts=config.feedback_mask_contacts)
+    except FeedbackError as exc:  # a PostgreSQL URL without psycopg installed
+        raise UserError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
