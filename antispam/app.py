@@ -36,6 +36,7 @@ from antispam.feedback import FeedbackRefused
 from antispam.keys import ApiKey, KeyRing, TokenBuckets
 from antispam.labels import parse_label
 from antispam.metrics import Metrics
+from antispam.ratelimit import LimiterUnavailable, RateLimiter, make_limiter
 from antispam.request_ids import check_data_id, data_ids_of, request_id_from
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
@@ -71,7 +72,7 @@ class Services:
     keyring: KeyRing | None = None  # issue 11: None = keys off, every route open
     # Issue 21: peers whose X-Forwarded-For / X-Real-Ip name the client (--trusted-proxy).
     trusted_proxies: tuple[Any, ...] = ()
-    buckets: TokenBuckets = field(default_factory=TokenBuckets, repr=False)
+    buckets: RateLimiter = field(default_factory=TokenBuckets, repr=False)  # issue 23: or Redis
 
     def request_started(self) -> None:
         self.inflight += 1
@@ -212,7 +213,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.key_id, self.key = key.key_id, key
         if not key.allows(self.role):
             raise api_error("forbidden", f"key {key.key_id} lacks the {self.role!r} role for this route")
-        wait = self.services.buckets.take(key.key_id, key.rate)
+        try:
+            wait = self.services.buckets.take(key.key_id, key.rate)
+        except LimiterUnavailable as exc:
+            raise api_error("rate_limiter_unavailable", str(exc)) from None
         if wait > 0:
             raise api_error("rate_limited", f"key {key.key_id} is over its rate of {key.rate:g} "
                             "requests per second", {"Retry-After": str(max(1, math.ceil(wait)))})
@@ -482,6 +486,8 @@ class FeedbackHandler(JsonBodyHandler):
                 raise api_error("quota_exceeded", str(exc),
                                 {"Retry-After": str(max(1, math.ceil(86400 - now % 86400)))}) from None
             raise api_error("feedback_store_full", str(exc)) from None
+        except ValueError as exc:  # a text the store cannot keep (PostgreSQL: a NUL character)
+            raise api_error("invalid_text", str(exc)) from None
         except Exception:
             log.exception("storing feedback failed")
             raise api_error("feedback_unavailable", "the feedback store failed; try again") from None
@@ -767,6 +773,8 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackS
     if keyring is None and config.keys_file:  # issue 11: keys on (a bad file fails the start)
         keyring = KeyRing(config.keys_file, poll_seconds=config.keys_poll_seconds)
     services.keyring = keyring
+    if config.redis_url:  # issue 23: one bucket per key across every process (antispam/ratelimit.py)
+        services.buckets = make_limiter(config.redis_url, config.redis_fail, config.redis_timeout_ms)
     services.trusted_proxies = trusted_networks(config.trusted_proxy)
     if keyring is not None:
         metrics.watch_keys(keyring)
