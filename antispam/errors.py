@@ -29,6 +29,27 @@ class ApiError(Exception):
         self.headers = headers or {}  # sent with the error (Retry-After, WWW-Authenticate)
 
 
+class BackendError(Exception):
+    """No usable answer from the model backend (down, deadline passed, overloaded): the client
+    gets 503 with :attr:`code`. Defined here beside the other exception types, and re-exported
+    by :mod:`antispam.backends.base` (the backend interface), so that :func:`to_response` needs
+    no import of the backends (issue 22: no import cycles)."""
+
+    code = "backend_unavailable"
+
+
+class DeadlineExceeded(BackendError):
+    code = "deadline_exceeded"
+
+
+class Overloaded(BackendError):
+    code = "overloaded"
+
+
+class NotReady(BackendError):
+    code = "not_ready"
+
+
 # Every code the HTTP API can answer with, and its status. The OpenAPI document lists the same
 # set (a test keeps them equal); clients may switch on the code, so codes never change meaning.
 ERROR_CODES: dict[str, int] = {
@@ -89,8 +110,6 @@ def to_response(exc: BaseException | None, status: int = 500) -> tuple[int, dict
     """
     if isinstance(exc, ApiError):
         return exc.status, error_body(exc.code, exc.message), False
-    from antispam.backends.base import BackendError  # numpy; keep ``antispam --help`` light
-
     if isinstance(exc, BackendError):
         return 503, error_body(exc.code, str(exc) or exc.code.replace("_", " ")), False
     import http.client

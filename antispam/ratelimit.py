@@ -98,8 +98,11 @@ class RedisTokenBuckets:
     def __init__(self, url: str, *, fail: str = "open", timeout_ms: float = 100.0, prefix: str = PREFIX,
                  clock: Callable[[], float] | None = None, fallback: TokenBuckets | None = None,
                  retry_seconds: float = RETRY_SECONDS) -> None:
-        import redis
-
+        try:
+            import redis
+        except ModuleNotFoundError:
+            raise ValueError("ANTISPAM_REDIS_URL is set but redis-py is not installed: "
+                             "pip install 'antispam[redis]'") from None
         if fail not in FAIL_MODES:
             raise ValueError(f"fail must be one of {', '.join(FAIL_MODES)}, got {fail!r}")
         self.fail = fail

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from typing import Any, Awaitable, Iterator, Sequence, TypeVar
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from antispam.aio import Slices, within
 from antispam.allow import ListOutcome, apply_lists, no_lists
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded
 from antispam.cache import CachedScore, PredictionCache
@@ -30,45 +30,13 @@ from antispam.operating_points import OperatingPoints, check_thresholds
 from antispam.policies import DEFAULT_POLICY, PoliciesWatcher, Policy
 from antispam.text import Segmenter, normalize, normalize_with_offsets
 
-T = TypeVar("T")
 # Lone surrogates can arrive through JSON "\ud800" escapes; they are not Unicode text, cannot be
 # encoded back to UTF-8, and would otherwise fail only when the response is written.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Extra time the scorer grants a backend past the deadline before it stops waiting itself.
 DEADLINE_GRACE_SECONDS = 0.05
-# Longest stretch the text pipeline runs before it lets the event loop answer other requests
-# (health probes, small requests). Measured in scripts/loop_latency.py: slices beat a thread
-# pool here because jieba is pure Python and holds the GIL.
-SLICE_SECONDS = 0.001
 # Most list hits an item reports (the first by position); more are counted in matches_total.
 MAX_MATCHES = 50
-
-
-async def _within(awaitable: Awaitable[T], seconds: float) -> T:
-    """``await`` with a time limit (``asyncio.TimeoutError`` past it). ``asyncio.timeout`` (3.11+)
-    runs the awaitable in the caller's task; ``asyncio.wait_for`` wraps a coroutine in a Task of
-    its own, a per-request cost the GET path does not need (issue 14)."""
-    timeout = getattr(asyncio, "timeout", None)
-    if timeout is None:  # Python 3.10
-        return await asyncio.wait_for(awaitable, seconds)
-    async with timeout(seconds):
-        return await awaitable
-
-
-class Slices:
-    """Cooperative time slicing: ``await slices.tick()`` yields to the event loop once the
-    current slice has run ``seconds``; cheap enough to call per token."""
-
-    def __init__(self, seconds: float = SLICE_SECONDS) -> None:
-        self.seconds = seconds
-        self.mark = time.perf_counter()
-        self.yields = 0
-
-    async def tick(self) -> None:
-        if time.perf_counter() - self.mark >= self.seconds:
-            await asyncio.sleep(0)
-            self.yields += 1
-            self.mark = time.perf_counter()
 
 
 class Scorer:
@@ -258,7 +226,7 @@ class Scorer:
         Returns the backend's result and its probabilities as float64."""
         timeout = self.config.deadline_ms / 1000.0
         try:
-            result = await _within(self.backend.predict(token_lists, timeout=timeout), timeout + DEADLINE_GRACE_SECONDS)
+            result = await within(self.backend.predict(token_lists, timeout=timeout), timeout + DEADLINE_GRACE_SECONDS)
             scores = np.asarray(result.spam_probability, dtype=np.float64)
             if scores.shape != (len(token_lists),) or not np.all((scores >= 0) & (scores <= 1)):
                 raise BackendError(f"backend returned unusable scores (shape {scores.shape}, "
@@ -274,7 +242,7 @@ class Scorer:
         return result, scores
 
     async def segment_all(self, normalized: Sequence[str]) -> list[list[str]]:
-        """jieba over every text, yielding to the event loop every :data:`SLICE_SECONDS`.
+        """jieba over every text, yielding to the event loop every :data:`antispam.aio.SLICE_SECONDS`.
 
         The tokens are exactly :meth:`Segmenter.segment`'s; only the event loop gets a turn
         between them, so ``/healthz`` answers while a maximal request is segmented.

@@ -99,13 +99,14 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args).for_kind(kind)
 
     from antispam import data, versions
+    from antispam.everyday import with_everyday
     from antispam.network.export import ExportError, export_version, version_size_bytes
     from antispam.network.report import write_report
     from antispam.network.train import train_classifier
     from antispam.network.warmup import warmup_texts
 
-    split = data.load_split(paths.data, paths.data_dir, progress=args.progress, everyday=True,
-                            everyday_weight=settings.everyday_weight)
+    split = with_everyday(data.load_split(paths.data, paths.data_dir, progress=args.progress),
+                          settings.everyday_weight)
     vectors, origin = load_vectors(paths.word2vec, paths.data, args.progress, paths.data_dir)
     log.info("%s word vectors: %d words x %d (%s from %s)", kind, len(vectors), vectors.dim, origin,
              paths.word2vec)

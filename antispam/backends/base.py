@@ -14,27 +14,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+# The backend interface's errors, defined with the other exception types (antispam.errors) and
+# re-exported here, where backends and their callers have always imported them.
+from antispam.errors import BackendError as BackendError
+from antispam.errors import DeadlineExceeded as DeadlineExceeded
+from antispam.errors import NotReady as NotReady
+from antispam.errors import Overloaded as Overloaded
+
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.features import Windowing
     from antispam.versions import VersionAssets
-
-
-class BackendError(Exception):
-    """No usable answer (down, deadline passed, overloaded): the client gets 503."""
-
-    code = "backend_unavailable"
-
-
-class DeadlineExceeded(BackendError):
-    code = "deadline_exceeded"
-
-
-class Overloaded(BackendError):
-    code = "overloaded"
-
-
-class NotReady(BackendError):
-    code = "not_ready"
 
 
 @dataclass

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from antispam import __version__, versions
-from antispam.app import BaseHandler, Services
 from antispam.console.live import MAX_MINUTES, LiveStats
 from antispam.errors import api_error
+from antispam.http.base import BaseHandler
+from antispam.http.services import Services
 from antispam.privacy import redact_record
 
 log = logging.getLogger(__name__)

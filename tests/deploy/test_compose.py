@@ -90,7 +90,7 @@ def test_tfserving_flags_ports_volumes_and_healthcheck() -> None:
     assert "models:/models:ro" in svc["volumes"]
     assert "./serving:/serving:ro" in svc["volumes"]
     test = " ".join(svc["healthcheck"]["test"])
-    assert "8501" in test and "/v1/models/cnn" in test
+    assert "8501" in test and "/v1/models/rnn" in test  # the default network
 
 
 def test_only_the_antispam_api_is_published_on_the_host() -> None:
@@ -355,9 +355,9 @@ def test_the_service_listens_on_every_interface_with_keys_on() -> None:
     """Issue 21: `antispam serve` refuses a non-loopback address with keys off. Compose's service
     runs the image (ENV ANTISPAM_HOST=0.0.0.0: a container's loopback is unreachable from the
     host) with its own environment; together they must pass serve's checks, with keys on."""
-    from antispam.commands.serve import check_exposure
     from antispam.config import ServeConfig, check_serve_config, from_args
     from antispam.errors import UserError
+    from antispam.runtime.exposure import check_exposure
     from tests.deploy.test_packaging import Dockerfile
 
     service = compose()["services"]["antispam"]

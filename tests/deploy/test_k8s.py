@@ -170,7 +170,7 @@ def test_retrain_cronjob_is_nightly_exclusive_and_beside_the_feedback_store() ->
     assert job["spec"]["schedule"] == "0 3 * * *"
     assert job["spec"]["concurrencyPolicy"] == "Forbid"
     container = containers(job)[0]
-    assert container["args"][:3] == ["retrain", "--model", "cnn"]
+    assert container["args"][:3] == ["retrain", "--model", "rnn"]  # the default network
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert not mounts["/models"].get("readOnly")
     affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
@@ -321,9 +321,9 @@ def test_api_keys_are_on_from_an_optional_secret() -> None:
 def test_the_api_pods_pass_serves_exposure_check_with_keys_on() -> None:
     """Issue 21: the pods run the image (ENV ANTISPAM_HOST=0.0.0.0) with keys on, so `antispam
     serve` starts there; without the keys file setting it would refuse to listen."""
-    from antispam.commands.serve import check_exposure
     from antispam.config import ServeConfig, check_serve_config, from_args
     from antispam.errors import UserError
+    from antispam.runtime.exposure import check_exposure
     from tests.deploy.test_packaging import Dockerfile
 
     image_env = Dockerfile.read().env("frontend")
