@@ -33,7 +33,7 @@ Two stores, one interface (issue 23): :class:`FeedbackStorage` is what the servi
 ``antispam feedback`` use. SQLite (:class:`FeedbackStore`, this module) is the embedded default:
 the quickstart needs no server, but every process must be on the host that holds the file.
 PostgreSQL (:class:`antispam.feedback_pg.PostgresFeedbackStore`) is the production store: any
-replica accepts ``/feedback``. :func:`open_store` picks by the setting's value: a
+replica accepts ``/feedback``. :func:`antispam.feedback_stores.open_store` picks by the setting's value: a
 ``postgresql://`` (or ``postgres://``) URL means PostgreSQL, anything else is a SQLite path, so
 one setting (``ANTISPAM_FEEDBACK_DB`` / ``--feedback-db``) serves the service, retrain and the
 operator commands alike and nothing can point them at different stores by accident.
@@ -627,31 +627,6 @@ def redact(target: str) -> str:
         host = f"[{host}]"
     netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def exists(target: str) -> bool:
-    """Whether there may be feedback to read: a SQLite file on disk, or any PostgreSQL URL (the
-    database is created by its operator; the tables appear on first use)."""
-    return bool(target) and (is_postgres(target) or Path(target).is_file())
-
-
-def open_store(target: str, **options: Any) -> FeedbackStorage:
-    """The store a ``--feedback-db`` value names: PostgreSQL for a ``postgresql://`` URL, else a
-    SQLite file. ``options`` are the caps, quotas and ``mask_contacts`` both stores take
-    (``synchronous`` and ``busy_timeout_ms`` are SQLite's own and ignored for PostgreSQL).
-    Opening touches nothing: the first call connects."""
-    if is_postgres(target):
-        try:
-            from antispam.feedback_pg import PostgresFeedbackStore
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("psycopg", "psycopg_pool"):
-                raise
-            raise FeedbackError(f"{redact(target)} is a PostgreSQL URL but {exc.name} is not installed: "
-                                "pip install 'antispam[postgres]'") from None
-        options.pop("synchronous", None)
-        options.pop("busy_timeout_ms", None)
-        return PostgresFeedbackStore(target, **options)
-    return FeedbackStore(target, **options)
 
 
 def default_path(environ: dict[str, str] | None = None, fallback: str = "feedback.db") -> str:

@@ -607,7 +607,7 @@ def _redacted(target: str | None) -> str | None:
 
 
 def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    from antispam.feedback import exists
+    from antispam.feedback_stores import exists
 
     record.feedback = FeedbackSummary(db=_redacted(options.feedback_db))
     if not options.feedback_db:
@@ -636,7 +636,8 @@ def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list
 def _feedback_store(options: RetrainOptions) -> Any:
     """The configured feedback store, SQLite file or PostgreSQL (issue 23: retrain reads whichever
     the service writes), when there is one (else None)."""
-    from antispam.feedback import FeedbackError, exists, open_store
+    from antispam.feedback import FeedbackError
+    from antispam.feedback_stores import exists, open_store
 
     if not options.feedback_db or not exists(options.feedback_db):
         return None

@@ -130,7 +130,8 @@ def _iso(stamp: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from antispam.config import ServeConfig, resolve
     from antispam.errors import UserError
-    from antispam.feedback import FeedbackError, exists, open_store, redact
+    from antispam.feedback import FeedbackError, redact
+    from antispam.feedback_stores import exists, open_store
     from antispam.labels import NAMES
 
     if args.action == "prune":
@@ -190,7 +191,8 @@ def prune(args: argparse.Namespace) -> int:
 
     from antispam.config import ServeConfig, resolve
     from antispam.errors import UserError
-    from antispam.feedback import FeedbackError, exists, open_store, redact
+    from antispam.feedback import FeedbackError, redact
+    from antispam.feedback_stores import exists, open_store
     from antispam.lock import FileLock, LockBusy
     from antispam.privacy import scrub_log
     from antispam.retrain import LOCK_FILE, LOG_FILE

@@ -46,7 +46,8 @@ def make_feedback_store(config: ServeConfig) -> FeedbackStorage | None:
     does, so a database that is down is a 503 there, not a failed start."""
     if not config.feedback_db:
         return None
-    from antispam.feedback import FeedbackError, open_store
+    from antispam.feedback import FeedbackError
+    from antispam.feedback_stores import open_store
 
     try:
         return open_store(config.feedback_db, max_rows=config.feedback_max_rows,

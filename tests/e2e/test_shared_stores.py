@@ -57,9 +57,11 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     key = add_key(keys, "client", ["predict", "feedback", "viewer"], RATE)
     db, drop = fresh_schema(base_pg)
     prefix = uuid.uuid4().hex[:8]
-    common = ("--backend", "local", "--model-base", str(root / "models"), "--keys-file", str(keys),
-              "--cache-size", "0", "--deadline-ms", "60000")
-    # The redis URL's db number is the test run's; a fresh key id per run keeps buckets apart.
+    common = ("--backend", "local", "--model-base", str(root / "models"), "--model-name", "cnn",
+              "--keys-file", str(keys), "--cache-size", "0", "--deadline-ms", "60000")
+    import redis
+
+    redis.Redis.from_url(base_redis).delete("antispam:bucket:client")  # a full bucket to start with
     processes = [ServeProcess(*common, "--feedback-db", db, "--redis-url", base_redis, cwd=root) for _ in range(2)]
     with socket.socket() as s:  # nothing listens here: the unreachable PostgreSQL and Redis
         s.bind(("127.0.0.1", 0))

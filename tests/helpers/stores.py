@@ -71,7 +71,7 @@ def feedback_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 @pytest.fixture
 def open_feedback(feedback_db: str) -> Iterator[Callable[..., Any]]:
     """``open_feedback(**options)``: a store on ``feedback_db`` (closed after the test)."""
-    from antispam.feedback import open_store
+    from antispam.feedback_stores import open_store
 
     opened: list[Any] = []
 

@@ -17,7 +17,8 @@ import pytest
 from antispam import retrain
 from antispam.commands.retrain import format_report
 from antispam.data import Sample, Split
-from antispam.feedback import ANONYMOUS, FeedbackStorage, FeedbackStore, open_store
+from antispam.feedback import ANONYMOUS, FeedbackStorage, FeedbackStore
+from antispam.feedback_stores import open_store
 from antispam.labels import PASS, SPAM
 from antispam.privacy import text_digest
 from antispam.retrain_record import FeedbackSummary, RetrainRecord, Thresholds, WordVectorsInfo

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import pytest
 
-from antispam.feedback import FeedbackError, FeedbackRefused, FeedbackStore, exists, is_postgres, open_store, redact
+from antispam.feedback import FeedbackError, FeedbackRefused, FeedbackStore, is_postgres, redact
+from antispam.feedback_stores import exists, open_store
 from antispam.labels import PASS, SPAM
 from antispam.text import normalize
 
