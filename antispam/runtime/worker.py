@@ -60,7 +60,9 @@ def make_feedback_store(config: ServeConfig) -> FeedbackStorage | None:
 async def serve(config: ServeConfig, sockets: list[socket.socket], port: int,
                 worker: int | None = None) -> int:
     """One worker's life: build everything, serve until a stop signal, drain, close."""
-    from antispam.app import HTTPServer, cap_log_messages, make_app, server_options
+    from antispam.app import make_app
+    from antispam.http.logs import cap_log_messages
+    from antispam.http.server import HTTPServer, server_options
 
     started = time.monotonic()
     cap_log_messages()

@@ -16,8 +16,9 @@ import socket
 import time
 from typing import Any
 
-from antispam.app import LOG_MESSAGE_CHARS, CappedLogMessages, PredictHandler
 from antispam.backends.local import LocalBackend
+from antispam.http.logs import LOG_MESSAGE_CHARS, CappedLogMessages
+from antispam.http.predict import PredictHandler
 from antispam.testing import tinymodel
 from antispam.testing.fakes import FakeBackend
 from tests.service.test_app import JSON, ApiTestCase

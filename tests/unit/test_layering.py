@@ -70,9 +70,10 @@ IMPORTED_ONLY_BY: list[tuple[str, tuple[str, ...], str]] = [
      "the HTTP app: the worker of `antispam serve` only (`antispam predict` scores through antispam.scoring)"),
     ("antispam.runtime", ("antispam.commands.serve", "antispam.runtime"),
      "the server process (sockets, supervisor, workers): `antispam serve` parses its flags and calls it"),
-    ("antispam.http", ("antispam.app", "antispam.console", "antispam.http"),
-     "what every route shares (services, base handlers): the app and the console's handlers, "
-     "which extend its base handler instead of importing the app"),
+    ("antispam.http", ("antispam.app", "antispam.console", "antispam.http", "antispam.runtime"),
+     "the routes and what they share (services, base handlers, the HTTP server, log lines): the app, "
+     "the console's handlers (which extend its base handler instead of importing the app) and the "
+     "worker that runs the server"),
     ("antispam.console", ("antispam.app", "antispam.console"),
      "the moderator's console: its routes are registered by make_app only"),
     ("antispam.cli", ("antispam.__main__",), "the `antispam` command"),
