@@ -140,6 +140,9 @@ def test_feedback_to_either_process_is_what_retrain_reads(shared: dict[str, Any]
     assert {s.text for s in samples} >= set(texts) and stats["distinct"] >= 2
     assert {s.key_id for s in samples} == {"client"}
     assert "pw@" not in str(record.feedback.db)
+    # A text PostgreSQL cannot hold is the client's mistake (400), not a broken store (503).
+    status, body = retry_429(ports[0], key, {"text": "代开\u0000发票", "label": "spam"})
+    assert status == 400 and body["error"]["code"] == "invalid_text", body
 
 
 def retry_429(port: int, key: str, body: dict, attempts: int = 20) -> tuple[int, dict]:
