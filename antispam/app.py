@@ -32,7 +32,7 @@ from antispam.cache import PredictionCache
 from antispam.config import ServeConfig
 from antispam.errors import ApiError, api_error, error_body, to_response
 from antispam.feedback import FeedbackRefused
-from antispam.keys import KeyRing, TokenBuckets
+from antispam.keys import ApiKey, KeyRing, TokenBuckets
 from antispam.labels import parse_label
 from antispam.metrics import Metrics
 from antispam.request_ids import check_data_id, data_ids_of, request_id_from
@@ -166,6 +166,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body_bytes = 0
         self._too_large = False
         self.key_id = "anonymous"  # who sent the request: a key id, never the key
+        self.key: ApiKey | None = None  # its key, when keys are on and the route needs one
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")  # no "TornadoServer/x.y" banner
@@ -201,13 +202,20 @@ class BaseHandler(tornado.web.RequestHandler):
         key = ring.lookup(presented)
         if key is None:
             raise api_error("unauthorized", "unknown API key", challenge)
-        self.key_id = key.key_id
+        self.key_id, self.key = key.key_id, key
         if not key.allows(self.role):
             raise api_error("forbidden", f"key {key.key_id} lacks the {self.role!r} role for this route")
         wait = self.services.buckets.take(key.key_id, key.rate)
         if wait > 0:
             raise api_error("rate_limited", f"key {key.key_id} is over its rate of {key.rate:g} "
                             "requests per second", {"Retry-After": str(max(1, math.ceil(wait)))})
+
+    @property
+    def sees_allow_terms(self) -> bool:
+        """Whether answers may name the allow terms that matched (issue 21): with keys off
+        everyone may, with keys on only ``admin`` keys; a sender must not learn which phrase
+        exempts text."""
+        return self.services.keyring is None or (self.key is not None and "admin" in self.key.roles)
 
     def check_head(self) -> None:
         """The project's own limits on the request line and headers, and the body's framing.
@@ -371,8 +379,8 @@ class PredictHandler(JsonBodyHandler):
         data_id = self.get_query_argument("data_id", None)
         scorer = self.services.scorer
         await scorer.refresh()  # the policy named below is one of the policies serving now
-        options = _score_options(scorer, self.get_query_argument("policy", None),
-                                 self.get_query_argument("explain", None))
+        options = _score_options(self, scorer, self.get_query_argument("policy", None),
+                                 self.get_query_argument("explain", None), self.get_query_argument("contacts", None))
         items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
         self.send_json({"data": _with_data_ids(items, [check_data_id(data_id)])[0]})
 
@@ -380,8 +388,9 @@ class PredictHandler(JsonBodyHandler):
         body = self.json_object()
         scorer = self.services.scorer
         await scorer.refresh()
-        options = _score_options(scorer, body.get("policy", self.get_query_argument("policy", None)),
-                                 body.get("explain", self.get_query_argument("explain", None)))
+        options = _score_options(self, scorer, body.get("policy", self.get_query_argument("policy", None)),
+                                 body.get("explain", self.get_query_argument("explain", None)),
+                                 body.get("contacts", self.get_query_argument("contacts", None)))
         if "texts" in body and "text" in body:
             raise api_error("invalid_request", "give either text or texts, not both")
         if "texts" in body:
@@ -405,15 +414,23 @@ class PredictHandler(JsonBodyHandler):
             raise api_error("missing_text", 'give {"text": "..."} or {"texts": ["...", ...]}')
 
 
-def _score_options(scorer: Scorer, policy: Any, explain: Any) -> dict[str, Any]:
-    """``policy=`` and ``explain=`` of a predict request (query, or body for POST)."""
-    if isinstance(explain, str):
-        explain = {"true": True, "1": True, "false": False, "0": False}.get(explain.lower(), explain)
-    if explain is None:
-        explain = False
-    if not isinstance(explain, bool):
-        raise api_error("invalid_request", "explain must be true or false")
-    return {"policy": scorer.policy(policy), "explain": explain}
+def _score_options(handler: BaseHandler, scorer: Scorer, policy: Any, explain: Any,
+                   contacts: Any = None) -> dict[str, Any]:
+    """``policy=``, ``explain=`` and ``contacts=`` of a predict request (query, or body for POST),
+    and whether its client may see allow terms."""
+    return {"policy": scorer.policy(policy), "explain": _flag("explain", explain),
+            "contacts": _flag("contacts", contacts), "reveal_allow": handler.sees_allow_terms}
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A true/false request option: JSON true/false, or true/1/false/0 in a query; unset: false."""
+    if isinstance(value, str):
+        value = {"true": True, "1": True, "false": False, "0": False}.get(value.lower(), value)
+    if value is None:
+        value = False
+    if not isinstance(value, bool):
+        raise api_error("invalid_request", f"{name} must be true or false")
+    return value
 
 
 def _with_data_ids(items: list[dict[str, Any]], data_ids: list[str | None]) -> list[dict[str, Any]]:

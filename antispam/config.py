@@ -149,6 +149,9 @@ class ServeConfig:
                          "missing: no lists")
     lists_poll_seconds: float = opt(2.0, "ANTISPAM_LISTS_POLL_SECONDS",
                                     "how often to look for changed term lists")
+    max_pattern_work: int = opt(200_000_000, "ANTISPAM_MAX_PATTERN_WORK",
+                                "most re: pattern work one request may cost: its normalized characters "
+                                "times the RE2 program sizes of its policy's patterns (more: 413)")
     policies_file: str | None = opt(None, "ANTISPAM_POLICIES_FILE",
                                     "JSON file of named policies (thresholds, lists); unset: one "
                                     "'default' policy with the thresholds above")
@@ -179,7 +182,7 @@ def check_serve_config(config: ServeConfig) -> None:
         problems.append("--batch-wait-ms, --poll-seconds and --breaker-cooldown-s must be >= 0")
     if not 0 <= config.port <= 65535:
         problems.append("--port must be between 0 and 65535")
-    for name in ("max_request_chars", "max_url_bytes", "max_header_bytes"):  # issue 11
+    for name in ("max_request_chars", "max_url_bytes", "max_header_bytes", "max_pattern_work"):  # issues 11, 21
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     if config.lists_poll_seconds < 0:

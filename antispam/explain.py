@@ -20,7 +20,8 @@ of scoring):
   log-odds drops are reported (a saturated score hides them in ``delta``). Longer texts get
   windows only.
 
-List matches are reasons too (``source`` ``block_list``/``allow_list``), whatever decided.
+List matches are reasons too (``source`` ``block_list``/``allow_list``): the item's ``matches``,
+so allow hits only for clients that may see them.
 The tokens are the ones the scoring of the same request computed (texts answered from the dedup
 cache are segmented here).
 """
@@ -72,9 +73,12 @@ def raw_span(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[in
 
 
 async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: Sequence[str],
-                            items: list[dict[str, Any]], segmented: Mapping[str, list[str]] | None = None) -> None:
-    """Add ``reasons`` to ``items``. ``segmented``: tokens already computed for some normalized
-    texts (the scoring's); the others are segmented here."""
+                            items: list[dict[str, Any]], segmented: Mapping[str, list[str]] | None = None,
+                            positions: Sequence[Sequence[int] | None] | None = None) -> None:
+    """Add ``reasons`` to ``items``. ``normalized``: the texts the model read (allowed spans
+    masked, :mod:`antispam.allow`); ``positions``: for each, the index in the normalized text of
+    each of its characters (None: it is the normalized text). ``segmented``: tokens already
+    computed for some of them (the scoring's); the others are segmented here."""
     segmented = dict(segmented or {})
     missing = [norm for norm in dict.fromkeys(normalized) if norm not in segmented]
     if missing:
@@ -108,10 +112,14 @@ async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: 
     from antispam.scoring import Slices
 
     slices = Slices()
-    for text, norm, tokens, (kind, plan), item in zip(texts, normalized, token_lists, plans, items):
+    for at_text, (text, norm, tokens, (kind, plan), item) in enumerate(zip(texts, normalized, token_lists,
+                                                                           plans, items)):
         await slices.tick()
         _, spans = normalize_with_offsets(text)
         where = token_offsets(norm, tokens)
+        mapped = positions[at_text] if positions is not None else None
+        if mapped is not None:  # offsets in the masked text -> offsets in the normalized text
+            where = [(mapped[a], mapped[b - 1] + 1) for a, b in where]
         reasons: list[dict[str, Any]] = []
         p = float(item["spam_probability"])
         if kind == "window":

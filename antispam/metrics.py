@@ -114,8 +114,8 @@ class Metrics:
         # Policies come from the policies file and the other labels are fixed words, so the
         # series are bounded (a request naming an unknown policy is refused before this).
         self.decisions = Counter("antispam_decisions",
-                                 "texts answered, by policy, by what decided (model, block_list, "
-                                 "allow_list) and by suggestion",
+                                 "texts answered, by policy, by what decided (model, block_list, allow_list, "
+                                 "contact_escalation) and by suggestion",
                                  ["policy", "decided_by", "suggestion"], registry=r)
 
         # Labelled children by their label values: ``labels()`` costs a lock and a dict lookup

@@ -6,16 +6,21 @@ A request picks one with ``policy=`` (query or body); without it, ``default``. T
     {
       "default":  {"review_threshold": 0.5, "block_threshold": 0.9},
       "comments": {"review_threshold": 0.6, "block_threshold": 0.95, "lists": ["default", "comments"]},
-      "usernames": {"block_threshold": 0.8, "min_tokens_to_block": 0}
+      "usernames": {"block_threshold": 0.8, "min_tokens_to_block": 0},
+      "ads":      {"contacts": true, "contact_escalates": true}
     }
 
 Every field is optional: thresholds and ``min_tokens_to_block`` default to the service's
 settings, ``lists`` to ``["default", <name>]`` (the shared lists and the policy's own, see
-:mod:`antispam.lists`). Without a file, or when the file has no ``default``, ``default`` is the
-service's thresholds with the ``default`` lists. The file is read at start (a bad file stops the
-start with a message naming it) and again when it changes (:class:`PoliciesWatcher`, polled with
-the term lists): a file that is invalid or gone then keeps the previous policies serving, with
-the error in ``GET /lists`` and the log.
+:mod:`antispam.lists`), ``allow_mode`` to ``"spans"`` (an allow term exempts the spans it covers;
+``"whole_text"`` is the pre-issue-21 "any allow hit passes the text", see :mod:`antispam.allow`),
+``contacts`` and ``contact_escalates`` to false (issue 24: every item carries its contacts; a
+model ``review`` of a text with a contact becomes ``block``, see docs/contracts.md#contacts).
+Without a file, or when the file has no ``default``, ``default`` is the service's thresholds
+with the ``default`` lists. The file is read at start (a bad file stops the start with a message
+naming it) and again when it changes (:class:`PoliciesWatcher`, polled with the term lists): a
+file that is invalid or gone then keeps the previous policies serving, with the error in
+``GET /lists`` and the log.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from antispam.allow import ALLOW_MODES, SPANS
 from antispam.errors import UserError
 from antispam.lists import DEFAULT_SET
 
@@ -36,7 +42,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = "default"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_FIELDS = {"review_threshold", "block_threshold", "min_tokens_to_block", "lists"}
+_FIELDS = {"review_threshold", "block_threshold", "min_tokens_to_block", "lists", "allow_mode", "contacts",
+           "contact_escalates"}
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,23 @@ class Policy:
     block_threshold: float
     min_tokens_to_block: int
     lists: tuple[str, ...]
+    allow_mode: str = SPANS  # antispam.allow: "spans" (default) or "whole_text" (opt-in, issue 21)
+    contacts: bool = False  # every item carries ``contacts``, as with the request's contacts=true
+    contact_escalates: bool = False  # a model "review" of a text with a contact becomes "block"
+
+    @property
+    def wants_contacts(self) -> bool:
+        """Whether texts scored under this policy are searched for contacts at all."""
+        return self.contacts or self.contact_escalates
 
     def as_dict(self) -> dict[str, Any]:
-        return {"review_threshold": self.review_threshold, "block_threshold": self.block_threshold,
-                "min_tokens_to_block": self.min_tokens_to_block, "lists": list(self.lists)}
+        out: dict[str, Any] = {"review_threshold": self.review_threshold, "block_threshold": self.block_threshold,
+                               "min_tokens_to_block": self.min_tokens_to_block, "lists": list(self.lists),
+                               "allow_mode": self.allow_mode}
+        for name in ("contacts", "contact_escalates"):  # shown when set: older answers stay as they were
+            if getattr(self, name):
+                out[name] = True
+        return out
 
 
 def default_policy(review: float, block: float, min_tokens: int) -> Policy:
@@ -83,7 +103,16 @@ def parse_policies(data: Any, review: float, block: float, min_tokens: int,
         lists = spec.get("lists", default_lists)
         if not isinstance(lists, list) or not all(isinstance(x, str) and _NAME.fullmatch(x) for x in lists):
             raise UserError(f"{where}: lists must be a list of list-set names")
-        out[name] = Policy(name, float(r), float(b), int(m), tuple(lists))
+        allow_mode = spec.get("allow_mode", SPANS)
+        if allow_mode not in ALLOW_MODES:
+            raise UserError(f"{where}: allow_mode must be one of {', '.join(map(repr, ALLOW_MODES))}")
+        flags = {}
+        for flag in ("contacts", "contact_escalates"):
+            value = spec.get(flag, False)
+            if not isinstance(value, bool):
+                raise UserError(f"{where}: {flag} must be true or false")
+            flags[flag] = value
+        out[name] = Policy(name, float(r), float(b), int(m), tuple(lists), allow_mode, **flags)
     if DEFAULT_POLICY not in out:
         out[DEFAULT_POLICY] = default_policy(review, block, min_tokens)
     return out

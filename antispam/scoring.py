@@ -17,12 +17,14 @@ from typing import Any, Awaitable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
+from antispam.allow import ListOutcome, apply_lists, no_lists
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded
 from antispam.cache import CachedScore, PredictionCache
 from antispam.config import ServeConfig
+from antispam.contacts import MAX_CONTACTS, Contact, count_and_find
 from antispam.errors import api_error
 from antispam.labels import PASS, SPAM, label_name
-from antispam.lists import ListsWatcher, Match, Snapshot
+from antispam.lists import ListsWatcher, Match, Snapshot, pattern_work
 from antispam.metrics import Metrics
 from antispam.policies import DEFAULT_POLICY, PoliciesWatcher, Policy
 from antispam.text import Segmenter, normalize, normalize_with_offsets
@@ -154,24 +156,32 @@ class Scorer:
             yield norm
 
     async def score(self, texts: Sequence[str], normalized: Sequence[str], *, policy: Policy | None = None,
-                    explain: bool = False) -> list[dict[str, Any]]:
+                    explain: bool = False, contacts: bool = False, reveal_allow: bool = True) -> list[dict[str, Any]]:
         """Score already-validated texts; repeats (in the cache or in this batch) cost nothing.
 
         ``policy`` (default: ``default``) sets the thresholds and the term lists; ``explain``
-        adds ``reasons`` to each item (docs/contracts.md#explanations).
+        adds ``reasons`` to each item (docs/contracts.md#explanations); ``contacts`` (or a policy
+        with ``contacts``/``contact_escalates``) adds ``contacts`` (docs/contracts.md#contacts).
+        The term lists are matched first: the model reads each text with its allowed spans
+        masked (:mod:`antispam.allow`), and that masked text is the dedup cache's key.
+        ``reveal_allow`` False (a client without ``admin``) leaves the allow hits out of
+        ``matches`` and ``reasons``: which phrase is allowed is the operator's business, not the
+        sender's.
         """
         snapshot = await self.refresh()
         policy = policy or self.policies[DEFAULT_POLICY]
+        outcomes = await self.match_lists(texts, normalized, policy, snapshot)
+        scored_texts = [outcome.scored for outcome in outcomes]
         version = self.backend.current_version
         found: list[tuple[CachedScore, int] | None] = [None] * len(texts)
         misses: dict[str, list[int]] = {}
         segmented: dict[str, list[str]] = {}  # tokens of the texts segmented here (explain reuses them)
-        for i, norm in enumerate(normalized):
-            hit = self.cache.get(norm, version)
+        for i, key in enumerate(scored_texts):
+            hit = self.cache.get(key, version)
             if hit is not None and version is not None:
                 found[i] = (hit, version)
             else:
-                misses.setdefault(norm, []).append(i)
+                misses.setdefault(key, []).append(i)
         metrics = self.metrics
         if metrics is not None:
             metrics.request_texts.observe(len(texts))
@@ -197,18 +207,46 @@ class Scorer:
         elif metrics is not None:
             metrics.backend_used.labels("cache").inc()
         items = []
-        slices = Slices()  # list matching and offset maps are per-character work: share the loop
-        for text, scored, norm in zip(texts, found, normalized):
+        slices = Slices()  # offset maps are per-character work: share the loop
+        for text, scored, outcome in zip(texts, found, outcomes):
             assert scored is not None  # every text was answered from the cache or the backend
-            items.append(self.render(text, *scored, normalized=norm, policy=policy, snapshot=snapshot))
+            found_contacts = count_and_find(text) if contacts or policy.wants_contacts else None
+            items.append(self.render(text, *scored, outcome=outcome, policy=policy, reveal_allow=reveal_allow,
+                                     contacts=found_contacts))
             await slices.tick()
         if explain:
             from antispam.explain import add_model_reasons  # only requests that ask pay for it
 
-            await add_model_reasons(self, texts, normalized, items, segmented)
+            await add_model_reasons(self, texts, scored_texts, items, segmented,
+                                    positions=[outcome.positions for outcome in outcomes])
         if metrics is not None:
             metrics.observe_verdicts(item["suggestion"] for item in items)
         return items
+
+    async def match_lists(self, texts: Sequence[str], normalized: Sequence[str], policy: Policy,
+                          snapshot: Snapshot | None) -> list[ListOutcome]:
+        """The term lists of ``policy`` on every text: hits, and what the model is to read.
+
+        413 ``too_many_chars`` before any pattern runs when the request's pattern work (its
+        normalized characters × the RE2 program sizes of the policy's ``re:`` patterns,
+        :func:`antispam.lists.pattern_work`) is over ``max_pattern_work``: RE2 is linear in the
+        text, and this bounds the factor (docs/contracts.md#limits)."""
+        if snapshot is None or not snapshot.sets:
+            return [no_lists(norm) for norm in normalized]
+        patterns, size = snapshot.pattern_size(policy.lists)
+        work = pattern_work(normalized, size)
+        limit = self.config.max_pattern_work
+        if work > limit:
+            raise api_error("too_many_chars", f"the texts of this request would cost {work:,} units of pattern "
+                            f"work ({sum(map(len, normalized)):,} normalized characters × {size} RE2 "
+                            f"instructions of the {patterns} patterns of policy {policy.name!r}); the limit "
+                            f"is {limit:,}: send fewer or shorter texts")
+        out = []
+        slices = Slices()  # list matching is per-character work: share the loop
+        for text, norm in zip(texts, normalized):
+            out.append(apply_lists(norm, snapshot.find(norm, policy.lists, text), policy.allow_mode))
+            await slices.tick()
+        return out
 
     async def call_backend(self, token_lists: Sequence[Sequence[str]]) -> tuple[BatchResult, np.ndarray]:
         """The one guarded backend call (scoring and ``explain`` both use it): the backend gets
@@ -255,12 +293,15 @@ class Scorer:
             await slices.tick()
         return out
 
-    def render(self, text: str, entry: CachedScore, version: int, *, normalized: str | None = None,
-               policy: Policy | None = None, snapshot: Snapshot | None = None) -> dict[str, Any]:
+    def render(self, text: str, entry: CachedScore, version: int, *, outcome: ListOutcome | None = None,
+               policy: Policy | None = None, reveal_allow: bool = True,
+               contacts: tuple[int, list[Contact]] | None = None) -> dict[str, Any]:
         """One response item. ``predict``, ``label`` and ``spam_probability`` are always the
-        model's; ``suggestion`` is the decision: an allow-list hit → pass, else a block-list hit
-        → block, else the model's score against the policy's thresholds (``decided_by`` says
-        which, ``matches`` the deciding list's terms with raw-text offsets)."""
+        model's (for the text it read: allowed spans masked); ``suggestion`` is the decision
+        (``decided_by`` says which, docs/contracts.md#term-lists): the allow list when it exempts
+        the whole text, else a standing block-list hit → block, else the model's score against
+        the policy's thresholds. ``matches``: the deciding list's terms with raw-text offsets, and
+        the allow hits whose spans were masked; allow hits only with ``reveal_allow``."""
         policy = policy or self.policies[DEFAULT_POLICY]
         p = entry.spam_probability
         predict = SPAM if p >= 0.5 else PASS
@@ -277,14 +318,22 @@ class Scorer:
             suggestion = "pass"
         decided_by = "model"
         matches: list[Match] = []
-        if snapshot is not None and snapshot.sets and normalized is not None:
-            found = snapshot.find(normalized, policy.lists, text)
-            allow = [m for m in found if m.kind == "allow"]
-            block = [m for m in found if m.kind == "block"]
-            if allow:
-                decided_by, suggestion, matches, capped = "allow_list", "pass", allow, False
-            elif block:
-                decided_by, suggestion, matches, capped = "block_list", "block", block, False
+        if outcome is not None:
+            if outcome.exempt:
+                decided_by, suggestion, matches, capped = "allow_list", "pass", list(outcome.allow), False
+            elif outcome.block:
+                decided_by, suggestion, capped = "block_list", "block", False
+                matches = sorted(outcome.block + outcome.allow, key=lambda m: (m.start, m.end, m.kind, m.term))
+            else:
+                matches = list(outcome.allow)  # the spans the model did not read
+        # Issue 24: with contact_escalates, a text the model sent to review (a capped block
+        # included) that carries a contact is blocked; list decisions stand as they are. A contact
+        # inside an allowed span (the company's own hotline) does not escalate (issue 21).
+        if (contacts is not None and contacts[1] and policy.contact_escalates and decided_by == "model"
+                and suggestion == "review" and _contacts_outside(text, contacts[1], outcome)):
+            decided_by, suggestion, capped = "contact_escalation", "block", False
+        if not reveal_allow:
+            matches = [m for m in matches if m.kind != "allow"]
         item: dict[str, Any] = {"text": text, "predict": predict, "label": label_name(predict),
                                 "spam_probability": p, "suggestion": suggestion,
                                 "model": {"name": entry.model_name, "version": version},
@@ -296,9 +345,22 @@ class Scorer:
             item["matches"] = raw_matches(text, matches[:MAX_MATCHES])
             if len(matches) > MAX_MATCHES:
                 item["matches_total"] = len(matches)
+        if contacts is not None:  # (total, the first MAX_CONTACTS by position)
+            item["contacts"] = [c.as_dict() for c in contacts[1]]
+            if contacts[0] > MAX_CONTACTS:
+                item["contacts_total"] = contacts[0]
         if self.metrics is not None:
             self.metrics.observe_decision(policy.name, decided_by, suggestion)
         return item
+
+
+def _contacts_outside(text: str, contacts: Sequence[Contact], outcome: ListOutcome | None) -> bool:
+    """Whether a contact lies outside every allowed span (raw offsets): an allowed hotline is the
+    operator's own number, so it does not escalate a text to block (docs/contracts.md#contacts)."""
+    if outcome is None or not outcome.allow:
+        return True
+    allowed = [(m["start"], m["end"]) for m in raw_matches(text, outcome.allow)]
+    return any(not any(start <= c.start and c.end <= end for start, end in allowed) for c in contacts)
 
 
 def raw_matches(text: str, matches: Sequence[Match]) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ NORMALIZER_VERSION = 2
 COMPATIBLE_NORMALIZERS = frozenset({1, 2})
 
 _DIGIT = re.compile(r"\d")
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")
 # Kept: ASCII letters and digits (digits are already "x" when this runs) and CJK ideographs
 # (unified, extension A, compatibility, and the supplementary-plane extensions).
 _DROP = re.compile(
@@ -51,7 +52,10 @@ def _digits(folded: str, mask_digits: bool) -> str:
     """Step 4: every decimal digit becomes ``x`` (masking), or with ``mask_digits=False`` its
     ASCII digit (``٣`` → ``3``). One character for one, so both forms have the same length and
     the same offsets."""
-    return _DIGIT.sub("x", folded) if mask_digits else _DIGIT.sub(_ascii_digit, folded)
+    if mask_digits:
+        return _DIGIT.sub("x", folded)
+    # Folded text rarely has a digit other than 0-9 (NFKC made full-width ones ASCII): look first.
+    return _DIGIT.sub(_ascii_digit, folded) if _OTHER_DIGIT.search(folded) else folded
 
 
 _t2s: "opencc.OpenCC | None" = None
@@ -105,26 +109,10 @@ def normalize_with_offsets(text: str, *, mask_digits: bool = True) -> tuple[str,
     dropped anyway), the map falls back to a character alignment of the two strings.
     """
     normalized = normalize(text, mask_digits=mask_digits)
-    simplified = to_simplified(text)
-    if len(simplified) == len(text):
-        origin = [(i, i + 1) for i in range(len(text))]
-    else:
-        origin = _align(text, simplified)
-    chars: list[str] = []
-    spans: list[tuple[int, int]] = []
-    i = 0
-    while i < len(simplified):
-        j = i + 1
-        while j < len(simplified) and unicodedata.combining(simplified[j]):
-            j += 1
-        start, end = origin[i][0], origin[j - 1][1]
-        for char in _digits(unicodedata.normalize("NFKC", simplified[i:j]).lower(), mask_digits):
-            chars.append(char)
-            spans.append((start, end))
-        i = j
+    folded, spans = fold_with_offsets(text, mask_digits=mask_digits)
     out: list[str] = []
     out_spans: list[tuple[int, int]] = []
-    for char, span in zip(chars, spans):
+    for char, span in zip(folded, spans):
         if _DROP.match(char):
             if out and out[-1] == " ":
                 out_spans[-1] = (out_spans[-1][0], span[1])
@@ -143,6 +131,86 @@ def normalize_with_offsets(text: str, *, mask_digits: bool = True) -> tuple[str,
     if "".join(out) != normalized:
         return normalized, _align(text, normalized)
     return normalized, out_spans
+
+
+def fold_with_offsets(text: str, *, mask_digits: bool = True) -> tuple[str, list[tuple[int, int]]]:
+    """Steps 1-4 of :func:`normalize` (traditional → simplified, NFKC, lower-case, digits), with
+    nothing dropped, and for each character the ``[start, end)`` range of ``text`` it came from.
+
+    :func:`normalize_with_offsets` is this followed by step 5 (dropping runs of punctuation,
+    emoji and spaces). Contact extraction (:mod:`antispam.contacts`) reads this form because
+    the characters step 5 drops (``@ . : / _ -``) are part of e-mail addresses, URLs and
+    WeChat ids. NFKC and lower-casing run per base character with its combining marks, so the
+    map is exact (``①`` → ``1`` maps back to ``①``; ``⑴`` → ``(1)`` maps all three to ``⑴``).
+    """
+    simplified = to_simplified(text)
+    if len(simplified) == len(text):
+        origin = [(i, i + 1) for i in range(len(text))]
+    else:
+        origin = _align(text, simplified)
+    chars = set(simplified)
+    if _fold_table_knows(chars) and not chars & _MARKS:
+        # Fast path (no combining marks): every character folds alone, by one str.translate.
+        folded = simplified.translate(_FOLD)
+        if chars & _WIDE:  # some character became several (⑴ → "(1)"): each maps to its origin
+            spans = []
+            for k, char in enumerate(simplified):
+                spans.extend([origin[k]] * len(_FOLD[ord(char)]))
+        else:
+            spans = origin
+        return _digits(folded, mask_digits), spans
+    pieces: list[str] = []
+    spans = []
+    n = len(simplified)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and unicodedata.combining(simplified[j]):
+            j += 1
+        start, end = origin[i][0], origin[j - 1][1]
+        folded = unicodedata.normalize("NFKC", simplified[i:j]).lower()
+        pieces.append(folded)
+        spans.extend([(start, end)] * len(folded))
+        i = j
+    # Step 4 on the whole string: a digit is replaced one for one, so the spans stay.
+    return _digits("".join(pieces), mask_digits), spans
+
+
+# What each character seen so far folds to alone (NFKC, then lower-case), for str.translate:
+# folding character by character through unicodedata cost four times normalize() itself.
+# _MARKS: the combining marks among them (a text with one takes the per-piece path, as NFKC
+# composes a mark with its base); _WIDE: the ones that fold to other than one character. The
+# table only grows, up to _FOLD_LIMIT characters; past that, texts with new ones take the
+# per-piece path (same result, slower).
+_FOLD: dict[int, str] = {}
+_MARKS: set[str] = set()
+_WIDE: set[str] = set()
+_KNOWN: set[str] = set()
+_FOLD_LIMIT = 30000
+
+
+def _fold_table_knows(chars: set[str]) -> bool:
+    """Add ``chars`` to the fold table if there is room; whether all of them are in it."""
+    new = chars - _KNOWN
+    if not new:
+        return True
+    if len(_FOLD) + len(new) > _FOLD_LIMIT:
+        return False
+    for char in new:
+        folded = unicodedata.normalize("NFKC", char).lower()
+        if unicodedata.combining(char):
+            _MARKS.add(char)
+        if len(folded) != 1:
+            _WIDE.add(char)
+        _FOLD[ord(char)] = folded
+        _KNOWN.add(char)  # last: a reader that sees it also sees the entries above
+    return True
+
+
+def is_dropped(chars: str) -> bool:
+    """Whether step 5 of :func:`normalize` drops every one of ``chars`` (punctuation, emoji,
+    spaces, other scripts): the separators the pipeline folds away between digits or words."""
+    return bool(chars) and _DROP.fullmatch(chars) is not None
 
 
 def _align(raw: str, derived: str) -> list[tuple[int, int]]:

@@ -1,10 +1,12 @@
-"""What explain=true and term lists cost per text, in-process (the Scorer path, no HTTP).
+"""What explain=true, contacts=true and term lists cost per text, in-process (the Scorer path, no HTTP).
 
     python scripts/explain_cost.py --model-base models [--model-name cnn] [--rounds 20]
 
 Scores the same texts, 10 per call (explain's per-request limit), with the dedup cache off:
 plain, with explain=true, and plain with a 10,000-term block list loaded; prints ms per text
-(median of the rounds) and the lists' load time. CPU-bound numbers: run on an idle machine.
+(median of the rounds) and the lists' load time. contacts=true is measured in rounds alternating
+with plain ones, in CPU time: its cost (tens of µs) is below the drift between separate runs.
+CPU-bound numbers: run on an idle machine.
 """
 
 from __future__ import annotations
@@ -42,6 +44,25 @@ async def measure(scorer, texts, rounds: int, **options) -> float:
     return statistics.median(per_text)
 
 
+async def measure_pair(scorer, texts, rounds: int, **options) -> tuple[float, float, float]:
+    """Plain and with ``options``, round by round in turn (a neighbour's load on a shared machine
+    falls on both alike): the two medians (ms per text) and the median of the per-round
+    differences, CPU time of the process (the backend's threads included)."""
+    normalized = scorer.normalize_all(texts)
+    await scorer.score(texts, normalized, **options)  # warm
+    plain, other, diff = [], [], []
+    for _ in range(rounds):
+        times = []
+        for opts in ({}, options):
+            start = time.process_time()
+            await scorer.score(texts, normalized, **opts)
+            times.append((time.process_time() - start) / len(texts) * 1000)
+        plain.append(times[0])
+        other.append(times[1])
+        diff.append(times[1] - times[0])
+    return statistics.median(plain), statistics.median(other), statistics.median(diff)
+
+
 def synthetic_terms(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     chars = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
@@ -75,6 +96,7 @@ async def main() -> None:
         scorer = Scorer(config, backend, segmenter, PredictionCache(0))
         plain = await measure(scorer, TEXTS, args.rounds)
         explained = await measure(scorer, TEXTS, args.rounds, explain=True)
+        paired = await measure_pair(scorer, TEXTS, args.rounds * 5, contacts=True)
 
         folder = Path(tmp) / "lists"
         folder.mkdir()
@@ -91,6 +113,8 @@ async def main() -> None:
           f"median of {args.rounds} rounds, cache off")
     print(f"plain:              {plain:7.3f} ms/text")
     print(f"explain=true:       {explained:7.3f} ms/text  (+{explained - plain:.3f}, x{explained / plain:.1f})")
+    print(f"contacts=true:      {paired[1]:7.3f} ms/text CPU vs plain {paired[0]:.3f} in the same rounds "
+          f"(median difference {paired[2] * 1000:+.0f} µs, {100 * paired[2] / paired[0]:+.1f}%)")
     print(f"10,000-term list:   {with_lists:7.3f} ms/text  (+{with_lists - plain:.3f}); "
           f"loading the list took {load_ms:.0f} ms")
 

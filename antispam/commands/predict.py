@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="named policy: thresholds and term lists (docs/contracts.md#policies)")
     p.add_argument("--explain", action="store_true",
                    help="add reasons: the spans that carry the verdict (docs/contracts.md#explanations)")
+    p.add_argument("--contacts", action="store_true",
+                   help="add contacts: phones, QQ, WeChat ids, links, e-mail (docs/contracts.md#contacts)")
     add_arguments(p, ServeConfig, only=LOCAL_FLAGS)
     p.set_defaults(run=run)
 
@@ -55,7 +57,7 @@ def chunks(texts: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     texts: Iterable[str] = args.texts or (line.rstrip("\n") for line in sys.stdin)
-    options = {"policy": args.policy, "explain": args.explain}
+    options = {"policy": args.policy, "explain": args.explain, "contacts": args.contacts}
     if args.url:
         lines = predict_remote(args.url.rstrip("/"), texts, args.timeout, options)
     else:
@@ -117,6 +119,7 @@ def predict_local(config: ServeConfig, texts: Iterable[str],
                             "(train one with `antispam train cnn`, or give --model-base)")
         scorer = Scorer(config, backend, Segmenter(), PredictionCache(0))
         explain = bool((options or {}).get("explain"))
+        contacts = bool((options or {}).get("contacts"))
         try:
             policy = scorer.policy((options or {}).get("policy"))
         except ApiError as exc:
@@ -128,7 +131,7 @@ def predict_local(config: ServeConfig, texts: Iterable[str],
                 raise UserError(exc.message) from None
             try:
                 yield from loop.run_until_complete(scorer.score(batch, normalized, policy=policy,
-                                                                explain=explain))
+                                                                explain=explain, contacts=contacts))
             except Exception as exc:  # a BackendError here is a CLI failure, not a traceback
                 from antispam.backends.base import BackendError
 

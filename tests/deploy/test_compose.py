@@ -84,11 +84,19 @@ def test_tfserving_flags_ports_volumes_and_healthcheck() -> None:
     assert given["--enable_batching"] == "true"
     assert given["--enable_model_warmup"] == "true"
     assert int(given["--file_system_poll_wait_seconds"]) > 0
-    assert set(svc["ports"]) == {"8500:8500", "8501:8501"}
+    # Issue 21: TF Serving (no keys, no rate limit) is reachable on the compose network only.
+    assert "ports" not in svc, f"tfserving publishes {svc['ports']} on the host"
+    assert {str(p) for p in svc["expose"]} == {"8500", "8501"}
     assert "models:/models:ro" in svc["volumes"]
     assert "./serving:/serving:ro" in svc["volumes"]
     test = " ".join(svc["healthcheck"]["test"])
     assert "8501" in test and "/v1/models/cnn" in test
+
+
+def test_only_the_antispam_api_is_published_on_the_host() -> None:
+    """Issue 21: of all services only antispam's API port reaches the host."""
+    published = {name: svc["ports"] for name, svc in compose()["services"].items() if svc.get("ports")}
+    assert set(published) == {"antispam"}, published
 
 
 def test_antispam_service_uses_tf_serving_and_reads_models_read_only() -> None:

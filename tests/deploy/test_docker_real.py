@@ -51,6 +51,9 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+COMPOSE_BASE: list[str] = []  # the compose command of the running stack (set by the fixture)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     compose = _engine()
@@ -58,8 +61,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("no Docker engine answers `docker info` (or no compose tool): the real "
                     "TF Serving stack cannot run here; tests/deploy/test_compose.py checks the file instead")
     busy = [p for p in (8000, 8500, 8501) if not _port_free(p)]
-    if busy:
-        pytest.skip(f"ports {busy} are in use; docker-compose.yml publishes 8000, 8500 and 8501")
+    if busy:  # 8500/8501 too: the test checks that TF Serving's ports stay closed on the host
+        pytest.skip(f"ports {busy} are in use; docker-compose.yml publishes 8000")
     root = tmp_path_factory.mktemp("docker")
     models = root / "models"
     tinymodel.build_version(models / "cnn")
@@ -72,6 +75,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
                                "driver_opts": {"type": "none", "o": "bind", "device": str(models)}}},
     }), encoding="utf-8")
     base = [*compose, "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml"), "-f", str(override)]
+    COMPOSE_BASE[:] = base
     up = subprocess.run([*base, "up", "-d", "--build"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     try:
         assert up.returncode == 0, up.stderr[-4000:]
@@ -133,10 +137,14 @@ def test_service_answers_through_tf_serving(stack: Path) -> None:
     assert answer["label"] == "spam" and answer["model"] == {"name": "cnn", "version": 1}
     status, models = get("/models")
     assert status == 200 and "grpc" in json.dumps(models)
-    with urllib.request.urlopen("http://127.0.0.1:8501/v1/models/cnn", timeout=5) as response:
-        assert "AVAILABLE" in response.read().decode()
-    with urllib.request.urlopen("http://127.0.0.1:8501/monitoring/prometheus/metrics", timeout=5) as response:
-        assert b":tensorflow:serving:" in response.read()
+    # TF Serving answers on the compose network (from the antispam container), not on the host.
+    for path, expected in (("/v1/models/cnn", "AVAILABLE"), ("/monitoring/prometheus/metrics", ":tensorflow:serving:")):
+        seen = subprocess.run([*COMPOSE_BASE, "exec", "-T", "antispam", "python", "-c",
+                               f"import urllib.request as u; print(u.urlopen('http://tfserving:8501{path}', "
+                               "timeout=5).read().decode())"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert expected in seen.stdout, seen.stderr[-2000:]
+    for port in (8500, 8501):
+        assert _port_free(port), f"TF Serving's port {port} is published on the host"
 
 
 def test_a_published_version_is_served_without_a_failed_request(stack: Path) -> None:

@@ -178,6 +178,108 @@ def test_retrain_cronjob_is_nightly_exclusive_and_beside_the_feedback_store() ->
     assert by_kind("PersistentVolumeClaim")["antispam-models"]["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
+# -- least privilege (issue 21) -----------------------------------------------------------------
+
+def workloads() -> dict[str, dict]:
+    return {**by_kind("Deployment"), **by_kind("CronJob")}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions In/NotIn/Exists) on labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value, op = labels.get(expr["key"]), expr["operator"]
+        ok = {"In": value in expr.get("values", []), "NotIn": value not in expr.get("values", []),
+              "Exists": expr["key"] in labels, "DoesNotExist": expr["key"] not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def pod_labels(workload: dict) -> dict:
+    spec = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    return spec["template"]["metadata"]["labels"]
+
+
+def test_the_selector_helper_is_not_vacuous() -> None:
+    labels = {"app.kubernetes.io/name": "tfserving"}
+    assert selects({"matchLabels": labels}, labels)
+    assert not selects({"matchLabels": {"app.kubernetes.io/name": "antispam"}}, labels)
+    assert not selects({"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                              "values": ["antispam"]}]}, labels)
+
+
+@pytest.mark.parametrize("name", sorted(workloads()))
+def test_every_pod_runs_with_least_privilege(name: str) -> None:
+    """Non-root, default seccomp; per container no privilege escalation, no capabilities, a
+    read-only root filesystem, and every writable path a volume (/tmp an emptyDir)."""
+    workload = workloads()[name]
+    spec = pod_spec(workload)
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, name
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for container in spec["containers"] + spec.get("initContainers", []):
+        sec = container["securityContext"]
+        assert sec["allowPrivilegeEscalation"] is False, name
+        assert sec["readOnlyRootFilesystem"] is True, name
+        assert sec["capabilities"] == {"drop": ["ALL"]}, name
+        assert not sec.get("privileged") and "add" not in sec["capabilities"], name
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]["name"]], f"{name}: /tmp is not an emptyDir"
+        for path, mount in mounts.items():
+            if not mount.get("readOnly"):
+                volume = volumes[mount["name"]]
+                assert "emptyDir" in volume or "persistentVolumeClaim" in volume, f"{name}: {path}"
+
+
+def test_only_the_service_pods_reach_tf_serving() -> None:
+    policies = by_kind("NetworkPolicy")
+    tfs_pods = pod_labels(by_kind("Deployment")["tfserving"])
+    guarding = [p for p in policies.values() if selects(p["spec"]["podSelector"], tfs_pods)]
+    assert guarding and all(p["spec"]["policyTypes"] == ["Ingress"] for p in guarding)
+    sources = [peer for p in guarding for rule in p["spec"].get("ingress", []) for peer in rule["from"]]
+    assert sources and all(set(peer) == {"podSelector"} for peer in sources), sources  # this namespace's pods only
+    allowed = {name for name, w in workloads().items()
+               if any(selects(peer["podSelector"], pod_labels(w)) for peer in sources)}
+    assert allowed == {"antispam", "antispam-feedback"}
+    ports = {p["name"] for c in containers(by_kind("Deployment")["tfserving"]) for p in c["ports"]}
+    assert {port["port"] for p in guarding for rule in p["spec"].get("ingress", [])
+            for port in rule["ports"]} <= ports
+
+
+def test_only_the_ingress_controller_reaches_the_service() -> None:
+    policies = by_kind("NetworkPolicy")
+    ingress_class = by_kind("Ingress")["antispam"]["spec"]["ingressClassName"]
+    for name in ("antispam", "antispam-feedback"):
+        labels = pod_labels(by_kind("Deployment")[name])
+        guarding = [p for p in policies.values() if selects(p["spec"]["podSelector"], labels)]
+        assert guarding, name
+        peers = [peer for p in guarding for rule in p["spec"].get("ingress", []) for peer in rule["from"]]
+        assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+        assert ingress_class == "nginx"  # the controller that namespace runs
+        ports = {port["port"] for p in guarding for rule in p["spec"].get("ingress", []) for port in rule["ports"]}
+        assert ports == {"http"}
+
+
+def test_every_pod_of_the_application_is_covered_by_a_network_policy() -> None:
+    policies = by_kind("NetworkPolicy").values()
+    for name, workload in workloads().items():
+        assert any(selects(p["spec"]["podSelector"], pod_labels(workload)) for p in policies), name
+    deny = by_kind("NetworkPolicy")["antispam-default-deny"]["spec"]
+    assert deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+
+
+def test_ingress_terminates_tls_for_its_hosts() -> None:
+    spec = by_kind("Ingress")["antispam"]["spec"]
+    hosts = {rule["host"] for rule in spec["rules"]}
+    [tls] = spec["tls"]
+    assert set(tls["hosts"]) == hosts and tls["secretName"]
+    annotations = by_kind("Ingress")["antispam"]["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+
+
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["--write"]:
         (K8S / "tfserving-config.yaml").write_text(render_configmap(), encoding="utf-8")

@@ -22,24 +22,29 @@ from tests.service.test_app import ApiTestCase
 pytestmark = pytest.mark.service
 
 
-class ListsApiTest(ApiTestCase):
-    def setUp(self) -> None:
-        self.lists_dir = None
-        super().setUp()
+def with_lists(test: ApiTestCase) -> FakeBackend:
+    """The lists and policies these tests share, in the test's folder; a fake backend (spam:
+    0.95 for 发票, 贷款, 代开; else 0.05)."""
+    lists = test.tmp / "lists"
+    lists.mkdir()
+    (lists / "block.txt").write_text("# shared\n加微信\nre:办.{0,2}证\n", encoding="utf-8")
+    (lists / "allow.txt").write_text("官方客服\n400-812-3456\n加微信公众号\n", encoding="utf-8")
+    (lists / "comments.block.txt").write_text("刷单\n", encoding="utf-8")
+    policies = test.tmp / "policies.json"
+    policies.write_text(json.dumps({"comments": {"review_threshold": 0.01, "block_threshold": 0.02},
+                                    "legacy": {"allow_mode": "whole_text"},
+                                    "strict": {"review_threshold": 0.01, "block_threshold": 0.99,
+                                               "contact_escalates": True}}))
+    test.config.lists_dir = str(lists)
+    test.config.lists_poll_seconds = 0.0
+    test.config.policies_file = str(policies)
+    test.config.max_chars = 400
+    return FakeBackend()
 
+
+class ListsApiTest(ApiTestCase):
     def make_backend(self):
-        lists = self.tmp / "lists"
-        lists.mkdir()
-        (lists / "block.txt").write_text("# shared\n加微信\nre:办.{0,2}证\n", encoding="utf-8")
-        (lists / "allow.txt").write_text("官方客服\n400-812-3456\n", encoding="utf-8")
-        (lists / "comments.block.txt").write_text("刷单\n", encoding="utf-8")
-        policies = self.tmp / "policies.json"
-        policies.write_text(json.dumps({"comments": {"review_threshold": 0.01, "block_threshold": 0.02}}))
-        self.config.lists_dir = str(lists)
-        self.config.lists_poll_seconds = 0.0
-        self.config.policies_file = str(policies)
-        self.config.max_chars = 400
-        return FakeBackend()
+        return with_lists(self)
 
     def predict(self, text: str, **params: str):
         query = urllib.parse.urlencode({"text": text, **params})
@@ -67,11 +72,65 @@ class ListsApiTest(ApiTestCase):
         [match] = item["matches"]
         self.assertEqual(text[match["start"]:match["end"]], "办理假证")
 
-    def test_allow_wins_over_block_and_model(self):
+    def test_an_allowed_phrase_does_not_exempt_the_rest_of_the_text(self):
+        # Issue 21: appending an allowed phrase to an advert used to make it pass.
         item = self.predict("官方客服，加微信办理贷款")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("block_list", "block"))
+        self.assertEqual([(m["term"], m["list"]) for m in item["matches"]],
+                         [("官方客服", "allow"), ("加微信", "block")])
+        item = self.predict("马上办理贷款，官方客服")
+        self.assertEqual((item["decided_by"], item["suggestion"], item["label"]), ("model", "block", "spam"))
+        self.assertEqual([m["term"] for m in item["matches"]], ["官方客服"])  # the masked span (keys off: shown)
+        # The text that is only allowed phrases passes on the allow list.
+        item = self.predict("官方客服 400-812-3456")
         self.assertEqual((item["decided_by"], item["suggestion"]), ("allow_list", "pass"))
-        self.assertEqual(item["matches"][0]["term"], "官方客服")
-        self.assertEqual(item["label"], "spam")  # the model still says spam
+        self.assertEqual([m["term"] for m in item["matches"]], ["官方客服", "400-812-3456"])
+
+    def test_the_model_reads_the_text_with_allowed_spans_masked_and_the_cache_keys_on_it(self):
+        self.assertEqual(self.predict("官方客服你好呀")["decided_by"], "model")
+        self.assertEqual(self.backend.calls[-1], [["你好", "呀"]])  # 官方客服 never reached the model
+        calls = len(self.backend.calls)
+        item = self.predict("你好呀")  # the same text the model read: a cache hit, not a backend call
+        self.assertEqual(len(self.backend.calls), calls)
+        self.assertEqual(item["coverage"]["tokens"], 2)
+        # The unmasked text is another key: the model reads it whole.
+        self.predict("官方客服你好呀", policy="legacy")
+        self.assertEqual(self.backend.calls[-1], [["官方", "客服", "你好", "呀"]])
+
+    def test_block_hits_inside_an_allowed_span_are_cancelled(self):
+        item = self.predict("欢迎加微信公众号")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("model", "pass"))
+        self.assertEqual([(m["term"], m["list"]) for m in item["matches"]], [("加微信公众号", "allow")])
+        # Outside the allowed span the block term still decides.
+        self.assertEqual(self.predict("加微信公众号，加微信领红包")["decided_by"], "block_list")
+
+    def test_an_allowed_hotline_does_not_escalate_but_another_contact_does(self):
+        # Under "strict" every text of this fake is a model review (0.05 >= 0.01).
+        item = self.predict("客服热线：400-812-3456，你好呀朋友们", policy="strict")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("model", "review"))
+        self.assertEqual([c["value"] for c in item["contacts"]], ["4008123456"])
+        item = self.predict("客服热线：400-812-3456，你好呀，加QQ 12345678", policy="strict")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("contact_escalation", "block"))
+        item = self.predict("客服热线：400-812-3457，你好呀朋友们", policy="strict")  # not the allowed number
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("contact_escalation", "block"))
+
+    def test_whole_text_allow_mode_is_an_explicit_policy_setting(self):
+        item = self.predict("官方客服，加微信办理贷款", policy="legacy")
+        self.assertEqual((item["decided_by"], item["suggestion"], item["label"]), ("allow_list", "pass", "spam"))
+        self.assertEqual([m["term"] for m in item["matches"]], ["官方客服"])
+        status, body = self.call("/lists")
+        self.assertEqual((body["policies"]["legacy"]["allow_mode"], body["policies"]["default"]["allow_mode"]),
+                         ("whole_text", "spans"))
+
+    def test_the_pattern_work_of_a_request_is_bounded(self):
+        # One re: pattern in the default policy's lists, 办.{0,2}证: 28 RE2 instructions.
+        self.config.max_pattern_work = 150 * 28
+        self.assertEqual(self.predict("你好" * 75)["decided_by"], "model")  # 150 characters: at the limit
+        status, body = self.call("/predict", "POST", {"texts": ["你好" * 50, "你好" * 26]})
+        self.assert_error((status, body), 413, "too_many_chars")
+        message = body["error"]["message"]
+        self.assertIn("4,256 units of pattern work (152 normalized characters × 28 RE2 instructions of the 1 "
+                      "patterns of policy 'default'); the limit is 4,200", message)
 
     def test_model_decides_without_hits(self):
         item = self.predict("代开发票")
@@ -96,24 +155,28 @@ class ListsApiTest(ApiTestCase):
     def test_get_lists(self):
         status, body = self.call("/lists")
         self.assertEqual(status, 200)
-        self.assertEqual(body["sets"]["default"], {"block": 2, "allow": 2})
+        self.assertEqual(body["sets"]["default"], {"block": 2, "allow": 3})
         self.assertEqual(body["sets"]["comments"], {"block": 1, "allow": 0})
         self.assertIn("block.txt", body["files"])
         self.assertEqual(body["policies"]["comments"]["lists"], ["default", "comments"])
         self.assertEqual(body["policies_file"]["file"], self.config.policies_file)
         self.assertNotIn("error", body["policies_file"])
 
-    def test_the_hotline_number_is_exempted(self):
-        # The model (贷款) and the block list (加微信) would both block it; the allow term wins.
-        text = "😀客服热线：４００－８１２－３４５６，办理贷款加微信"
-        item = self.predict(text)
-        self.assertEqual((item["decided_by"], item["suggestion"], item["label"]), ("allow_list", "pass", "spam"))
-        [match] = item["matches"]
+    def test_the_hotline_number_no_longer_exempts_the_advert_around_it(self):
+        # Issue 21's reproduction: the model (贷款) would block it; the allowed hotline used to pass it.
+        for text in ("客服热线：400-812-3456，办理贷款加微信", "😀客服热线：４００－８１２－３４５６，办理贷款"):
+            item = self.predict(text)
+            self.assertNotEqual(item["suggestion"], "pass", text)
+            self.assertEqual(item["suggestion"], "block", text)
+        item = self.predict("😀客服热线：４００－８１２－３４５６，办理贷款")
+        self.assertEqual((item["decided_by"], item["label"]), ("model", "spam"))
+        [match] = item["matches"]  # the exempted span, raw offsets
         self.assertEqual((match["term"], match["list"]), ("400-812-3456", "allow"))
-        self.assertEqual(text[match["start"]:match["end"]], "４００－８１２－３４５６")
+        self.assertEqual(item["text"][match["start"]:match["end"]], "４００－８１２－３４５６")
         item = self.predict("客服热线400 812 3456", explain="true")
-        self.assertEqual(item["decided_by"], "allow_list")
+        self.assertEqual((item["decided_by"], item["suggestion"]), ("model", "pass"))
         self.assertIn({"source": "allow_list", "term": "400-812-3456", "start": 4, "end": 16}, item["reasons"])
+        self.assertEqual(self.predict("400 812 3456")["decided_by"], "allow_list")  # nothing else to judge
         # Another number, or the hotline inside a longer number, is not exempted.
         self.assertEqual(self.predict("客服热线4008123457，办理贷款加微信")["decided_by"], "block_list")
         self.assertEqual(self.predict("热线14008123456，加微信")["decided_by"], "block_list")
@@ -206,6 +269,14 @@ class ListsApiTest(ApiTestCase):
         item = self.predict("加微信领券", explain="1")
         self.assertIn({"source": "block_list", "term": "加微信", "start": 0, "end": 3}, item["reasons"])
 
+    def test_explain_offsets_of_a_masked_text_point_into_the_text_as_sent(self):
+        text = "官方客服！辦理貸款😀吧"
+        item = self.predict(text, explain="true")
+        self.assertEqual(self.backend.calls[0], [["办理", "贷款", "吧"]])  # the masked text
+        [top] = [r for r in item["reasons"] if r["source"] == "model"]  # the one token that moves it
+        self.assertEqual((top["token"], text[top["start"]:top["end"]]), ("贷款", "貸款"))
+        self.assertIn({"source": "allow_list", "term": "官方客服", "start": 0, "end": 4}, item["reasons"])
+
     def test_explain_windows_follow_the_served_versions_windowing(self):
         from antispam.features import Windowing
 
@@ -262,6 +333,42 @@ class ListsApiTest(ApiTestCase):
         self.assert_error(self.call("/predict?text=明天下雨&explain=true"), 503, "deadline_exceeded")
         self.assertEqual(self.metric("antispam_backend_errors_total", code="deadline_exceeded"), 1)
         self.assertEqual(len(self.backend.calls), 2)
+
+
+class AllowTermsWithKeysTest(ApiTestCase):
+    """Keys on: which allow term matched is shown to admin keys only (issue 21)."""
+
+    def make_backend(self):
+        return with_lists(self)
+
+    def get_app(self):
+        from antispam.app import make_app
+        from antispam.keys import KeyRing, add_key
+
+        keys_file = self.tmp / "keys.tsv"
+        self.keys = {name: add_key(keys_file, name, roles, 1000.0)
+                     for name, roles in (("client", ["predict"]), ("root", ["admin"]))}
+        return make_app(self.config, self.backend, feedback_store=self.store,
+                        keyring=KeyRing(keys_file, poll_seconds=0.0))
+
+    def as_(self, name: str, text: str, **params: str):
+        query = urllib.parse.urlencode({"text": text, **params})
+        status, body = self.call("/predict?" + query, headers={"Authorization": f"Bearer {self.keys[name]}"})
+        assert status == 200, body
+        return body["data"]
+
+    def test_only_admin_sees_the_allow_terms(self):
+        for text, decided_by in (("官方客服 400-812-3456", "allow_list"), ("官方客服你好", "model"),
+                                 ("官方客服加微信", "block_list")):
+            client, root = self.as_("client", text, explain="true"), self.as_("root", text, explain="true")
+            self.assertEqual((client["decided_by"], root["decided_by"]), (decided_by, decided_by))
+            self.assertEqual(client["suggestion"], root["suggestion"])
+            self.assertNotIn("allow", json.dumps([client.get("matches"), client["reasons"]]), text)
+            self.assertIn("官方客服", [m["term"] for m in root["matches"]])
+            self.assertIn("allow_list", {r["source"] for r in root["reasons"]})
+        client = self.as_("client", "官方客服加微信")
+        self.assertEqual([m["term"] for m in client["matches"]], ["加微信"])  # block hits stay visible
+        self.assertNotIn("matches", self.as_("client", "官方客服你好"))
 
 
 def test_token_offsets():

@@ -67,6 +67,18 @@ def test_local_explain_policy_and_lists(models, tmp_path, capsys):
     assert "known policies: default, strict" in capsys.readouterr().err
 
 
+def test_local_contacts(models, capsys):
+    text = "详询１３８ ００１３ ８０００"
+    assert main(["predict", "--model-base", str(models), "--contacts", text, tinymodel.PASS_TEXT]) == 0
+    phone, plain = lines(capsys.readouterr().out)
+    [contact] = phone["contacts"]
+    assert (contact["kind"], contact["value"]) == ("mobile", "13800138000")
+    assert text[contact["start"]:contact["end"]] == "１３８ ００１３ ８０００"
+    assert plain["contacts"] == []
+    assert main(["predict", "--model-base", str(models), text]) == 0
+    assert "contacts" not in lines(capsys.readouterr().out)[0]
+
+
 @pytest.fixture
 def service():
     """A real HTTP service (fake backend) on a thread of its own."""

@@ -28,8 +28,8 @@ SOURCES = {"antispam": REPO / "antispam", "antispam.network": REPO / "network",
 
 ML = ("tensorflow", "tensorlayer", "tf_keras", "keras", "tensorflow_serving")
 TRAINERS = ("antispam.network", "antispam.word2vec")
-CORE = ("antispam.text", "antispam.features", "antispam.labels", "antispam.config", "antispam.everyday",
-        "antispam.atomic", "antispam.data")
+CORE = ("antispam.text", "antispam.contacts", "antispam.features", "antispam.labels", "antispam.config",
+        "antispam.everyday", "antispam.atomic", "antispam.data")
 REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "antispam.backends.breaker",
                    "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.http_pool",
                    "antispam.backends.remote", "antispam.backends.remote_versions", "antispam.backends.fallback",
@@ -37,7 +37,7 @@ REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "anti
 SERVICE = ("antispam.app", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache",
            "antispam.console")
 # Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
-DOMAIN_12 = ("antispam.lists", "antispam.policies", "antispam.explain", "antispam.request_ids")
+DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 
