@@ -64,6 +64,7 @@ def test_patterns_re2_cannot_run_are_refused_naming_the_file_and_line(line: str,
     assert why in message, message
 
 
+@pytest.mark.timing
 def test_a_pathological_pattern_runs_in_linear_time() -> None:
     """Issue 21: ``(x+x+)+y`` on a text of digits (they normalize to ``x``). Python's ``re``
     backtracks exponentially (66 ms at 20 digits, doubling every two more: hours at 60); on RE2
@@ -74,7 +75,7 @@ def test_a_pathological_pattern_runs_in_linear_time() -> None:
         norm = normalize(text)
         started = time.perf_counter()
         assert term_list.find(norm) == []
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < within(1.0)
     assert term_list.find(normalize("1234y")) == [("re:(x+x+)+y", 0, 5)]
 
 
