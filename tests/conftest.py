@@ -101,6 +101,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.helpers.report import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("figures measured by the tests (tests/helpers/report.py)")
+        for line in FIGURES:
+            terminalreporter.line(line)
     if _UNEXPECTED:
         terminalreporter.section(f"skips not allowed by tests/allowed_skips.txt ({STRICT_SKIPS_ENV}=1)", red=True)
         for nodeid, why in _UNEXPECTED:

@@ -34,6 +34,7 @@ from antispam import versions
 from antispam.labels import SPAM
 from antispam.network.servable import graph_ops, unservable_ops
 from tests.helpers.production import KINDS, Production, production, subprocess_env  # noqa: F401
+from tests.helpers.report import report
 
 pytestmark = [pytest.mark.production, pytest.mark.slow]
 
@@ -62,7 +63,7 @@ def test_the_default_network_stays_above_the_floors_on_the_test_split(production
                "everyday_fpr": round(everyday["false_positive_rate"], 4), "everyday_count": everyday["count"],
                "floors": {"f1": F1_FLOOR, "everyday_fpr_ceiling": EVERYDAY_FPR_CEILING},
                "train_seconds": production.trained[kind].get("wall_seconds")}
-    print("\nmodel-quality floors:", json.dumps(figures))
+    report("model-quality floors", json.dumps(figures))
     # The trainer's one look at the test split and the served version agree (same pipeline).
     assert f1 == pytest.approx(trainer["f1"], abs=0.002)
     assert f1 >= F1_FLOOR, figures
@@ -162,7 +163,7 @@ def test_both_exports_serve_through_tf_serving_over_grpc_and_rest_as_in_process(
                              "max_abs_diff_grpc": float(np.max(np.abs(grpc - local))),
                              "max_abs_diff_rest": float(np.max(np.abs(rest - local)))}
             assert 0 < figures[kind]["spam_at_review"] < len(texts)  # real verdicts both ways
-        print("\nserved through the stand-in:", json.dumps(figures))
+        report("served through the TF Serving stand-in", json.dumps(figures))
     finally:
         tfs.stop()
 
@@ -251,9 +252,9 @@ def test_quickstart_serves_and_answers_the_readme_curls(production: Production, 
             if "X-Request-Id" in command:
                 assert got["request_id"] == shown["request_id"]
         answered = time.monotonic() - started
-        print("\nquickstart:", json.dumps({"port": port, "seconds_to_ready": round(ready, 1),
-                                           "seconds_to_all_answers": round(answered, 1), "curls": len(curls),
-                                           "answers": [_verdicts(a) for a in answers]}, ensure_ascii=False))
+        report("quickstart", json.dumps({"port": port, "seconds_to_ready": round(ready, 1),
+                                         "seconds_to_all_answers": round(answered, 1), "curls": len(curls),
+                                         "answers": [_verdicts(a) for a in answers]}, ensure_ascii=False))
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from antispam import versions
+from tests.helpers.report import report
 
 PRODUCTION_DIR_ENV = "ANTISPAM_PRODUCTION_DIR"
 KINDS = ("cnn", "rnn")
@@ -118,5 +119,5 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Production:
     root = Path(given) if given else tmp_path_factory.mktemp("production")
     built = build(root.resolve(), Path(corpus).resolve())
     steps = {step: round(seconds, 1) for step, seconds in built.seconds.items()}
-    print(f"\nproduction path in {built.root}: steps run this session (s) {json.dumps(steps)}")
+    report("production path trained", f"{built.root}; steps run this session (wall s) {json.dumps(steps)}")
     return built
