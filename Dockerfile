@@ -9,8 +9,14 @@
 #
 #   docker build --target frontend -t antispam .
 #   docker build --target trainer -t antispam-trainer .
-#   docker run -p 8000:8000 -e ANTISPAM_TFS_GRPC=tfs:8500 -e ANTISPAM_TFS_REST=http://tfs:8501 antispam
-#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" antispam-trainer serve --backend local
+#   docker run -p 8000:8000 -v feedback:/feedback -e ANTISPAM_KEYS_FILE=/feedback/keys.tsv \
+#       -e ANTISPAM_TFS_GRPC=tfs:8500 -e ANTISPAM_TFS_REST=http://tfs:8501 antispam
+#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" -v feedback:/feedback \
+#       -e ANTISPAM_KEYS_FILE=/feedback/keys.tsv antispam-trainer serve --backend local
+#
+# The images listen on 0.0.0.0 (ANTISPAM_HOST below), so `antispam serve` needs API keys on
+# (ANTISPAM_KEYS_FILE; add keys with `docker exec … antispam keys add`) or ANTISPAM_ALLOW_OPEN=1:
+# with keys off on a non-loopback address it refuses to start (issue 21).
 #
 # Dependencies are installed from the lock files (exact versions, sha256 of every file) before
 # any code is copied, so a code change does not reinstall them. The package goes in afterwards

@@ -1,8 +1,10 @@
 """The HTTP API (docs/contracts.md#http-api), built by an application factory.
 
 :func:`make_app` receives its collaborators (config, backend, feedback store) and hands them to
-the handlers through :class:`Services`; nothing is a module global and nothing heavy happens at
-import (the segmenter is created by the factory, TensorFlow only by a backend's ``start``).
+the handlers through :class:`antispam.http.services.Services`; nothing is a module global and
+nothing heavy happens at import (the segmenter is created by the factory, TensorFlow only by a
+backend's ``start``). What every route shares (services, base handlers) is in
+:mod:`antispam.http`, which the console's handlers import too.
 
 A request's path: validate → normalize → dedup cache → jieba (cache misses only) → backend
 (awaited, with a deadline) → response. Everything between reading the request and writing the
@@ -17,11 +19,9 @@ import functools
 import json
 import logging
 import math
-import re
 import time
-from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 import tornado.httpserver
 import tornado.iostream
@@ -29,336 +29,29 @@ import tornado.web
 
 from antispam.backends.base import Backend
 from antispam.cache import PredictionCache
-from antispam.config import ServeConfig
-from antispam.errors import ApiError, api_error, error_body, to_response
+from antispam.config import ServeConfig, trusted_networks
+from antispam.console.handlers import console_routes
+from antispam.errors import api_error, error_body
 from antispam.feedback import FeedbackRefused
-from antispam.keys import ApiKey, KeyRing, TokenBuckets
+from antispam.http.base import BaseHandler, JsonBodyHandler, shown
+from antispam.http.services import FeedbackWriter, Services
+from antispam.keys import KeyRing
 from antispam.labels import parse_label
 from antispam.metrics import Metrics
-from antispam.request_ids import check_data_id, data_ids_of, request_id_from
+from antispam.request_ids import check_data_id, data_ids_of
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__name__)  # "antispam.app", as antispam.http.base's
 access_log = logging.getLogger("antispam.access")
 
 # Longest log message the service writes (docs/contracts.md#limits): a rejected 60 KB text or a
 # 60 KB header value never reaches the log whole. Tracebacks are kept.
 LOG_MESSAGE_CHARS = 300
-_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
-
-
-class FeedbackStore(Protocol):
-    def add(self, text: str, normalized: str, label: int, model_version: int | None,
-            **refs: str) -> dict: ...  # refs: key_id (only when keys are on), request_id, data_id
-
-
-@dataclass
-class Services:
-    """Everything a handler may use; one per application."""
-
-    config: ServeConfig
-    backend: Backend
-    scorer: Scorer
-    cache: PredictionCache
-    metrics: Metrics
-    feedback_store: FeedbackStore | None
-    openapi: bytes
-    inflight: int = 0
-    draining: bool = False
-    idle: asyncio.Event | None = field(default=None, repr=False)
-    keyring: KeyRing | None = None  # issue 11: None = keys off, every route open
-    buckets: TokenBuckets = field(default_factory=TokenBuckets, repr=False)
-
-    def request_started(self) -> None:
-        self.inflight += 1
-
-    def request_finished(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0 and self.idle is not None:
-            self.idle.set()
-
-    async def drain(self, timeout: float) -> bool:
-        """Refuse new requests and wait for the ones in flight; False if time ran out."""
-        self.draining = True
-        if self.inflight == 0:
-            return True
-        self.idle = asyncio.Event()
-        try:
-            await asyncio.wait_for(self.idle.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-
-# An aborted upload of at least this much gives the freed memory back to the OS (see _trim_heap).
-_TRIM_AFTER_BYTES = 256 * 1024
-_TRIM_INTERVAL_SECONDS = 1.0
-_last_trim = 0.0
-_trim_pending = False
-_malloc_trim: Any = None
-
-
-def _trim_heap() -> None:
-    """``malloc_trim(0)`` soon: at once, or at the end of the current one-second interval if
-    it ran less than a second ago (glibc only; elsewhere nothing).
-
-    An aborted upload frees megabytes in 64 KiB pieces scattered through the heap; glibc keeps
-    such holes as resident memory, and a burst of aborted uploads would leave RSS hundreds of
-    MB higher although nothing of them is alive (scripts/abuse.py).
-    """
-    global _trim_pending
-    if _trim_pending:
-        return
-    wait = _last_trim + _TRIM_INTERVAL_SECONDS - time.monotonic()
-    if wait <= 0:
-        _trim_now()
-        return
-    _trim_pending = True
-    asyncio.get_running_loop().call_later(wait, _trim_now)
-
-
-def _trim_now() -> None:
-    global _last_trim, _malloc_trim, _trim_pending
-    _trim_pending = False
-    _last_trim = time.monotonic()
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-def _parse_int(digits: str) -> int:
-    """JSON integers, refusing the huge ones before Python's own limit does (its message names
-    ``sys.set_int_max_str_digits()``, an interpreter detail that means nothing to a client)."""
-    if len(digits.lstrip("-")) > 100:
-        raise api_error("malformed_json", f"request body has a number of {len(digits.lstrip('-'))} "
-                        "digits; numbers may have at most 100")
-    return int(digits)
-
-
-def _dumps(payload: Any) -> str:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-@tornado.web.stream_request_body
-class BaseHandler(tornado.web.RequestHandler):
-    """Every route streams its request body, so :meth:`prepare` sees every request's head before
-    Tornado reads a byte of its body: the edge limits (414, 431, framing 400, 413 on
-    ``Content-Length``) are answered here, as JSON, not by Tornado closing the connection.
-    Routes without a body (GET, HEAD) count the bytes of one they are sent and drop them."""
-
-    route = "unknown"
-    accepts_body = False  # True: keep the body (up to max_body_bytes) for the handler
-    role: str | None = None  # the key role the route needs when keys are on; None: open
-
-    def initialize(self, services: Services) -> None:
-        self.services = services
-        self._counted = False
-        # The body as it arrived, in Tornado's chunks (at most 64 KiB each): no growing buffer
-        # to reallocate and copy; joined once, when the handler reads it.
-        self._body: list[bytes] = []
-        self._body_bytes = 0
-        self._too_large = False
-        self.key_id = "anonymous"  # who sent the request: a key id, never the key
-        self.key: ApiKey | None = None  # its key, when keys are on and the route needs one
-
-    def set_default_headers(self) -> None:
-        self.clear_header("Server")  # no "TornadoServer/x.y" banner
-        # Also runs again when an error clears the headers, so errors carry the id too.
-        if not hasattr(self, "request_id"):
-            self.request_id = request_id_from(self.request.headers.get("X-Request-Id"))
-        self.set_header("X-Request-Id", self.request_id)
-
-    def prepare(self) -> None:
-        self.check_head()
-        if self.services.draining:
-            self.set_header("Connection", "close")
-            raise api_error("shutting_down", "the service is shutting down")
-        self.services.request_started()
-        self._counted = True
-        self.authorize()
-
-    def authorize(self) -> None:
-        """Keys on and the route needs a role: 401 without a known key, 403 without the role,
-        429 with ``Retry-After`` when the key's token bucket is empty (docs/contracts.md#auth)."""
-        ring = self.services.keyring
-        if ring is None or self.role is None:
-            return
-        headers = self.request.headers
-        presented = headers.get("X-Api-Key", "").strip()
-        auth = headers.get("Authorization", "")
-        if not presented and auth[:7].lower() == "bearer ":
-            presented = auth[7:].strip()
-        challenge = {"WWW-Authenticate": 'Bearer realm="antispam"'}
-        if not presented:
-            raise api_error("unauthorized", "this route needs an API key: send Authorization: Bearer "
-                            "<key> or X-Api-Key: <key>", challenge)
-        key = ring.lookup(presented)
-        if key is None:
-            raise api_error("unauthorized", "unknown API key", challenge)
-        self.key_id, self.key = key.key_id, key
-        if not key.allows(self.role):
-            raise api_error("forbidden", f"key {key.key_id} lacks the {self.role!r} role for this route")
-        wait = self.services.buckets.take(key.key_id, key.rate)
-        if wait > 0:
-            raise api_error("rate_limited", f"key {key.key_id} is over its rate of {key.rate:g} "
-                            "requests per second", {"Retry-After": str(max(1, math.ceil(wait)))})
-
-    @property
-    def sees_allow_terms(self) -> bool:
-        """Whether answers may name the allow terms that matched (issue 21): with keys off
-        everyone may, with keys on only ``admin`` keys; a sender must not learn which phrase
-        exempts text."""
-        return self.services.keyring is None or (self.key is not None and "admin" in self.key.roles)
-
-    def check_head(self) -> None:
-        """The project's own limits on the request line and headers, and the body's framing.
-
-        Tornado reads heads up to a larger hard cap (:func:`server_options`) so that these
-        answer with JSON; past the cap it closes the connection itself.
-        """
-        config = self.services.config
-        target = len(self.request.uri or "")  # Tornado decodes the request line as Latin-1: bytes
-        if target > config.max_url_bytes:
-            raise api_error("url_too_long", f"the request target has {target} bytes; the limit is "
-                            f"{config.max_url_bytes} (POST long texts as JSON)")
-        head = sum(len(name) + len(value) + 4 for name, value in self.request.headers.get_all())
-        if head > config.max_header_bytes:
-            raise api_error("headers_too_large", f"the request headers have {head} bytes; the "
-                            f"limit is {config.max_header_bytes}")
-        headers = self.request.headers
-        lengths = {part.strip() for value in headers.get_list("Content-Length") for part in value.split(",")}
-        encodings = headers.get_list("Transfer-Encoding")
-        if lengths and (len(lengths) != 1 or not _CONTENT_LENGTH.fullmatch(next(iter(lengths)))):
-            raise api_error("bad_request", "Content-Length must be one non-negative integer")
-        if encodings and (lengths or [e.strip().lower() for e in encodings] != ["chunked"]):
-            raise api_error("bad_request", "Transfer-Encoding must be chunked alone, without Content-Length")
-        limit = config.max_body_bytes
-        if lengths and int(next(iter(lengths))) > limit:
-            raise api_error("body_too_large", f"request body of {next(iter(lengths))} bytes is over "
-                            f"the limit of {limit}")
-
-    def data_received(self, chunk: bytes) -> None:
-        """Keep the body (JSON routes) or count it (the rest); past ``max_body_bytes`` answer
-        413 at once and drop what was buffered (the connection then closes)."""
-        if self._too_large:
-            return
-        self._body_bytes += len(chunk)
-        limit = self.services.config.max_body_bytes
-        if self._body_bytes > limit:
-            self._too_large = True
-            self._body = []
-            if not self._finished:
-                error = api_error("body_too_large", f"request body is over the limit of {limit} bytes")
-                self.send_error(error.status, exc_info=(ApiError, error, None))
-            return
-        if self.accepts_body:
-            self._body.append(chunk)
-
-    def on_finish(self) -> None:
-        self._body = []
-        if self._counted:
-            self._counted = False
-            self.services.request_finished()
-        self.services.metrics.observe_request(self.route, self.request.method or "",
-                                              self.get_status(), self.request.request_time())
-
-    def on_connection_close(self) -> None:
-        # The client left (an aborted upload, a body timeout, a dropped connection): release the
-        # buffered body now, and end the request's wait for the rest of it (Tornado's own
-        # on_connection_close), so nothing of it outlives the connection.
-        released = self._body_bytes
-        self._body = []
-        self._too_large = True
-        super().on_connection_close()
-        if released >= _TRIM_AFTER_BYTES:
-            _trim_heap()
-        if self._counted:  # the client left before we answered; do not wait for it at drain
-            self._counted = False
-            self.services.request_finished()
-
-    def send_json(self, payload: Any, status: int = 200) -> None:
-        if isinstance(payload, dict):
-            payload = {**payload, "request_id": self.request_id}
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(_dumps(payload))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs["exc_info"][1] if kwargs.get("exc_info") else None
-        status, body, _unexpected = to_response(exc, status_code)
-        self.set_status(status)
-        if isinstance(exc, ApiError):
-            for name, value in exc.headers.items():  # Retry-After, WWW-Authenticate
-                self.set_header(name, value)
-        if status == 405:
-            self.set_header("Allow", ", ".join(self._allowed_methods()))
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(_dumps({**body, "request_id": self.request_id}))
-
-    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
-        status, body, unexpected = to_response(value)
-        if unexpected:
-            log.error("unexpected error on %s %s", _shown(self.request.method), _shown(self.request.path),
-                      exc_info=(typ, value, tb))  # type: ignore[arg-type]  # value is set here
-        elif status >= 500:
-            log.warning("%s %s: %d %s", _shown(self.request.method), _shown(self.request.path), status,
-                        body["error"]["message"])
-
-    def _allowed_methods(self) -> list[str]:
-        return [m for m in ("GET", "HEAD", "POST") if getattr(type(self), m.lower()) is not
-                getattr(tornado.web.RequestHandler, m.lower())]
-
-
-class JsonBodyHandler(BaseHandler):
-    """Reads a JSON body with the limits checked before and while it arrives, not after."""
-
-    accepts_body = True
-
-    def prepare(self) -> None:
-        super().prepare()
-        if self.request.method != "POST":
-            return
-        content_type = self.request.headers.get("Content-Type", "")
-        mime, _, params = content_type.partition(";")
-        mime = mime.strip().lower()
-        charset = re.search(r"charset\s*=\s*\"?([\w-]+)", params, re.I)
-        if not (mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))) \
-                or (charset and charset.group(1).lower() not in ("utf-8", "utf8")):
-            shown = content_type if len(content_type) <= 100 else content_type[:100] + "..."
-            raise api_error("unsupported_media_type",
-                            f"send JSON with Content-Type: application/json (got {shown or 'none'!r})")
-
-    def json_object(self) -> dict[str, Any]:
-        if self._too_large:
-            raise api_error("body_too_large", "request body is over the limit of "
-                            f"{self.services.config.max_body_bytes} bytes")
-        try:
-            body, self._body = b"".join(self._body), []
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise api_error("invalid_utf8", f"request body is not UTF-8 (byte {exc.start})") from None
-        try:
-            payload = json.loads(text, parse_int=_parse_int)
-        except ApiError:
-            raise
-        except (ValueError, RecursionError) as exc:
-            raise api_error("malformed_json", f"request body is not valid JSON: {exc}"[:300]) from None
-        if not isinstance(payload, dict):
-            raise api_error("invalid_request", f"request body must be a JSON object, got "
-                            f"{type(payload).__name__}")
-        return payload
 
 
 class PredictHandler(JsonBodyHandler):
     route = "predict"
-    role = "predict"
 
     def compute_etag(self) -> str | None:
         """No ``ETag``: every answer carries a fresh ``request_id``, so a client could never
@@ -443,7 +136,6 @@ def _with_data_ids(items: list[dict[str, Any]], data_ids: list[str | None]) -> l
 
 class FeedbackHandler(JsonBodyHandler):
     route = "feedback"
-    role = "feedback"
 
     async def post(self) -> None:
         body = self.json_object()
@@ -497,6 +189,14 @@ class ReadyHandler(BaseHandler):
     route = "readyz"
 
     def get(self) -> None:
+        ring = self.services.keyring
+        if ring is not None:  # issue 21: a bad keys file is seen here even with no keyed traffic
+            ring.refresh()
+            if ring.problem is not None:
+                # The details (path, line, key id) go to the log, not to this open route.
+                raise api_error("keys_file_invalid", "the API keys file is invalid, so no key "
+                                "authenticates until it is fixed (fail closed); the service log and "
+                                "`antispam keys list` name the problem")
         backend = self.services.backend
         if not backend.ready:
             raise api_error("not_ready", f"no model version is usable yet ({backend.name} backend)")
@@ -517,10 +217,11 @@ class ReadyHandler(BaseHandler):
 
 class ModelsHandler(BaseHandler):
     route = "models"
-    role = "admin"
 
     def get(self) -> None:
-        self.send_json(self.services.backend.status())
+        body = self.services.backend.status()
+        body["decision"] = self.services.scorer.decision_status()
+        self.send_json(body)
 
 
 class MetricsHandler(BaseHandler):
@@ -559,8 +260,32 @@ class NotFoundHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        raise api_error("not_found", f"no route {_shown(self.request.path)}; see /openapi.json")
+        raise api_error("not_found", f"no route {shown(self.request.path)}; see /openapi.json")
 
+
+# Issue 21: the one table of which key role each route needs when keys are on (None: open to
+# anyone). Every route make_app registers must be here, or the app refuses to build: no route is
+# added without a role decision. tests/service/test_route_roles.py walks the app with keys on and
+# checks each route against this table, and keeps docs/operations.md#api-keys-roles-and-quotas
+# equal to it. Role inheritance (admin implies viewer, ...) is antispam.keys.IMPLIES.
+ROUTE_ROLES: dict[str, str | None] = {
+    r"/predict": "predict",
+    r"/feedback": "feedback",
+    r"/healthz": None,  # probes
+    r"/readyz": None,
+    r"/metrics": None,  # Prometheus scrapes inside the cluster; no texts, no keys (operations.md)
+    r"/openapi.json": None,
+    r"/models": "viewer",  # read-only status; the console's Models view
+    r"/lists": "admin",  # thresholds, folder paths, list parse errors quoting terms
+    r"/console": None,  # the page itself: it asks for a key on the first 401
+    r"/console/([^/]*)": None,
+    r"/console/api/info": "viewer",  # thresholds and folder paths
+    r"/console/api/live": "viewer",
+    r"/console/api/promotions": "viewer",
+    r"/console/api/versions": "viewer",
+    r"/console/api/versions/([0-9]{1,9})": "viewer",
+    r"/console/api/versions/([0-9]{1,9})/report/(curves|confusion)\.png": "viewer",
+}
 
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/predict", PredictHandler),
@@ -578,12 +303,6 @@ def openapi_document() -> bytes:
     return resources.files("antispam").joinpath("openapi.json").read_bytes()
 
 
-def _shown(value: str | None, limit: int = 100) -> str:
-    """A client-chosen string (path, method) as it may appear in a log line or an error message."""
-    value = value or ""
-    return value if len(value) <= limit else f"{value[:limit]}...(+{len(value) - limit} chars)"
-
-
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log: successes only with -v (a line per request costs throughput), problems always.
 
@@ -595,8 +314,8 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     if access_log.isEnabledFor(level):
         request = handler.request
         query = f"?<{len(request.query)} bytes>" if request.query else ""
-        access_log.log(level, "%d %s %s%s (%s key=%s) %.1fms rid=%s", status, _shown(request.method, 20),
-                       _shown(request.path), query, request.remote_ip, getattr(handler, "key_id", "-"),
+        access_log.log(level, "%d %s %s%s (%s key=%s) %.1fms rid=%s", status, shown(request.method, 20),
+                       shown(request.path), query, request.remote_ip, getattr(handler, "key_id", "-"),
                        1000.0 * request.request_time(), getattr(handler, "request_id", "-"))
 
 
@@ -679,7 +398,7 @@ def server_options(config: ServeConfig) -> dict[str, Any]:
     }
 
 
-def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackStore | None = None,
+def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackWriter | None = None,
              segmenter: Segmenter | None = None, keyring: KeyRing | None = None) -> tornado.web.Application:
     """Build the application; ``app.services`` holds what its handlers share."""
     metrics = Metrics()
@@ -695,11 +414,16 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackS
     if keyring is None and config.keys_file:  # issue 11: keys on (a bad file fails the start)
         keyring = KeyRing(config.keys_file, poll_seconds=config.keys_poll_seconds)
     services.keyring = keyring
-    args = {"services": services}
-    from antispam.console.handlers import console_routes  # the moderator's console (issue 13); imports this module
-
+    services.trusted_proxies = trusted_networks(config.trusted_proxy)
+    if keyring is not None:
+        metrics.watch_keys(keyring)
+    args: dict[str, Any] = {"services": services}
+    rules = [*((path, handler, args) for path, handler in ROUTES), *console_routes(services)]
+    missing = [path for path, _handler, _args in rules if path not in ROUTE_ROLES]
+    if missing:
+        raise RuntimeError(f"routes without a role decision in antispam.app.ROUTE_ROLES: {missing}")
     app = tornado.web.Application(
-        [*((path, handler, args) for path, handler in ROUTES), *console_routes(services)],
+        [(path, handler, {**kwargs, "role": ROUTE_ROLES[path]}) for path, handler, kwargs in rules],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         log_function=_log_request,

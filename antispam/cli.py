@@ -17,8 +17,8 @@ from antispam import __version__
 from antispam.errors import UserError
 
 # Order is the order --help lists them.
-COMMANDS = ["data", "tokens", "train", "evaluate", "serve", "predict", "retrain", "bench", "keys", "feedback",
-            "lists"]
+COMMANDS = ["data", "tokens", "train", "evaluate", "calibrate", "serve", "predict", "retrain", "bench", "keys",
+            "feedback", "lists"]
 
 
 def build_parser() -> argparse.ArgumentParser:

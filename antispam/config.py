@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import types
 import typing
@@ -61,7 +62,16 @@ class Paths:
 class ServeConfig:
     """Everything ``antispam serve`` (and the app factory) needs."""
 
-    host: str = opt("0.0.0.0", "ANTISPAM_HOST", "address to listen on")
+    host: str = opt("127.0.0.1", "ANTISPAM_HOST",
+                    "address to listen on (0.0.0.0: every interface; with keys off that needs "
+                    "--allow-open; the container image sets 0.0.0.0 and compose/k8s turn keys on)")
+    allow_open: bool = opt(False, "ANTISPAM_ALLOW_OPEN",
+                           "listen on an address other than loopback with API keys off, every route "
+                           "open to whoever reaches it (otherwise serve refuses to start)")
+    trusted_proxy: str = opt("", "ANTISPAM_TRUSTED_PROXY",
+                             "comma-separated addresses or networks (10.0.0.0/8) of reverse proxies whose "
+                             "X-Forwarded-For / X-Real-Ip name the client for the access log; empty: "
+                             "those headers are ignored and the peer address is logged")
     port: int = opt(8000, "ANTISPAM_PORT", "port to listen on (0 picks a free one)")
     backend: str = opt("auto", "ANTISPAM_BACKEND",
                        "grpc: TF Serving over gRPC with REST fallback; rest: REST only; "
@@ -69,15 +79,24 @@ class ServeConfig:
                        "else local; grpc-only: gRPC without fallback",
                        ("auto", "grpc", "rest", "local", "grpc-only"))
     model_base: str = same_as(Paths, "model_base")
-    model_name: str = opt("cnn", "ANTISPAM_MODEL_NAME", "model to serve")
+    # The RNN by measurement (issue 20: docs/notes/default-network.md): at its operating points it
+    # blocks ~6 points more spam at the same 0.99 precision target and flags fewer ordinary
+    # messages than the CNN, for ~2.5-3.5x the CPU per message.
+    model_name: str = opt("rnn", "ANTISPAM_MODEL_NAME", "model to serve")
     report_dir: str = same_as(Paths, "report_dir")  # the console shows a version's training report
     tfs_grpc: str = opt("localhost:8500", "ANTISPAM_TFS_GRPC", "TF Serving gRPC host:port")
     tfs_rest: str = opt("http://localhost:8501", "ANTISPAM_TFS_REST", "TF Serving REST base URL")
     deadline_ms: float = opt(1000.0, "ANTISPAM_DEADLINE_MS", "per-request deadline for the backend")
-    block_threshold: float = opt(0.9, "ANTISPAM_BLOCK_THRESHOLD",
-                                 "spam_probability at or above which the suggestion is block")
-    review_threshold: float = opt(0.5, "ANTISPAM_REVIEW_THRESHOLD",
-                                  "spam_probability at or above which the suggestion is review")
+    # Unset (the default): the serving version's operating points (issue 20; 0.9 / 0.5 for a
+    # version trained before it). Setting one fixes it for every version.
+    block_threshold: float | None = opt(None, "ANTISPAM_BLOCK_THRESHOLD",
+                                        "spam_probability at or above which the suggestion is block "
+                                        "(unset: the serving version's block operating point, chosen "
+                                        "for precision 0.99; 0.9 for a version that records none)")
+    review_threshold: float | None = opt(None, "ANTISPAM_REVIEW_THRESHOLD",
+                                         "spam_probability at or above which the suggestion is review "
+                                         "(unset: the serving version's review operating point, chosen "
+                                         "for recall 0.95; 0.5 for a version that records none)")
     min_tokens_to_block: int = opt(3, "ANTISPAM_MIN_TOKENS_TO_BLOCK",
                                    "texts with fewer tokens are at most 'review', never 'block', on "
                                    "model evidence alone (0: off)")
@@ -136,13 +155,24 @@ class ServeConfig:
                                     "bytes of text one key id may send as feedback per UTC day "
                                     "(more: 429; 0: no quota)")
     feedback_retention_days: float = opt(365.0, "ANTISPAM_FEEDBACK_RETENTION_DAYS",
-                                         "retrain deletes feedback rows last seen longer ago (0: keep all)")
+                                         "retrain and `antispam feedback prune` delete feedback rows "
+                                         "last seen longer ago (0: keep all)")
+    feedback_mask_contacts: bool = opt(False, "ANTISPAM_FEEDBACK_MASK_CONTACTS",
+                                       "store feedback texts with their phone numbers, QQ numbers, WeChat "
+                                       "ids and e-mail addresses masked (digits as 0, letters as x: the "
+                                       "model reads masked digits the same)")
     feedback_min_keys: int = opt(3, "ANTISPAM_FEEDBACK_MIN_KEYS",
                                  "retrain: distinct key ids that must agree before untrusted feedback "
                                  "enters training or flips a corpus label (anonymous counts once)")
     feedback_trusted_keys: str = opt("", "ANTISPAM_FEEDBACK_TRUSTED_KEYS",
                                      "retrain: comma-separated key ids whose feedback is trusted alone "
-                                     "(besides the keys file's admin keys)")
+                                     "(besides the keys file's labeler keys; admin alone is not trusted)")
+    feedback_max_flips: int = opt(100, "ANTISPAM_FEEDBACK_MAX_FLIPS",
+                                  "retrain: most corpus labels feedback may flip per UTC day; the rest "
+                                  "wait for `antispam feedback approve` (0: no cap)")
+    feedback_max_flips_per_key: int = opt(20, "ANTISPAM_FEEDBACK_MAX_FLIPS_PER_KEY",
+                                          "retrain: most corpus label flips charged to one key id per UTC "
+                                          "day; the rest wait for `antispam feedback approve` (0: no cap)")
     # -- term lists and policies (issue 12) ----------------------------------------------------
     lists_dir: str = opt("lists", "ANTISPAM_LISTS_DIR",
                          "folder of block/allow term lists (block.txt, <set>.allow.txt ...); "
@@ -164,8 +194,11 @@ def check_serve_config(config: ServeConfig) -> None:
     load anything.
     """
     problems = []
-    if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
-        problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1")
+    from antispam.operating_points import check_thresholds  # numpy: not at import (--help stays fast)
+
+    threshold_problem = check_thresholds(config.review_threshold, config.block_threshold)
+    if threshold_problem:
+        problems.append(f"thresholds: {threshold_problem} (--review-threshold, --block-threshold)")
     for name in ("workers", "batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes",
                  "breaker_failures"):
         if getattr(config, name) < 1:
@@ -190,15 +223,33 @@ def check_serve_config(config: ServeConfig) -> None:
     if config.body_timeout_s <= 0 or config.idle_timeout_s <= 0:
         problems.append("--body-timeout-s and --idle-timeout-s must be > 0")
     for name in ("feedback_max_rows", "feedback_max_bytes", "feedback_daily_count",
-                 "feedback_daily_bytes"):  # issue 11: 0 turns the limit off
+                 "feedback_daily_bytes", "feedback_max_flips",
+                 "feedback_max_flips_per_key"):  # issues 11, 21: 0 turns the limit off
         if getattr(config, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0")
     if config.feedback_retention_days < 0 or config.keys_poll_seconds < 0:
         problems.append("--feedback-retention-days and --keys-poll-seconds must be >= 0")
     if config.feedback_min_keys < 1:
         problems.append("--feedback-min-keys must be at least 1")
+    try:
+        trusted_networks(config.trusted_proxy)
+    except ValueError as exc:
+        problems.append(f"--trusted-proxy: {exc}")
     if problems:
         raise UserError("; ".join(problems))
+
+
+def trusted_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``--trusted-proxy``: comma-separated addresses or networks; ValueError names a bad one."""
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part[:60]!r} is not an IP address or network (10.0.0.5, 10.0.0.0/8)") from None
+    return tuple(networks)
 
 
 def _flag_type(kind: Any) -> Any:

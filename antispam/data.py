@@ -261,21 +261,16 @@ def split(samples: Iterable[Sample], seed: int = SPLIT_SEED,
 
 
 def load_split(source: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] = Paths.data_dir,
-               *, progress: bool = True, everyday: bool = False, everyday_weight: int | None = None) -> Split:
+               *, progress: bool = True) -> Split:
     """Locate, read, de-duplicate and split: what every training and evaluation command uses.
 
-    ``everyday`` (the trainers) adds the training part of the shipped everyday messages to
-    ``train`` (:mod:`antispam.everyday`), each ``everyday_weight`` times (None: its default);
-    validation and test stay the corpus' own.
+    The trainers then add the shipped everyday messages to ``train`` with
+    :func:`antispam.everyday.with_everyday` (that module builds on this one, not the reverse).
     """
     path = locate(source, data_dir, progress=progress)
     kept, stats = dedupe(read_corpus(path))
     result = split(kept)
     result.stats = stats
-    if everyday:
-        from antispam.everyday import with_everyday
-
-        result = with_everyday(result, everyday_weight)
     return result
 
 

@@ -29,6 +29,27 @@ class ApiError(Exception):
         self.headers = headers or {}  # sent with the error (Retry-After, WWW-Authenticate)
 
 
+class BackendError(Exception):
+    """No usable answer from the model backend (down, deadline passed, overloaded): the client
+    gets 503 with :attr:`code`. Defined here beside the other exception types, and re-exported
+    by :mod:`antispam.backends.base` (the backend interface), so that :func:`to_response` needs
+    no import of the backends (issue 22: no import cycles)."""
+
+    code = "backend_unavailable"
+
+
+class DeadlineExceeded(BackendError):
+    code = "deadline_exceeded"
+
+
+class Overloaded(BackendError):
+    code = "overloaded"
+
+
+class NotReady(BackendError):
+    code = "not_ready"
+
+
 # Every code the HTTP API can answer with, and its status. The OpenAPI document lists the same
 # set (a test keeps them equal); clients may switch on the code, so codes never change meaning.
 ERROR_CODES: dict[str, int] = {
@@ -62,6 +83,7 @@ ERROR_CODES: dict[str, int] = {
     "overloaded": 503,         # the model queue is full
     "shutting_down": 503,      # the process is draining before exit
     "feedback_unavailable": 503,  # no feedback store configured, or it failed
+    "keys_file_invalid": 503,  # /readyz: keys are on and the keys file cannot be used (fail closed)
 }
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
@@ -87,8 +109,6 @@ def to_response(exc: BaseException | None, status: int = 500) -> tuple[int, dict
     """
     if isinstance(exc, ApiError):
         return exc.status, error_body(exc.code, exc.message), False
-    from antispam.backends.base import BackendError  # numpy; keep ``antispam --help`` light
-
     if isinstance(exc, BackendError):
         return 503, error_body(exc.code, str(exc) or exc.code.replace("_", " ")), False
     import http.client

@@ -29,15 +29,14 @@ cache are segmented here).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from antispam.aio import Slices
+from antispam.backends.base import Backend, BatchResult
 from antispam.features import Windowing
 from antispam.text import normalize_with_offsets
-
-if TYPE_CHECKING:  # pragma: no cover
-    from antispam.scoring import Scorer
 
 # explain=true adds at most 20 rows per short text and one per window of a long one, so at most
 # as many rows again as the text's own scoring; they go to the backend in calls of this many
@@ -47,6 +46,17 @@ TOP_WINDOWS = 3
 TOP_TOKENS = 5
 # Used only when the backend cannot say how its current version reads a text.
 DEFAULT_WINDOWING = Windowing()
+
+
+class ModelCaller(Protocol):
+    """What explanations need of :class:`antispam.scoring.Scorer`, which calls them: a protocol
+    rather than the class, so this module does not import the scorer's module in return (no import cycle)."""
+
+    backend: Backend
+
+    async def segment_all(self, normalized: Sequence[str]) -> list[list[str]]: ...
+
+    async def call_backend(self, token_lists: Sequence[Sequence[str]]) -> tuple[BatchResult, np.ndarray]: ...
 
 
 def log_odds(p: float) -> float:
@@ -72,7 +82,7 @@ def raw_span(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[in
     return spans[start][0], spans[end - 1][1]
 
 
-async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: Sequence[str],
+async def add_model_reasons(scorer: ModelCaller, texts: Sequence[str], normalized: Sequence[str],
                             items: list[dict[str, Any]], segmented: Mapping[str, list[str]] | None = None,
                             positions: Sequence[Sequence[int] | None] | None = None) -> None:
     """Add ``reasons`` to ``items``. ``normalized``: the texts the model read (allowed spans
@@ -109,8 +119,6 @@ async def add_model_reasons(scorer: "Scorer", texts: Sequence[str], normalized: 
         _, part = await scorer.call_backend(rows[at:at + EXPLAIN_ROWS_PER_CALL])
         parts.append(part)
     scores = np.concatenate(parts) if parts else np.zeros(0)
-    from antispam.scoring import Slices
-
     slices = Slices()
     for at_text, (text, norm, tokens, (kind, plan), item) in enumerate(zip(texts, normalized, token_lists,
                                                                            plans, items)):

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from antispam.atomic import atomic_write_bytes
+from antispam.calibration import Calibration
 
 MAX_LEN = 20
 DIM = 200
@@ -258,13 +259,28 @@ class Plan:
     scored: np.ndarray  # int64 [messages]: tokens inside at least one row
     aggregation: str
     temperature: float = 1.0
+    # The version's calibration (issue 20), applied after the fold; None: the folded score as is
+    # (a version trained before calibration, and the trainer, which fits the map on raw scores).
+    calibration: Calibration | None = None
 
     @property
     def messages(self) -> int:
         return len(self.starts)
 
-    def fold(self, probabilities: np.ndarray) -> np.ndarray:
+    def fold(self, probabilities: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """float64 ``[messages]`` spam probabilities from the rows' ``[rows, 2]`` probabilities.
+
+        The version's calibration map, if it records one, is applied to the folded score here, so
+        every path that folds a version's rows (local, gRPC, REST, evaluate, retrain) answers the
+        same calibrated probability; ``calibrated=False`` gives the raw folded score.
+        """
+        folded = self._fold(probabilities)
+        if calibrated and self.calibration is not None and len(folded):
+            return self.calibration.apply(folded)
+        return folded
+
+    def _fold(self, probabilities: np.ndarray) -> np.ndarray:
+        """The fold itself (raw folded scores).
 
         ``max``: the most spam-like window decides. ``noisy_or``: the message is spam unless
         every window is pass, ``1 - prod(p_pass)``. ``mean_odds``: a smooth max of the windows'
@@ -298,9 +314,11 @@ class Plan:
 class Featurizer:
     """One version's vectors and windowing: token lists → rows, and rows' scores → messages."""
 
-    def __init__(self, vectors: WordVectors, windowing: Windowing = FIRST_WINDOW) -> None:
+    def __init__(self, vectors: WordVectors, windowing: Windowing = FIRST_WINDOW,
+                 calibration: Calibration | None = None) -> None:
         self.vectors = vectors
         self.windowing = windowing
+        self.calibration = calibration
 
     def plan(self, batch: Sequence[Sequence[str]], unknown_rate: float = 0.0,
              rng: np.random.Generator | None = None) -> Plan:
@@ -358,7 +376,7 @@ class Featurizer:
             scored[m] = covered
         tokens_count = np.fromiter((len(t) for t in batch), dtype=np.int64, count=len(batch))
         return Plan(ids, pad, extra_words, extra_chars, starts, tokens_count, scored, windowing.aggregation,
-                    windowing.temperature)
+                    windowing.temperature, self.calibration)
 
     def rows(self, plan: Plan) -> np.ndarray:
         """float32 ``[rows, 20, 200]`` for a plan, with numpy only (the serving path)."""

@@ -76,7 +76,24 @@ CREATE TABLE IF NOT EXISTS feedback_quota (  -- per key id and UTC day: what /fe
     bytes  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (key_id, day)
 );
+-- Issue 21: every corpus label feedback flipped or wanted to flip, as retrain's cap decided it
+-- (antispam.retrain.merge_feedback). No text: the sha256 of the normalized text, and the id of
+-- a feedback row that carries the verdict (for `antispam feedback approve` to show it).
+CREATE TABLE IF NOT EXISTS label_flips (
+    id           INTEGER PRIMARY KEY,
+    digest       TEXT    NOT NULL,   -- sha256 hex of the normalized text (retrain's normalizer)
+    label        INTEGER NOT NULL CHECK (label IN (0, 1)),  -- the label feedback gives
+    corpus_label INTEGER NOT NULL CHECK (corpus_label IN (0, 1)),
+    key_ids      TEXT    NOT NULL,   -- comma-separated key ids behind the verdict
+    feedback_id  INTEGER,            -- a feedback row with this verdict
+    status       TEXT    NOT NULL CHECK (status IN ('applied', 'pending', 'approved')),
+    decided_at   REAL    NOT NULL,   -- unix time retrain applied or held it
+    approved_by  TEXT,               -- who approved a held flip (antispam feedback approve)
+    approved_at  REAL,
+    UNIQUE (digest, label)
+);
 """
+FLIP_STATUSES = ("applied", "pending", "approved")
 
 
 # Columns added after the first schema, with their types. A file made before them gains them
@@ -125,6 +142,24 @@ class FeedbackSample:
 
 
 @dataclass(frozen=True)
+class LabelFlip:
+    """One row of ``label_flips``: a corpus label feedback flipped (``applied`` within the cap,
+    ``approved`` by a person) or wants to flip (``pending``: over the cap, waiting)."""
+
+    id: int
+    digest: str
+    label: int
+    corpus_label: int
+    key_ids: tuple[str, ...]
+    feedback_id: int | None
+    status: str
+    decided_at: float
+    approved_by: str | None = None
+    approved_at: float | None = None
+    text: str | None = None  # the verdict's text from its feedback row, when listed for a person
+
+
+@dataclass(frozen=True)
 class Conflict:
     """A normalized text reported under both labels, with how often each."""
 
@@ -141,9 +176,10 @@ class FeedbackStore:
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  busy_timeout_ms: int = 10_000, max_rows: int = 0, max_bytes: int = 0,
-                 daily_count: int = 0, daily_bytes: int = 0) -> None:
+                 daily_count: int = 0, daily_bytes: int = 0, mask_contacts: bool = False) -> None:
         """``max_rows``/``max_bytes``: the store's cap (rows, UTF-8 bytes of texts); ``daily_count``/
-        ``daily_bytes``: what one key id may add per UTC day. 0: no limit."""
+        ``daily_bytes``: what one key id may add per UTC day. 0: no limit. ``mask_contacts``: store
+        texts with phone numbers and ids masked (:func:`antispam.privacy.mask_contacts`)."""
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
@@ -151,6 +187,7 @@ class FeedbackStore:
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.max_rows, self.max_bytes = int(max_rows), int(max_bytes)
         self.daily_count, self.daily_bytes = int(daily_count), int(daily_bytes)
+        self.mask_contacts = bool(mask_contacts)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -242,6 +279,12 @@ class FeedbackStore:
             raise ValueError(f"label must be one of {sorted(NAMES)}, got {label!r}")
         if model_version is not None:
             model_version = int(model_version)
+        if self.mask_contacts:  # issue 21: phone numbers and ids never reach the disk
+            from antispam.privacy import mask_contacts
+            from antispam.text import normalize
+
+            text = mask_contacts(text)
+            normalized = normalize(text)
         stamp = time.time() if now is None else float(now)
         size = len(text.encode("utf-8", "surrogatepass"))
         day = time.strftime("%Y-%m-%d", time.gmtime(stamp))
@@ -318,7 +361,7 @@ class FeedbackStore:
         if key_id is None and since is None and until is None:
             raise ValueError("delete needs a key id or a time range")
         where, params = self._where(key_id, since, until)
-        return self._write(f"DELETE FROM feedback{where}", params)
+        return self._write(f"DELETE FROM feedback{where}", params, drop_orphan_flips=True)
 
     def reassign(self, to_key_id: str, *, key_id: str | None = None, since: float | None = None,
                  until: float | None = None) -> int:
@@ -335,14 +378,70 @@ class FeedbackStore:
         if retention_days <= 0:
             return 0
         cutoff = (time.time() if now is None else now) - retention_days * 86400
-        deleted = self._write("DELETE FROM feedback WHERE last_seen < ?", (cutoff,))
+        deleted = self._write("DELETE FROM feedback WHERE last_seen < ?", (cutoff,), drop_orphan_flips=True)
         self._write("DELETE FROM feedback_quota WHERE day < ?",
                     (time.strftime("%Y-%m-%d", time.gmtime(cutoff)),))
         return deleted
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+    # -- label flips (issue 21: capped per night and per key; the rest wait for a person) --------
+
+    def flips(self, *, status: str | None = None) -> list[LabelFlip]:
+        """The ``label_flips`` ledger (oldest first), with each verdict's text where its feedback
+        row still exists."""
+        where, params = ("WHERE f.status = ?", (status,)) if status else ("", ())
+        rows = self._query(
+            "SELECT f.id, f.digest, f.label, f.corpus_label, f.key_ids, f.feedback_id, f.status, "
+            "f.decided_at, f.approved_by, f.approved_at, b.text FROM label_flips f "
+            f"LEFT JOIN feedback b ON b.id = f.feedback_id {where} ORDER BY f.id", params)
+        return [LabelFlip(int(r[0]), r[1], int(r[2]), int(r[3]), tuple(k for k in r[4].split(",") if k),
+                          None if r[5] is None else int(r[5]), r[6], float(r[7]), r[8],
+                          None if r[9] is None else float(r[9]), r[10]) for r in rows]
+
+    def record_flips(self, flips: list[dict[str, Any]], *, now: float | None = None) -> int:
+        """Add retrain's new flip decisions (``digest``, ``label``, ``corpus_label``, ``key_ids``,
+        ``feedback_id``, ``status`` of ``applied``/``pending``); one already recorded keeps its
+        first decision. How many were added."""
+        stamp = time.time() if now is None else float(now)
+        added = 0
+        with self._transaction() as conn:
+            for flip in flips:
+                if flip["status"] not in ("applied", "pending"):
+                    raise ValueError(f"a new flip is applied or pending, got {flip['status']!r}")
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO label_flips (digest, label, corpus_label, key_ids, feedback_id, "
+                    "status, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (flip["digest"], int(flip["label"]), int(flip["corpus_label"]), ",".join(flip["key_ids"]),
+                     flip.get("feedback_id"), flip["status"], stamp))
+                added += cur.rowcount
+        return added
+
+    def approve_flips(self, ids: list[int], by: str, *, now: float | None = None) -> list[int]:
+        """Mark pending flips approved by ``by`` (a person) now; the ids that were not pending
+        (unknown, already applied or approved) are returned and nothing is done for them."""
+        if not by.strip():
+            raise ValueError("an approval names who approves")
+        stamp = time.time() if now is None else float(now)
+        refused = []
+        with self._transaction() as conn:
+            for flip_id in ids:
+                cur = conn.execute("UPDATE label_flips SET status = 'approved', approved_by = ?, "
+                                   "approved_at = ? WHERE id = ? AND status = 'pending'",
+                                   (by.strip(), stamp, int(flip_id)))
+                if cur.rowcount == 0:
+                    refused.append(flip_id)
+        return refused
+
+    def _drop_orphan_flips(self, conn: sqlite3.Connection) -> None:
+        """Ledger rows whose feedback row is gone (deleted, past retention) go too: a verdict no
+        longer stored flips nothing, and if it is sent again the cap decides again."""
+        conn.execute("DELETE FROM label_flips WHERE feedback_id IS NULL OR feedback_id NOT IN "
+                     "(SELECT id FROM feedback)")
+
+    def _write(self, sql: str, params: tuple[Any, ...], *, drop_orphan_flips: bool = False) -> int:
         with self._transaction() as conn:
             count = conn.execute(sql, params).rowcount
+            if drop_orphan_flips:
+                self._drop_orphan_flips(conn)
         return int(count)
 
     @contextlib.contextmanager

@@ -6,13 +6,24 @@ The keys file (``ANTISPAM_KEYS_FILE``, docs/operations.md#api-keys) has one key 
 
 Blank lines and lines starting with ``#`` are ignored. Only the hash is stored: the key itself
 is printed once by ``antispam keys add`` and never written, logged or counted anywhere; logs,
-metrics and the feedback store name a request's *key id*. Roles: ``predict`` (``/predict``),
-``feedback`` (``/feedback``), ``admin`` (``/models``, ``/metrics``, and every other role; its
-feedback is trusted by the retrain merge). :class:`KeyRing` re-reads the file when its mtime or
-size changes (checked at most once per ``poll_seconds``), so keys are added and revoked without a
-restart; a file that turns unreadable or invalid keeps the last good keys (logged). A keys file
-that does not exist yet means keys are on and none is known: protected routes answer 401 (fail
-closed) until ``antispam keys add`` creates it.
+metrics and the feedback store name a request's *key id*.
+
+Roles (issue 21; which route needs which: :data:`antispam.routes.ROUTE_ROLES`):
+
+- ``predict``: ``/predict``;
+- ``feedback``: ``POST /feedback`` (stored; counts toward retrain only with enough agreeing keys);
+- ``labeler``: ``POST /feedback`` too, and its verdicts are the ones retrain *trusts* alone;
+- ``viewer``: the console's read-only data and ``GET /models`` (no texts are scored, nothing changes);
+- ``admin``: operations (``/lists``), and it implies ``predict``, ``feedback`` and ``viewer``
+  but **not** ``labeler``: the key an operator uses to open the console must not be one whose
+  single verdict rewrites a corpus label. A person who both operates and labels gets both roles.
+
+:class:`KeyRing` re-reads the file when its inode, mtime or size changes (checked at most once per
+``poll_seconds``), so keys are added, revoked and rotated without a restart. A file that turns
+unreadable or invalid fails closed: no key authenticates until the file is fixed, ``/readyz``
+answers 503 ``keys_file_invalid`` and ``antispam_keys_file_valid`` is 0 (docs/operations.md#api-keys:
+why not keep the last good keys). A keys file that does not exist yet means keys are on and none
+is known: protected routes answer 401 (fail closed) until ``antispam keys add`` creates it.
 
 Rate limits: a token bucket per key id, refilled at the key's rate, holding at most
 ``2 × rate`` tokens (the burst); an empty bucket answers 429 with ``Retry-After``.
@@ -36,7 +47,13 @@ from antispam.errors import UserError
 
 log = logging.getLogger(__name__)
 
-ROLES = ("predict", "feedback", "admin")
+ROLES = ("predict", "feedback", "labeler", "viewer", "admin")
+# What a role grants besides itself. admin is not a labeler: operating the service and vouching for
+# labels are separate duties (issue 21).
+IMPLIES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"predict", "feedback", "viewer"}),
+    "labeler": frozenset({"feedback"}),
+}
 ENV_VAR = "ANTISPAM_KEYS_FILE"
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -55,7 +72,12 @@ class ApiKey:
     rate: float  # requests per second; the bucket holds 2 × rate
 
     def allows(self, role: str) -> bool:
-        return role in self.roles or "admin" in self.roles
+        return role in granted(self.roles)
+
+
+def granted(roles: frozenset[str] | set[str]) -> frozenset[str]:
+    """The roles a key holds, with what they imply (:data:`IMPLIES`)."""
+    return frozenset(roles).union(*(IMPLIES.get(r, frozenset()) for r in roles))
 
 
 def hash_key(key: str) -> str:
@@ -114,14 +136,21 @@ def load_keys(path: str | os.PathLike[str]) -> dict[str, ApiKey]:
 
 
 class KeyRing:
-    """The keys of a file, re-read when it changes; thread-safe lookups by presented key."""
+    """The keys of a file, re-read when it changes; thread-safe lookups by presented key.
+
+    Fail closed: while the file on disk is invalid (unreadable, a bad line), :attr:`problem` says
+    why, :meth:`lookup` knows no key (every protected route answers 401) and :attr:`errors`
+    counts the failed reloads; the next valid version of the file brings the keys back.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, poll_seconds: float = 1.0) -> None:
         self.path = Path(path)
         self.poll_seconds = poll_seconds
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
+        self.problem: str | None = None  # why the file on disk cannot be used; None: it can
+        self.errors = 0  # reloads that found the file invalid (antispam_keys_file_errors_total)
         self._stamp = self._stat()
         if self._stamp is None:  # fail closed: keys on, none known yet (add some: no restart needed)
             log.warning("keys file %s does not exist yet: every route that needs a key answers 401 "
@@ -131,12 +160,18 @@ class KeyRing:
             self.keys = load_keys(self.path)  # a bad file at start is an error
         self._checked = time.monotonic()
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[int, int, int] | None:
+        """What tells a changed file: the inode too, since an atomic rewrite (``keys rotate``:
+        same size) may land within the filesystem's timestamp granularity of the last one."""
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    @property
+    def valid(self) -> bool:
+        return self.problem is None
 
     def refresh(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -147,14 +182,21 @@ class KeyRing:
             stamp = self._stat()
             if stamp == self._stamp and not force:
                 return
-            try:
-                keys = load_keys(self.path)
-            except KeysFileError as exc:
-                log.error("keys file changed but cannot be used; keeping the %d keys read before: %s",
-                          len(self.keys), exc)
-                self._stamp = stamp
-                return
-            self.keys, self._stamp = keys, stamp
+            if stamp is None:  # deleted: no key is known (as before the file existed)
+                keys: dict[str, ApiKey] = {}
+            else:
+                try:
+                    keys = load_keys(self.path)
+                except KeysFileError as exc:
+                    self.errors += 1
+                    if self.problem is None:
+                        log.error("keys file changed and is invalid: no key authenticates until it is "
+                                  "fixed (fail closed; /readyz answers 503): %s", exc)
+                    self.keys, self._stamp, self.problem = {}, stamp, str(exc)
+                    return
+            if self.problem is not None:
+                log.warning("keys file %s is valid again", self.path)
+            self.keys, self._stamp, self.problem = keys, stamp, None
             log.info("keys file %s reloaded: %d keys", self.path, len(keys))
 
     def lookup(self, key: str) -> ApiKey | None:
@@ -198,7 +240,7 @@ def add_key(path: str | os.PathLike[str], key_id: str, roles: list[str], rate: f
 
     path = Path(path)
     key = new_key()
-    line = f"{key_id}\t{hash_key(key)}\t{','.join(roles)}\t{rate:g}"
+    line = f"{key_id}\t{hash_key(key)}\t{','.join(roles)}\t{rate:.15g}"  # :g would round 1234567 to 1.23457e+06
     parse_line(line, "new key")  # the same checks as the reader
     try:
         existing = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -213,3 +255,56 @@ def add_key(path: str | os.PathLike[str], key_id: str, roles: list[str], rate: f
         existing = "# key_id<TAB>sha256(key)<TAB>roles<TAB>rate per second (antispam keys add)\n"
     atomic_write_text(path, existing + line + "\n")  # readers see the old file or the new one
     return key
+
+
+def _rewrite(path: str | os.PathLike[str], key_id: str,
+             replace: Callable[[ApiKey, str], str | None]) -> ApiKey:
+    """Rewrite the keys file with ``key_id``'s line replaced by ``replace(key, line)`` (None: removed),
+    every other line (comments included) kept as it was; atomically, like :func:`add_key`.
+    Returns the key as it was. The whole file must be valid: a change is never made on top of a
+    file the service would refuse."""
+    from antispam.atomic import atomic_write_text
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeysFileError(f"cannot read keys file {path}: {exc}") from exc
+    parse_keys(text, str(path))
+    out: list[str] = []
+    found: ApiKey | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        key = parse_line(line, f"{path} line {number}")
+        if key is not None and key.key_id == key_id:
+            found = key
+            new = replace(key, line)
+            if new is not None:
+                out.append(new)
+            continue
+        out.append(line)
+    if found is None:
+        raise KeysFileError(f"no key id {key_id} in {path} (antispam keys list shows the ids)")
+    new_text = "\n".join(out) + "\n"
+    parse_keys(new_text, "the rewritten keys file")  # the same checks as the reader
+    atomic_write_text(path, new_text)  # readers see the old file or the new one
+    return found
+
+
+def revoke_key(path: str | os.PathLike[str], key_id: str) -> ApiKey:
+    """Remove ``key_id``'s line; a running service stops accepting the key at its next check
+    (``keys_poll_seconds``), without a restart. Returns the removed key (id, roles, rate)."""
+    return _rewrite(path, key_id, lambda key, line: None)
+
+
+def rotate_key(path: str | os.PathLike[str], key_id: str) -> tuple[str, ApiKey]:
+    """Give ``key_id`` a new random key, keeping its id, roles and rate; the old key stops working
+    at the service's next check. Returns the new key (shown once by the caller) and the entry."""
+    key = new_key()
+
+    def line(old: ApiKey, text: str) -> str:  # only the hash changes: roles and rate as written
+        fields = text.strip().split("\t")
+        fields[1] = hash_key(key)
+        return "\t".join(fields)
+
+    old = _rewrite(path, key_id, line)
+    return key, ApiKey(old.key_id, hash_key(key), old.roles, old.rate)

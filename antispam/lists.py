@@ -475,9 +475,9 @@ def pattern_work(normalized: Iterable[str], program_size: int) -> int:
 
     Why weighted by program size: RE2's time is linear in the text, with a factor that grows
     with the compiled pattern (the DFA's states are built as the text is read). Measured with
-    ``scripts/pattern_cost.py`` (100 texts × 5,000 characters, 10 copies of a pattern): about
-    1 ns per character per instruction for ``(x+x+)+y`` (9 instructions) and ``办.{0,2}证`` (28),
-    1.6 ns for a 293-instruction pattern that hits every few hundred characters; a count of
+    ``scripts/pattern_cost.py`` (100 texts × 5,000 characters, 10 copies of a pattern): 0.5-1 ns
+    per character per instruction for ``(x+x+)+y`` (9 instructions) and ``办.{0,2}证`` (28),
+    1.35-1.9 ns for a 293-instruction pattern that hits every ~150 characters; a count of
     patterns alone would rate all three the same."""
     return program_size * sum(len(text) for text in normalized) if program_size else 0
 

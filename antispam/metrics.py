@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.backends.base import Backend
     from antispam.cache import PredictionCache
+    from antispam.keys import KeyRing
 
 # Label values a client can influence come from fixed sets, so /metrics cannot be grown by
 # requests with made-up methods (``curl -X FOOBAR1``): anything else is counted as "other".
@@ -80,6 +81,23 @@ class _CacheCollector(Collector):
                                 value=len(c))
 
 
+class _KeysCollector(Collector):
+    """Issue 21: whether the API keys file can be used (keys on only). Read at scrape time, after
+    a poll of the file, so an invalid file shows even when no keyed request came in."""
+
+    def __init__(self, keyring: "KeyRing") -> None:
+        self.keyring = keyring
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        self.keyring.refresh()
+        yield GaugeMetricFamily("antispam_keys_file_valid",
+                                "1 when the API keys file is valid; 0: no key authenticates (fail closed)",
+                                value=1.0 if self.keyring.valid else 0.0)
+        yield CounterMetricFamily("antispam_keys_file_errors",
+                                  "reloads of the API keys file that found it invalid",
+                                  value=self.keyring.errors)
+
+
 class Metrics:
     """The counters and histograms the HTTP layer updates, in a registry of their own."""
 
@@ -138,6 +156,9 @@ class Metrics:
 
     def watch_cache(self, cache: "PredictionCache") -> None:
         self.registry.register(_CacheCollector(cache))
+
+    def watch_keys(self, keyring: "KeyRing") -> None:
+        self.registry.register(_KeysCollector(keyring))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         route = route if route in ROUTES else OTHER

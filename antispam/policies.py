@@ -11,7 +11,9 @@ A request picks one with ``policy=`` (query or body); without it, ``default``. T
     }
 
 Every field is optional: thresholds and ``min_tokens_to_block`` default to the service's
-settings, ``lists`` to ``["default", <name>]`` (the shared lists and the policy's own, see
+settings; a threshold left unset there too follows the serving version's operating points
+(:mod:`antispam.operating_points`), while a policy that sets one keeps it for every version.
+``lists`` defaults to ``["default", <name>]`` (the shared lists and the policy's own, see
 :mod:`antispam.lists`), ``allow_mode`` to ``"spans"`` (an allow term exempts the spans it covers;
 ``"whole_text"`` is the pre-issue-21 "any allow hit passes the text", see :mod:`antispam.allow`),
 ``contacts`` and ``contact_escalates`` to false (issue 24: every item carries its contacts; a
@@ -37,6 +39,7 @@ from typing import Any
 from antispam.allow import ALLOW_MODES, SPANS
 from antispam.errors import UserError
 from antispam.lists import DEFAULT_SET
+from antispam.operating_points import OperatingPoints, check_thresholds, resolve_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,8 @@ _FIELDS = {"review_threshold", "block_threshold", "min_tokens_to_block", "lists"
 @dataclass(frozen=True)
 class Policy:
     name: str
-    review_threshold: float
-    block_threshold: float
+    review_threshold: float | None  # None: the serving version's review operating point
+    block_threshold: float | None  # None: the serving version's block operating point
     min_tokens_to_block: int
     lists: tuple[str, ...]
     allow_mode: str = SPANS  # antispam.allow: "spans" (default) or "whole_text" (opt-in, issue 21)
@@ -62,8 +65,16 @@ class Policy:
         """Whether texts scored under this policy are searched for contacts at all."""
         return self.contacts or self.contact_escalates
 
+    def thresholds(self, points: OperatingPoints | None) -> tuple[float, float]:
+        """(review, block) for a text scored by a version with ``points``."""
+        return resolve_thresholds(self.review_threshold, self.block_threshold, points)
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"review_threshold": self.review_threshold, "block_threshold": self.block_threshold,
+                               "thresholds_from": (
+                                   "version" if self.review_threshold is None and self.block_threshold is None
+                                   else "policy" if self.review_threshold is not None
+                                   and self.block_threshold is not None else "policy and version"),
                                "min_tokens_to_block": self.min_tokens_to_block, "lists": list(self.lists),
                                "allow_mode": self.allow_mode}
         for name in ("contacts", "contact_escalates"):  # shown when set: older answers stay as they were
@@ -72,11 +83,11 @@ class Policy:
         return out
 
 
-def default_policy(review: float, block: float, min_tokens: int) -> Policy:
+def default_policy(review: float | None, block: float | None, min_tokens: int) -> Policy:
     return Policy(DEFAULT_POLICY, review, block, min_tokens, (DEFAULT_SET,))
 
 
-def parse_policies(data: Any, review: float, block: float, min_tokens: int,
+def parse_policies(data: Any, review: float | None, block: float | None, min_tokens: int,
                    source: str = "policies") -> dict[str, Policy]:
     if not isinstance(data, dict):
         raise UserError(f"{source}: must be a JSON object of policy name -> settings")
@@ -92,11 +103,9 @@ def parse_policies(data: Any, review: float, block: float, min_tokens: int,
             raise UserError(f"{where}: unknown fields {sorted(unknown)}; known: {sorted(_FIELDS)}")
         r, b = spec.get("review_threshold", review), spec.get("block_threshold", block)
         m = spec.get("min_tokens_to_block", min_tokens)
-        for field_name, value in (("review_threshold", r), ("block_threshold", b)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UserError(f"{where}: {field_name} must be a number")
-        if not 0.0 <= r <= b <= 1.0:
-            raise UserError(f"{where}: thresholds must satisfy 0 <= review_threshold <= block_threshold <= 1")
+        problem = check_thresholds(r, b)
+        if problem:
+            raise UserError(f"{where}: {problem}")
         if isinstance(m, bool) or not isinstance(m, int) or m < 0:
             raise UserError(f"{where}: min_tokens_to_block must be an integer >= 0")
         default_lists = [DEFAULT_SET] if name == DEFAULT_POLICY else [DEFAULT_SET, name]
@@ -112,13 +121,15 @@ def parse_policies(data: Any, review: float, block: float, min_tokens: int,
             if not isinstance(value, bool):
                 raise UserError(f"{where}: {flag} must be true or false")
             flags[flag] = value
-        out[name] = Policy(name, float(r), float(b), int(m), tuple(lists), allow_mode, **flags)
+        out[name] = Policy(name, None if r is None else float(r), None if b is None else float(b), int(m),
+                           tuple(lists), allow_mode, **flags)
     if DEFAULT_POLICY not in out:
         out[DEFAULT_POLICY] = default_policy(review, block, min_tokens)
     return out
 
 
-def load_policies(path: str | None, review: float, block: float, min_tokens: int) -> dict[str, Policy]:
+def load_policies(path: str | None, review: float | None, block: float | None,
+                  min_tokens: int) -> dict[str, Policy]:
     """The policies of ``path`` (JSON), or only ``default`` when ``path`` is unset."""
     if not path:
         return {DEFAULT_POLICY: default_policy(review, block, min_tokens)}
@@ -140,7 +151,7 @@ class PoliciesWatcher:
     until a good file is read. Without a file (``path`` unset) the policies never change.
     """
 
-    def __init__(self, path: str | None, review: float, block: float, min_tokens: int, *,
+    def __init__(self, path: str | None, review: float | None, block: float | None, min_tokens: int, *,
                  poll_seconds: float = 2.0, policies: dict[str, Policy] | None = None) -> None:
         self.path = path if policies is None else None
         self.thresholds = (review, block, min_tokens)

@@ -9,9 +9,11 @@ One run, under an exclusive lock on the model folder:
    would leak the answer into training. Only a verdict that counts (:class:`FeedbackPolicy`: a
    trusted key id sent it, or ``min_keys`` distinct key ids agree and none disagrees) may
    change training: one that contradicts the corpus label of a training text replaces it (a
-   person looked at it more recently); the rest are refused and counted by reason, and texts
-   reported under both labels without a trusted verdict are left out and listed in the report.
-   Rows past the retention are deleted from the store first.
+   person looked at it more recently) — up to a cap per night and per key (issue 21); flips
+   beyond it wait in the store's ``label_flips`` ledger for ``antispam feedback approve``. The
+   rest are refused and counted by reason, and texts reported under both labels without a
+   trusted verdict are left out and listed in the report. Rows past the retention are deleted
+   from the store first.
 2. **Word vectors.** By default the serving version's own vectors are reused: the vocabulary
    stays stable night to night, and word2vec (minutes) is skipped. ``retrain`` trains them anew
    on the training texts including feedback, which a growing vocabulary eventually needs.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import logging
 import math
 import os
@@ -53,6 +56,7 @@ from antispam.everyday import with_everyday
 from antispam.labels import NAMES
 from antispam.lock import FileLock, LockBusy
 from antispam.network.models import KINDS
+from antispam.privacy import conflict_ref, redact_conflict
 from antispam.retrain_record import (
     DataCounts,
     FeedbackSummary,
@@ -79,6 +83,9 @@ LOG_FILE = "promotion.jsonl"
 CONFLICT_EXAMPLES = 20  # conflicting texts listed in one log line
 ANONYMOUS = "anonymous"  # antispam.feedback.ANONYMOUS (kept import-free here)
 DEFAULT_MIN_KEYS = 3
+# Issue 21: corpus labels feedback may flip per UTC day, in all and per key id (0: no cap).
+DEFAULT_MAX_FLIPS = 100
+DEFAULT_MAX_FLIPS_PER_KEY = 20
 REJECTION_REASONS = ("too_few_keys", "conflicting", "overruled_by_trusted")
 # Comparing floats: a candidate exactly at the limit passes despite rounding in the scores.
 EPSILON = 1e-12
@@ -99,13 +106,17 @@ class RetrainOptions:
     feedback_db: str | None = None  # None: no feedback
     feedback_required: bool = False  # the path was given explicitly: missing is an error
     word2vec: str = "reuse"
-    tolerance: float = 0.005
+    # Scale of the gate's per-figure tolerances (antispam.network.decision.GATED): 1 as
+    # documented, 0 no loss at all, negative: every figure must improve by that much.
+    tolerance: float = 1.0
+    seed: int | None = None  # the classifier's seed (None: the trainer's default)
     keep: int = 5
     dry_run: bool = False
     log_path: str | None = None  # default <model_base>/<model>/promotion.jsonl
     # The service's thresholds: the candidate and the serving version are also scored there.
-    review_threshold: float = ServeConfig.review_threshold
-    block_threshold: float = ServeConfig.block_threshold
+    # None: each version's own operating points, as the service's default policy applies them.
+    review_threshold: float | None = ServeConfig.review_threshold
+    block_threshold: float | None = ServeConfig.block_threshold
     classifier: Any = None  # antispam.network.train.ClassifierSettings; None: its defaults
     word2vec_settings: Any = None  # antispam.word2vec.train.Word2VecSettings; None: defaults
     warmup_texts: int = 64
@@ -113,19 +124,23 @@ class RetrainOptions:
     # Issue 11: whose feedback may change training (FeedbackPolicy), and the store's retention.
     feedback_min_keys: int = DEFAULT_MIN_KEYS
     feedback_trusted_keys: tuple[str, ...] = ()
-    keys_file: str | None = None  # its admin key ids are trusted too
+    keys_file: str | None = None  # its labeler key ids are trusted too (issue 21: not admin)
     feedback_retention_days: float = 0.0  # 0: keep every row
+    feedback_max_flips: int = DEFAULT_MAX_FLIPS  # per UTC day; 0: no cap
+    feedback_max_flips_per_key: int = DEFAULT_MAX_FLIPS_PER_KEY
 
     def feedback_policy(self) -> FeedbackPolicy:
         trusted = set(self.feedback_trusted_keys)
         if self.keys_file:
             from antispam.keys import KeysFileError, load_keys
 
-            try:
-                trusted |= {k.key_id for k in load_keys(self.keys_file).values() if "admin" in k.roles}
+            try:  # the labeler role itself, not what admin implies: admin alone is not trusted
+                trusted |= {k.key_id for k in load_keys(self.keys_file).values() if "labeler" in k.roles}
             except KeysFileError as exc:
                 raise RetrainError(str(exc)) from exc
-        return FeedbackPolicy(min_keys=self.feedback_min_keys, trusted=frozenset(trusted))
+        return FeedbackPolicy(min_keys=self.feedback_min_keys, trusted=frozenset(trusted),
+                              max_flips=self.feedback_max_flips,
+                              max_flips_per_key=self.feedback_max_flips_per_key)
 
     def validate(self) -> None:
         problems = []
@@ -133,15 +148,20 @@ class RetrainOptions:
             problems.append(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.word2vec not in WORD2VEC_MODES:
             problems.append(f"--word2vec must be reuse or retrain, got {self.word2vec!r}")
-        if not math.isfinite(self.tolerance) or not -1.0 <= self.tolerance <= 1.0:
-            problems.append(f"--tolerance must be a number in [-1, 1] (an F1 difference), got {self.tolerance}")
+        if not math.isfinite(self.tolerance) or not -10.0 <= self.tolerance <= 100.0:
+            problems.append("--tolerance must be a number in [-10, 100] (a scale of the gate's documented "
+                            f"per-figure tolerances), got {self.tolerance}")
         if self.keep < 1:
             problems.append(f"--keep must be at least 1, got {self.keep}")
-        if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:  # also refuses NaN
-            problems.append("thresholds must satisfy 0 <= --review-threshold <= --block-threshold <= 1, got "
-                            f"{self.review_threshold} and {self.block_threshold}")
+        from antispam.operating_points import check_thresholds
+
+        threshold_problem = check_thresholds(self.review_threshold, self.block_threshold)
+        if threshold_problem:  # also refuses NaN
+            problems.append(f"thresholds: {threshold_problem} (--review-threshold, --block-threshold)")
         if self.feedback_min_keys < 1:
             problems.append(f"--feedback-min-keys must be at least 1, got {self.feedback_min_keys}")
+        if self.feedback_max_flips < 0 or self.feedback_max_flips_per_key < 0:
+            problems.append("--feedback-max-flips and --feedback-max-flips-per-key must be >= 0 (0: no cap)")
         if self.warmup_texts < 1:
             problems.append("warmup_texts must be at least 1")
         if problems:
@@ -179,7 +199,42 @@ class FeedbackMerge:
     train: list[Sample]
     counts: dict[str, int]
     conflicts: list[dict[str, Any]]
+    # Issue 21: this run's new decisions on corpus label flips, for the store's label_flips
+    # ledger (FeedbackStore.record_flips): digest, label, corpus_label, key_ids, feedback_id, status.
+    flips: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Verdicts a trusted key settled: the gate's regression set (they must still hold, issue 20).
+    trusted: list[Sample] = dataclasses.field(default_factory=list)
 
+
+@dataclass(frozen=True)
+class FlipLedger:
+    """What earlier runs decided about corpus label flips (the store's ``label_flips``), as the
+    merge needs it: each (digest, label)'s status, and the flips already applied today (UTC) in
+    all and per key id, which count toward today's caps."""
+
+    status: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
+    applied_today: int = 0
+    applied_today_by_key: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_flips(cls, flips: Iterable[Any], now: float | None = None) -> FlipLedger:
+        """From :meth:`antispam.feedback.FeedbackStore.flips` rows."""
+        midnight = ((time.time() if now is None else now) // 86400) * 86400
+        status: dict[tuple[str, int], str] = {}
+        by_key: dict[str, int] = {}
+        today = 0
+        for flip in flips:
+            status[(flip.digest, int(flip.label))] = flip.status
+            if flip.status == "applied" and flip.decided_at >= midnight:
+                today += 1
+                for key_id in flip.key_ids:
+                    by_key[key_id] = by_key.get(key_id, 0) + 1
+        return cls(status, today, by_key)
+
+
+def text_digest(normalized: str) -> str:
+    """The label_flips ledger's name for a text: sha256 of its normalized form (no text stored)."""
+    return hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 
@@ -188,18 +243,27 @@ class FeedbackPolicy:
     """Whose verdicts may change training (issue 11: feedback that cannot poison the model).
 
     A verdict on a text enters training (or flips a corpus label) only if a trusted key id sent
-    it (``trusted``: the keys file's ``admin`` key ids plus ``--feedback-trusted-keys``), or if at
+    it (``trusted``: the keys file's ``labeler`` key ids plus ``--feedback-trusted-keys``), or if at
     least ``min_keys`` distinct key ids agree on it and no key disagrees. ``anonymous`` (feedback
     sent while keys are off, and rows older than schema 2) counts as one key at most.
     When trusted keys disagree among themselves the text is a conflict and left out.
+
+    Issue 21: trusted means a ``labeler`` key, never ``admin`` alone. A verdict that would flip the
+    label of a corpus training text is applied only while fewer than ``max_flips`` flips were
+    applied today (UTC) and fewer than ``max_flips_per_key`` were charged today to each key id
+    behind it (the trusted ids that gave it, or every agreeing id); beyond that it is held,
+    ``pending``, until a person runs ``antispam feedback approve``. A flip applied or approved
+    once is applied on every later run without counting again. 0 turns a cap off.
     """
 
     min_keys: int = DEFAULT_MIN_KEYS
     trusted: frozenset[str] = frozenset()
+    max_flips: int = DEFAULT_MAX_FLIPS
+    max_flips_per_key: int = DEFAULT_MAX_FLIPS_PER_KEY
 
 
 def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[Any] = (),
-                   policy: FeedbackPolicy | None = None) -> FeedbackMerge:
+                   policy: FeedbackPolicy | None = None, ledger: FlipLedger | None = None) -> FeedbackMerge:
     """The training samples with feedback folded in, and what happened to each verdict.
 
     ``feedback`` items need ``text``, ``label`` and ``count`` and may have ``key_id``
@@ -208,17 +272,23 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
     the right key. Which verdicts may count is ``policy`` (:class:`FeedbackPolicy`); the rows it
     refuses are counted in ``rejected_<reason>`` (``too_few_keys``: fewer than ``min_keys``
     untrusted keys agree; ``conflicting``: keys disagree and no trusted key settles it;
-    ``overruled_by_trusted``: an untrusted row against a trusted key's label).
+    ``overruled_by_trusted``: an untrusted row against a trusted key's label). Corpus label flips
+    go through the caps (:class:`FeedbackPolicy`) with ``ledger``, what earlier runs decided
+    (None: nothing yet); ``held_for_approval`` counts the flips held, ``flips`` the new decisions.
     """
     policy = policy or FeedbackPolicy()
+    ledger = ledger or FlipLedger()
+    applied_today, charged = ledger.applied_today, dict(ledger.applied_today_by_key)
+    new_flips: list[dict[str, Any]] = []
     conflicts = list(conflicts)
     held_out = {normalize(s.text) for s in (*split.validation, *split.test)}
     corpus_train = {normalize(s.text): s.label for s in split.train}
     counts = {"distinct": 0, "reports": 0, "used": 0, "added": 0, "relabelled_corpus": 0,
               "already_in_corpus": 0, "held_out": 0, "empty": 0, "conflicting": len(conflicts),
-              "trusted": 0, "agreed": 0, "min_keys": policy.min_keys,
+              "trusted": 0, "agreed": 0, "min_keys": policy.min_keys, "held_for_approval": 0,
               **{f"rejected_{reason}": 0 for reason in REJECTION_REASONS}}
-    conflict_list = [c.as_dict() if hasattr(c, "as_dict") else dict(c) for c in conflicts]
+    # Issue 21: the promotion log keeps a hash and a redacted excerpt of a conflict, never its text.
+    conflict_list = [redact_conflict(c.as_dict() if hasattr(c, "as_dict") else dict(c)) for c in conflicts]
     by_key: dict[str, list[Any]] = {}
     for item in feedback:
         counts["distinct"] += 1
@@ -229,6 +299,7 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
             continue
         by_key.setdefault(key, []).append(item)
     chosen: dict[str, Sample] = {}
+    trusted_verdicts: list[Sample] = []
     for key, items in by_key.items():
         keys_by_label: dict[int, set[str]] = {}
         trusted_labels: set[int] = set()
@@ -239,7 +310,10 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
                 trusted_labels.add(int(item.label))
         if len(trusted_labels) == 1:
             label = next(iter(trusted_labels))
+            deciders = {str(getattr(i, "key_id", None) or ANONYMOUS) for i in items if int(i.label) == label}
+            deciders &= policy.trusted
             counts["trusted"] += 1
+            trusted_verdicts.append(Sample(next(i for i in items if int(i.label) == label).text, label))
             counts["rejected_overruled_by_trusted"] += sum(
                 1 for i in items if int(i.label) != label)
         elif len(keys_by_label) > 1:  # keys disagree (or trusted keys do): a conflict, left out
@@ -249,7 +323,7 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
             for i in items:
                 name = NAMES[int(i.label)]
                 shown[name] = shown.get(name, 0) + int(getattr(i, "count", 1))
-            conflict_list.append({"normalized": key, "text": items[0].text, "counts": shown,
+            conflict_list.append({**conflict_ref(key, items[0].text), "counts": shown,
                                   "keys": {str(k): len(v) for k, v in keys_by_label.items()}})
             continue
         else:
@@ -257,37 +331,126 @@ def merge_feedback(split: Split, feedback: Iterable[Any], conflicts: Iterable[An
             if len(senders) < policy.min_keys:
                 counts["rejected_too_few_keys"] += len(items)
                 continue
+            deciders = set(senders)
             counts["agreed"] += 1
         if key in held_out:
             counts["held_out"] += 1
             continue
+        first = next(i for i in items if int(i.label) == label)
         if key in corpus_train:
             if corpus_train[key] == label:
                 counts["already_in_corpus"] += 1
                 continue
+            digest = text_digest(key)
+            status = ledger.status.get((digest, label))
+            if status is None:  # a new flip: within today's caps, or held for a person
+                over = (policy.max_flips and applied_today >= policy.max_flips) or (
+                    policy.max_flips_per_key and any(charged.get(k, 0) >= policy.max_flips_per_key
+                                                     for k in deciders))
+                status = "pending" if over else "applied"
+                new_flips.append({"digest": digest, "label": label, "corpus_label": corpus_train[key],
+                                  "key_ids": sorted(deciders), "feedback_id": getattr(first, "id", None),
+                                  "status": status})
+                if status == "applied":
+                    applied_today += 1
+                    for k in deciders:
+                        charged[k] = charged.get(k, 0) + 1
+            if status == "pending":
+                counts["held_for_approval"] += 1
+                continue  # the corpus label stays until a person approves the flip
             counts["relabelled_corpus"] += 1
         else:
             counts["added"] += 1
-        chosen[key] = Sample(next(i for i in items if int(i.label) == label).text, label)
+        chosen[key] = Sample(first.text, label)
     counts["used"] = len(chosen)
     train = [s for s in split.train if normalize(s.text) not in chosen] + list(chosen.values())
-    return FeedbackMerge(train, counts, conflict_list)
+    return FeedbackMerge(train, counts, conflict_list, new_flips, trusted_verdicts)
 
 
-def gate(new_f1: float, old_f1: float | None, tolerance: float, serving: int | None) -> tuple[bool, str]:
-    """Publish or not, and why, in words an operator reads in the log."""
-    if old_f1 is None:
-        if serving is None:
-            return True, "no version is serving yet: the first version is published without a comparison"
-        return True, (f"serving version {serving} cannot be scored with this pipeline, so it cannot "
-                      "be what the service answers with: the new version replaces it")
-    change = new_f1 - old_f1
-    if new_f1 + EPSILON >= old_f1 - tolerance:
-        return True, (f"test F1 {new_f1:.4f} vs {old_f1:.4f} for serving version {serving} "
-                      f"(change {change:+.4f}) is within the tolerance of {tolerance:g}")
-    return False, (f"test F1 {new_f1:.4f} is {-change:.4f} below serving version {serving}'s "
-                   f"{old_f1:.4f}, more than the tolerance of {tolerance:g}: version {serving} "
-                   "stays in service and nothing was published")
+@dataclass
+class GateOutcome:
+    """What the gate decided, and how to fold the candidate into the best-ever record once it
+    is published (only then: a refused or dry-run candidate never raises the bar)."""
+
+    publish: bool
+    reason: str
+    model_dir: Path
+    fingerprint: str
+    best: dict[str, dict[str, Any]]
+    candidate_report: dict[str, Any]
+
+    def record_best(self, version: int) -> None:
+        from antispam.network.decision import write_best
+
+        write_best(self.model_dir, self.fingerprint, self.best, self.candidate_report, version)
+
+
+def _gate_stage(options: RetrainOptions, model_dir: Path, staged: Any, serving: int | None, split: Split,
+                trusted: Sequence[Sample], segmenter: Any, record: RetrainRecord) -> GateOutcome:
+    """Score the candidate and the serving version on the fixed gate set and decide (issue 20).
+
+    The gate set is the test split, the held-out everyday messages, the robustness variants
+    built from the test split, and the trusted feedback verdicts (which must still hold). Each
+    version is judged at its own operating points, as the default policy serves it, unless the
+    thresholds are set. The candidate must not be worse, beyond the documented tolerances scaled
+    by ``--tolerance``, than the better of the serving version and the best version ever
+    published on this gate set (``gate_best.json``). A serving version that cannot be evaluated
+    is a refusal: then nothing says the candidate is not worse than what users get now.
+    """
+    from antispam.network.decision import (
+        GATED,
+        decision_report,
+        format_gate,
+        gate_set,
+        read_best,
+    )
+    from antispam.network.decision import gate as decide
+    from antispam.network.evaluate import score_version
+
+    thresholds = (options.review_threshold, options.block_threshold)
+    gate_texts = gate_set(split.test, trusted)
+    fingerprint = gate_texts.fingerprint()
+    loaded = staged.load()
+    candidate = decision_report(loaded, gate_texts, thresholds, segmenter)
+    new_scores = score_version(loaded, split.test, (candidate["thresholds"]["review"],
+                                                    candidate["thresholds"]["block"]), segmenter)
+    old_report, old_scores, unusable = None, None, None
+    if serving is not None:
+        try:
+            serving_loaded = versions.load_version(model_dir, serving)
+            old_report = decision_report(serving_loaded, gate_texts, thresholds, segmenter)
+            old_scores = score_version(serving_loaded, split.test, (old_report["thresholds"]["review"],
+                                                                    old_report["thresholds"]["block"]), segmenter)
+        except versions.VersionError as exc:
+            log.warning("serving version %s cannot be evaluated: %s", serving, exc)
+            record.serving_unusable = unusable = str(exc)
+    best = read_best(model_dir, fingerprint)
+    if serving is not None and old_report is not None and not best:
+        best = {name: {"value": old_report["figures"].get(name), "version": serving} for name in GATED
+                if old_report["figures"].get(name) is not None}
+    record.scores = GateScores(
+        new=VersionScores.from_evaluation(new_scores, None),
+        old=VersionScores.from_evaluation(old_scores, serving) if old_scores else None)
+    tolerances = {name: tolerance * options.tolerance for name, (_, tolerance) in GATED.items()}
+    result = decide(candidate, old_report, best, serving, tolerances)
+    record.gate = {"gate_set": fingerprint, "tolerance_scale": options.tolerance, "figures": result.table,
+                   "regression": {"count": len(trusted), "flips": result.flips}}
+    record.reports = {"candidate": _report_summary(candidate),
+                      "serving": _report_summary(old_report) if old_report else None}
+    log.info("gate:\n%s", format_gate(result))
+    if unusable is not None:
+        return GateOutcome(False, f"serving version {serving} cannot be evaluated ({unusable}): nothing "
+                           "says the candidate is not worse than what is served, so nothing was published",
+                           model_dir, fingerprint, best, candidate)
+    return GateOutcome(result.publish, result.reason if result.publish else
+                       result.reason + f"; version {serving} stays in service and nothing was published",
+                       model_dir, fingerprint, best, candidate)
+
+
+def _report_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a decision report the promotion log keeps (no texts)."""
+    return {key: report[key] for key in ("model", "calibrated", "calibration", "thresholds", "figures",
+                                          "counts", "variants")}
 
 
 def _now() -> str:
@@ -344,11 +507,14 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
 
     split = data.load_split(options.data, options.data_dir, progress=options.progress)
     feedback, conflicts, store_stats = _read_feedback(options, record)
-    merged = merge_feedback(split, feedback, conflicts, options.feedback_policy())
+    merged = merge_feedback(split, feedback, conflicts, options.feedback_policy(), _flip_ledger(options))
+    _record_flips(options, merged)
     # The shipped everyday messages join the training data as `antispam train` adds them.
     from antispam.network.train import ClassifierSettings
 
     settings = (options.classifier or ClassifierSettings()).for_kind(options.model)
+    if options.seed is not None:
+        settings = dataclasses.replace(settings, seed=options.seed)
     train_split = with_everyday(Split(merged.train, split.validation, split.test, seed=split.seed,
                                       stats=split.stats), settings.everyday_weight)
     record.data = counts = DataCounts(
@@ -369,7 +535,6 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
     vectors = _word_vectors(options, model_dir, serving, merged.train, segmenter, record.word2vec)
     seconds["word2vec"] = round(time.perf_counter() - clock, 1)
 
-    from antispam.network.evaluate import evaluate_version, score_version
     from antispam.network.export import ExportError, stage_version
     from antispam.network.train import train_classifier
     from antispam.network.warmup import warmup_texts
@@ -386,11 +551,14 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
                                       settings=dataclasses.asdict(settings))
 
     clock = time.perf_counter()
+    from antispam.network.decision import fit_version_decision
+
+    decision = fit_version_decision(trained, split.validation, segmenter)
     try:
         staged = stage_version(trained, vectors, model_dir,
                                warmup_texts(train_split.train, options.warmup_texts, settings.seed),
                                model_name=options.model, segmenter=segmenter,
-                               prefix=versions.RETRAIN_STAGING_PREFIX)
+                               prefix=versions.RETRAIN_STAGING_PREFIX, decision=decision)
     except ExportError as exc:
         raise RetrainError(f"export failed, nothing published: {exc}") from exc
     seconds["export"] = round(time.perf_counter() - clock, 1)
@@ -399,22 +567,9 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
     pruned: list[int] = []
     try:
         clock = time.perf_counter()
-        thresholds = (options.review_threshold, options.block_threshold)
-        new_scores = score_version(staged.load(), split.test, thresholds, segmenter)
-        old_scores = None
-        if serving is not None:
-            try:
-                old_scores = evaluate_version(model_dir, serving, split.test, thresholds, segmenter)
-            except versions.VersionError as exc:
-                log.warning("serving version %s cannot be evaluated: %s", serving, exc)
-                record.serving_unusable = str(exc)
+        outcome = _gate_stage(options, model_dir, staged, serving, split, merged.trusted, segmenter, record)
+        publish, reason = outcome.publish, outcome.reason
         seconds["evaluate"] = round(time.perf_counter() - clock, 1)
-        candidate = VersionScores.from_evaluation(new_scores, None)  # numbered once published
-        record.scores = GateScores(
-            new=candidate, old=VersionScores.from_evaluation(old_scores, serving) if old_scores else None)
-
-        publish, reason = gate(new_scores["f1"], old_scores["f1"] if old_scores else None,
-                               options.tolerance, serving)
         decision = "publish" if publish else "reject"
         if publish and not options.dry_run:
             metrics = staged.read_metrics()
@@ -422,12 +577,14 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
                 "feedback": dict(merged.counts), "word2vec": dataclasses.asdict(record.word2vec),
                 "serving_version_at_training": serving, "test_split": counts.test_fingerprint,
                 "gate": {"tolerance": options.tolerance, "reason": reason,
-                         "thresholds": dataclasses.asdict(options.thresholds)},
-                "scores": dataclasses.asdict(record.scores),
+                         "thresholds": dataclasses.asdict(options.thresholds), "figures": record.gate},
+                "scores": dataclasses.asdict(record.scores) if record.scores else None,
             }
             staged.write_metrics(metrics)
             version = versions.publish(staged.path, model_dir)
-            candidate.version = version
+            if record.scores is not None and record.scores.new is not None:
+                record.scores.new.version = version
+            outcome.record_best(version)
             pruned = versions.prune(model_dir, options.keep, protect=(version, serving))
             log.info("published %s version %d; pruned %s", options.model, version, pruned or "nothing")
         elif options.dry_run:
@@ -466,6 +623,52 @@ def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list
         raise RetrainError(str(exc)) from exc
     finally:
         store.close()
+
+
+def _feedback_store(options: RetrainOptions) -> Any:
+    """The feedback store when there is one on disk (else None)."""
+    if not options.feedback_db or not Path(options.feedback_db).is_file():
+        return None
+    from antispam.feedback import FeedbackStore
+
+    return FeedbackStore(options.feedback_db)
+
+
+def _flip_ledger(options: RetrainOptions) -> FlipLedger:
+    """What earlier runs decided about label flips (issue 21); empty without a store."""
+    store = _feedback_store(options)
+    if store is None:
+        return FlipLedger()
+    from antispam.feedback import FeedbackError
+
+    try:
+        return FlipLedger.from_flips(store.flips())
+    except FeedbackError as exc:
+        raise RetrainError(str(exc)) from exc
+    finally:
+        store.close()
+
+
+def _record_flips(options: RetrainOptions, merged: FeedbackMerge) -> None:
+    """Write this run's new flip decisions to the ledger (not in a dry run, which changes
+    nothing); the held ones are then listed by ``antispam feedback approve``."""
+    if options.dry_run or not merged.flips:
+        return
+    store = _feedback_store(options)
+    if store is None:
+        return
+    from antispam.feedback import FeedbackError
+
+    try:
+        store.record_flips(merged.flips)
+    except FeedbackError as exc:
+        raise RetrainError(str(exc)) from exc
+    finally:
+        store.close()
+    held = sum(1 for f in merged.flips if f["status"] == "pending")
+    if held:
+        log.warning("%d corpus label flips are over the cap and wait for a person: antispam feedback "
+                    "approve lists them", held)
 
 
 def _word_vectors(options: RetrainOptions, model_dir: Path, serving: int | None,

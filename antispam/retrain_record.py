@@ -19,10 +19,11 @@ from typing import Any, Mapping
 
 @dataclass
 class Thresholds:
-    """The service's review and block thresholds the scores were also computed at."""
+    """The review and block thresholds the scores were computed at; None: each version's own
+    operating points (what the service's default policy applies, issue 20)."""
 
-    review: float
-    block: float
+    review: float | None
+    block: float | None
 
 
 @dataclass
@@ -70,6 +71,9 @@ class FeedbackSummary:
     rejected_overruled_by_trusted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> rows
     pruned_by_retention: int = 0  # rows older than the retention deleted before the merge
+    # Issue 21: corpus label flips over the per-night or per-key cap, held for a person
+    # (antispam feedback approve); they stay out of this run.
+    held_for_approval: int = 0
 
     def with_counts(self, counts: Mapping[str, int], store: dict[str, Any]) -> FeedbackSummary:
         """A copy with the merge's counts (names as above) and the store's own counts."""
@@ -137,6 +141,11 @@ class RetrainRecord:
     version: int | None = None  # the version published by this run
     serving_version: int | None = None  # the version serving when the run started
     serving_unusable: str | None = None  # why the serving version could not be scored
+    # Issue 20: the gate on what users feel. ``gate`` maps each gated figure to candidate, serving,
+    # best ever, reference, tolerance and ok; ``reports`` holds the decision reports (figures and
+    # counts) of the candidate and the serving version on the fixed gate set.
+    gate: dict[str, Any] | None = None
+    reports: dict[str, Any] | None = None
     data: DataCounts | None = None
     feedback: FeedbackSummary | None = None
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # the first few

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from typing import Any, Awaitable, Iterator, Sequence, TypeVar
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from antispam.aio import Slices, within
 from antispam.allow import ListOutcome, apply_lists, no_lists
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded
 from antispam.cache import CachedScore, PredictionCache
@@ -26,48 +26,17 @@ from antispam.errors import api_error
 from antispam.labels import PASS, SPAM, label_name
 from antispam.lists import ListsWatcher, Match, Snapshot, pattern_work
 from antispam.metrics import Metrics
+from antispam.operating_points import OperatingPoints, check_thresholds
 from antispam.policies import DEFAULT_POLICY, PoliciesWatcher, Policy
 from antispam.text import Segmenter, normalize, normalize_with_offsets
 
-T = TypeVar("T")
 # Lone surrogates can arrive through JSON "\ud800" escapes; they are not Unicode text, cannot be
 # encoded back to UTF-8, and would otherwise fail only when the response is written.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Extra time the scorer grants a backend past the deadline before it stops waiting itself.
 DEADLINE_GRACE_SECONDS = 0.05
-# Longest stretch the text pipeline runs before it lets the event loop answer other requests
-# (health probes, small requests). Measured in scripts/loop_latency.py: slices beat a thread
-# pool here because jieba is pure Python and holds the GIL.
-SLICE_SECONDS = 0.001
 # Most list hits an item reports (the first by position); more are counted in matches_total.
 MAX_MATCHES = 50
-
-
-async def _within(awaitable: Awaitable[T], seconds: float) -> T:
-    """``await`` with a time limit (``asyncio.TimeoutError`` past it). ``asyncio.timeout`` (3.11+)
-    runs the awaitable in the caller's task; ``asyncio.wait_for`` wraps a coroutine in a Task of
-    its own, a per-request cost the GET path does not need (issue 14)."""
-    timeout = getattr(asyncio, "timeout", None)
-    if timeout is None:  # Python 3.10
-        return await asyncio.wait_for(awaitable, seconds)
-    async with timeout(seconds):
-        return await awaitable
-
-
-class Slices:
-    """Cooperative time slicing: ``await slices.tick()`` yields to the event loop once the
-    current slice has run ``seconds``; cheap enough to call per token."""
-
-    def __init__(self, seconds: float = SLICE_SECONDS) -> None:
-        self.seconds = seconds
-        self.mark = time.perf_counter()
-        self.yields = 0
-
-    async def tick(self) -> None:
-        if time.perf_counter() - self.mark >= self.seconds:
-            await asyncio.sleep(0)
-            self.yields += 1
-            self.mark = time.perf_counter()
 
 
 class Scorer:
@@ -76,9 +45,9 @@ class Scorer:
     def __init__(self, config: ServeConfig, backend: Backend, segmenter: Segmenter,
                  cache: PredictionCache, metrics: Metrics | None = None, *,
                  lists: ListsWatcher | None = None, policies: dict[str, Policy] | None = None) -> None:
-        if not 0.0 <= config.review_threshold <= config.block_threshold <= 1.0:
-            raise ValueError("thresholds must satisfy 0 <= review_threshold <= block_threshold <= 1, "
-                             f"got review {config.review_threshold}, block {config.block_threshold}")
+        problem = check_thresholds(config.review_threshold, config.block_threshold)
+        if problem:
+            raise ValueError(f"thresholds: {problem}")
         self.config = config
         self.backend = backend
         self.segmenter = segmenter
@@ -257,7 +226,7 @@ class Scorer:
         Returns the backend's result and its probabilities as float64."""
         timeout = self.config.deadline_ms / 1000.0
         try:
-            result = await _within(self.backend.predict(token_lists, timeout=timeout), timeout + DEADLINE_GRACE_SECONDS)
+            result = await within(self.backend.predict(token_lists, timeout=timeout), timeout + DEADLINE_GRACE_SECONDS)
             scores = np.asarray(result.spam_probability, dtype=np.float64)
             if scores.shape != (len(token_lists),) or not np.all((scores >= 0) & (scores <= 1)):
                 raise BackendError(f"backend returned unusable scores (shape {scores.shape}, "
@@ -273,7 +242,7 @@ class Scorer:
         return result, scores
 
     async def segment_all(self, normalized: Sequence[str]) -> list[list[str]]:
-        """jieba over every text, yielding to the event loop every :data:`SLICE_SECONDS`.
+        """jieba over every text, yielding to the event loop every :data:`antispam.aio.SLICE_SECONDS`.
 
         The tokens are exactly :meth:`Segmenter.segment`'s; only the event loop gets a turn
         between them, so ``/healthz`` answers while a maximal request is segmented.
@@ -293,6 +262,31 @@ class Scorer:
             await slices.tick()
         return out
 
+    def operating_points(self, version: int) -> OperatingPoints | None:
+        """The operating points of the version that scored a text (None: it records none, or the
+        backend cannot tell): the default policy's thresholds, swapped with the model on reload."""
+        assets = self.backend.version_assets(version)
+        return assets.operating_points if assets is not None else None
+
+    def decision_status(self) -> dict[str, Any]:
+        """For ``GET /models`` (issue 20): whether the version serving now is calibrated, its
+        operating points, and the thresholds each policy applies with it."""
+        version = self.backend.current_version
+        assets = self.backend.version_assets(version) if version is not None else None
+        points = assets.operating_points if assets is not None else None
+        policies = {}
+        for name, policy in sorted(self.policies.items()):
+            review, block = policy.thresholds(points)
+            policies[name] = {"review": review, "block": block,
+                              "from": policy.as_dict()["thresholds_from"] if points is not None
+                              or policy.review_threshold is not None and policy.block_threshold is not None
+                              else "legacy"}
+        return {"version": version,
+                "calibrated": assets.calibration is not None if assets is not None else None,
+                "calibration": assets.calibration.method if assets is not None and assets.calibration else None,
+                "operating_points": points.to_record() if points is not None else None,
+                "policies": policies}
+
     def render(self, text: str, entry: CachedScore, version: int, *, outcome: ListOutcome | None = None,
                policy: Policy | None = None, reveal_allow: bool = True,
                contacts: tuple[int, list[Contact]] | None = None) -> dict[str, Any]:
@@ -306,13 +300,14 @@ class Scorer:
         p = entry.spam_probability
         predict = SPAM if p >= 0.5 else PASS
         capped = False
-        if p >= policy.block_threshold:
+        review_threshold, block_threshold = policy.thresholds(self.operating_points(version))
+        if p >= block_threshold:
             suggestion = "block"
             # One or two words ("你好", "在吗", "代开") are too little to block on a model's word:
             # the corpus taught the networks that short means spam. A person looks instead.
             if entry.tokens < policy.min_tokens_to_block:
                 suggestion, capped = "review", True
-        elif p >= policy.review_threshold:
+        elif p >= review_threshold:
             suggestion = "review"
         else:
             suggestion = "pass"

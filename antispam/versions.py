@@ -27,8 +27,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from antispam.atomic import atomic_write_json, atomic_write_text, fsync_tree
+from antispam.calibration import Calibration
 from antispam.errors import UserError
 from antispam.features import DIM, FIRST_WINDOW, MAX_LEN, Featurizer, Windowing, WordVectors
+from antispam.operating_points import OperatingPoints
 from antispam.text import COMPATIBLE_NORMALIZERS, NORMALIZER_VERSION, Segmenter, default_segmenter
 
 ASSETS_DIR = "assets.extra"
@@ -193,11 +195,25 @@ def clean_leftovers(model_dir: str | os.PathLike[str]) -> list[str]:
     return sorted(removed)
 
 
-def preprocessing_settings(windowing: Windowing | None = None) -> dict[str, Any]:
-    """What ``preprocessing.json`` records; without ``windowing``, the first-20-tokens layout."""
+CALIBRATION_KEY = "calibration"
+OPERATING_POINTS_KEY = "operating_points"
+
+
+def preprocessing_settings(windowing: Windowing | None = None, calibration: Calibration | None = None,
+                           points: OperatingPoints | None = None) -> dict[str, Any]:
+    """What ``preprocessing.json`` records; without ``windowing``, the first-20-tokens layout.
+
+    ``calibration`` and ``points`` (issue 20) sit next to the windowing record: how the folded
+    score becomes a probability and where this version's block and review start. A version
+    without them is served as before (uncalibrated, the service's fixed thresholds).
+    """
     settings: dict[str, Any] = {"max_len": MAX_LEN, "dim": DIM, "normalizer_version": NORMALIZER_VERSION}
     if windowing is not None and windowing != FIRST_WINDOW:
         settings.update(windowing.to_preprocessing())
+    if calibration is not None:
+        settings[CALIBRATION_KEY] = calibration.to_record()
+    if points is not None:
+        settings[OPERATING_POINTS_KEY] = points.to_record()
     return settings
 
 
@@ -211,10 +227,20 @@ class VersionAssets:
     preprocessing: dict[str, Any]
     metrics: dict[str, Any]
     windowing: Windowing = FIRST_WINDOW
+    calibration: Calibration | None = None
+    operating_points: OperatingPoints | None = None
 
     @property
     def featurizer(self) -> Featurizer:
-        return Featurizer(self.vectors, self.windowing)
+        return Featurizer(self.vectors, self.windowing, self.calibration)
+
+    def decision_status(self) -> dict[str, Any]:
+        """For ``GET /models``: whether this version's scores are calibrated, and its points."""
+        return {"calibrated": self.calibration is not None,
+                "calibration": ({"method": self.calibration.method}
+                                if self.calibration is not None else None),
+                "operating_points": (self.operating_points.to_record()
+                                     if self.operating_points is not None else None)}
 
 
 def load_assets(model_dir: str | os.PathLike[str], version: int) -> VersionAssets:
@@ -248,11 +274,18 @@ def read_assets(path: str | os.PathLike[str], version: int) -> VersionAssets:
         windowing = Windowing.from_preprocessing(preprocessing)
     except (TypeError, ValueError) as exc:
         raise VersionError(f"version {version} has unusable windowing settings: {exc}") from exc
+    try:
+        calibration = (Calibration.from_record(preprocessing[CALIBRATION_KEY])
+                       if CALIBRATION_KEY in preprocessing else None)
+        points = (OperatingPoints.from_record(preprocessing[OPERATING_POINTS_KEY])
+                  if OPERATING_POINTS_KEY in preprocessing else None)
+    except (TypeError, ValueError) as exc:
+        raise VersionError(f"version {version} has an unusable decision record: {exc}") from exc
     if vectors.dim != DIM:
         raise VersionError(f"version {version} has {vectors.dim}-d vectors, expected {DIM}")
     metrics_path = assets / METRICS_FILE
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    return VersionAssets(version, path, vectors, preprocessing, metrics, windowing)
+    return VersionAssets(version, path, vectors, preprocessing, metrics, windowing, calibration, points)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,15 +346,20 @@ class LoadedVersion:
         return {key: np.asarray(value.numpy()) for key, value in self._run(rows).items()}
 
     def spam_probability(self, texts: Sequence[str], segmenter: Segmenter | None = None,
-                         batch_size: int = 256) -> np.ndarray:
-        """Each raw text's spam probability, its windows folded exactly as the service folds them."""
+                         batch_size: int = 256, calibrated: bool = True) -> np.ndarray:
+        """Each raw text's spam probability, its windows folded exactly as the service folds them
+        (and calibrated as the service calibrates them; ``calibrated=False``: the raw fold)."""
         segmenter = segmenter or default_segmenter()
-        tokens = [segmenter.tokenize(text) for text in texts]
+        return self.score_tokens([segmenter.tokenize(text) for text in texts], batch_size, calibrated)
+
+    def score_tokens(self, tokens: Sequence[Sequence[str]], batch_size: int = 256,
+                     calibrated: bool = True) -> np.ndarray:
+        """:meth:`spam_probability` for texts already tokenized by the one pipeline."""
         featurizer = self.featurizer
         parts = []
         for i in range(0, len(tokens), batch_size):
             rows, plan = featurizer.featurize(tokens[i:i + batch_size])
-            parts.append(plan.fold(self.call(rows)))
+            parts.append(plan.fold(self.call(rows), calibrated=calibrated))
         return np.concatenate(parts) if parts else np.zeros(0, np.float64)
 
 

@@ -6,11 +6,11 @@
 # service, and `docker stop` ends it at once (the trap). If a model has no version yet, it is
 # trained right away, so `docker compose up` on an empty models volume ends with a served model.
 # The job itself is safe to overlap (it takes a lock in the model folder), so a manual
-# `docker compose run --rm retrain antispam retrain --model cnn` during the night is harmless.
+# `docker compose run --rm retrain antispam retrain --model rnn` during the night is harmless.
 set -u
 
 at="${RETRAIN_AT:-03:00}"
-models="${RETRAIN_MODELS:-cnn}"
+models="${RETRAIN_MODELS:-rnn}"
 base="${ANTISPAM_MODEL_BASE:-/models}"
 
 trap 'echo "nightly-retrain: stopping"; exit 0' TERM INT

@@ -99,13 +99,14 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args).for_kind(kind)
 
     from antispam import data, versions
+    from antispam.everyday import with_everyday
     from antispam.network.export import ExportError, export_version, version_size_bytes
     from antispam.network.report import write_report
     from antispam.network.train import train_classifier
     from antispam.network.warmup import warmup_texts
 
-    split = data.load_split(paths.data, paths.data_dir, progress=args.progress, everyday=True,
-                            everyday_weight=settings.everyday_weight)
+    split = with_everyday(data.load_split(paths.data, paths.data_dir, progress=args.progress),
+                          settings.everyday_weight)
     vectors, origin = load_vectors(paths.word2vec, paths.data, args.progress, paths.data_dir)
     log.info("%s word vectors: %d words x %d (%s from %s)", kind, len(vectors), vectors.dim, origin,
              paths.word2vec)
@@ -119,11 +120,14 @@ def run(args: argparse.Namespace) -> int:
         from antispam.network.baselines import tfidf_baselines
 
         extra["baselines"] = tfidf_baselines(split)
+    from antispam.network.decision import fit_version_decision
+
+    decision = fit_version_decision(trained, split.validation)
     model_dir = versions.model_dir(paths.model_base, args.model_name)
     try:
         version = export_version(trained, vectors, model_dir,
                                  warmup_texts(split.train, args.warmup_texts, settings.seed), extra,
-                                 model_name=args.model_name)
+                                 model_name=args.model_name, decision=decision)
     except ExportError as exc:
         raise UserError(f"export failed, nothing published: {exc}") from exc
     path = versions.version_dir(model_dir, version)
@@ -142,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         "epochs_run": len(trained.history),
         "test": _headline(trained.test),
         "validation": _headline(trained.validation),
+        "calibration": decision[0].to_record(),
+        "operating_points": decision[1].to_record(),
         **({"baselines": {name: _headline(scores) for name, scores in extra["baselines"].items()}}
            if "baselines" in extra else {}),
     }, ensure_ascii=False, indent=2))

@@ -31,10 +31,12 @@ import numpy as np
 
 from antispam import versions
 from antispam.atomic import atomic_write_json
+from antispam.calibration import Calibration
 from antispam.features import DIM, MAX_LEN, WordVectors
 from antispam.network.servable import unservable_ops
 from antispam.network.train import TrainedClassifier, prepare_vectors, vectors_fingerprint
 from antispam.network.warmup import write_warmup
+from antispam.operating_points import OperatingPoints
 from antispam.text import Segmenter, default_segmenter
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,8 @@ def serving_module(model: Any) -> Any:
 def stage_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: str | os.PathLike[str],
                   warmup_texts: Sequence[str], metrics: dict[str, Any] | None = None, *,
                   model_name: str | None = None, segmenter: Segmenter | None = None,
-                  prefix: str = versions.STAGING_PREFIX) -> versions.StagedVersion:
+                  prefix: str = versions.STAGING_PREFIX,
+                  decision: tuple[Calibration, OperatingPoints] | None = None) -> versions.StagedVersion:
     """Build one version in a hidden staging folder of ``model_dir`` and check it; publish nothing.
 
     ``vectors`` are the word vectors given to :func:`~antispam.network.train.train_classifier`;
@@ -80,7 +83,9 @@ def stage_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: s
     ``metrics.json`` (the retrain job adds its feedback counts there). ``model_name`` (default:
     the folder's name) goes into the warmup requests' ``model_spec.name``. ``prefix`` names the
     staging folder (the retrain job uses :data:`~antispam.versions.RETRAIN_STAGING_PREFIX`, so
-    its own leftovers can be told apart).
+    its own leftovers can be told apart). ``decision`` (calibration, operating points; see
+    :func:`antispam.network.decision.fit_version_decision`) goes into ``preprocessing.json`` beside
+    the windowing record; without it the version is uncalibrated and served at the fixed thresholds.
 
     The caller publishes the result (:func:`antispam.versions.publish`) or discards it. If
     building or checking fails, the staging folder is removed and the error raised.
@@ -103,13 +108,17 @@ def stage_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: s
         assets = staged / versions.ASSETS_DIR
         prepared.save(assets)
         windowing = trained.settings.windowing()
-        atomic_write_json(assets / versions.PREPROCESSING_FILE, versions.preprocessing_settings(windowing))
+        calibration, points = decision if decision is not None else (None, None)
+        atomic_write_json(assets / versions.PREPROCESSING_FILE,
+                          versions.preprocessing_settings(windowing, calibration, points))
         records = write_warmup(assets / versions.WARMUP_FILE, name, trained.featurizer, warmup_texts,
                                segmenter)
         payload = {
             **trained.summary(),
             "warmup_records": records,
             "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "calibration": calibration.to_record() if calibration is not None else None,
+            "operating_points": points.to_record() if points is not None else None,
             **(metrics or {}),
         }
         atomic_write_json(assets / versions.METRICS_FILE, payload)
@@ -122,14 +131,15 @@ def stage_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: s
 
 def export_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: str | os.PathLike[str],
                    warmup_texts: Sequence[str], metrics: dict[str, Any] | None = None, *,
-                   model_name: str | None = None, segmenter: Segmenter | None = None) -> int:
+                   model_name: str | None = None, segmenter: Segmenter | None = None,
+                   decision: tuple[Calibration, OperatingPoints] | None = None) -> int:
     """Stage, check and atomically publish one version; return its number (``antispam train``).
 
     :func:`stage_version` then :func:`antispam.versions.publish`; the arguments are
     :func:`stage_version`'s.
     """
     staged = stage_version(trained, vectors, model_dir, warmup_texts, metrics, model_name=model_name,
-                           segmenter=segmenter)
+                           segmenter=segmenter, decision=decision)
     try:
         version = versions.publish(staged.path, staged.model_dir)
     except BaseException:

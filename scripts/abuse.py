@@ -2,7 +2,9 @@
 """Replay issue 11's hostile-client table against a running service and print pass/fail per row.
 
 Loopback only: it sends aborted uploads, oversize heads, made-up methods and maximal requests,
-which is abuse anywhere else. Run it against a service with keys off (the rows send no key).
+which is abuse anywhere else. Run it against a service with keys off (the rows send no key);
+``--keys-on`` runs only the rows about anonymous access against a service with keys on (issue 21:
+an anonymous ``GET /lists`` is refused).
 ``--feedback-flood`` adds the row that floods ``POST /feedback`` with 5,000-character verdicts
 until the daily quota or the store cap refuses them (it writes up to that quota into the
 service's feedback store: use a scratch ``--feedback-db``). Feedback provenance (the retrain
@@ -12,6 +14,17 @@ row checks only that the service still answers.
 
     antispam serve --backend local --model-base models &
     python scripts/abuse.py --url http://127.0.0.1:8000 --pid $!
+    ANTISPAM_KEYS_FILE=keys.tsv antispam serve --backend local --model-base models --port 8001 &
+    python scripts/abuse.py --url http://127.0.0.1:8001 --keys-on
+
+``--lists-dir DIR`` (the service's ``--lists-dir``, a scratch folder: the script writes
+``allow.txt``, ``block.txt`` and ``abuse.block.txt`` there and removes them after) adds issue 21's
+term-list rows: an allowed phrase appended to an advert must not make it pass (the allow-list
+bypass), and a catastrophic pattern must be refused or run in linear time (ReDoS).
+
+    mkdir -p /tmp/abuse-lists && antispam serve --backend local --model-base models \
+        --lists-dir /tmp/abuse-lists --lists-poll-seconds 0.5 &
+    python scripts/abuse.py --url http://127.0.0.1:8000 --lists-dir /tmp/abuse-lists
 """
 
 from __future__ import annotations
@@ -286,6 +299,144 @@ def feedback_flood(t: Target, args: argparse.Namespace) -> Result:
     return "fail", f"{args.flood_limit} verdicts ({sent / 1e6:.1f} MB) all stored: no quota or cap"
 
 
+def anonymous_lists(t: Target, args: argparse.Namespace) -> Result:
+    """Issue 21: with keys on, ``GET /lists`` without a key must be refused (401/403); before, it
+    answered 200 with the thresholds, the short-text rule, folder paths and parse errors."""
+    keyed = t.call("GET", "/predict?text=hello")[0]
+    if keyed != 401:
+        return "skip", (f"keys are off here (anonymous /predict: {keyed}); run against a service with "
+                        "ANTISPAM_KEYS_FILE set (--keys-on)")
+    status, _, body = t.call("GET", "/lists")
+    if status in (401, 403):
+        return "pass", f"{status} {json.loads(body)['error']['code']}"
+    shown = sorted(json.loads(body)) if status == 200 else body[:80]
+    return "fail", f"{status}: anyone reads {shown}"
+
+
+# -- term lists (issue 21) ----------------------------------------------------------------------
+
+MARK = "# written by scripts/abuse.py (issue 21 rows); deleted when it ends\n"
+HOTLINE = "400-812-3456"
+# Adverts to pick from: the first one the served model does not pass carries the bypass row.
+ADVERTS = ["办理贷款加微信", "代开各类发票，低价出售，需要的联系", "贷款秒批，无抵押，加微信详谈",
+           "代开发票，优惠贷款，加微信"]
+
+
+class ScratchLists:
+    """The files this script writes into the service's lists folder; refuses to overwrite files
+    it did not write (the folder must be a scratch one), removes them on exit."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.written: list[Path] = []
+
+    def write(self, name: str, lines: list[str]) -> None:
+        path = self.folder / name
+        if path.exists() and not path.read_text(encoding="utf-8").startswith(MARK):
+            raise RuntimeError(f"{path} exists and was not written by this script: use a scratch --lists-dir")
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(MARK + "".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp.replace(path)
+        if path not in self.written:
+            self.written.append(path)
+
+    def remove(self) -> None:
+        for path in self.written:
+            path.unlink(missing_ok=True)
+
+
+def lists_status(t: Target) -> dict:
+    status, _, body = t.call("GET", "/lists")
+    if status != 200:
+        raise RuntimeError(f"GET /lists answered {status}: run the term-list rows with keys off")
+    return json.loads(body)
+
+
+def wait_for_lists(t: Target, files: set[str], timeout: float = 20.0) -> dict:
+    """Poll ``GET /lists`` (each poll also lets the service look at the folder) until ``files``
+    are loaded, with or without an error; the status then."""
+    end = time.monotonic() + timeout
+    while True:
+        status = lists_status(t)
+        if files <= set(status.get("files", {})):
+            return status
+        if time.monotonic() > end:
+            raise RuntimeError(f"the service did not load {sorted(files)} within {timeout:.0f} s "
+                               "(is --lists-dir the service's lists folder?)")
+        time.sleep(0.3)
+
+
+def verdict(t: Target, text: str) -> dict:
+    status, _, body = t.call("GET", "/predict?" + urllib.parse.urlencode({"text": text}))
+    if status != 200:
+        raise RuntimeError(f"/predict answered {status}: {body[:200]!r}")
+    return json.loads(body)["data"]
+
+
+def allow_list_bypass(t: Target, args: argparse.Namespace, scratch: ScratchLists) -> Result:
+    """Issue 21: with the hotline in allow.txt, the hotline plus an advert used to pass."""
+    scratch.write("allow.txt", [HOTLINE])
+    scratch.write("block.txt", [])
+    wait_for_lists(t, {"allow.txt", "block.txt"})
+    alone = None
+    for advert in ADVERTS:
+        item = verdict(t, advert)
+        if item["suggestion"] != "pass":
+            alone = (advert, item)
+            break
+    if alone is None:
+        return "skip", "the served model passes every advert of the row: nothing to bypass"
+    advert, item = alone
+    issue_text = f"客服热线：{HOTLINE}，{advert}"
+    with_hotline = verdict(t, issue_text)
+    hotline_only = verdict(t, f"客服热线：{HOTLINE}")
+    ok = with_hotline["suggestion"] != "pass"
+    return ("pass" if ok else "fail",
+            f"{advert!r} alone: {item['suggestion']} (p={item['spam_probability']:.3f}); "
+            f"{issue_text!r} with {HOTLINE} allowed: {with_hotline['suggestion']} "
+            f"(p={with_hotline['spam_probability']:.3f}, decided_by {with_hotline['decided_by']}); "
+            f"the hotline alone: {hotline_only['suggestion']} ({hotline_only['decided_by']})")
+
+
+def catastrophic_pattern(t: Target, args: argparse.Namespace, scratch: ScratchLists) -> Result:
+    """Issue 21: ``re:(x+x+)+y`` against digits (normalized to x) backtracked for seconds on the
+    event loop; a backreference is a construct only a backtracking engine runs."""
+    scratch.write("block.txt", ["re:(x+x+)+y"])
+    scratch.write("abuse.block.txt", ["re:(a)\\1"])
+    status = wait_for_lists(t, {"block.txt", "abuse.block.txt"})
+    refused = status["files"]["abuse.block.txt"].get("error", "")
+    loaded = status["files"]["block.txt"]
+    timings = []
+    for digits in (30, 5000 - 3):
+        text = "热线：" + "1" * digits
+        started = time.perf_counter()
+        answer = verdict(t, text)
+        timings.append((digits, 1000 * (time.perf_counter() - started), answer["decided_by"]))
+    ok = ("backreferences" in refused and "line 2" in refused and "error" not in loaded
+          and all(ms < 1000 for _, ms, _ in timings))
+    shown = "; ".join(f"{n} digits: {ms:.0f} ms ({by})" for n, ms, by in timings)
+    return ("pass" if ok else "fail", f"re:(x+x+)+y loaded ({loaded.get('terms')} entries), /predict {shown}; "
+            f"re:(a)\\1 refused: {refused[:120]!r}")
+
+
+def term_list_rows(t: Target, args: argparse.Namespace) -> list[tuple[str, Result]]:
+    names = ("an allowed phrase does not pass an advert (allow-list bypass)",
+             "catastrophic re: pattern refused or linear (ReDoS)")
+    if not args.lists_dir:
+        return [(name, ("skip", "give --lists-dir (the service's scratch lists folder)")) for name in names]
+    scratch = ScratchLists(args.lists_dir)
+    rows: list[tuple[str, Result]] = []
+    try:
+        for name, row in zip(names, (allow_list_bypass, catastrophic_pattern)):
+            try:
+                rows.append((name, row(t, args, scratch)))
+            except Exception as exc:
+                rows.append((name, ("fail", f"{type(exc).__name__}: {exc}")))
+    finally:
+        scratch.remove()
+    return rows
+
+
 TODO = [
     ("anyone can retrain the model (feedback provenance)",
      "checked by tests/service/test_feedback_trust.py and test_retrain.py (the retrain merge; "
@@ -307,9 +458,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feedback-flood", action="store_true",
                    help="also flood POST /feedback until refused (writes to the service's store)")
     p.add_argument("--flood-limit", type=int, default=5000, help="most verdicts the flood sends")
+    p.add_argument("--lists-dir", help="the service's lists folder, a scratch one: adds the term-list "
+                   "rows (issue 21), which write allow/block files there and remove them after")
+    p.add_argument("--keys-on", action="store_true",
+                   help="the service has API keys on: run only the rows about anonymous access "
+                   "(the others send no key and expect keys off)")
     args = p.parse_args(argv)
     t = Target(args.url)
     rows: list[tuple[str, Result]] = []
+    lists_row = "anonymous GET /lists with keys on -> 401/403"
+    if args.keys_on:
+        rows.append((lists_row, anonymous_lists(t, args)))
+        return report(rows)
     single: list[tuple[str, str, Callable[[Target, argparse.Namespace], Result]]] = [
         ("uploads", "aborted uploads release their memory", aborted_uploads),
         ("maximal", "/healthz during a maximal request", maximal_request),
@@ -338,7 +498,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((flood, ("fail", f"{type(exc).__name__}: {exc}")))
     else:
         rows.append((flood, ("skip", "give --feedback-flood (writes to the service's feedback store)")))
+    rows.append((lists_row, anonymous_lists(t, args)))
+    rows += term_list_rows(t, args)
     rows += [(name, ("todo", why)) for name, why in TODO]
+    return report(rows)
+
+
+def report(rows: list[tuple[str, Result]]) -> int:
     width = max(len(name) for name, _ in rows)
     for name, (outcome, detail) in rows:
         print(f"{outcome.upper():<5} {name:<{width}}  {detail}")

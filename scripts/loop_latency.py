@@ -10,7 +10,7 @@ a shared machine):
 
 * ``block``   the whole pipeline in one go (the code before issue 11);
 * ``slices``  jieba's token generator walked in 1 ms slices, ``await asyncio.sleep(0)`` between
-  them (what the service does: :class:`antispam.scoring.Slices`);
+  them (what the service does: :class:`antispam.aio.Slices`);
 * ``threads`` each text segmented in a thread pool (``--threads`` workers), the loop awaiting it.
 
 ``service``: a maximal ``POST /predict`` against a running service while another connection
@@ -88,7 +88,7 @@ async def _probe(stop: asyncio.Event, lags: list[float], period: float = 0.005) 
 
 
 async def _run_strategy(name: str, texts: list[str], threads: int) -> dict[str, Any]:
-    from antispam.scoring import Slices
+    from antispam.aio import Slices
     from antispam.text import default_segmenter, normalize
 
     segmenter = default_segmenter()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to a running service on the embedded (in-process) backend:
-# venv + install, locate or download the corpus, train word2vec and the CNN with quick settings
-# (skipped when a version already exists), then serve on $PORT (default 8000).
+# venv + install, locate or download the corpus, train word2vec and the default network (the RNN)
+# with quick settings
+# (skipped when a version already exists), then serve on 127.0.0.1:$PORT (default 8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${PORT:-8000}"
@@ -17,8 +18,14 @@ fi
 . .venv/bin/activate
 
 antispam data                       # --data PATH or $ANTISPAM_DATA, else download + sha256 check
-if [ -z "$(ls -d models/cnn/[0-9]* 2>/dev/null)" ]; then
-  antispam train cnn --max-seconds 150  # word2vec first (data/word2vec), then the CNN -> models/cnn/N
+# The default network (the RNN since issue 20; ANTISPAM_MODEL_NAME picks another kind).
+MODEL="${ANTISPAM_MODEL_NAME:-$(python -c 'from antispam.config import ServeConfig; print(ServeConfig.model_name)')}"
+if [ -z "$(ls -d "models/$MODEL"/[0-9]* 2>/dev/null)" ]; then
+  # word2vec first (data/word2vec), then the network -> models/$MODEL/N, with its calibration and
+  # operating points fitted on the validation split.
+  antispam train "$MODEL" --max-seconds 150
 fi
+# Keys are off here, so the service listens on 127.0.0.1 only (antispam serve's default; another
+# address with keys off needs --allow-open: docs/operations.md#exposure-who-can-reach-the-service).
 echo "serving on http://127.0.0.1:${PORT}  (try: curl 'http://127.0.0.1:${PORT}/predict?text=...')"
-exec antispam serve --backend local --port "$PORT"
+exec antispam serve --backend local --host 127.0.0.1 --port "$PORT" --model-name "$MODEL"

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     from antispam.features import WordVectors
     from antispam.text import Segmenter
 
-    corpus_split = data.load_split(args.data, progress=False, everyday=False)
+    corpus_split = data.load_split(args.data, progress=False)
     vectors = WordVectors.load(args.word2vec)
     segmenter = Segmenter()
     selection, _untouched = everyday_selection_half([row.text for row in everyday.held_out_part()])

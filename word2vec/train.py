@@ -220,13 +220,14 @@ def train_and_save(data_source: str | os.PathLike[str] | None, out_dir: str | os
     """
     from antispam import data
     from antispam.atomic import atomic_write_json
+    from antispam.everyday import with_everyday
     from antispam.text import Segmenter
 
     settings = settings or Word2VecSettings()
     settings.validate()
     started = time.perf_counter()
     source = data.locate(data_source, data_dir, progress=progress)
-    split = data.load_split(source, progress=progress, everyday=True)
+    split = with_everyday(data.load_split(source, progress=progress))
     segmenter = Segmenter()
     token_lists = [segmenter.tokenize(sample.text) for sample in split.train]
     if settings.chars:

@@ -14,26 +14,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+# The backend interface's errors, defined with the other exception types (antispam.errors) and
+# re-exported here, where backends and their callers have always imported them.
+from antispam.errors import BackendError as BackendError
+from antispam.errors import DeadlineExceeded as DeadlineExceeded
+from antispam.errors import NotReady as NotReady
+from antispam.errors import Overloaded as Overloaded
+
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.features import Windowing
-
-
-class BackendError(Exception):
-    """No usable answer (down, deadline passed, overloaded): the client gets 503."""
-
-    code = "backend_unavailable"
-
-
-class DeadlineExceeded(BackendError):
-    code = "deadline_exceeded"
-
-
-class Overloaded(BackendError):
-    code = "overloaded"
-
-
-class NotReady(BackendError):
-    code = "not_ready"
+    from antispam.versions import VersionAssets
 
 
 @dataclass
@@ -85,6 +75,12 @@ class Backend(abc.ABC):
     def degraded(self) -> str | None:
         """Why a ready backend is not serving as deployed (``/readyz`` answers 503 ``degraded``
         with it), or None. Backends that cannot tell keep this default."""
+        return None
+
+    def version_assets(self, version: int) -> "VersionAssets | None":
+        """The assets of ``version`` as this backend scores it (its calibration and operating
+        points decide the default policy's thresholds, issue 20), or None when this backend
+        cannot tell or no longer holds that version."""
         return None
 
     def load_failures(self) -> dict[int, int]:

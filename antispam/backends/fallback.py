@@ -40,6 +40,7 @@ from antispam.backends.remote_versions import RemoteVersions
 from antispam.backends.rest import RestBackend
 from antispam.config import ServeConfig
 from antispam.features import Windowing
+from antispam.versions import VersionAssets
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class FallbackBackend(Backend):
     @property
     def current_windowing(self) -> Windowing | None:
         return self.versions.current_windowing
+
+    def version_assets(self, version: int) -> VersionAssets | None:
+        return self.versions.assets_of(version)
 
     async def fetch_states(self, timeout: float) -> Mapping[int, str]:
         """TF Serving's versions over gRPC if the breaker allows, else (or on failure) REST."""

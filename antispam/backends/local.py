@@ -66,6 +66,7 @@ class LocalBackend(Backend):
         self.config = config
         self.model_dir = versions.model_dir(config.model_base, config.model_name)
         self._served: _Served | None = None
+        self._recent_assets: dict[int, versions.VersionAssets] = {}
         # version -> (inode of its folder, error): a version is skipped for as long as the same
         # folder is there; a folder republished under that number (new inode) is tried again.
         self._failed: dict[int, tuple[int | None, str]] = {}
@@ -158,6 +159,12 @@ class LocalBackend(Backend):
         served = self._served
         return served.model.assets.windowing if served is not None else None
 
+    def version_assets(self, version: int) -> versions.VersionAssets | None:
+        served = self._served
+        if served is not None and served.version == version:
+            return served.model.assets
+        return self._recent_assets.get(version)
+
     def add_batch_listener(self, listener: Callable[[int], None]) -> None:
         """Called with the size of every model call (the app feeds it to /metrics)."""
         self._batch_listeners.append(listener)
@@ -211,6 +218,7 @@ class LocalBackend(Backend):
                 "loaded_at": served.loaded_at, "load_seconds": round(served.load_seconds, 3),
                 "warmup_records": served.warmup_records,
                 "on_disk": served.version in on_disk,
+                **served.model.assets.decision_status(),
             }
         return {
             "backend": self.name,
@@ -282,6 +290,11 @@ class LocalBackend(Backend):
                     self._loading = None
                 old = self._served
                 self._served = new  # the switch: one reference assignment
+                # Batches answered by the previous version may still be rendered: keep its
+                # assets (points, calibration) for them; a few versions at most.
+                self._recent_assets[new.version] = new.model.assets
+                for stale in sorted(self._recent_assets)[:-3]:
+                    del self._recent_assets[stale]
                 log.info("model %s version %d serving (loaded and warmed up in %.2f s, %d warmup "
                          "records)%s", self.config.model_name, version, new.load_seconds,
                          new.warmup_records, f"; version {old.version} dropped" if old else "")

@@ -166,6 +166,9 @@ class RemoteBackend(Backend):
     def current_windowing(self) -> Windowing | None:
         return self.versions.current_windowing
 
+    def version_assets(self, version: int) -> VersionAssets | None:
+        return self.versions.assets_of(version)
+
     async def predict(self, batch: Sequence[Sequence[str]], timeout: float) -> BatchResult:
         admit(self, len(batch))
         self.in_flight += len(batch)

@@ -72,6 +72,10 @@ class RemoteVersions:
         version = self.current
         return self._assets[version].windowing if version is not None else None
 
+    def assets_of(self, version: int) -> VersionAssets | None:
+        """The loaded assets of ``version`` (None once forgotten or never loaded)."""
+        return self._assets.get(version)
+
     @property
     def ready(self) -> bool:
         """A version is pinnable and TF Serving answered the last refresh (so it is not stale)."""
@@ -211,7 +215,11 @@ class RemoteVersions:
                 vectors = f"failed: {self._failed_class.get(version, 'error')}"
             else:
                 vectors = "not loaded"
-            rows.append({"version": version, "state": self._states.get(version, UNKNOWN), "vectors": vectors})
+            row: dict[str, Any] = {"version": version, "state": self._states.get(version, UNKNOWN),
+                                   "vectors": vectors}
+            if version in self._assets:
+                row.update(self._assets[version].decision_status())
+            rows.append(row)
         return {
             "model": self.model_name,
             "current_version": self.current,

@@ -22,7 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "signature) and print accuracy, precision/recall/F1 for spam, ROC-AUC, counts, the "
         "confusion matrix and the scores at the review and block thresholds. By default only "
         "the test split of the corpus is scored (the messages no model was trained or selected "
-        "on); --all scores every message, for a corpus that was not used in training.",
+        "on); --all scores every message, for a corpus that was not used in training. For every "
+        "model it also prints the decision report (issue 20): at the version's operating points "
+        "(or the thresholds given), precision and recall at block and at review, F1 at review, "
+        "the share of ordinary messages flagged and blocked, the calibration error, the held-out "
+        "everyday and joined-text rates, ads behind ordinary text and the other robustness "
+        "variants, each with its count; one table on stderr, the same names under 'decision' "
+        "in the JSON. It is always taken on the test split and the variants built from it.",
     )
     p.add_argument("--model", metavar="DIR", action="append", default=[],
                    help="model folder, e.g. models/cnn; repeat to compare several in one run")
@@ -62,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--version needs exactly one --model")
     paths = resolve(Paths, args, only=PATH_FIELDS)
     config = resolve(ServeConfig, args, only=THRESHOLDS)
-    thresholds = (config.review_threshold, config.block_threshold)
-    for value in thresholds:
-        if not 0.0 <= value <= 1.0:
-            raise UserError(f"thresholds must be in [0, 1], got {value}")
+    from antispam.operating_points import check_thresholds, resolve_thresholds
+
+    given = (config.review_threshold, config.block_threshold)
+    problem = check_thresholds(*given)
+    if problem:
+        raise UserError(f"thresholds: {problem}")
 
     path = data.locate(paths.data, paths.data_dir)
     kept, stats = data.dedupe(data.read_corpus(path))
@@ -78,18 +86,21 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, dict[str, Any]] = {}
     if args.model:
         from antispam import everyday
-        from antispam.network.evaluate import (
-            evaluate_version,
-            load_version,
-            measure_latency,
-        )
+        from antispam.network.decision import decision_report, format_reports, gate_set
+        from antispam.network.evaluate import load_version, measure_latency, score_version
         from antispam.network.robustness import format_report, robustness_report
 
         output["models"] = []
+        reports = []
+        gate_texts = gate_set(split.test)
         for model_dir in args.model:
             try:
-                entry: dict[str, Any] = {"evaluation": evaluate_version(model_dir, args.version, samples,
-                                                                        thresholds)}
+                loaded = load_version(model_dir, args.version)
+                report = decision_report(loaded, gate_texts, given)
+                reports.append(report)
+                thresholds = (report["thresholds"]["review"], report["thresholds"]["block"])
+                entry: dict[str, Any] = {"evaluation": score_version(loaded, samples, thresholds),
+                                         "decision": report}
                 if args.latency:
                     entry["latency"] = measure_latency(model_dir, args.version,
                                                        [s.text for s in samples[:256]],
@@ -99,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
                     # even if a newer version lands in between. Variants always come from the
                     # test split (even with --all): they must hold no training message.
                     scored = entry["evaluation"]["model"]
-                    loaded = load_version(model_dir, scored["version"])
                     entry["robustness"] = robustness_report(
-                        loaded.spam_probability, split.test, threshold=config.review_threshold,
+                        loaded.spam_probability, split.test, threshold=thresholds[0],
                         everyday=[row.text for row in everyday.held_out_part()])
                     print(f"{scored['name']} v{scored['version']}\n"
                           f"{format_report(entry['robustness'])}\n", file=sys.stderr)
@@ -110,10 +120,11 @@ def run(args: argparse.Namespace) -> int:
             output["models"].append(entry)
             model = entry["evaluation"]["model"]
             summary[f"{model['name']} v{model['version']}"] = _headline(entry["evaluation"])
+        print(format_reports(reports) + "\n", file=sys.stderr)
     if args.baselines:
         from antispam.network.baselines import tfidf_baselines
 
-        output["baselines"] = tfidf_baselines(split, thresholds=thresholds)
+        output["baselines"] = tfidf_baselines(split, thresholds=resolve_thresholds(*given, None))
         summary.update({name: _headline(scores) for name, scores in output["baselines"].items()})
     output["summary"] = summary
     print(json.dumps(output, ensure_ascii=False, indent=2))

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.retrain import RetrainOptions, RetrainResult
 
-DEFAULT_TOLERANCE = 0.005
+DEFAULT_TOLERANCE = 1.0
 DEFAULT_KEEP = 5
 # Read as `antispam serve` reads them (ServeConfig: the same flags' meaning, env vars and defaults).
 SERVICE_SETTINGS = ("model_base", "feedback_db", "review_threshold", "block_threshold",
-                    "keys_file", "feedback_min_keys", "feedback_trusted_keys", "feedback_retention_days")
+                    "keys_file", "feedback_min_keys", "feedback_trusted_keys", "feedback_retention_days",
+                    "feedback_max_flips", "feedback_max_flips_per_key")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,12 +33,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "retrain",
-        help="the nightly job: retrain on corpus + feedback, publish only if F1 does not drop",
+        help="the nightly job: retrain on corpus + feedback, publish only if users would not notice a loss",
         description="Train a new version of MODEL on the corpus' training split plus the feedback "
-        "store, score it and the version now serving on the same fixed test split through the "
-        "serving path, and publish it only if its F1 is at least the serving version's minus "
-        "--tolerance (F1 for spam at p >= 0.5; both are also scored at the service's review and block "
-        "thresholds). Prunes old versions and appends one JSON line per run to the promotion log. "
+        "store, fit its calibration and operating points on the validation split, score it and the "
+        "version now serving on the same fixed gate set (test split, held-out everyday messages, "
+        "robustness variants of the test split, trusted feedback verdicts) through the serving path, "
+        "each at its own operating points, and publish it only if it is not worse, beyond the "
+        "documented tolerances (scaled by --tolerance), than the better of the serving version and "
+        "the best version ever published on block precision, block recall, review recall, the "
+        "everyday rate and the joined-text rate, and loses no trusted verdict the serving version "
+        "keeps. Prunes old versions and appends one JSON line per run to the promotion log. "
         "Exit codes: 0 published (dry run: would publish), 3 rejected by the gate, "
         "4 another retrain of this model is running, 2 bad flags or setup.",
     )
@@ -57,8 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reuse the serving version's word vectors (default; trained anyway when no "
                    "version exists) or train new ones on the training texts including feedback")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                   help="publish if new F1 >= serving F1 - TOLERANCE (default %(default)s; "
-                   "negative: require an improvement)")
+                   help="scale of the gate's documented per-figure tolerances (default %(default)s; "
+                   "0: no loss at all; negative: require an improvement)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the classifier's seed (default: the trainer's; a nightly job may vary it)")
     p.add_argument("--keep", type=int, default=DEFAULT_KEEP,
                    help="versions kept after publishing; the newest and the one serving at the "
                    "start are always kept (default %(default)s)")
@@ -73,7 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_arguments(p, ServeConfig, only=("review_threshold", "block_threshold", "keys_file",
                                         "feedback_min_keys", "feedback_trusted_keys",
-                                        "feedback_retention_days"))
+                                        "feedback_retention_days", "feedback_max_flips",
+                                        "feedback_max_flips_per_key"))
     p.set_defaults(run=run)
 
 
@@ -125,6 +133,7 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str] | Non
         feedback_required=feedback_db is not None and args.feedback_db is not None,
         word2vec=args.word2vec,
         tolerance=args.tolerance,
+        seed=args.seed,
         keep=args.keep,
         dry_run=args.dry_run,
         log_path=args.log,
@@ -137,6 +146,8 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str] | Non
         feedback_min_keys=service.feedback_min_keys,
         feedback_trusted_keys=tuple(k.strip() for k in service.feedback_trusted_keys.split(",") if k.strip()),
         feedback_retention_days=service.feedback_retention_days,
+        feedback_max_flips=service.feedback_max_flips,
+        feedback_max_flips_per_key=service.feedback_max_flips_per_key,
     )
 
 
@@ -166,13 +177,25 @@ def format_report(result: RetrainResult, log_file: str | os.PathLike[str]) -> st
         if old:
             shown += f", serving version {old.version} {old.f1:.4f}"
         lines.append(shown + f" (accuracy {new.accuracy:.4f}; {new.count} test messages)")
-        review, block = record.thresholds.review, record.thresholds.block
+        candidate = (record.reports or {}).get("candidate") or {}
+        review = candidate.get("thresholds", {}).get("review", record.thresholds.review)
+        block = candidate.get("thresholds", {}).get("block", record.thresholds.block)
         at = {key: new.at_thresholds.get(f"{value:g}") or {} for key, value in (("review", review),
-                                                                               ("block", block))}
-        if at["review"] and at["block"]:
-            lines.append(f"  candidate at the service's thresholds: review >= {review:g} precision "
+                                                                               ("block", block))
+              if value is not None}
+        if at.get("review") and at.get("block"):
+            where = ("its operating points" if record.thresholds.review is None else "the service's thresholds")
+            lines.append(f"  candidate at {where}: review >= {review:g} precision "
                          f"{at['review']['precision']:.4f} recall {at['review']['recall']:.4f}; block >= "
                          f"{block:g} precision {at['block']['precision']:.4f} recall {at['block']['recall']:.4f}")
+    if record.gate:
+        lines.append("  gate (candidate / serving / best ever, tolerance):")
+        for name, row in record.gate["figures"].items():
+            shown = " / ".join("n/a" if row[k] is None else f"{row[k]:.4f}" for k in ("candidate", "serving", "best"))
+            lines.append(f"    {name}: {shown}  ±{row['tolerance']:g}{'' if row['ok'] else '  WORSE'}")
+        regression = record.gate.get("regression", {})
+        lines.append(f"    trusted verdicts: {regression.get('count', 0)}, lost by the candidate: "
+                     f"{regression.get('flips', 0)}")
     counts, fb = record.data, record.feedback
     if counts:
         lines.append(f"  data: train {counts.train} (corpus {counts.corpus_train}, "
@@ -195,6 +218,9 @@ def format_report(result: RetrainResult, log_file: str | os.PathLike[str]) -> st
                      f"{rejected.get('overruled_by_trusted', 0)} overruled by a trusted key"
                      + (f"; {fb.pruned_by_retention} rows past retention deleted"
                         if fb.pruned_by_retention else ""))
+        if fb.held_for_approval:
+            lines.append(f"  label flips held: {fb.held_for_approval} corpus labels feedback would flip are "
+                         "over the cap and wait for a person (antispam feedback approve)")
     lines.append(f"  word vectors: {record.word2vec.origin or record.word2vec.mode}")
     if record.pruned:
         lines.append(f"  pruned versions: {', '.join(map(str, record.pruned))}")

@@ -8,6 +8,9 @@ N+1 times. Importing this module imports nothing heavy.
 Shutdown (SIGTERM or SIGINT): stop accepting connections, answer requests already in flight
 (new requests on open connections get 503 ``shutting_down``), close the backend, exit 0. With
 several workers the parent forwards the signal to each one and exits 0 once all have.
+
+Exposure (issue 21): the default address is 127.0.0.1; another address with API keys off is
+refused unless ``--allow-open`` (:func:`check_exposure`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve the HTTP API (local SavedModel or TF Serving backend)",
         description="Serve GET/POST /predict, POST /feedback, /healthz, /readyz, /models, /metrics "
-        "and /openapi.json. Every flag also reads an environment variable (shown in its help); "
+        "and /openapi.json, on 127.0.0.1 unless --host says otherwise (another address with API keys "
+        "off needs --allow-open). Every flag also reads an environment variable (shown in its help); "
         "a flag wins over the variable. Logs one line with the URL when ready.",
     )
     add_arguments(p, ServeConfig)
@@ -72,7 +76,7 @@ def make_feedback_store(config: ServeConfig) -> Any:
         return None
     return FeedbackStore(config.feedback_db, max_rows=config.feedback_max_rows,
                          max_bytes=config.feedback_max_bytes, daily_count=config.feedback_daily_count,
-                         daily_bytes=config.feedback_daily_bytes)
+                         daily_bytes=config.feedback_daily_bytes, mask_contacts=config.feedback_mask_contacts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     check_serve_config(config)
+    check_exposure(config)
     if config.keys_file:  # a bad keys file: one message before binding, not one per worker
         from antispam.keys import KeyRing
 
@@ -110,6 +115,36 @@ def run(args: argparse.Namespace) -> int:
             return supervisor.exit_code
         sockets = groups[worker] if len(groups) > 1 else groups[0]
     return loop_runner(serve(config, sockets, port, worker))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback one ("" and 0.0.0.0 are every interface).
+    A name is resolved; one that does not resolve counts as not loopback (binding then fails)."""
+    import ipaddress
+
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(found) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in found)
+
+
+def check_exposure(config: ServeConfig) -> None:
+    """Issue 21: with keys off every route is open (``/feedback`` writes the training store,
+    ``/models`` and ``/lists`` show the setup), so such a service listens on loopback only unless
+    the operator says ``--allow-open``."""
+    if config.keys_file or config.allow_open or is_loopback(config.host):
+        return
+    raise UserError(f"refusing to listen on {config.host or 'every interface'} with API keys off: every "
+                    "route, /feedback included, would be open to the network. Turn keys on "
+                    "(--keys-file / ANTISPAM_KEYS_FILE, then `antispam keys add`), listen on 127.0.0.1 "
+                    "(the default), or pass --allow-open (ANTISPAM_ALLOW_OPEN=1) if that is really meant")
 
 
 def bind_worker_sockets(host: str, port: int, workers: int) -> list[list[socket.socket]]:

@@ -5,7 +5,8 @@ styles, images and connections (no inline script or style, no other origin). Not
 a path from the request: static files come from a fixed list read from the package at start, a
 version is an integer and becomes ``<model_base>/<model_name>/<n>/``, a report image is one of
 two fixed names under ``<report_dir>/<model_name>-v<n>/``. Anything else is the API's 404
-``not_found``.
+``not_found``. Which key role each route needs is :data:`antispam.app.ROUTE_ROLES` (the page is
+open; its data needs ``viewer``).
 
 Endpoints (``docs/contracts.md#console``):
 
@@ -30,9 +31,11 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from antispam import __version__, versions
-from antispam.app import BaseHandler, Services
 from antispam.console.live import MAX_MINUTES, LiveStats
 from antispam.errors import api_error
+from antispam.http.base import BaseHandler
+from antispam.http.services import Services
+from antispam.privacy import redact_record
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -216,7 +219,8 @@ class Console:
                 except (UnicodeDecodeError, ValueError):
                     value = None
                 if isinstance(value, dict):
-                    records.append(value)
+                    # Lines written before issue 21 carry conflicting feedback texts: shown redacted.
+                    records.append(redact_record(value))
                 else:
                     records.append({"unparsed": line[:300].decode("utf-8", "replace"),
                                     "problem": "this line is not a JSON object"})
@@ -228,8 +232,9 @@ class ConsoleHandler(BaseHandler):
 
     route = "console"
 
-    def initialize(self, services: Services, console: Console | None = None) -> None:
-        super().initialize(services)
+    def initialize(self, services: Services, role: str | None = None,
+                   console: Console | None = None) -> None:
+        super().initialize(services, role)
         assert console is not None
         self.console = console
 
@@ -273,16 +278,25 @@ class StaticHandler(ConsoleHandler):
 
 
 class InfoHandler(ConsoleHandler):
-    role = "predict"  # with keys on: the page is open, its data needs a key
     def get(self) -> None:
         config = self.services.config
         console = self.console
+        # The default policy's thresholds for the version serving now (issue 20: its operating
+        # points unless the service sets thresholds).
+        backend = self.services.backend
+        version = backend.current_version
+        assets = backend.version_assets(version) if version is not None else None
+        points = assets.operating_points if assets is not None else None
+        default = self.services.scorer.policy(None)
+        review, block = default.thresholds(points)
+        source = ("service" if default.review_threshold is not None and default.block_threshold is not None
+                  else "version" if points is not None else "legacy")
         self.send_json({"data": {
             "service_version": __version__,
             "model": config.model_name,
             "backend_setting": config.backend,
             "workers": config.workers,
-            "thresholds": {"review": config.review_threshold, "block": config.block_threshold,
+            "thresholds": {"review": review, "block": block, "source": source, "version": version,
                            "min_tokens_to_block": config.min_tokens_to_block},
             "limits": {"max_texts": config.max_texts, "max_chars": config.max_chars},
             # The API has no policies yet; the page shows a picker once this lists some.
@@ -296,13 +310,11 @@ class InfoHandler(ConsoleHandler):
 
 
 class VersionsHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self) -> None:
         self.send_json({"data": await self.off_loop(self.console.version_list)})
 
 
 class VersionHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self, number: str) -> None:
         detail = await self.off_loop(self.console.version_detail, int(number))
         if detail is None:
@@ -311,7 +323,6 @@ class VersionHandler(ConsoleHandler):
 
 
 class ReportImageHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self, number: str, kind: str) -> None:
         path = await self.off_loop(self.console.image_path, int(number), kind)
         if path is None:
@@ -324,14 +335,12 @@ class ReportImageHandler(ConsoleHandler):
 
 
 class PromotionsHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     async def get(self) -> None:
         limit = self.int_argument("limit", 20, 1, 200)
         self.send_json({"data": await self.off_loop(self.console.promotions, limit)})
 
 
 class LiveHandler(ConsoleHandler):
-    role = "admin"  # with keys on: the page is open, its data needs a key
     def get(self) -> None:
         raw = self.get_query_argument("minutes", "5")
         try:

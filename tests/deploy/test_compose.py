@@ -54,7 +54,7 @@ def test_docker_compose_config_validates() -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
-    assert set(resolved["services"]) == {"volumes-init", "tfserving", "antispam", "retrain"}
+    assert set(resolved["services"]) == {"volumes-init", "tfserving", "antispam", "retrain", "feedback-prune"}
     quiet = subprocess.run([tool, "-f", str(COMPOSE), "config", "--quiet"], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and not quiet.stderr.strip(), quiet.stderr
@@ -90,13 +90,26 @@ def test_tfserving_flags_ports_volumes_and_healthcheck() -> None:
     assert "models:/models:ro" in svc["volumes"]
     assert "./serving:/serving:ro" in svc["volumes"]
     test = " ".join(svc["healthcheck"]["test"])
-    assert "8501" in test and "/v1/models/cnn" in test
+    assert "8501" in test and "/v1/models/rnn" in test  # the default network
 
 
 def test_only_the_antispam_api_is_published_on_the_host() -> None:
     """Issue 21: of all services only antispam's API port reaches the host."""
     published = {name: svc["ports"] for name, svc in compose()["services"].items() if svc.get("ports")}
     assert set(published) == {"antispam"}, published
+
+
+def test_feedback_retention_runs_on_its_own_schedule_and_contacts_are_masked() -> None:
+    """Issue 21: `antispam feedback prune` runs daily whether or not a retrain runs, with the
+    store and the promotion logs writable; the feedback writer masks contacts at rest."""
+    services = compose()["services"]
+    prune = services["feedback-prune"]
+    script = " ".join(prune["command"])
+    assert "antispam feedback prune" in script and "sleep" in script and "while true" in script
+    assert prune["environment"]["PRUNE_EVERY_SECONDS"] == "86400"
+    assert prune["environment"]["ANTISPAM_FEEDBACK_DB"] == services["antispam"]["environment"]["ANTISPAM_FEEDBACK_DB"]
+    assert set(prune["volumes"]) == {"models:/models", "feedback:/feedback"}  # both writable
+    assert services["antispam"]["environment"]["ANTISPAM_FEEDBACK_MASK_CONTACTS"] == "true"
 
 
 def test_antispam_service_uses_tf_serving_and_reads_models_read_only() -> None:
@@ -336,3 +349,24 @@ def test_api_keys_are_on_in_compose() -> None:
     keys = services["antispam"]["environment"]["ANTISPAM_KEYS_FILE"]
     assert keys.startswith("/feedback/")
     assert services["retrain"]["environment"]["ANTISPAM_KEYS_FILE"] == keys
+
+
+def test_the_service_listens_on_every_interface_with_keys_on() -> None:
+    """Issue 21: `antispam serve` refuses a non-loopback address with keys off. Compose's service
+    runs the image (ENV ANTISPAM_HOST=0.0.0.0: a container's loopback is unreachable from the
+    host) with its own environment; together they must pass serve's checks, with keys on."""
+    from antispam.commands.serve import check_exposure
+    from antispam.config import ServeConfig, check_serve_config, from_args
+    from antispam.errors import UserError
+    from tests.deploy.test_packaging import Dockerfile
+
+    service = compose()["services"]["antispam"]
+    assert service["command"] == ["serve"]
+    env = {**Dockerfile.read().env("frontend"), **{k: str(v) for k, v in service["environment"].items()}}
+    config = from_args(ServeConfig, None, env)
+    assert config.host == "0.0.0.0" and config.keys_file == "/feedback/keys.tsv" and not config.allow_open
+    check_serve_config(config)
+    check_exposure(config)
+    without_keys = from_args(ServeConfig, None, {**env, "ANTISPAM_KEYS_FILE": ""})
+    with pytest.raises(UserError, match="refusing to listen on 0.0.0.0"):
+        check_exposure(without_keys)  # the check is not vacuous: the image alone would refuse

@@ -65,11 +65,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip(f"ports {busy} are in use; docker-compose.yml publishes 8000")
     root = tmp_path_factory.mktemp("docker")
     models = root / "models"
-    tinymodel.build_version(models / "cnn")
-    (models / "rnn").mkdir()
+    tinymodel.build_version(models / "rnn")  # compose serves the default network, the RNN
+    (models / "cnn").mkdir()
     override = root / "override.yml"
     # The models volume becomes a bind of the seeded folder; retrain trains nothing at start
-    # (cnn has a version) and sleeps until 03:00.
+    # (rnn has a version) and sleeps until 03:00.
     override.write_text(json.dumps({
         "volumes": {"models": {"driver": "local",
                                "driver_opts": {"type": "none", "o": "bind", "device": str(models)}}},
@@ -134,11 +134,11 @@ def test_service_answers_through_tf_serving(stack: Path) -> None:
         urllib.request.urlopen(without, timeout=5)
     assert refused.value.code == 401  # keys are on: no key, no answer
     answer = predict(tinymodel.SPAM_TEXT)
-    assert answer["label"] == "spam" and answer["model"] == {"name": "cnn", "version": 1}
+    assert answer["label"] == "spam" and answer["model"] == {"name": "rnn", "version": 1}
     status, models = get("/models")
     assert status == 200 and "grpc" in json.dumps(models)
     # TF Serving answers on the compose network (from the antispam container), not on the host.
-    for path, expected in (("/v1/models/cnn", "AVAILABLE"), ("/monitoring/prometheus/metrics", ":tensorflow:serving:")):
+    for path, expected in (("/v1/models/rnn", "AVAILABLE"), ("/monitoring/prometheus/metrics", ":tensorflow:serving:")):
         seen = subprocess.run([*COMPOSE_BASE, "exec", "-T", "antispam", "python", "-c",
                                f"import urllib.request as u; print(u.urlopen('http://tfserving:8501{path}', "
                                "timeout=5).read().decode())"], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -149,7 +149,7 @@ def test_service_answers_through_tf_serving(stack: Path) -> None:
 
 def test_a_published_version_is_served_without_a_failed_request(stack: Path) -> None:
     wait_ready()
-    version = tinymodel.build_version(stack / "cnn", flip=True)
+    version = tinymodel.build_version(stack / "rnn", flip=True)
     failures, end = 0, time.monotonic() + 120
     while time.monotonic() < end:
         status, body = get("/predict?" + urllib.parse.urlencode({"text": tinymodel.SPAM_TEXT}))

@@ -170,7 +170,7 @@ def test_retrain_cronjob_is_nightly_exclusive_and_beside_the_feedback_store() ->
     assert job["spec"]["schedule"] == "0 3 * * *"
     assert job["spec"]["concurrencyPolicy"] == "Forbid"
     container = containers(job)[0]
-    assert container["args"][:3] == ["retrain", "--model", "cnn"]
+    assert container["args"][:3] == ["retrain", "--model", "rnn"]  # the default network
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert not mounts["/models"].get("readOnly")
     affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
@@ -280,6 +280,22 @@ def test_ingress_terminates_tls_for_its_hosts() -> None:
     assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
 
 
+def test_feedback_retention_runs_daily_beside_the_store_and_contacts_are_masked() -> None:
+    job = by_kind("CronJob")["antispam-feedback-prune"]
+    assert job["spec"]["schedule"] == "30 2 * * *" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    container = containers(job)[0]
+    assert container["args"] == ["feedback", "prune"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    writer = containers(by_kind("Deployment")["antispam-feedback"])[0]
+    writer_env = {e["name"]: e.get("value") for e in writer["env"]}
+    assert env["ANTISPAM_FEEDBACK_DB"] == writer_env["ANTISPAM_FEEDBACK_DB"]
+    assert writer_env["ANTISPAM_FEEDBACK_MASK_CONTACTS"] == "true"
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(job)["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"antispam-feedback", "antispam-models"}
+    assert not any(m.get("readOnly") for m in container["volumeMounts"])
+    affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert affinity["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "antispam-feedback"
+
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["--write"]:
         (K8S / "tfserving-config.yaml").write_text(render_configmap(), encoding="utf-8")
@@ -300,3 +316,24 @@ def test_api_keys_are_on_from_an_optional_secret() -> None:
         assert env["ANTISPAM_KEYS_FILE"].startswith(mounts["keys"]["mountPath"] + "/")
         assert mounts["keys"]["readOnly"] is True
         assert volumes["keys"]["secret"] == {"secretName": "antispam-keys", "optional": True}
+
+
+def test_the_api_pods_pass_serves_exposure_check_with_keys_on() -> None:
+    """Issue 21: the pods run the image (ENV ANTISPAM_HOST=0.0.0.0) with keys on, so `antispam
+    serve` starts there; without the keys file setting it would refuse to listen."""
+    from antispam.commands.serve import check_exposure
+    from antispam.config import ServeConfig, check_serve_config, from_args
+    from antispam.errors import UserError
+    from tests.deploy.test_packaging import Dockerfile
+
+    image_env = Dockerfile.read().env("frontend")
+    for name in ("antispam", "antispam-feedback"):
+        container = containers(by_kind("Deployment")[name])[0]
+        assert container["args"] == ["serve"], name
+        env = {**image_env, **{e["name"]: str(e["value"]) for e in container["env"] if "value" in e}}
+        config = from_args(ServeConfig, None, env)
+        assert config.host == "0.0.0.0" and config.keys_file and not config.allow_open, name
+        check_serve_config(config)
+        check_exposure(config)
+        with pytest.raises(UserError):
+            check_exposure(from_args(ServeConfig, None, {**env, "ANTISPAM_KEYS_FILE": ""}))

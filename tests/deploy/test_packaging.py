@@ -508,7 +508,10 @@ def test_frontend_target_installs_from_its_lock_and_serves_without_tensorflow(tm
     assert run("antispam", "--help").returncode == 0
     probe = run("python", "-c", "import tensorflow")
     assert probe.returncode != 0 and "No module named 'tensorflow'" in probe.stderr
-    local = run("antispam", "serve", "--backend", "local")
+    # Issue 21: the image listens on 0.0.0.0 (its ENV); with API keys off it refuses to start.
+    exposed = run("antispam", "serve")
+    assert exposed.returncode == 2 and "refusing to listen on 0.0.0.0 with API keys off" in exposed.stderr
+    local = run("antispam", "serve", "--backend", "local", "--host", "127.0.0.1")
     assert local.returncode == 2 and "pip install 'antispam[local]'" in local.stderr
     assert local.stderr.count("\n") == 1, local.stderr
 

@@ -16,7 +16,7 @@ def test_quick_bench_end_to_end(tmp_path: Path, tiny_corpus: Path, capsys: pytes
     """In this process (TensorFlow is usually loaded already); the services are subprocesses."""
     from antispam.testing.tinymodel import build_version
 
-    build_version(tmp_path / "models" / "cnn")
+    build_version(tmp_path / "models" / "rnn")  # the default model name
     out = tmp_path / "results.json"
     monkeypatch.chdir(tmp_path)
     code = main(["bench", "--quick", "--model-base", str(tmp_path / "models"), "--data", str(tiny_corpus),
@@ -62,7 +62,7 @@ def test_quick_bench_with_lists_and_explain_variants(tmp_path: Path, tiny_corpus
     """The same loads plain, with generated term lists loaded, and with explain=true, in one table."""
     from antispam.testing.tinymodel import build_version
 
-    build_version(tmp_path / "models" / "cnn")
+    build_version(tmp_path / "models" / "rnn")
     out = tmp_path / "results.json"
     monkeypatch.chdir(tmp_path)
     code = main(["bench", "--quick", "--no-pipeline", "--model-base", str(tmp_path / "models"),
@@ -105,7 +105,7 @@ def test_compare_refuses_a_file_of_another_schema_before_any_work(
         tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from antispam.testing.tinymodel import build_version
 
-    build_version(tmp_path / "models" / "cnn")
+    build_version(tmp_path / "models" / "rnn")
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"schema": "antispam-bench/1", "results": []}))
     code = main(["bench", "--quick", "--data", str(tiny_corpus), "--model-base", str(tmp_path / "models"),
@@ -128,7 +128,7 @@ def test_bench_a_running_service_by_url(tmp_path: Path, tiny_corpus: Path,
     from antispam.testing.tinymodel import build_version
     from tests.helpers.live_server import LiveServer
 
-    build_version(tmp_path / "models" / "cnn")
+    build_version(tmp_path / "models" / "rnn")
     config = ServeConfig(model_base=str(tmp_path / "models"), poll_seconds=0, cache_size=0)
     # A baseline with this run's saturation row (made 1,000,000 msg/s: this run regresses) and one
     # row this run does not have.

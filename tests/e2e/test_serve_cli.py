@@ -43,12 +43,12 @@ def get_json(url: str, timeout: float = 30.0) -> tuple[int, dict]:
 
 
 def test_serve_answers_and_drains_in_flight_requests_on_sigterm(tmp_path, serve):
-    tinymodel.build_version(tmp_path / "models" / "cnn")
+    tinymodel.build_version(tmp_path / "models" / "rnn")
     # A long batch wait keeps each request in flight for a while, so SIGTERM lands mid-request.
     server = serve("--model-base", str(tmp_path / "models"), "--batch-wait-ms", "1500",
                    "--deadline-ms", "5000")
     url = server.wait_ready()
-    assert "model cnn version 1" in server.log
+    assert "model rnn version 1" in server.log
     assert get_json(url + "/readyz")[0] == 200
     status, body = get_json(url + "/predict?text=" + urllib.parse.quote(tinymodel.SPAM_TEXT))
     assert (status, body["data"]["predict"], body["data"]["label"]) == (200, 0, "spam")
@@ -71,7 +71,7 @@ def test_serve_answers_and_drains_in_flight_requests_on_sigterm(tmp_path, serve)
 
 
 def test_two_workers_share_the_port_and_stop_together(tmp_path, serve):
-    tinymodel.build_version(tmp_path / "models" / "cnn")
+    tinymodel.build_version(tmp_path / "models" / "rnn")
     server = serve("--model-base", str(tmp_path / "models"), "--workers", "2")
     url = server.wait_ready(count=2, timeout=180)
     pids = set(re.findall(r"ready on \S+ \(worker \d, pid (\d+)\)", server.log))

@@ -28,7 +28,7 @@ class AuthApiTest(ApiTestCase):
         self.keys_file = self.tmp / "keys.tsv"
         self.keys = {name: add_key(self.keys_file, name, roles, rate) for name, roles, rate in (
             ("reader", ["predict"], 1000.0), ("moderator", ["predict", "feedback"], 1000.0),
-            ("root", ["admin"], 1000.0), ("slow", ["predict"], 1.0))}
+            ("root", ["admin"], 1000.0), ("slow", ["predict"], 1.0), ("watcher", ["viewer"], 1000.0))}
         self.real_store = FeedbackStore(self.tmp / "feedback.db", daily_count=3, max_rows=5,
                                         synchronous="NORMAL")
         self.addCleanup(self.real_store.close)
@@ -73,8 +73,13 @@ class AuthApiTest(ApiTestCase):
         self.assertEqual(self.fetch("/console/").code, 200)  # the page itself: it asks for a key
         self.assert_error(self.as_(None, "/console/api/live"), 401, "unauthorized")
         self.assert_error(self.as_("moderator", "/console/api/versions"), 403, "forbidden")
-        self.assertEqual(self.as_("moderator", "/console/api/info")[0], 200)  # Try needs thresholds
+        # Issue 21: info shows thresholds and folder paths: viewer (admin implies it), like the rest.
+        self.assert_error(self.as_("moderator", "/console/api/info"), 403, "forbidden")
         self.assertEqual(self.as_("root", "/console/api/live")[0], 200)
+        self.assertEqual(self.as_("watcher", "/console/api/live")[0], 200)
+        self.assertEqual(self.as_("watcher", "/models")[0], 200)
+        self.assert_error(self.as_("watcher", "/lists"), 403, "forbidden")
+        self.assert_error(self.as_("watcher", "/predict?text=hello"), 403, "forbidden")
 
     def test_rate_limit_is_429_with_retry_after(self):
         codes = [self.as_("slow", "/predict?text=hello")[0] for _ in range(3)]
@@ -108,13 +113,75 @@ class AuthApiTest(ApiTestCase):
             self.keys_file.write_text("\n".join(line for line in lines if not line.startswith("late\t")) + "\n")
             os.utime(self.keys_file, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
             self.assert_error(self.as_(new, "/predict?text=hello"), 401, "unauthorized")
-            self.keys_file.write_text("garbage\n")  # a broken file keeps the last good keys
+            good = self.keys_file.read_text()
+            self.keys_file.write_text(good + "garbage\n")  # issue 21: a broken file fails closed
             os.utime(self.keys_file, ns=(time.time_ns() + 2 * 10**9, time.time_ns() + 2 * 10**9))
+            self.assert_error(self.as_("reader", "/predict?text=hello"), 401, "unauthorized")
+            self.assert_error(self.call("/readyz"), 503, "keys_file_invalid")
+            metrics = self.fetch("/metrics").body.decode()
+            self.assertIn("antispam_keys_file_valid 0.0", metrics)
+            self.assertIn("antispam_keys_file_errors_total 1.0", metrics)
+            self.keys_file.write_text(good)  # fixed: the same keys authenticate again, no restart
+            os.utime(self.keys_file, ns=(time.time_ns() + 3 * 10**9, time.time_ns() + 3 * 10**9))
             self.assertEqual(self.as_("reader", "/predict?text=hello")[0], 200)
+            self.assertEqual(self.call("/readyz")[0], 200)
+            self.assertIn("antispam_keys_file_valid 1.0", self.fetch("/metrics").body.decode())
         text = "\n".join(logs.output) + self.fetch("/metrics").body.decode()
         for key in (*self.keys.values(), new):
             self.assertNotIn(key, text)
         self.assertIn("key=reader", text)
+
+    def test_revoke_and_rotate_take_effect_without_restart(self):
+        """Issue 21: `antispam keys revoke|rotate` against the file a running app reads."""
+        path = str(self.keys_file)
+        self.assertEqual(self.as_("moderator", "/predict?text=hello")[0], 200)
+        self.assertEqual(main(["keys", "--keys-file", path, "revoke", "moderator"]), 0)
+        self.assert_error(self.as_("moderator", "/predict?text=hello"), 401, "unauthorized")
+        self.assertEqual(self.as_("reader", "/predict?text=hello")[0], 200)  # the others stay
+
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            self.assertEqual(main(["keys", "--keys-file", path, "rotate", "reader"]), 0)
+        new = out.getvalue().strip()
+        self.assertTrue(new.startswith("as_") and new != self.keys["reader"])
+        self.assert_error(self.as_("reader", "/predict?text=hello"), 401, "unauthorized")  # old key
+        self.assertEqual(self.as_(new, "/predict?text=hello")[0], 200)
+        self.assert_error(self.as_(new, "/feedback", "POST", {"text": "代开发票", "label": "spam"}),
+                          403, "forbidden")  # same roles as before
+        self.assertEqual(self.call("/readyz")[0], 200)
+
+    def test_labeler_and_viewer_roles(self):
+        lena = add_key(self.keys_file, "lena", ["labeler"], 1000.0)
+        self.assertEqual(self.as_(lena, "/feedback", "POST", {"text": "代开发票八", "label": "spam"})[0], 202)
+        self.assert_error(self.as_(lena, "/predict?text=hello"), 403, "forbidden")
+        self.assert_error(self.as_(lena, "/console/api/versions"), 403, "forbidden")
+        self.assertEqual({r.key_id for r in self.real_store.rows()}, {"lena"})
+
+
+def test_rotate_keeps_id_roles_rate_and_comments_and_refuses_bad_files(tmp_path: Path) -> None:
+    from antispam.keys import revoke_key, rotate_key
+
+    path = tmp_path / "keys.tsv"
+    first = add_key(path, "ops", ["predict", "viewer"], 2.5)
+    add_key(path, "other", ["admin"], 1234567.0)
+    before = path.read_text()
+    key, entry = rotate_key(path, "other")
+    after = path.read_text()
+    assert after.splitlines()[0].startswith("#") and after.splitlines()[1] == before.splitlines()[1]
+    assert after.splitlines()[2].split("\t")[2:] == before.splitlines()[2].split("\t")[2:]  # roles, rate as written
+    keys = load_keys(path)
+    assert keys[hash_key(key)] == entry and entry.roles == frozenset({"admin"}) and entry.rate == 1234567.0
+    assert hash_key(first) in keys
+    with pytest.raises(KeysFileError, match="no key id nobody"):
+        revoke_key(path, "nobody")
+    assert revoke_key(path, "ops").key_id == "ops" and hash_key(first) not in load_keys(path)
+    path.write_text(path.read_text() + "broken line\n")
+    with pytest.raises(KeysFileError):
+        rotate_key(path, "other")  # never a change on top of a file the service would refuse
+    assert "broken line" in path.read_text()
 
 
 def test_keys_file_parsing_and_buckets(tmp_path: Path) -> None:

@@ -149,7 +149,9 @@ class ConsoleTest(AsyncHTTPTestCase):
         status, body, _ = self.get("/console/api/info")
         data = body["data"]
         self.assertEqual(status, 200)
-        self.assertEqual(data["thresholds"], {"review": 0.5, "block": 0.9, "min_tokens_to_block": 3})
+        # A version without operating points (the tiny test model): the legacy thresholds, said so.
+        self.assertEqual(data["thresholds"], {"review": 0.5, "block": 0.9, "source": "legacy",
+                                              "version": data["thresholds"]["version"], "min_tokens_to_block": 3})
         self.assertEqual(data["limits"], {"max_texts": 100, "max_chars": 5000})
         self.assertEqual((data["policies"], data["feedback"], data["model"]), ([], True, "cnn"))
         self.assertEqual(data["promotion_log"], str(self.model_dir / "promotion.jsonl"))
@@ -255,6 +257,16 @@ class ConsoleTest(AsyncHTTPTestCase):
         for bad in ("0", "201", "x", "-1", "2.5"):
             status, body, _ = self.get(f"/console/api/promotions?limit={bad}")
             self.assertEqual((status, body["error"]["code"]), (400, "invalid_request"), bad)
+
+    def test_promotions_written_before_issue_21_are_shown_without_texts(self):
+        old = {"time": "2025-11-01T03:00:00+00:00", "decision": "reject", "conflict_count": 1,
+               "conflicts": [{"normalized": "加微信xxxxxxxxxxx", "text": "加微信13800138000", "counts": {"spam": 1}}]}
+        (self.model_dir / "promotion.jsonl").write_text(json.dumps(old, ensure_ascii=False) + "\n", encoding="utf-8")
+        [record] = self.get("/console/api/promotions")[1]["data"]["records"]
+        [conflict] = record["conflicts"]
+        self.assertEqual(set(conflict), {"sha256", "excerpt", "counts"})
+        self.assertNotIn("13800138000", json.dumps(record))
+        self.assertEqual(conflict["excerpt"], "加微信00000000000")
 
     def test_tail_reads_only_the_end_of_a_long_log(self):
         path = self.tmp / "log.jsonl"

@@ -8,6 +8,7 @@ through a real FeedbackStore file.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from antispam.commands.retrain import format_report
 from antispam.data import Sample, Split
 from antispam.feedback import ANONYMOUS, FeedbackRefused, FeedbackStore
 from antispam.labels import PASS, SPAM
+from antispam.privacy import text_digest
 from antispam.retrain_record import FeedbackSummary, RetrainRecord, Thresholds, WordVectorsInfo
 from antispam.text import normalize
 
@@ -113,6 +115,9 @@ def test_untrusted_keys_that_disagree_are_a_conflict(tmp_path: Path) -> None:
                                     policy=retrain.FeedbackPolicy(min_keys=3))
     assert merged.counts["used"] == 0 and merged.counts["rejected_conflicting"] == 4
     assert merged.conflicts[0]["counts"] == {"pass": 3, "spam": 1}
+    # Issue 21: the promotion log gets a hash and a redacted excerpt, never the text.
+    assert set(merged.conflicts[0]) == {"sha256", "excerpt", "counts", "keys"}
+    assert merged.conflicts[0]["sha256"] == text_digest(normalize(text))
 
 
 def test_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
@@ -175,3 +180,114 @@ def test_list_delete_and_retention(tmp_path: Path) -> None:
     assert store.prune(1.0, now=86400 + 2500.0) == 1  # the row last seen at 1000 s
     assert store.prune(0) == 0
     assert len(store.rows()) == 1
+
+
+# -- issue 21: labelers, and caps on corpus label flips ------------------------------------------
+
+
+def test_admin_alone_is_not_trusted_but_a_labeler_is(tmp_path: Path) -> None:
+    from antispam.keys import add_key
+
+    keys = tmp_path / "keys.tsv"
+    add_key(keys, "ops", ["admin"], 10)
+    add_key(keys, "lena", ["labeler"], 10)
+    add_key(keys, "both", ["admin", "labeler"], 10)
+    policy = retrain.RetrainOptions(model="cnn", keys_file=str(keys)).feedback_policy()
+    assert policy.trusted == frozenset({"lena", "both"})
+    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, "ops"), (SPAM_TEXTS[1], PASS, "lena")])
+    merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True), policy=policy)
+    after = labels(merged.train)
+    assert after[normalize(SPAM_TEXTS[0])] == SPAM  # the admin's single verdict flips nothing
+    assert after[normalize(SPAM_TEXTS[1])] == PASS
+    assert merged.counts["rejected_too_few_keys"] == 1 and merged.counts["trusted"] == 1
+
+
+def ledger_of(store: FeedbackStore, now: float | None = None) -> retrain.FlipLedger:
+    return retrain.FlipLedger.from_flips(store.flips(), now)
+
+
+def test_flips_over_the_caps_wait_for_approval_and_then_apply(tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    from antispam.commands.feedback import approve
+
+    split = corpus()
+    # lena flips 5 corpus labels, mia 2 (both trusted labelers); caps: 4 a night, 3 per key.
+    rows = [(SPAM_TEXTS[i], PASS, "lena") for i in range(5)] + [(SPAM_TEXTS[i], PASS, "mia") for i in (10, 11)]
+    store = store_with(tmp_path, rows)
+    policy = retrain.FeedbackPolicy(trusted=frozenset({"lena", "mia"}), max_flips=4, max_flips_per_key=3)
+    merged = retrain.merge_feedback(split, store.samples(include_conflicts=True), policy=policy,
+                                    ledger=ledger_of(store))
+    after = labels(merged.train)
+    flipped = [i for i in (0, 1, 2, 3, 4, 10, 11) if after[normalize(SPAM_TEXTS[i])] == PASS]
+    assert flipped == [0, 1, 2, 10]  # lena's first 3 (per key), then mia's first (4 a night)
+    assert merged.counts["relabelled_corpus"] == 4 and merged.counts["held_for_approval"] == 3
+    assert len(merged.train) == len(split.train)  # held texts keep their corpus label, not dropped
+    assert store.record_flips(merged.flips) == 7
+
+    # The same night again (another model's run): nothing new applies, nothing is counted twice.
+    again = retrain.merge_feedback(split, store.samples(include_conflicts=True), policy=policy,
+                                   ledger=ledger_of(store))
+    assert again.counts["relabelled_corpus"] == 4 and again.counts["held_for_approval"] == 3
+    assert again.flips == []
+
+    pending = store.flips(status="pending")
+    assert [(f.key_ids, f.text) for f in pending] == [(("lena",), SPAM_TEXTS[3]), (("lena",), SPAM_TEXTS[4]),
+                                                      (("mia",), SPAM_TEXTS[11])]
+    assert all(f.corpus_label == SPAM and f.label == PASS and len(f.digest) == 64 for f in pending)
+    args = Namespace(ids=[pending[0].id, 999], by="Wang Fang", show_all=False)
+    assert approve(store, args) == 1  # 999 is not pending: said, exit 1; the other is approved
+    [approved] = store.flips(status="approved")
+    assert (approved.id, approved.approved_by) == (pending[0].id, "Wang Fang") and approved.approved_at
+
+    # Approved flips apply without counting; pending ones keep waiting, even on a new day.
+    tomorrow = retrain.merge_feedback(split, store.samples(include_conflicts=True), policy=policy,
+                                      ledger=ledger_of(store, now=time.time() + 86400))
+    after = labels(tomorrow.train)
+    assert after[normalize(SPAM_TEXTS[3])] == PASS and after[normalize(SPAM_TEXTS[4])] == SPAM
+    assert tomorrow.counts["relabelled_corpus"] == 5 and tomorrow.counts["held_for_approval"] == 2
+
+
+def test_agreeing_keys_are_each_charged_and_zero_means_no_cap(tmp_path: Path) -> None:
+    rows = [(SPAM_TEXTS[i], PASS, k) for i in range(3) for k in "abc"]
+    store = store_with(tmp_path, rows)
+    capped = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(min_keys=3, max_flips=0, max_flips_per_key=2))
+    assert capped.counts["relabelled_corpus"] == 2 and capped.counts["held_for_approval"] == 1
+    assert capped.flips[0]["key_ids"] == ["a", "b", "c"]
+    free = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                  policy=retrain.FeedbackPolicy(min_keys=3, max_flips=0, max_flips_per_key=0))
+    assert free.counts["relabelled_corpus"] == 3 and free.counts["held_for_approval"] == 0
+
+
+def test_deleting_the_feedback_drops_its_ledger_rows(tmp_path: Path) -> None:
+    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, "lena"), (SPAM_TEXTS[1], PASS, "mallory")])
+    merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(trusted=frozenset({"lena", "mallory"}),
+                                                                  max_flips_per_key=0, max_flips=1))
+    store.record_flips(merged.flips)
+    assert [f.status for f in store.flips()] == ["applied", "pending"]
+    store.delete(key_id="mallory")
+    assert [f.key_ids for f in store.flips()] == [("lena",)]
+
+
+def test_feedback_approve_command_lists_and_approves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from antispam.cli import main
+
+    store = store_with(tmp_path, [(SPAM_TEXTS[i], PASS, "lena") for i in range(2)])
+    merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
+                                    policy=retrain.FeedbackPolicy(trusted=frozenset({"lena"}), max_flips=1))
+    store.record_flips(merged.flips)
+    store.close()
+    db = str(tmp_path / "feedback.db")
+    assert main(["feedback", "--feedback-db", db, "approve"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1 and listed[0].split("\t")[1:4] == ["pending", "spam -> pass", "lena"]
+    flip_id = listed[0].split("\t")[0]
+    assert main(["feedback", "--feedback-db", db, "approve", flip_id, "--by", "li.na"]) == 0
+    assert "approved 1 label flips" in capsys.readouterr().out
+    assert main(["feedback", "--feedback-db", db, "approve"]) == 0
+    assert capsys.readouterr().out.strip() == "no label flips are waiting for approval"
+    assert main(["feedback", "--feedback-db", db, "approve", "--all"]) == 0
+    shown = capsys.readouterr().out
+    assert "\tapproved\t" in shown and "li.na" in shown and "\tapplied\t" in shown

@@ -24,7 +24,7 @@ def lines(out: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     base = tmp_path_factory.mktemp("predict") / "models"
-    tinymodel.build_version(base / "cnn")
+    tinymodel.build_version(base / "rnn")  # the default model name
     return base
 
 
@@ -34,7 +34,7 @@ def test_local_model_scores_each_text(models, capsys):
     assert [set(item) for item in got] == [FIELDS, FIELDS]
     assert [(g["text"], g["predict"], g["label"]) for g in got] == [
         (tinymodel.SPAM_TEXT, 0, "spam"), (tinymodel.PASS_TEXT, 1, "pass")]
-    assert got[0]["model"] == {"name": "cnn", "version": 1}
+    assert got[0]["model"] == {"name": "rnn", "version": 1}
 
 
 def test_texts_from_standard_input(models, capsys, monkeypatch):

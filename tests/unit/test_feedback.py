@@ -286,3 +286,22 @@ class PostFeedbackTest(tornado.testing.AsyncHTTPTestCase):
             (SPAM, 2, 3), (PASS, 1, 3)]
         assert [c.counts for c in reopened.conflicts()] == [{"spam": 2, "pass": 1}]
         reopened.close()
+
+
+def test_contacts_can_be_masked_at_rest(tmp_path: Path) -> None:
+    """Issue 21: with mask_contacts the phone numbers and ids of a verdict never reach the disk;
+    the normalized text (what training reads) is the masked text's."""
+    text = "加微信：abc12345 或电话 13800138000 领取"
+    store = FeedbackStore(tmp_path / "feedback.db", mask_contacts=True)
+    store.add(text, normalize(text), SPAM, 1)
+    [row] = store.rows()
+    assert row.text == "加微信：xxx00000 或电话 00000000000 领取"
+    assert row.normalized == normalize(row.text)
+    store.close()
+    raw = (tmp_path / "feedback.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("feedback.db-*"))
+    assert b"abc12345" not in raw and b"13800138000" not in raw
+    plain = FeedbackStore(tmp_path / "plain.db")
+    plain.add(text, normalize(text), SPAM, 1)
+    assert plain.rows()[0].text == text  # off by default
+    plain.close()

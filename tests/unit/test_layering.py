@@ -10,6 +10,8 @@ The package is ``antispam/`` plus ``network/`` and ``word2vec/``, installed as
 * :data:`IMPORTED_ONLY_BY`: a module (or package) is imported by no module of the package but
   the ones listed (tests and scripts may import anything).
 
+And one rule for the whole package: its import graph has no cycle (:func:`import_graph`, issue 22).
+
 ``python -m tests.unit.test_layering`` prints both tables as Markdown.
 """
 
@@ -29,15 +31,17 @@ SOURCES = {"antispam": REPO / "antispam", "antispam.network": REPO / "network",
 ML = ("tensorflow", "tensorlayer", "tf_keras", "keras", "tensorflow_serving")
 TRAINERS = ("antispam.network", "antispam.word2vec")
 CORE = ("antispam.text", "antispam.contacts", "antispam.features", "antispam.labels", "antispam.config",
-        "antispam.everyday", "antispam.atomic", "antispam.data")
+        "antispam.everyday", "antispam.atomic", "antispam.data", "antispam.privacy", "antispam.calibration",
+        "antispam.operating_points")
 REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "antispam.backends.breaker",
                    "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.http_pool",
                    "antispam.backends.remote", "antispam.backends.remote_versions", "antispam.backends.fallback",
                    "antispam.backends.factory")
-SERVICE = ("antispam.app", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache",
+SERVICE = ("antispam.app", "antispam.http", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache",
            "antispam.console")
 # Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
-DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids")
+DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids",
+             "antispam.aio")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 
@@ -52,7 +56,7 @@ class Rule:
 
 RULES = [
     Rule("core", CORE, ("tornado", *ML)),
-    Rule("scoring below the app", ("antispam.scoring", *DOMAIN_12), ("tornado", "antispam.app", *CLI)),
+    Rule("scoring below the app", ("antispam.scoring", *DOMAIN_12), ("tornado", "antispam.app", "antispam.http", *CLI)),
     Rule("remote backends and the app", REMOTE_BACKENDS + SERVICE + DOMAIN_12,
          (*ML, *TRAINERS, "antispam.backends.local"),
          {("antispam.backends.factory", "antispam.backends.local"):
@@ -62,9 +66,11 @@ RULES = [
 IMPORTED_ONLY_BY: list[tuple[str, tuple[str, ...], str]] = [
     ("antispam.testing", ("antispam.testing", "antispam.bench", "antispam.commands.bench"),
      "test equipment: the tests and `antispam bench` only, never the service"),
-    ("antispam.app", ("antispam.commands.serve", "antispam.console"),
-     "the HTTP app: `antispam serve` only (`antispam predict` scores through antispam.scoring); "
-     "the console's handlers extend its base handler"),
+    ("antispam.app", ("antispam.commands.serve",),
+     "the HTTP app: `antispam serve` only (`antispam predict` scores through antispam.scoring)"),
+    ("antispam.http", ("antispam.app", "antispam.console", "antispam.http"),
+     "what every route shares (services, base handlers): the app and the console's handlers, "
+     "which extend its base handler instead of importing the app"),
     ("antispam.console", ("antispam.app", "antispam.console"),
      "the moderator's console: its routes are registered by make_app only"),
     ("antispam.cli", ("antispam.__main__",), "the `antispam` command"),
@@ -230,6 +236,117 @@ def test_the_checker_sees_what_it_must() -> None:
     assert factory and not any(i.module_level for i in factory)
     assert "tornado.web" in loaded_at_import("antispam.app")
     assert loaded_at_import("antispam.commands.serve").get("tornado.web") is None  # serve imports the app lazily
+
+
+# ---------------------------------------------------------------------------------------------
+# No import cycles (issue 22).
+#
+# Which imports count: every import statement of a module, wherever it stands: at module level,
+# inside a function, and under ``if TYPE_CHECKING:``. An import inside a function hides a cycle
+# from the interpreter, not from a reader: the two modules still cannot be understood, tested or
+# moved one without the other, and the lazy import is usually the trace of a cycle someone ran
+# into. A TYPE_CHECKING import names the other module's type; where a module needs only a few
+# members of a caller, a Protocol of its own says so without the import (antispam.explain's
+# ModelCaller). An edge goes to the module the statement names (the longest prefix of the name
+# that is a module of the package; ``from antispam import versions`` is antispam.versions), not
+# to the packages above it, whose ``__init__`` files import nothing of the package.
+
+
+def import_graph() -> dict[str, dict[str, int]]:
+    """Module -> {module of the package it imports: the line of the first such import}."""
+    graph: dict[str, dict[str, int]] = {}
+    for name in modules():
+        edges = graph.setdefault(name, {})
+        for imp in imports_of(name):
+            target = package_module(imp.target)
+            if target is not None and target != name:
+                edges.setdefault(target, imp.line)
+    return graph
+
+
+def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One cycle through each strongly connected component of more than one module (Tarjan's
+    algorithm, iterative), as ``[a, b, ..., a]``; sorted, so the answer is stable."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, {}))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, {})))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(component)
+    found = []
+    for component in components:
+        start = min(component)
+        # Shortest way back to the start inside the component (breadth first).
+        paths = {start: [start]}
+        todo = [start]
+        cycle = None
+        while todo and cycle is None:
+            node = todo.pop(0)
+            for child in sorted(graph.get(node, {})):
+                if child == start:
+                    cycle = [*paths[node], start]
+                    break
+                if child in component and child not in paths:
+                    paths[child] = [*paths[node], child]
+                    todo.append(child)
+        assert cycle is not None
+        found.append(cycle)
+    return sorted(found)
+
+
+def describe(cycle: list[str], graph: dict[str, dict[str, int]]) -> str:
+    """``a (line 3) -> b (line 40) -> a``: where each module imports the next."""
+    hops = [f"{a} (line {graph[a][b]})" for a, b in zip(cycle, cycle[1:])]
+    return " -> ".join([*hops, cycle[-1]])
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    found = [describe(c, graph) for c in cycles(graph)]
+    assert not found, "import cycles (module (line of its import) -> the module it imports):\n" + "\n".join(found)
+
+
+def test_the_cycle_check_sees_what_it_must() -> None:
+    """Not vacuous: the graph holds a function-level and a TYPE_CHECKING import, and the search
+    finds cycles of two and of three modules."""
+    graph = import_graph()
+    assert "antispam.explain" in graph["antispam.scoring"]  # only inside Scorer.score
+    assert "antispam.versions" in graph["antispam.backends.base"]  # only under TYPE_CHECKING
+    toy = {"a": {"b": 1}, "b": {"a": 2, "c": 3}, "c": {"d": 4}, "d": {"e": 5}, "e": {"c": 6}, "f": {"a": 7}}
+    assert cycles(toy) == [["a", "b", "a"], ["c", "d", "e", "c"]]
+    assert describe(["a", "b", "a"], toy) == "a (line 1) -> b (line 2) -> a"
+    assert cycles({"a": {"b": 1}, "b": {}}) == []
 
 
 def markdown() -> str:

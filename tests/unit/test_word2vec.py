@@ -13,6 +13,7 @@ import pytest
 
 from antispam.cli import main
 from antispam.data import fingerprint, load_split
+from antispam.everyday import with_everyday
 from antispam.features import UNK, WordVectors
 from antispam.word2vec.model import noise_log_expected_counts
 from antispam.word2vec.train import (
@@ -154,7 +155,7 @@ def test_ensure_word2vec_trains_once_then_loads(tmp_path: Path, monkeypatch: pyt
     assert report["vocabulary_size"] == len(first)
     # The training split only (with the everyday messages the trainers add), not the whole corpus;
     # each message once as words and once as characters.
-    split = load_split(corpus, progress=False, everyday=True)
+    split = with_everyday(load_split(corpus, progress=False))
     assert report["train_fingerprint"] == fingerprint(split.train)
     assert report["messages"] <= 2 * len(split.train)
 

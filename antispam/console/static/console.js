@@ -508,7 +508,8 @@
       } else {
         const t = info.thresholds;
         policy.append("Policy: ", el(doc, "strong", { text: "default" }),
-          " (the service's thresholds: review ≥ " + t.review + ", block ≥ " + t.block +
+          " (" + (t.source === "version" ? "the serving version's operating points" : "the service's thresholds") +
+          ": review ≥ " + formatNumber(t.review, 4) + ", block ≥ " + formatNumber(t.block, 4) +
           (t.min_tokens_to_block ? ", block needs ≥ " + t.min_tokens_to_block + " tokens" : "") + ")");
       }
     }
@@ -674,6 +675,23 @@
                 el(doc, "td", { text: String(c.pass_as_spam) }), el(doc, "td", { text: String(c.pass_as_pass) })]),
             ]),
           ])]));
+      }
+      // Issue 20: where this version's block and review start (chosen on validation for a target
+      // precision / recall, on calibrated probabilities); the default policy applies these.
+      const op = m.operating_points;
+      if (op && op.block && op.review) {
+        box.append(el(doc, "h4", { text: "Operating points (validation, calibrated: " +
+          ((m.calibration && m.calibration.method) || "no") + ")" }), table(doc,
+          ["suggestion", "p ≥", "aimed at", "precision", "recall", "flagged", "ordinary flagged"],
+          [["block", formatNumber(op.block.threshold, 4), "precision " + formatNumber(op.block.target),
+            formatNumber(op.block.precision), formatNumber(op.block.recall),
+            formatPercent(op.block.flagged_share), formatPercent(op.block.pass_share)],
+           ["review", formatNumber(op.review.threshold, 4), "recall " + formatNumber(op.review.target),
+            formatNumber(op.review.precision), formatNumber(op.review.recall),
+            formatPercent(op.review.flagged_share), formatPercent(op.review.pass_share)]]));
+      } else {
+        box.append(el(doc, "p", { className: "hint", id: "points-note",
+          text: "Uncalibrated version without operating points: served at the fixed thresholds 0.5 / 0.9." }));
       }
       const at = test.at_thresholds;
       if (at && Object.keys(at).length) {

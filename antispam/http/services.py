@@ -1,0 +1,62 @@
+"""What the handlers of one application share (:class:`Services`), and the drain at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from antispam.backends.base import Backend
+from antispam.cache import PredictionCache
+from antispam.config import ServeConfig
+from antispam.keys import KeyRing, TokenBuckets
+from antispam.metrics import Metrics
+from antispam.scoring import Scorer
+
+
+class FeedbackWriter(Protocol):
+    """What ``POST /feedback`` needs of a feedback store (:class:`antispam.feedback.FeedbackStore`
+    is one; the tests' fake is another)."""
+
+    def add(self, text: str, normalized: str, label: int, model_version: int | None,
+            **refs: str) -> dict: ...  # refs: key_id (only when keys are on), request_id, data_id
+
+
+@dataclass
+class Services:
+    """Everything a handler may use; one per application."""
+
+    config: ServeConfig
+    backend: Backend
+    scorer: Scorer
+    cache: PredictionCache
+    metrics: Metrics
+    feedback_store: FeedbackWriter | None
+    openapi: bytes
+    inflight: int = 0
+    draining: bool = False
+    idle: asyncio.Event | None = field(default=None, repr=False)
+    keyring: KeyRing | None = None  # issue 11: None = keys off, every route open
+    # Issue 21: peers whose X-Forwarded-For / X-Real-Ip name the client (--trusted-proxy).
+    trusted_proxies: tuple[Any, ...] = ()
+    buckets: TokenBuckets = field(default_factory=TokenBuckets, repr=False)
+
+    def request_started(self) -> None:
+        self.inflight += 1
+
+    def request_finished(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0 and self.idle is not None:
+            self.idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new requests and wait for the ones in flight; False if time ran out."""
+        self.draining = True
+        if self.inflight == 0:
+            return True
+        self.idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
