@@ -39,35 +39,40 @@ from tests.helpers.report import report
 pytestmark = [pytest.mark.production, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-# Floors on the default network after quick training (one epoch), on the test split. Measured
-# with these settings on a 2-core machine (issue 22): CNN F1 0.944, everyday FPR 2.2%. Set well
-# clear of those, so another seed or machine passes and a broken pipeline (labels flipped,
-# vectors misaligned, windows lost) does not. The test prints the figures of every run.
+# Floors on the default network after quick training (one epoch), at its own operating points,
+# on the test split. Measured with these settings on a 2-core machine (issue 22): RNN F1 0.954,
+# everyday messages flagged 3.9% (the CNN, default before: 0.944, 1.5-2.2%). Set well clear of
+# those, so another seed or machine passes and a broken pipeline (labels flipped, vectors
+# misaligned, windows lost) does not. The test prints the figures of every run.
 F1_FLOOR = 0.90
-EVERYDAY_FPR_CEILING = 0.06
+EVERYDAY_FPR_CEILING = 0.10
 REVIEW = 0.5  # the default review threshold: "flagged" for the false-positive rate
 BLOCK = 0.9
 
 
 def test_the_default_network_stays_above_the_floors_on_the_test_split(production: Production) -> None:
+    """``antispam evaluate`` on the served version: its decision report at the version's own
+    operating points (the service's default policy) on the test split and the held-out everyday
+    messages."""
     kind = production.default
-    trainer = production.trained[kind]["test"]
-    done = production.antispam("evaluate", "--model", str(production.model_base / kind), "--robustness",
+    done = production.antispam("evaluate", "--model", str(production.model_base / kind),
                                "--data", str(production.corpus), "--data-dir", str(production.data_dir))
     [evaluated] = json.loads(done.stdout)["models"]
-    f1 = evaluated["evaluation"]["f1"]
-    everyday = evaluated["robustness"]["variants"]["everyday"]
+    decision = evaluated["decision"]
+    got, counts = decision["figures"], decision["counts"]
     figures = {"model": kind, "version": production.trained[kind]["version"],
-               "trainer_test_f1": round(trainer["f1"], 4), "served_test_f1": round(f1, 4),
-               "test_count": evaluated["evaluation"]["count"],
-               "everyday_fpr": round(everyday["false_positive_rate"], 4), "everyday_count": everyday["count"],
-               "floors": {"f1": F1_FLOOR, "everyday_fpr_ceiling": EVERYDAY_FPR_CEILING},
+               "test_f1_at_review": got["review_f1"], "test_count": evaluated["evaluation"]["count"],
+               "everyday_flagged": got["everyday_flagged"], "everyday_count": counts["everyday_flagged"],
+               "block_precision": got["block_precision"], "review_recall": got["review_recall"],
+               "thresholds": decision["thresholds"],
+               "trainer_test_f1_at_0.5": round(production.trained[kind]["test"]["f1"], 4),
+               "floors": {"f1": F1_FLOOR, "everyday_flagged_ceiling": EVERYDAY_FPR_CEILING},
                "train_seconds": production.trained[kind].get("wall_seconds")}
-    report("model-quality floors", json.dumps(figures))
-    # The trainer's one look at the test split and the served version agree (same pipeline).
-    assert f1 == pytest.approx(trainer["f1"], abs=0.002)
-    assert f1 >= F1_FLOOR, figures
-    assert everyday["count"] > 100 and everyday["false_positive_rate"] <= EVERYDAY_FPR_CEILING, figures
+    report("model-quality floors", json.dumps(_rounded(figures)))
+    assert decision["thresholds"]["source"] == "version"  # the version's own operating points
+    assert got["review_f1"] is not None and got["review_f1"] >= F1_FLOOR, figures
+    assert counts["everyday_flagged"] > 100, figures
+    assert got["everyday_flagged"] is not None and got["everyday_flagged"] <= EVERYDAY_FPR_CEILING, figures
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -266,6 +271,14 @@ def test_quickstart_serves_and_answers_the_readme_curls(production: Production, 
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
         log.close()
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return value
 
 
 def _verdicts(answer: dict[str, Any]) -> Any:
