@@ -150,7 +150,7 @@ def download(url: str, target: Path, sha256: str, *, progress: bool = True,
 def _progress_bar(total: int | None, desc: str, enabled: bool) -> Any:
     try:
         from tqdm import tqdm
-    except ModuleNotFoundError:  # the core install: tqdm comes with the [train] extra
+    except ModuleNotFoundError:  # optional: tqdm comes with the [train] extra, not the core install
         from antispam.progress import progress_bar
 
         return progress_bar(total or 0, desc, "B", enabled=enabled)

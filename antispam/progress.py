@@ -57,7 +57,7 @@ def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> Any:
     if sys.stderr.isatty():
         try:
             from tqdm.auto import tqdm
-        except ModuleNotFoundError:  # the core install: tqdm comes with the [train] extra
+        except ModuleNotFoundError:  # optional: tqdm comes with the [train] extra, not the core install
             return LogProgress(total, desc, unit)
         return tqdm(total=total, desc=desc, unit=unit, leave=True, dynamic_ncols=True)
     return LogProgress(total, desc, unit)

@@ -39,7 +39,8 @@ SERVER = r"""
 import asyncio, json, os, sys
 import tornado.httpserver
 sys.path.insert(0, {root!r})
-from antispam.app import HTTPServer, make_app, server_options
+from antispam.app import make_app
+from antispam.http.server import HTTPServer, server_options
 from antispam.config import ServeConfig
 from antispam.text import Segmenter
 

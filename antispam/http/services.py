@@ -18,8 +18,9 @@ class FeedbackWriter(Protocol):
     """What ``POST /feedback`` needs of a feedback store (:class:`antispam.feedback.FeedbackStore`
     is one; the tests' fake is another)."""
 
-    def add(self, text: str, normalized: str, label: int, model_version: int | None,
-            **refs: str) -> dict: ...  # refs: key_id (only when keys are on), request_id, data_id
+    def add(self, text: str, normalized: str, label: int, model_version: int | None = None, *,
+            key_id: str = ..., request_id: str | None = None, data_id: str | None = None) -> dict[str, Any]:
+        """Store one verdict; ``key_id`` is given only when keys are on."""
 
 
 @dataclass

@@ -75,10 +75,11 @@ class FakeFeedbackStore:
         self.refs: list[dict[str, str]] = []  # request_id / data_id per row, as given
         self.fail = fail
 
-    def add(self, text: str, normalized: str, label: int, model_version: int | None,
-            **refs: str) -> dict:
+    def add(self, text: str, normalized: str, label: int, model_version: int | None = None, *,
+            key_id: str | None = None, request_id: str | None = None, data_id: str | None = None) -> dict:
         if self.fail:
             raise OSError("disk full")
         self.rows.append((text, normalized, label, model_version))
-        self.refs.append(dict(refs))
+        given = {"key_id": key_id, "request_id": request_id, "data_id": data_id}
+        self.refs.append({name: value for name, value in given.items() if value is not None})
         return {"id": len(self.rows), "label": label, "model_version": model_version}

@@ -355,9 +355,9 @@ def test_the_service_listens_on_every_interface_with_keys_on() -> None:
     """Issue 21: `antispam serve` refuses a non-loopback address with keys off. Compose's service
     runs the image (ENV ANTISPAM_HOST=0.0.0.0: a container's loopback is unreachable from the
     host) with its own environment; together they must pass serve's checks, with keys on."""
-    from antispam.commands.serve import check_exposure
     from antispam.config import ServeConfig, check_serve_config, from_args
     from antispam.errors import UserError
+    from antispam.runtime.exposure import check_exposure
     from tests.deploy.test_packaging import Dockerfile
 
     service = compose()["services"]["antispam"]

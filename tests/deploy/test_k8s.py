@@ -321,9 +321,9 @@ def test_api_keys_are_on_from_an_optional_secret() -> None:
 def test_the_api_pods_pass_serves_exposure_check_with_keys_on() -> None:
     """Issue 21: the pods run the image (ENV ANTISPAM_HOST=0.0.0.0) with keys on, so `antispam
     serve` starts there; without the keys file setting it would refuse to listen."""
-    from antispam.commands.serve import check_exposure
     from antispam.config import ServeConfig, check_serve_config, from_args
     from antispam.errors import UserError
+    from antispam.runtime.exposure import check_exposure
     from tests.deploy.test_packaging import Dockerfile
 
     image_env = Dockerfile.read().env("frontend")

@@ -12,9 +12,10 @@ import threading
 import urllib.request
 from typing import Any, Callable
 
-from antispam.app import HTTPServer, make_app, server_options
+from antispam.app import make_app
 from antispam.backends.base import Backend
 from antispam.config import ServeConfig
+from antispam.http.server import HTTPServer, server_options
 
 
 class LiveServer:

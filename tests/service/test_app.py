@@ -20,12 +20,13 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.testing import AsyncHTTPTestCase, gen_test
 
-from antispam.app import HTTPServer, make_app, server_options
+from antispam.app import make_app
 from antispam.backends.base import BackendError, Overloaded
 from antispam.backends.local import LocalBackend
 from antispam.config import ServeConfig
 from antispam.errors import ERROR_CODES
 from antispam.features import Windowing
+from antispam.http.server import HTTPServer, server_options
 from antispam.testing import tinymodel
 from antispam.testing.fakes import FakeBackend, FakeFeedbackStore
 from antispam.text import tokenize

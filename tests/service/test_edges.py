@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from antispam.app import LOG_MESSAGE_CHARS, CappedLogMessages, PredictHandler
 from antispam.backends.local import LocalBackend
+from antispam.http.logs import LOG_MESSAGE_CHARS, CappedLogMessages
+from antispam.http.predict import PredictHandler
 from antispam.testing import tinymodel
 from antispam.testing.fakes import FakeBackend
 from tests.helpers.timing import within

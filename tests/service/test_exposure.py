@@ -12,10 +12,10 @@ from tornado.httputil import HTTPHeaders
 
 from antispam.app import make_app
 from antispam.cli import main
-from antispam.commands.serve import check_exposure, is_loopback
 from antispam.config import ServeConfig, trusted_networks
 from antispam.errors import UserError
 from antispam.http.base import client_address
+from antispam.runtime.exposure import check_exposure, is_loopback
 from tests.helpers.fakes import FakeBackend
 from tests.service.test_app import ApiTestCase
 

@@ -50,7 +50,7 @@ class MetricsEndpointTest(AsyncHTTPTestCase):
         self.assertEqual(m[("antispam_backend_fallbacks_total", ())], 2)
         self.assertEqual(m[("antispam_request_texts_sum", ())], 5)
         self.assertEqual(m[("antispam_model_batch_texts_sum", ())], 4)  # the hit skipped the model
-        self.assertEqual(m[("antispam_model_version", (("backend", "fake"), ("model", "cnn")))], 3)
+        self.assertEqual(m[("antispam_model_version", (("backend", "fake"), ("model", ServeConfig().model_name)))], 3)
         self.assertEqual(m[("antispam_ready", (("backend", "fake"),))], 1)
         self.assertEqual(m[("antispam_cache_hits_total", ())], 1)
         self.assertEqual(m[("antispam_cache_misses_total", ())], 4)
@@ -60,7 +60,7 @@ class MetricsEndpointTest(AsyncHTTPTestCase):
         self.backend.version = None
         self.backend._ready = False
         m = self.scrape()
-        self.assertEqual(m[("antispam_model_version", (("backend", "fake"), ("model", "cnn")))], -1)
+        self.assertEqual(m[("antispam_model_version", (("backend", "fake"), ("model", ServeConfig().model_name)))], -1)
         self.assertEqual(m[("antispam_ready", (("backend", "fake"),))], 0)
 
 

@@ -21,6 +21,7 @@ import tornado.web
 
 from antispam import app as app_module
 from antispam.app import ROUTE_ROLES, make_app
+from antispam.http.ops import HealthHandler
 from antispam.keys import ROLES, KeyRing, add_key, granted
 from tests.helpers.fakes import FakeBackend
 from tests.service.test_app import ApiTestCase
@@ -132,7 +133,7 @@ class RouteRolesTest(ApiTestCase):
 
 
 def test_a_route_without_a_role_decision_stops_make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "ROUTES", [*app_module.ROUTES, (r"/new-route", app_module.HealthHandler)])
+    monkeypatch.setattr(app_module, "ROUTES", [*app_module.ROUTES, (r"/new-route", HealthHandler)])
     with pytest.raises(RuntimeError, match="/new-route"):
         make_app(_config(tmp_path), FakeBackend())
 

@@ -37,8 +37,8 @@ REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "anti
                    "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.http_pool",
                    "antispam.backends.remote", "antispam.backends.remote_versions", "antispam.backends.fallback",
                    "antispam.backends.factory")
-SERVICE = ("antispam.app", "antispam.http", "antispam.scoring", "antispam.metrics", "antispam.errors", "antispam.cache",
-           "antispam.console")
+SERVICE = ("antispam.runtime", "antispam.app", "antispam.http", "antispam.scoring", "antispam.metrics",
+           "antispam.errors", "antispam.cache", "antispam.console")
 # Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
 DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids",
              "antispam.aio")
@@ -66,11 +66,14 @@ RULES = [
 IMPORTED_ONLY_BY: list[tuple[str, tuple[str, ...], str]] = [
     ("antispam.testing", ("antispam.testing", "antispam.bench", "antispam.commands.bench"),
      "test equipment: the tests and `antispam bench` only, never the service"),
-    ("antispam.app", ("antispam.commands.serve",),
-     "the HTTP app: `antispam serve` only (`antispam predict` scores through antispam.scoring)"),
-    ("antispam.http", ("antispam.app", "antispam.console", "antispam.http"),
-     "what every route shares (services, base handlers): the app and the console's handlers, "
-     "which extend its base handler instead of importing the app"),
+    ("antispam.app", ("antispam.runtime",),
+     "the HTTP app: the worker of `antispam serve` only (`antispam predict` scores through antispam.scoring)"),
+    ("antispam.runtime", ("antispam.commands.serve", "antispam.runtime"),
+     "the server process (sockets, supervisor, workers): `antispam serve` parses its flags and calls it"),
+    ("antispam.http", ("antispam.app", "antispam.console", "antispam.http", "antispam.runtime"),
+     "the routes and what they share (services, base handlers, the HTTP server, log lines): the app, "
+     "the console's handlers (which extend its base handler instead of importing the app) and the "
+     "worker that runs the server"),
     ("antispam.console", ("antispam.app", "antispam.console"),
      "the moderator's console: its routes are registered by make_app only"),
     ("antispam.cli", ("antispam.__main__",), "the `antispam` command"),
@@ -235,7 +238,8 @@ def test_the_checker_sees_what_it_must() -> None:
     factory = [i for i in imports_of("antispam.backends.factory") if matches(i.target, "antispam.backends.local")]
     assert factory and not any(i.module_level for i in factory)
     assert "tornado.web" in loaded_at_import("antispam.app")
-    assert loaded_at_import("antispam.commands.serve").get("tornado.web") is None  # serve imports the app lazily
+    # The worker imports the app inside serve(), after the fork.
+    assert loaded_at_import("antispam.commands.serve").get("tornado.web") is None
 
 
 # ---------------------------------------------------------------------------------------------

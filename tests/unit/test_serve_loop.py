@@ -1,4 +1,4 @@
-"""--event-loop (antispam/commands/serve.py): which runner each worker uses."""
+"""--event-loop (antispam/runtime/service.py): which runner each worker uses."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from antispam.commands.serve import event_loop_runner
 from antispam.errors import UserError
+from antispam.runtime.service import event_loop_runner
 
 
 async def _loop_module() -> str:

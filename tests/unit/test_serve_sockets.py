@@ -1,4 +1,4 @@
-"""Listening sockets for several workers (antispam/commands/serve.py): one per worker, SO_REUSEPORT."""
+"""Listening sockets for several workers (antispam/runtime/sockets.py): one per worker, SO_REUSEPORT."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from antispam.commands.serve import bind_worker_sockets
+from antispam.runtime.sockets import bind_worker_sockets
 
 
 def test_one_worker_gets_one_plain_socket() -> None:
