@@ -98,6 +98,10 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
     if keyring is None and config.keys_file:  # issue 11: keys on (a bad file fails the start)
         keyring = KeyRing(config.keys_file, poll_seconds=config.keys_poll_seconds)
     services.keyring = keyring
+    if config.redis_url:  # issue 23: one bucket per key across every process (antispam/ratelimit.py)
+        from antispam.ratelimit import make_limiter
+
+        services.buckets = make_limiter(config.redis_url, config.redis_fail, config.redis_timeout_ms)
     services.trusted_proxies = trusted_networks(config.trusted_proxy)
     if keyring is not None:
         metrics.watch_keys(keyring)

@@ -126,7 +126,10 @@ class ServeConfig:
     poll_seconds: float = opt(5.0, "ANTISPAM_POLL_SECONDS",
                               "how often to look for new model versions")
     cache_size: int = opt(20000, "ANTISPAM_CACHE_SIZE", "dedup cache entries (0 disables it)")
-    feedback_db: str = opt("feedback.db", "ANTISPAM_FEEDBACK_DB", "SQLite file for POST /feedback")
+    feedback_db: str = opt("feedback.db", "ANTISPAM_FEEDBACK_DB",
+                          "the feedback store: a SQLite file (the default, embedded), or a postgresql:// URL "
+                          "(PostgreSQL: every replica writes, issue 23); read by POST /feedback, retrain "
+                          "and `antispam feedback`")
     # -- hostile clients (issue 11): bounded cost per request and per connection ---------------
     max_request_chars: int = opt(500_000, "ANTISPAM_MAX_REQUEST_CHARS",
                                  "most characters in all the texts of one request together (more: 413)")
@@ -147,6 +150,15 @@ class ServeConfig:
                          "every route open")
     keys_poll_seconds: float = opt(1.0, "ANTISPAM_KEYS_POLL_SECONDS",
                                    "how often the keys file's mtime is checked for changes")
+    # -- issue 23: rate limits shared by every process and replica (antispam/ratelimit.py) ------
+    redis_url: str = opt("", "ANTISPAM_REDIS_URL",
+                         "redis://host:port/db holding the keys' token buckets, so a key's rate holds "
+                         "across workers and replicas; empty: each process limits on its own")
+    redis_fail: str = opt("open", "ANTISPAM_REDIS_FAIL",
+                          "when Redis cannot answer: open (limit per process, as without Redis) or "
+                          "closed (503 rate_limiter_unavailable)", ("open", "closed"))
+    redis_timeout_ms: float = opt(100.0, "ANTISPAM_REDIS_TIMEOUT_MS",
+                                  "longest wait for Redis per request before failing open or closed")
     feedback_max_rows: int = opt(1_000_000, "ANTISPAM_FEEDBACK_MAX_ROWS",
                                  "most rows in the feedback store; when full POST /feedback answers "
                                  "507 (0: no cap)")
@@ -235,6 +247,8 @@ def check_serve_config(config: ServeConfig) -> None:
         problems.append("--feedback-retention-days and --keys-poll-seconds must be >= 0")
     if config.feedback_min_keys < 1:
         problems.append("--feedback-min-keys must be at least 1")
+    if config.redis_timeout_ms <= 0:
+        problems.append("--redis-timeout-ms must be > 0")
     try:
         trusted_networks(config.trusted_proxy)
     except ValueError as exc:

@@ -28,6 +28,15 @@ Thread safety: one connection per store, guarded by a lock; the app calls :meth:
 executor thread. Several processes may share the file: SQLite's own locking serializes writers,
 ``busy_timeout`` makes them wait instead of failing, and ``BEGIN IMMEDIATE`` takes the write lock
 up front so two writers cannot deadlock upgrading read locks.
+
+Two stores, one interface (issue 23): :class:`FeedbackStorage` is what the service, retrain and
+``antispam feedback`` use. SQLite (:class:`FeedbackStore`, this module) is the embedded default:
+the quickstart needs no server, but every process must be on the host that holds the file.
+PostgreSQL (:class:`antispam.feedback_pg.PostgresFeedbackStore`) is the production store: any
+replica accepts ``/feedback``. :func:`antispam.feedback_stores.open_store` picks by the setting's value: a
+``postgresql://`` (or ``postgres://``) URL means PostgreSQL, anything else is a SQLite path, so
+one setting (``ANTISPAM_FEEDBACK_DB`` / ``--feedback-db``) serves the service, retrain and the
+operator commands alike and nothing can point them at different stores by accident.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from antispam.labels import NAMES
 
@@ -171,6 +181,68 @@ class Conflict:
         return {"normalized": self.normalized, "text": self.text, "counts": dict(self.counts)}
 
 
+class FeedbackStorage(Protocol):
+    """What the service (``add``), retrain (``samples``, ``stats``, ``prune``, the flip ledger) and
+    ``antispam feedback`` use; SQLite and PostgreSQL implement it with the same behaviour
+    (tests/unit/test_feedback_stores.py runs the same test bodies against both).
+
+    Errors: :class:`FeedbackError` when the store cannot be reached, opened or written (the
+    service answers 503 ``feedback_unavailable``), :class:`FeedbackRefused` for the cap and quota."""
+
+    location: str  # where it is, for messages and records: a path, or a URL without its password
+
+    def add(self, text: str, normalized: str, label: int, model_version: int | None = None,
+            *, now: float | None = None, key_id: str = ANONYMOUS, request_id: str | None = None,
+            data_id: str | None = None) -> dict[str, Any]: ...
+
+    def rows(self, *, key_id: str | None = None, since: float | None = None,
+             until: float | None = None) -> list[FeedbackSample]: ...
+
+    def delete(self, *, key_id: str | None = None, since: float | None = None,
+               until: float | None = None) -> int: ...
+
+    def reassign(self, to_key_id: str, *, key_id: str | None = None, since: float | None = None,
+                 until: float | None = None) -> int: ...
+
+    def prune(self, retention_days: float, *, now: float | None = None) -> int: ...
+
+    def flips(self, *, status: str | None = None) -> list[LabelFlip]: ...
+
+    def record_flips(self, flips: list[dict[str, Any]], *, now: float | None = None) -> int: ...
+
+    def approve_flips(self, ids: list[int], by: str, *, now: float | None = None) -> list[int]: ...
+
+    def samples(self, *, include_conflicts: bool = False) -> list[FeedbackSample]: ...
+
+    def conflicts(self) -> list[Conflict]: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+def check_verdict(text: str, normalized: str, label: int) -> None:
+    """The checks every store makes before writing (one place, so the stores cannot drift)."""
+    if not isinstance(text, str) or not isinstance(normalized, str):
+        raise TypeError("text and normalized must be str")
+    if not normalized.strip():
+        raise ValueError("normalized text is empty")
+    if isinstance(label, bool) or label not in NAMES:
+        raise ValueError(f"label must be one of {sorted(NAMES)}, got {label!r}")
+
+
+def masked(text: str, normalized: str, mask_contacts: bool) -> tuple[str, str]:
+    """The text and its normalized form as stored: with phone numbers and ids masked when the
+    store is set to (issue 21: they never reach the disk)."""
+    if not mask_contacts:
+        return text, normalized
+    from antispam.privacy import mask_contacts as mask
+    from antispam.text import normalize
+
+    text = mask(text)
+    return text, normalize(text)
+
+
 class FeedbackStore:
     """Durable, de-duplicating store of labeled texts; see the module docstring for the choices."""
 
@@ -183,6 +255,7 @@ class FeedbackStore:
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
+        self.location = str(self.path)
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.max_rows, self.max_bytes = int(max_rows), int(max_bytes)
@@ -271,20 +344,10 @@ class FeedbackStore:
         ``key_id`` is who sent it; the store cap and the key's daily quota raise
         :class:`FeedbackRefused` before anything is written.
         """
-        if not isinstance(text, str) or not isinstance(normalized, str):
-            raise TypeError("text and normalized must be str")
-        if not normalized.strip():
-            raise ValueError("normalized text is empty")
-        if isinstance(label, bool) or label not in NAMES:
-            raise ValueError(f"label must be one of {sorted(NAMES)}, got {label!r}")
+        check_verdict(text, normalized, label)
         if model_version is not None:
             model_version = int(model_version)
-        if self.mask_contacts:  # issue 21: phone numbers and ids never reach the disk
-            from antispam.privacy import mask_contacts
-            from antispam.text import normalize
-
-            text = mask_contacts(text)
-            normalized = normalize(text)
+        text, normalized = masked(text, normalized, self.mask_contacts)
         stamp = time.time() if now is None else float(now)
         size = len(text.encode("utf-8", "surrogatepass"))
         day = time.strftime("%Y-%m-%d", time.gmtime(stamp))
@@ -542,6 +605,28 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres(target: str) -> bool:
+    """Whether a ``--feedback-db`` value names a PostgreSQL database (a URL) rather than a file."""
+    return urlsplit(target.strip()).scheme.lower() in POSTGRES_SCHEMES
+
+
+def redact(target: str) -> str:
+    """The value as it may be printed or logged: a URL's password replaced by ``***``."""
+    if not is_postgres(target):
+        return target
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def default_path(environ: dict[str, str] | None = None, fallback: str = "feedback.db") -> str:

@@ -550,7 +550,7 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
         corpus_train=len(split.train), validation=len(split.validation), test=len(split.test),
         train=len(merged.train), test_fingerprint=data.fingerprint(split.test),
         everyday=train_split.stats.get("everyday_added_to_train", 0))
-    record.feedback = (record.feedback or FeedbackSummary(db=options.feedback_db)).with_counts(
+    record.feedback = (record.feedback or FeedbackSummary(db=_redacted(options.feedback_db))).with_counts(
         merged.counts, store_stats)
     record.conflicts = merged.conflicts[:CONFLICT_EXAMPLES]
     record.conflict_count = len(merged.conflicts)
@@ -628,21 +628,29 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
     return RetrainResult(exit_code, decision, version, serving, reason, record)
 
 
+def _redacted(target: str | None) -> str | None:
+    """The store as the promotion log may name it: a PostgreSQL URL without its password."""
+    from antispam.feedback import redact
+
+    return redact(target) if target else target
+
+
 def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    record.feedback = FeedbackSummary(db=options.feedback_db)
+    from antispam.feedback_stores import exists
+
+    record.feedback = FeedbackSummary(db=_redacted(options.feedback_db))
     if not options.feedback_db:
         return [], [], {}
-    path = Path(options.feedback_db)
-    if not path.is_file():
+    if not exists(options.feedback_db):
         if options.feedback_required:
-            raise RetrainError(f"no feedback store at {path} (from --feedback-db); "
+            raise RetrainError(f"no feedback store at {options.feedback_db} (from --feedback-db); "
                                "leave the flag out to train on the corpus alone")
-        log.info("no feedback store at %s yet: training on the corpus alone", path)
+        log.info("no feedback store at %s yet: training on the corpus alone", options.feedback_db)
         record.feedback.missing = True
         return [], [], {}
-    from antispam.feedback import FeedbackError, FeedbackStore
+    from antispam.feedback import FeedbackError
 
-    store = FeedbackStore(path)
+    store = _feedback_store(options)
     try:
         if options.feedback_retention_days > 0 and not options.dry_run:
             record.feedback.pruned_by_retention = store.prune(options.feedback_retention_days)
@@ -655,12 +663,17 @@ def _read_feedback(options: RetrainOptions, record: RetrainRecord) -> tuple[list
 
 
 def _feedback_store(options: RetrainOptions) -> Any:
-    """The feedback store when there is one on disk (else None)."""
-    if not options.feedback_db or not Path(options.feedback_db).is_file():
-        return None
-    from antispam.feedback import FeedbackStore
+    """The configured feedback store, SQLite file or PostgreSQL (issue 23: retrain reads whichever
+    the service writes), when there is one (else None)."""
+    from antispam.feedback import FeedbackError
+    from antispam.feedback_stores import exists, open_store
 
-    return FeedbackStore(options.feedback_db)
+    if not options.feedback_db or not exists(options.feedback_db):
+        return None
+    try:
+        return open_store(options.feedback_db)
+    except FeedbackError as exc:
+        raise RetrainError(str(exc)) from exc
 
 
 def _flip_ledger(options: RetrainOptions) -> FlipLedger:

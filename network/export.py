@@ -3,7 +3,8 @@
 A version folder holds everything needed to score raw text with it: the graph and weights, and
 in ``assets.extra/`` the word vectors it was trained with, the preprocessing settings, TF
 Serving warmup records and ``metrics.json``. :func:`stage_version` builds it in a hidden staging
-folder beside the versions and checks it (reloaded as the service loads it and compared with the
+folder beside the versions and checks it (no op a stock TF Serving build lacks,
+:mod:`antispam.network.servable`; reloaded as the service loads it and compared with the
 trainer's own predictions); the caller then renames it into place with
 :func:`antispam.versions.publish` or discards it (the retrain job evaluates it in between).
 :func:`export_version` (``antispam train``) does both. On any failure the staging folder is
@@ -32,6 +33,7 @@ from antispam import versions
 from antispam.atomic import atomic_write_json
 from antispam.calibration import Calibration
 from antispam.features import DIM, MAX_LEN, WordVectors
+from antispam.network.servable import unservable_ops
 from antispam.network.train import TrainedClassifier, prepare_vectors, vectors_fingerprint
 from antispam.network.warmup import write_warmup
 from antispam.operating_points import OperatingPoints
@@ -100,6 +102,9 @@ def stage_version(trained: TrainedClassifier, vectors: WordVectors, model_dir: s
     try:
         module = serving_module(trained.model)
         tf.saved_model.save(module, str(staged), signatures={versions.SIGNATURE: module.serve})
+        unservable = unservable_ops(staged)
+        if unservable:
+            raise ExportError(f"the graph has ops a stock TF Serving build cannot run: {unservable}")
         assets = staged / versions.ASSETS_DIR
         prepared.save(assets)
         windowing = trained.settings.windowing()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the lock files the Docker images install from (Dockerfile), from setup.cfg:
-#   frontend.lock  the core install (remote frontend: gRPC/REST to TF Serving, no TensorFlow)
-#   trainer.lock   core + [local] + [train] (nightly retrain, the in-process backend)
+#   frontend.lock  the core install + [postgres] + [redis] (remote frontend: gRPC/REST to TF
+#                  Serving, no TensorFlow; PostgreSQL feedback store and Redis rate limits, issue 23)
+#   trainer.lock   core + [local] + [train] + [postgres] + [redis] (nightly retrain, and the
+#                  in-process backend's service: every frontend dependency is in it too)
 # Every pin carries the sha256 of each of its files on PyPI, so `pip install --require-hashes`
 # installs exactly these bytes (--allow-unsafe pins setuptools too: TensorFlow requires it).
 # Resolved for the images' platform, CPython 3.11 on linux x86_64: run this there (this check
@@ -31,5 +33,5 @@ compile() {
     --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
     "$@" setup.cfg
 }
-compile --output-file requirements/frontend.lock "${@}"
-compile --extra local --extra train --output-file requirements/trainer.lock "${@}"
+compile --extra postgres --extra redis --output-file requirements/frontend.lock "${@}"
+compile --extra local --extra train --extra postgres --extra redis --output-file requirements/trainer.lock "${@}"

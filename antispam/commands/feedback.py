@@ -128,19 +128,22 @@ def _iso(stamp: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from antispam.config import ServeConfig, resolve
     from antispam.errors import UserError
-    from antispam.feedback import FeedbackError, FeedbackStore
+    from antispam.feedback import FeedbackError, redact
+    from antispam.feedback_stores import exists, open_store
     from antispam.labels import NAMES
 
     if args.action == "prune":
         return prune(args)
     config = resolve(ServeConfig, args, only=("feedback_db",))
-    if not config.feedback_db or not Path(config.feedback_db).is_file():
+    if not exists(config.feedback_db):
         raise UserError(f"no feedback store at {config.feedback_db!r} (--feedback-db)")
-    store = FeedbackStore(config.feedback_db)
+    try:  # a SQLite file, or PostgreSQL for a postgresql:// URL (issue 23)
+        store = open_store(config.feedback_db)
+    except FeedbackError as exc:
+        raise UserError(str(exc)) from None
+    where_store = redact(config.feedback_db)
     if args.action == "approve":
         try:
             return approve(store, args)
@@ -158,10 +161,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"would {args.action} {count} rows; add --yes to do it", file=sys.stderr)
                 return 1
             if args.action == "delete":
-                print(f"deleted {store.delete(**where)} rows from {config.feedback_db}")
+                print(f"deleted {store.delete(**where)} rows from {where_store}")
             else:
                 print(f"reassigned {store.reassign(args.to, **where)} rows to key id {args.to} in "
-                      f"{config.feedback_db}")
+                      f"{where_store}")
             return 0
         for row in store.rows(**where):
             if args.action == "export":
@@ -188,7 +191,8 @@ def prune(args: argparse.Namespace) -> int:
 
     from antispam.config import ServeConfig, resolve
     from antispam.errors import UserError
-    from antispam.feedback import FeedbackError, FeedbackStore
+    from antispam.feedback import FeedbackError, redact
+    from antispam.feedback_stores import exists, open_store
     from antispam.lock import FileLock, LockBusy
     from antispam.privacy import scrub_log
     from antispam.retrain import LOCK_FILE, LOG_FILE
@@ -196,19 +200,20 @@ def prune(args: argparse.Namespace) -> int:
     config = resolve(ServeConfig, args, only=("feedback_db", "feedback_retention_days", "model_base"))
     if config.feedback_retention_days < 0:
         raise UserError("--feedback-retention-days must be >= 0 (0: keep every row)")
-    if config.feedback_db and Path(config.feedback_db).is_file():
-        store = FeedbackStore(config.feedback_db)
+    if exists(config.feedback_db):
         try:
-            deleted = store.prune(config.feedback_retention_days)
+            store = open_store(config.feedback_db)
+            try:
+                deleted = store.prune(config.feedback_retention_days)
+            finally:
+                store.close()
         except FeedbackError as exc:
             raise UserError(str(exc)) from None
-        finally:
-            store.close()
         kept = (f"rows last seen more than {config.feedback_retention_days:g} days ago"
                 if config.feedback_retention_days > 0 else "nothing (retention 0: keep every row)")
-        print(f"{config.feedback_db}: deleted {deleted} rows; the retention deletes {kept}")
+        print(f"{redact(config.feedback_db)}: deleted {deleted} rows; the retention deletes {kept}")
     else:
-        print(f"no feedback store at {config.feedback_db!r}: nothing to delete")
+        print(f"no feedback store at {redact(config.feedback_db)!r}: nothing to delete")
     base = Path(config.model_base)
     folders = ([base / name for name in args.models] if args.models
                else sorted(p.parent for p in base.glob(f"*/{LOG_FILE}")))

@@ -22,6 +22,7 @@ from antispam.errors import ApiError, api_error, to_response
 from antispam.http.heap import TRIM_AFTER_BYTES, trim_heap
 from antispam.http.services import Services
 from antispam.keys import ApiKey
+from antispam.ratelimit import LimiterUnavailable
 from antispam.request_ids import request_id_from
 
 # The service's handlers log under the name they always had (operators filter on it).
@@ -106,7 +107,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.key_id, self.key = key.key_id, key
         if not key.allows(self.role):
             raise api_error("forbidden", f"key {key.key_id} lacks the {self.role!r} role for this route")
-        wait = self.services.buckets.take(key.key_id, key.rate)
+        try:
+            wait = self.services.buckets.take(key.key_id, key.rate)
+        except LimiterUnavailable as exc:  # Redis down and ANTISPAM_REDIS_FAIL=closed (issue 23)
+            raise api_error("rate_limiter_unavailable", str(exc)) from None
         if wait > 0:
             raise api_error("rate_limited", f"key {key.key_id} is over its rate of {key.rate:g} "
                             "requests per second", {"Retry-After": str(max(1, math.ceil(wait)))})

@@ -50,6 +50,8 @@ class FeedbackHandler(JsonBodyHandler):
                 raise api_error("quota_exceeded", str(exc),
                                 {"Retry-After": str(max(1, math.ceil(86400 - now % 86400)))}) from None
             raise api_error("feedback_store_full", str(exc)) from None
+        except ValueError as exc:  # a text the store cannot keep (PostgreSQL: a NUL character)
+            raise api_error("invalid_text", str(exc)) from None
         except Exception:
             log.exception("storing feedback failed")
             raise api_error("feedback_unavailable", "the feedback store failed; try again") from None

@@ -11,6 +11,7 @@ from antispam.cache import PredictionCache
 from antispam.config import ServeConfig
 from antispam.keys import KeyRing, TokenBuckets
 from antispam.metrics import Metrics
+from antispam.ratelimit import RateLimiter
 from antispam.scoring import Scorer
 
 
@@ -40,7 +41,7 @@ class Services:
     keyring: KeyRing | None = None  # issue 11: None = keys off, every route open
     # Issue 21: peers whose X-Forwarded-For / X-Real-Ip name the client (--trusted-proxy).
     trusted_proxies: tuple[Any, ...] = ()
-    buckets: TokenBuckets = field(default_factory=TokenBuckets, repr=False)
+    buckets: RateLimiter = field(default_factory=TokenBuckets, repr=False)  # issue 23: or Redis
 
     def request_started(self) -> None:
         self.inflight += 1

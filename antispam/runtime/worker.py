@@ -23,7 +23,7 @@ from antispam.runtime.sockets import display_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.backends.base import Backend
-    from antispam.feedback import FeedbackStore
+    from antispam.feedback import FeedbackStorage
 
 log = logging.getLogger("antispam.serve")  # the name the service's start and stop lines always had
 
@@ -39,16 +39,22 @@ def make_backend(config: ServeConfig) -> Backend:
     return factory(config)
 
 
-def make_feedback_store(config: ServeConfig) -> FeedbackStore | None:
-    """The SQLite feedback store of ``--feedback-db`` (None: not set, ``POST /feedback`` answers
-    503 ``feedback_unavailable``)."""
+def make_feedback_store(config: ServeConfig) -> FeedbackStorage | None:
+    """The feedback store ``--feedback-db`` names: a SQLite file, or PostgreSQL for a
+    ``postgresql://`` URL (issue 23: any replica accepts /feedback); None when not set (``POST
+    /feedback`` answers 503 ``feedback_unavailable``). Nothing is opened yet: the first /feedback
+    does, so a database that is down is a 503 there, not a failed start."""
     if not config.feedback_db:
         return None
-    from antispam.feedback import FeedbackStore
+    from antispam.feedback import FeedbackError
+    from antispam.feedback_stores import open_store
 
-    return FeedbackStore(config.feedback_db, max_rows=config.feedback_max_rows,
-                         max_bytes=config.feedback_max_bytes, daily_count=config.feedback_daily_count,
-                         daily_bytes=config.feedback_daily_bytes, mask_contacts=config.feedback_mask_contacts)
+    try:
+        return open_store(config.feedback_db, max_rows=config.feedback_max_rows,
+                          max_bytes=config.feedback_max_bytes, daily_count=config.feedback_daily_count,
+                          daily_bytes=config.feedback_daily_bytes, mask_contacts=config.feedback_mask_contacts)
+    except FeedbackError as exc:  # a PostgreSQL URL without psycopg installed
+        raise UserError(str(exc)) from None
 
 
 async def serve(config: ServeConfig, sockets: list[socket.socket], port: int,

@@ -79,6 +79,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     up = subprocess.run([*base, "up", "-d", "--build"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     try:
         assert up.returncode == 0, up.stderr[-4000:]
+        # Compose turns API keys on (ANTISPAM_KEYS_FILE): add one (predict; admin for /models) the way
+        # docs/operations.md says; the service re-reads the file without a restart. The key is the
+        # first line printed.
+        added = subprocess.run([*base, "exec", "-T", "antispam", "antispam", "keys", "add", "e2e", "--roles",
+                                "predict,feedback,admin"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert added.returncode == 0, added.stderr[-2000:]
+        KEY.append(added.stdout.splitlines()[0].strip())
         yield models
     finally:
         logs = subprocess.run([*base, "logs", "--no-color", "--tail", "80"], cwd=ROOT, capture_output=True,
@@ -87,9 +94,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         subprocess.run([*base, "down", "-v", "--remove-orphans"], cwd=ROOT, capture_output=True, timeout=300)
 
 
+KEY: list[str] = []  # the API key the stack fixture added
+
+
 def get(path: str, timeout: float = 5.0) -> tuple[int, dict]:
+    """GET from the service with the fixture's key (every route but the probes needs one)."""
+    headers = {"Authorization": f"Bearer {KEY[-1]}"} if KEY else {}
+    request = urllib.request.Request(f"http://127.0.0.1:8000{path}", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:8000{path}", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -99,7 +112,8 @@ def wait_ready(timeout: float = 300.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
-            if get("/readyz")[0] == 200:
+            # Ready, and the added key accepted (the keys file is re-read within a second or so).
+            if get("/readyz")[0] == 200 and get("/models")[0] == 200:
                 return
         except (OSError, ValueError):
             pass
@@ -115,6 +129,10 @@ def predict(text: str) -> dict:
 
 def test_service_answers_through_tf_serving(stack: Path) -> None:
     wait_ready()
+    without = urllib.request.Request("http://127.0.0.1:8000/predict?text=x")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(without, timeout=5)
+    assert refused.value.code == 401  # keys are on: no key, no answer
     answer = predict(tinymodel.SPAM_TEXT)
     assert answer["label"] == "spam" and answer["model"] == {"name": "rnn", "version": 1}
     status, models = get("/models")

@@ -46,7 +46,7 @@ HEAVY = {canonicalize_name(n) for n in (
     "tensorflow", "tensorflow-cpu", "tensorflow-serving-api", "keras", "tf-keras", "tensorlayer",
     "opencv-python", "opencv-python-headless", "matplotlib", "scikit-learn", "scipy", "torch")}
 # Which extras each lock serves (requirements/compile.sh).
-LOCK_EXTRAS = {"frontend": (), "trainer": ("local", "train")}
+LOCK_EXTRAS = {"frontend": ("postgres", "redis"), "trainer": ("local", "train", "postgres", "redis")}
 # Which target each compose service builds.
 COMPOSE_TARGETS = {"volumes-init": "frontend", "antispam": "frontend", "retrain": "trainer"}
 

@@ -19,6 +19,7 @@ from typing import Iterator
 import pytest
 
 from tests.helpers.serve_process import ServeProcess
+from tests.helpers.timing import within
 
 # Frequent characters in random order: mostly unknown words, jieba's slowest case.
 COMMON = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后"
@@ -31,7 +32,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
     root = tmp_path_factory.mktemp("hostile")
     build_version(root / "models" / "cnn", windowing=Windowing())
-    process = ServeProcess("--backend", "local", "--model-base", str(root / "models"), "--cache-size", "0",
+    process = ServeProcess("--backend", "local", "--model-base", str(root / "models"), "--model-name", "cnn",
+                           "--cache-size", "0",
                            "--deadline-ms", "60000", cwd=Path(__file__).resolve().parents[2])
     try:
         process.wait_ready()
@@ -47,6 +49,7 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.timing
 def test_healthz_answers_while_a_maximal_request_is_scored(service: ServeProcess) -> None:
     # Before: /healthz waited for the whole request (10 s on the issue's machine).
     rng = random.Random(11)
@@ -81,7 +84,7 @@ def test_healthz_answers_while_a_maximal_request_is_scored(service: ServeProcess
     shown = f"({len(probes)} probes, p99 {p99 * 1000:.0f} ms, max {probes[-1] * 1000:.0f} ms)"
     # Before issue 11 most probes were fast (while the body uploaded) and one waited for the
     # whole pipeline: the maximum is what shows the event loop was held.
-    assert p99 < 0.2 and probes[-1] < 1.0, f"/healthz during the request {shown}"
+    assert p99 < within(0.2) and probes[-1] < within(1.0), f"/healthz during the request {shown}"
 
 
 def test_aborted_uploads_do_not_keep_their_memory(service: ServeProcess) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from antispam import retrain
 from antispam.commands.retrain import format_report
 from antispam.data import Sample, Split
-from antispam.feedback import ANONYMOUS, FeedbackRefused, FeedbackStore
+from antispam.feedback import ANONYMOUS, FeedbackStorage, FeedbackStore
+from antispam.feedback_stores import open_store
 from antispam.labels import PASS, SPAM
 from antispam.privacy import text_digest
 from antispam.retrain_record import FeedbackSummary, RetrainRecord, Thresholds, WordVectorsInfo
@@ -37,17 +39,30 @@ def labels(train: list[Sample]) -> dict[str, int]:
     return {normalize(s.text): s.label for s in train}
 
 
-def store_with(tmp_path: Path, rows: list[tuple[str, int, str]]) -> FeedbackStore:
-    store = FeedbackStore(tmp_path / "feedback.db", synchronous="NORMAL")
+_opened: list[FeedbackStorage] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """Close what store_with opened (a PostgreSQL store holds a pool of connections)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+def store_with(feedback_db: str, rows: list[tuple[str, int, str]]) -> FeedbackStorage:
+    """A store (SQLite or PostgreSQL: the ``feedback_db`` fixture runs each test on both) holding rows."""
+    store = open_store(feedback_db, synchronous="NORMAL")
+    _opened.append(store)
     for text, label, key_id in rows:
         store.add(text, normalize(text), label, 1, key_id=key_id)
     return store
 
 
-def test_a_thousand_anonymous_pass_labels_flip_nothing(tmp_path: Path) -> None:
+def test_a_thousand_anonymous_pass_labels_flip_nothing(feedback_db: str) -> None:
     split = corpus()
     assert len({normalize(t) for t in SPAM_TEXTS}) == 1000
-    store = store_with(tmp_path, [(t, PASS, ANONYMOUS) for t in SPAM_TEXTS])
+    store = store_with(feedback_db, [(t, PASS, ANONYMOUS) for t in SPAM_TEXTS])
     rows = store.samples(include_conflicts=True)
     assert len(rows) == 1000 and {r.key_id for r in rows} == {ANONYMOUS}
     assert all(r.first_seen > 0 and r.last_seen >= r.first_seen for r in rows)  # when
@@ -67,17 +82,17 @@ def test_a_thousand_anonymous_pass_labels_flip_nothing(tmp_path: Path) -> None:
     print(f"\npoisoning: rows {len(rows)}, rejected {summary.rejected}, corpus labels flipped {flipped}")
 
 
-def test_many_anonymous_reports_of_one_text_count_as_one_key(tmp_path: Path) -> None:
-    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, ANONYMOUS)] * 50)
+def test_many_anonymous_reports_of_one_text_count_as_one_key(feedback_db: str) -> None:
+    store = store_with(feedback_db, [(SPAM_TEXTS[0], PASS, ANONYMOUS)] * 50)
     merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(min_keys=2))
     assert merged.counts["used"] == 0 and merged.counts["rejected_too_few_keys"] == 1
     assert store.samples()[0].count == 50
 
 
-def test_a_trusted_key_flips_a_corpus_label(tmp_path: Path) -> None:
+def test_a_trusted_key_flips_a_corpus_label(feedback_db: str) -> None:
     split = corpus()
-    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, "moderator"), (SPAM_TEXTS[1], PASS, "mallory")])
+    store = store_with(feedback_db, [(SPAM_TEXTS[0], PASS, "moderator"), (SPAM_TEXTS[1], PASS, "mallory")])
     merged = retrain.merge_feedback(split, store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(trusted=frozenset({"moderator"})))
     after = labels(merged.train)
@@ -87,18 +102,18 @@ def test_a_trusted_key_flips_a_corpus_label(tmp_path: Path) -> None:
     assert merged.counts["rejected_too_few_keys"] == 1
 
 
-def test_a_trusted_verdict_overrules_an_attacker_instead_of_a_conflict(tmp_path: Path) -> None:
+def test_a_trusted_verdict_overrules_an_attacker_instead_of_a_conflict(feedback_db: str) -> None:
     text = "加微信领红包，稳赚不赔"
-    store = store_with(tmp_path, [(text, SPAM, "moderator"), (text, PASS, "mallory"), (text, PASS, ANONYMOUS)])
+    store = store_with(feedback_db, [(text, SPAM, "moderator"), (text, PASS, "mallory"), (text, PASS, ANONYMOUS)])
     merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(trusted=frozenset({"moderator"})))
     assert labels(merged.train)[normalize(text)] == SPAM
     assert merged.counts["rejected_overruled_by_trusted"] == 2 and merged.counts["conflicting"] == 0
 
 
-def test_n_agreeing_keys_enter_and_fewer_do_not(tmp_path: Path) -> None:
+def test_n_agreeing_keys_enter_and_fewer_do_not(feedback_db: str) -> None:
     three, two = "周末一起去爬山吧", "晚上一起看电影吧"
-    store = store_with(tmp_path, [(three, PASS, k) for k in ("a", "b", ANONYMOUS)]
+    store = store_with(feedback_db, [(three, PASS, k) for k in ("a", "b", ANONYMOUS)]
                        + [(two, PASS, k) for k in ("a", ANONYMOUS)] + [(SPAM_TEXTS[2], PASS, k) for k in "abc"])
     merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(min_keys=3))
@@ -108,9 +123,9 @@ def test_n_agreeing_keys_enter_and_fewer_do_not(tmp_path: Path) -> None:
     assert merged.counts["agreed"] == 2 and merged.counts["rejected_too_few_keys"] == 2
 
 
-def test_untrusted_keys_that_disagree_are_a_conflict(tmp_path: Path) -> None:
+def test_untrusted_keys_that_disagree_are_a_conflict(feedback_db: str) -> None:
     text = "周末一起去爬山吧"
-    store = store_with(tmp_path, [(text, PASS, k) for k in "abc"] + [(text, SPAM, "d")])
+    store = store_with(feedback_db, [(text, PASS, k) for k in "abc"] + [(text, SPAM, "d")])
     merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(min_keys=3))
     assert merged.counts["used"] == 0 and merged.counts["rejected_conflicting"] == 4
@@ -143,49 +158,10 @@ def test_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
 
 
-def test_store_cap_and_daily_quota(tmp_path: Path) -> None:
-    full = FeedbackStore(tmp_path / "a.db", max_rows=2, synchronous="NORMAL")
-    full.add("一", "一", SPAM, None)
-    full.add("一", "一", SPAM, None)  # a repeat adds no row
-    full.add("二", "二", SPAM, None)
-    with pytest.raises(FeedbackRefused) as info:
-        full.add("三", "三", SPAM, None)
-    assert info.value.reason == "store_full"
-    sized = FeedbackStore(tmp_path / "b.db", max_bytes=10, synchronous="NORMAL")
-    sized.add("一二三", "一二三", SPAM, None)  # 9 bytes
-    with pytest.raises(FeedbackRefused):
-        sized.add("四", "四", SPAM, None)
-    quota = FeedbackStore(tmp_path / "c.db", daily_count=2, daily_bytes=100, synchronous="NORMAL")
-    quota.add("一", "一", SPAM, None, key_id="k", now=86400 * 10)
-    quota.add("一", "一", SPAM, None, key_id="k", now=86400 * 10 + 1)  # repeats count too
-    with pytest.raises(FeedbackRefused) as info:
-        quota.add("二", "二", SPAM, None, key_id="k", now=86400 * 10 + 2)
-    assert info.value.reason == "quota_exceeded"
-    quota.add("二", "二", SPAM, None, key_id="other", now=86400 * 10 + 2)  # per key id
-    quota.add("二", "二", SPAM, None, key_id="k", now=86400 * 11)  # a new UTC day
-    with pytest.raises(FeedbackRefused):
-        quota.add("长" * 40, "长" * 40, SPAM, None, key_id="b", now=86400 * 11)  # 120 bytes > 100
-
-
-def test_list_delete_and_retention(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "f.db", synchronous="NORMAL")
-    for i, key in enumerate(["good", "bad", "bad", "good"]):
-        store.add(f"文本{'甲乙丙丁'[i]}", f"文本{'甲乙丙丁'[i]}", SPAM, None, key_id=key, now=1000.0 * (i + 1))
-    assert [r.key_id for r in store.rows(key_id="bad")] == ["bad", "bad"]
-    assert len(store.rows(since=2500.0)) == 2 and len(store.rows(until=2500.0)) == 2
-    with pytest.raises(ValueError):
-        store.delete()
-    assert store.delete(key_id="bad") == 2
-    assert [r.key_id for r in store.rows()] == ["good", "good"]
-    assert store.prune(1.0, now=86400 + 2500.0) == 1  # the row last seen at 1000 s
-    assert store.prune(0) == 0
-    assert len(store.rows()) == 1
-
-
 # -- issue 21: labelers, and caps on corpus label flips ------------------------------------------
 
 
-def test_admin_alone_is_not_trusted_but_a_labeler_is(tmp_path: Path) -> None:
+def test_admin_alone_is_not_trusted_but_a_labeler_is(tmp_path: Path, feedback_db: str) -> None:
     from antispam.keys import add_key
 
     keys = tmp_path / "keys.tsv"
@@ -194,7 +170,7 @@ def test_admin_alone_is_not_trusted_but_a_labeler_is(tmp_path: Path) -> None:
     add_key(keys, "both", ["admin", "labeler"], 10)
     policy = retrain.RetrainOptions(model="cnn", keys_file=str(keys)).feedback_policy()
     assert policy.trusted == frozenset({"lena", "both"})
-    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, "ops"), (SPAM_TEXTS[1], PASS, "lena")])
+    store = store_with(feedback_db, [(SPAM_TEXTS[0], PASS, "ops"), (SPAM_TEXTS[1], PASS, "lena")])
     merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True), policy=policy)
     after = labels(merged.train)
     assert after[normalize(SPAM_TEXTS[0])] == SPAM  # the admin's single verdict flips nothing
@@ -202,11 +178,11 @@ def test_admin_alone_is_not_trusted_but_a_labeler_is(tmp_path: Path) -> None:
     assert merged.counts["rejected_too_few_keys"] == 1 and merged.counts["trusted"] == 1
 
 
-def ledger_of(store: FeedbackStore, now: float | None = None) -> retrain.FlipLedger:
+def ledger_of(store: FeedbackStorage, now: float | None = None) -> retrain.FlipLedger:
     return retrain.FlipLedger.from_flips(store.flips(), now)
 
 
-def test_flips_over_the_caps_wait_for_approval_and_then_apply(tmp_path: Path) -> None:
+def test_flips_over_the_caps_wait_for_approval_and_then_apply(feedback_db: str) -> None:
     from argparse import Namespace
 
     from antispam.commands.feedback import approve
@@ -214,7 +190,7 @@ def test_flips_over_the_caps_wait_for_approval_and_then_apply(tmp_path: Path) ->
     split = corpus()
     # lena flips 5 corpus labels, mia 2 (both trusted labelers); caps: 4 a night, 3 per key.
     rows = [(SPAM_TEXTS[i], PASS, "lena") for i in range(5)] + [(SPAM_TEXTS[i], PASS, "mia") for i in (10, 11)]
-    store = store_with(tmp_path, rows)
+    store = store_with(feedback_db, rows)
     policy = retrain.FeedbackPolicy(trusted=frozenset({"lena", "mia"}), max_flips=4, max_flips_per_key=3)
     merged = retrain.merge_feedback(split, store.samples(include_conflicts=True), policy=policy,
                                     ledger=ledger_of(store))
@@ -248,9 +224,9 @@ def test_flips_over_the_caps_wait_for_approval_and_then_apply(tmp_path: Path) ->
     assert tomorrow.counts["relabelled_corpus"] == 5 and tomorrow.counts["held_for_approval"] == 2
 
 
-def test_agreeing_keys_are_each_charged_and_zero_means_no_cap(tmp_path: Path) -> None:
+def test_agreeing_keys_are_each_charged_and_zero_means_no_cap(feedback_db: str) -> None:
     rows = [(SPAM_TEXTS[i], PASS, k) for i in range(3) for k in "abc"]
-    store = store_with(tmp_path, rows)
+    store = store_with(feedback_db, rows)
     capped = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(min_keys=3, max_flips=0, max_flips_per_key=2))
     assert capped.counts["relabelled_corpus"] == 2 and capped.counts["held_for_approval"] == 1
@@ -260,8 +236,8 @@ def test_agreeing_keys_are_each_charged_and_zero_means_no_cap(tmp_path: Path) ->
     assert free.counts["relabelled_corpus"] == 3 and free.counts["held_for_approval"] == 0
 
 
-def test_deleting_the_feedback_drops_its_ledger_rows(tmp_path: Path) -> None:
-    store = store_with(tmp_path, [(SPAM_TEXTS[0], PASS, "lena"), (SPAM_TEXTS[1], PASS, "mallory")])
+def test_deleting_the_feedback_drops_its_ledger_rows(feedback_db: str) -> None:
+    store = store_with(feedback_db, [(SPAM_TEXTS[0], PASS, "lena"), (SPAM_TEXTS[1], PASS, "mallory")])
     merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(trusted=frozenset({"lena", "mallory"}),
                                                                   max_flips_per_key=0, max_flips=1))
@@ -271,15 +247,15 @@ def test_deleting_the_feedback_drops_its_ledger_rows(tmp_path: Path) -> None:
     assert [f.key_ids for f in store.flips()] == [("lena",)]
 
 
-def test_feedback_approve_command_lists_and_approves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_feedback_approve_command_lists_and_approves(feedback_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     from antispam.cli import main
 
-    store = store_with(tmp_path, [(SPAM_TEXTS[i], PASS, "lena") for i in range(2)])
+    store = store_with(feedback_db, [(SPAM_TEXTS[i], PASS, "lena") for i in range(2)])
     merged = retrain.merge_feedback(corpus(), store.samples(include_conflicts=True),
                                     policy=retrain.FeedbackPolicy(trusted=frozenset({"lena"}), max_flips=1))
     store.record_flips(merged.flips)
     store.close()
-    db = str(tmp_path / "feedback.db")
+    db = feedback_db
     assert main(["feedback", "--feedback-db", db, "approve"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 1 and listed[0].split("\t")[1:4] == ["pending", "spam -> pass", "lena"]

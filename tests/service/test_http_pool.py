@@ -11,6 +11,7 @@ import tornado.testing
 import tornado.web
 
 from antispam.backends.http_pool import ConnectionDropped, KeepAliveClient, PoolTimeout
+from tests.helpers.timing import within
 
 
 class CountingServer(tornado.httpserver.HTTPServer):
@@ -190,6 +191,7 @@ def test_connection_close_answers_are_not_kept() -> None:
     with_server(scenario)
 
 
+@pytest.mark.timing
 def test_the_deadline_covers_the_answer_and_the_pool_recovers() -> None:
     async def scenario(server: CountingServer, url: str) -> None:
         client = KeepAliveClient(url)
@@ -199,7 +201,7 @@ def test_the_deadline_covers_the_answer_and_the_pool_recovers() -> None:
             started = loop.time()
             with pytest.raises(PoolTimeout):
                 await client.fetch("GET", "/slow?s=0.5", timeout=0.1)
-            assert 0.09 <= loop.time() - started < 0.4
+            assert 0.09 <= loop.time() - started < within(0.4)
             assert client.idle_connections == 0  # the timed-out connection was closed
             assert (await client.fetch("GET", "/echo", timeout=5)).body == b"hello"
         finally:
