@@ -54,7 +54,8 @@ def test_docker_compose_config_validates() -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
-    assert set(resolved["services"]) == {"volumes-init", "tfserving", "antispam", "retrain", "feedback-prune"}
+    assert set(resolved["services"]) == {"volumes-init", "tfserving", "antispam", "retrain", "feedback-prune",
+                                         "postgres", "redis"}
     quiet = subprocess.run([tool, "-f", str(COMPOSE), "config", "--quiet"], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and not quiet.stderr.strip(), quiet.stderr
@@ -108,8 +109,23 @@ def test_feedback_retention_runs_on_its_own_schedule_and_contacts_are_masked() -
     assert "antispam feedback prune" in script and "sleep" in script and "while true" in script
     assert prune["environment"]["PRUNE_EVERY_SECONDS"] == "86400"
     assert prune["environment"]["ANTISPAM_FEEDBACK_DB"] == services["antispam"]["environment"]["ANTISPAM_FEEDBACK_DB"]
-    assert set(prune["volumes"]) == {"models:/models", "feedback:/feedback"}  # both writable
+    assert set(prune["volumes"]) == {"models:/models"}  # writable: the logs; the store is postgres
     assert services["antispam"]["environment"]["ANTISPAM_FEEDBACK_MASK_CONTACTS"] == "true"
+
+
+def test_feedback_and_rate_limits_live_in_postgres_and_redis() -> None:
+    """Issue 23: every reader and writer of feedback names the one PostgreSQL (password from
+    PGPASSWORD, never in the URL); neither server is published on the host; the API starts
+    without waiting for them to be healthy (it answers /predict while they are down)."""
+    services = compose()["services"]
+    urls = {name: services[name]["environment"]["ANTISPAM_FEEDBACK_DB"]
+            for name in ("antispam", "retrain", "feedback-prune")}
+    assert set(urls.values()) == {"postgresql://antispam@postgres:5432/antispam"}, urls
+    assert all(services[name]["environment"]["PGPASSWORD"] for name in urls)
+    assert "ports" not in services["postgres"] and "ports" not in services["redis"]
+    assert services["antispam"]["depends_on"]["postgres"]["condition"] == "service_started"
+    assert services["retrain"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "--save" in services["redis"]["command"]
 
 
 def test_antispam_service_uses_tf_serving_and_reads_models_read_only() -> None:
@@ -124,7 +140,8 @@ def test_antispam_service_uses_tf_serving_and_reads_models_read_only() -> None:
     assert svc["depends_on"]["tfserving"]["condition"] == "service_healthy"
     assert "models:/models:ro" in svc["volumes"]
     assert any(v.startswith("feedback:/feedback") and not v.endswith(":ro") for v in svc["volumes"])
-    assert env["ANTISPAM_FEEDBACK_DB"].startswith("/feedback/")
+    assert env["ANTISPAM_FEEDBACK_DB"] == "postgresql://antispam@postgres:5432/antispam"  # issue 23
+    assert env["ANTISPAM_REDIS_URL"] == "redis://redis:6379/0"
     assert "/readyz" in " ".join(svc["healthcheck"]["test"])
     assert "8000:8000" in svc["ports"]
 

@@ -144,28 +144,38 @@ def test_tfserving_matches_compose() -> None:
 
 def test_antispam_reads_models_read_only_and_probes_readyz() -> None:
     container = containers(by_kind("Deployment")["antispam"])[0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["ANTISPAM_TFS_GRPC"].split(":")[0] in by_kind("Service")
-    assert env["ANTISPAM_FEEDBACK_DB"] == ""  # feedback has its own single writer
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert {m["mountPath"]: m.get("readOnly") for m in container["volumeMounts"]}["/models"] is True
 
 
-def test_feedback_has_one_writer_and_the_ingress_routes_to_it() -> None:
-    deployment = by_kind("Deployment")["antispam-feedback"]
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(deployment)["volumes"]
-              if "persistentVolumeClaim" in v}
-    assert "antispam-feedback" in claims
-    assert by_kind("PersistentVolumeClaim")["antispam-feedback"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+def secret_env(container: dict) -> dict[str, dict]:
+    """name -> secretKeyRef of the container's variables that come from a Secret."""
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def test_every_replica_writes_feedback_to_postgresql_and_there_is_no_single_writer() -> None:
+    """Issue 23: the feedback store is PostgreSQL (the Secret antispam-postgres), so every antispam
+    replica accepts /feedback; the single-writer Deployment, its claim and its route are gone."""
+    assert "antispam-feedback" not in by_kind("Deployment")
+    assert "antispam-feedback" not in by_kind("PersistentVolumeClaim")
     paths = by_kind("Ingress")["antispam"]["spec"]["rules"][0]["http"]["paths"]
-    routes = {p["path"]: p["backend"]["service"]["name"] for p in paths}
-    assert routes == {"/feedback": "antispam-feedback", "/": "antispam"}
+    assert {p["path"]: p["backend"]["service"]["name"] for p in paths} == {"/": "antispam"}
+    postgres = {"name": "antispam-postgres", "key": "url"}
+    for workload in (by_kind("Deployment")["antispam"], by_kind("CronJob")["antispam-retrain"],
+                     by_kind("CronJob")["antispam-feedback-prune"]):
+        container = containers(workload)[0]
+        assert secret_env(container)["ANTISPAM_FEEDBACK_DB"] == postgres
+        assert "--feedback-db" not in container.get("args", [])
+        assert "affinity" not in pod_spec(workload)  # any node: nothing is pinned to a volume
+    api = containers(by_kind("Deployment")["antispam"])[0]
+    assert secret_env(api)["ANTISPAM_REDIS_URL"] == {"name": "antispam-redis", "key": "url", "optional": True}
 
 
-def test_retrain_cronjob_is_nightly_exclusive_and_beside_the_feedback_store() -> None:
+def test_retrain_cronjob_is_nightly_and_exclusive() -> None:
     job = by_kind("CronJob")["antispam-retrain"]
     assert job["spec"]["schedule"] == "0 3 * * *"
     assert job["spec"]["concurrencyPolicy"] == "Forbid"
@@ -173,8 +183,6 @@ def test_retrain_cronjob_is_nightly_exclusive_and_beside_the_feedback_store() ->
     assert container["args"][:3] == ["retrain", "--model", "rnn"]  # the default network
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert not mounts["/models"].get("readOnly")
-    affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
-    assert affinity["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "antispam-feedback"
     assert by_kind("PersistentVolumeClaim")["antispam-models"]["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
@@ -243,7 +251,7 @@ def test_only_the_service_pods_reach_tf_serving() -> None:
     assert sources and all(set(peer) == {"podSelector"} for peer in sources), sources  # this namespace's pods only
     allowed = {name for name, w in workloads().items()
                if any(selects(peer["podSelector"], pod_labels(w)) for peer in sources)}
-    assert allowed == {"antispam", "antispam-feedback"}
+    assert allowed == {"antispam"}
     ports = {p["name"] for c in containers(by_kind("Deployment")["tfserving"]) for p in c["ports"]}
     assert {port["port"] for p in guarding for rule in p["spec"].get("ingress", [])
             for port in rule["ports"]} <= ports
@@ -252,7 +260,7 @@ def test_only_the_service_pods_reach_tf_serving() -> None:
 def test_only_the_ingress_controller_reaches_the_service() -> None:
     policies = by_kind("NetworkPolicy")
     ingress_class = by_kind("Ingress")["antispam"]["spec"]["ingressClassName"]
-    for name in ("antispam", "antispam-feedback"):
+    for name in ("antispam",):
         labels = pod_labels(by_kind("Deployment")[name])
         guarding = [p for p in policies.values() if selects(p["spec"]["podSelector"], labels)]
         assert guarding, name
@@ -280,21 +288,18 @@ def test_ingress_terminates_tls_for_its_hosts() -> None:
     assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
 
 
-def test_feedback_retention_runs_daily_beside_the_store_and_contacts_are_masked() -> None:
+def test_feedback_retention_runs_daily_on_the_store_and_contacts_are_masked() -> None:
     job = by_kind("CronJob")["antispam-feedback-prune"]
     assert job["spec"]["schedule"] == "30 2 * * *" and job["spec"]["concurrencyPolicy"] == "Forbid"
     container = containers(job)[0]
     assert container["args"] == ["feedback", "prune"]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    writer = containers(by_kind("Deployment")["antispam-feedback"])[0]
+    writer = containers(by_kind("Deployment")["antispam"])[0]
     writer_env = {e["name"]: e.get("value") for e in writer["env"]}
-    assert env["ANTISPAM_FEEDBACK_DB"] == writer_env["ANTISPAM_FEEDBACK_DB"]
+    assert secret_env(container)["ANTISPAM_FEEDBACK_DB"] == secret_env(writer)["ANTISPAM_FEEDBACK_DB"]
     assert writer_env["ANTISPAM_FEEDBACK_MASK_CONTACTS"] == "true"
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(job)["volumes"] if "persistentVolumeClaim" in v}
-    assert claims == {"antispam-feedback", "antispam-models"}
+    assert claims == {"antispam-models"}
     assert not any(m.get("readOnly") for m in container["volumeMounts"])
-    affinity = pod_spec(job)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
-    assert affinity["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "antispam-feedback"
 
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["--write"]:
@@ -307,8 +312,7 @@ if __name__ == "__main__":  # pragma: no cover
 def test_api_keys_are_on_from_an_optional_secret() -> None:
     """Issue 11: the API pods and the retrain job read the keys file from the antispam-keys Secret
     (optional: without it the service starts and answers 401 on protected routes)."""
-    for workload in (by_kind("Deployment")["antispam"], by_kind("Deployment")["antispam-feedback"],
-                     by_kind("CronJob")["antispam-retrain"]):
+    for workload in (by_kind("Deployment")["antispam"], by_kind("CronJob")["antispam-retrain"]):
         container = containers(workload)[0]
         env = {e["name"]: e.get("value") for e in container["env"]}
         mounts = {m["name"]: m for m in container["volumeMounts"]}
@@ -327,7 +331,7 @@ def test_the_api_pods_pass_serves_exposure_check_with_keys_on() -> None:
     from tests.deploy.test_packaging import Dockerfile
 
     image_env = Dockerfile.read().env("frontend")
-    for name in ("antispam", "antispam-feedback"):
+    for name in ("antispam",):
         container = containers(by_kind("Deployment")[name])[0]
         assert container["args"] == ["serve"], name
         env = {**image_env, **{e["name"]: str(e["value"]) for e in container["env"] if "value" in e}}
