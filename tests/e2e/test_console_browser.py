@@ -179,8 +179,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     model_base, report_dir, feedback_db = root / "models", root / "reports", root / "feedback.db"
     tinymodel.build_version(model_base / "cnn")
     give_version_a_report(model_base, report_dir)
-    server = ServeProcess("--backend", "local", "--model-base", str(model_base), "--report-dir", str(report_dir),
-                          "--feedback-db", str(feedback_db), cwd=root)
+    server = ServeProcess("--backend", "local", "--model-base", str(model_base), "--model-name", "cnn",
+                          "--report-dir", str(report_dir), "--feedback-db", str(feedback_db), cwd=root)
     try:
         url = server.wait_ready()
         yield url, feedback_db, model_base

@@ -32,7 +32,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
     root = tmp_path_factory.mktemp("hostile")
     build_version(root / "models" / "cnn", windowing=Windowing())
-    process = ServeProcess("--backend", "local", "--model-base", str(root / "models"), "--cache-size", "0",
+    process = ServeProcess("--backend", "local", "--model-base", str(root / "models"), "--model-name", "cnn",
+                           "--cache-size", "0",
                            "--deadline-ms", "60000", cwd=Path(__file__).resolve().parents[2])
     try:
         process.wait_ready()
