@@ -39,18 +39,20 @@ from antispam.text import Segmenter, default_segmenter
 from antispam.versions import LoadedVersion
 
 # Figure -> (which way is better, tolerance). A candidate may be worse than the reference by at
-# most the tolerance. Sizes on the current gate set (test split 1,682: ~800 spam, ~880 pass; 538
-# held-out everyday messages; ~400 joined ordinary texts): one message is about 0.0012 of block
-# precision and recall, 0.0019 of the everyday rate, 0.0025 of the joined rate. The tolerances
-# are about the seed-to-seed spread measured in the issue-9 sweeps, so noise alone rarely refuses
-# a version, while a steady loss of a message or two a night is caught against the best version
-# ever published (the reference does not drift down with the serving one).
+# most the tolerance: about one binomial standard error of the figure on the gate set at the
+# default network's rates (test split: ~720 blocked, 801 spam; 538 held-out everyday messages;
+# 292 joined ordinary texts): sqrt(p(1-p)/n) is 0.0044 for block precision at 0.986, 0.011 for
+# block recall at 0.88, 0.0075 for review recall at 0.95, 0.0063 for the everyday rate at 0.022
+# and 0.0069 for the joined rate at 0.014. A smaller loss cannot be told from the sampling noise
+# of a set this size; a larger one is refused. Seeds differ by more than that (five nightly
+# seeds of the RNN each lost at least one figure by more: docs/notes/default-network.md), so a
+# nightly job that changes its seed will often keep the version it has; the default keeps it fixed.
 GATED: dict[str, tuple[str, float]] = {
     "block_precision": ("higher", 0.004),
-    "block_recall": ("higher", 0.02),
-    "review_recall": ("higher", 0.01),
-    "everyday_flagged": ("lower", 0.004),
-    "joined_blocked": ("lower", 0.005),
+    "block_recall": ("higher", 0.012),
+    "review_recall": ("higher", 0.008),
+    "everyday_flagged": ("lower", 0.006),
+    "joined_blocked": ("lower", 0.007),
 }
 # Trusted verdicts the serving version keeps that a candidate may lose before it is refused.
 MAX_REGRESSION_FLIPS = 0

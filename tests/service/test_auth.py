@@ -91,6 +91,24 @@ class AuthApiTest(ApiTestCase):
         self.assertEqual(response.headers["Retry-After"], "1")
         self.assertEqual(self.as_("reader", "/predict?text=hello")[0], 200)  # per key id
 
+    def test_a_shared_limiter_that_fails_closed_is_a_503_and_open_limits_per_process(self):
+        """Issue 23: Redis unreachable (a port nothing listens on). fail=closed answers 503
+        rate_limiter_unavailable; fail=open limits with this process's own buckets."""
+        import socket
+
+        from antispam.ratelimit import RedisTokenBuckets
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+        services = self._app.services
+        services.buckets = RedisTokenBuckets(dead, fail="closed", timeout_ms=50)
+        self.assert_error(self.as_("reader", "/predict?text=hello"), 503, "rate_limiter_unavailable")
+        self.assertEqual(self.fetch("/healthz").code, 200)  # open routes take no token
+        services.buckets = RedisTokenBuckets(dead, fail="open", timeout_ms=50)
+        codes = [self.as_("slow", "/predict?text=hello")[0] for _ in range(3)]
+        self.assertEqual(codes, [200, 200, 429])  # the per-process bucket: burst 2, then limited
+
     def test_feedback_records_the_key_id_and_quota_and_cap_answer(self):
         for text in ("代开发票一", "代开发票二", "代开发票三"):
             self.assertEqual(self.as_("moderator", "/feedback", "POST", {"text": text, "label": "spam"})[0], 202)
