@@ -54,6 +54,7 @@ class Answer:
     label: str | None
     expected: str
     error: str = ""
+    sent: float = 0.0  # when the request left (``at``: when its answer came back)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Traffic:
             text, expected = items[i % len(items)]
             i += 1
             path = "/predict?" + urllib.parse.urlencode({"text": text})
+            sent = time.monotonic()
             try:
                 conn.request("GET", path)
                 response = conn.getresponse()
@@ -90,12 +92,12 @@ class Traffic:
                 if response.status == 200:
                     data = body["data"]
                     self.answers.append(Answer(time.monotonic(), 200, data["model"]["version"],
-                                               data["label"], expected))
+                                               data["label"], expected, sent=sent))
                 else:
                     self.answers.append(Answer(time.monotonic(), response.status, None, None, expected,
-                                               json.dumps(body, ensure_ascii=False)))
+                                               json.dumps(body, ensure_ascii=False), sent=sent))
             except Exception as exc:  # a dropped connection is a failed request too
-                self.answers.append(Answer(time.monotonic(), 0, None, None, expected, repr(exc)))
+                self.answers.append(Answer(time.monotonic(), 0, None, None, expected, repr(exc), sent=sent))
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             if self.pause:
@@ -153,7 +155,10 @@ def publish_and_roll_back(traffic: Traffic, model_dir: Path, publish, scenario: 
     traffic.wait_for_answers(50)
     traffic.stop()
 
-    after_rollback = [a.version for a in traffic.answers if a.at > deleted_at + rollback]
+    # Requests *sent* after the first answer from the previous version: one already in flight,
+    # pinned to the deleted version while it was still loaded, may come back later (with several
+    # client threads that raced under load) and is no failure of the rollback.
+    after_rollback = [a.version for a in traffic.answers if a.sent > deleted_at + rollback]
     figures = {
         "scenario": scenario,
         "requests": len(traffic.answers),
@@ -261,10 +266,11 @@ def test_local_backend_switches_to_a_version_published_by_antispam_retrain(tmp_p
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.monotonic()
-    # Tolerance 1: the gate must let the tiny model through; the gate itself is tested elsewhere.
+    # A lenient gate (tolerance scale 100): the tiny model must get through; the gate itself is
+    # tested elsewhere.
     job = subprocess.run([sys.executable, "-m", "antispam", "retrain", "--model", "cnn", "--data", str(tiny_corpus),
                           "--model-base", str(tmp_path / "models"), "--no-feedback", "--word2vec", "retrain",
-                          "--tolerance", "1", "--epochs", "1", "--no-progress"],
+                          "--tolerance", "100", "--epochs", "1", "--no-progress"],
                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
     job_seconds = time.monotonic() - started
     watching.set()
