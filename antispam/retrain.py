@@ -37,6 +37,7 @@ One run, under an exclusive lock on the model folder:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -46,7 +47,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from antispam import versions
 from antispam.config import Paths, ServeConfig, opt, same_as
@@ -523,24 +524,61 @@ def run(options: RetrainOptions) -> RetrainResult:
         lock.release()
 
 
+@dataclass
+class _Prepared:
+    """What the data stage hands the others: the fixed split, the feedback merge, the settings and
+    the training split (corpus + feedback + everyday messages)."""
+
+    split: Split
+    merged: FeedbackMerge
+    settings: Any  # antispam.network.train.ClassifierSettings
+    train_split: Split
+    counts: DataCounts
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the stage's wall time in the promotion record's ``seconds``."""
+    clock = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = round(time.perf_counter() - clock, 1)
+
+
 def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord) -> RetrainResult:
+    """The run's stages in order, each timed into ``record.seconds``: data, word2vec, train,
+    export (calibrate and stage), evaluate (the gate) and publish."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from antispam import data
     from antispam.text import Segmenter
 
-    seconds = record.seconds
-    clock = time.perf_counter()
+    with _timed(record.seconds, "data"):
+        prepared = _prepare_data(options, model_dir, record)
+    serving = versions.latest_version(model_dir)
+    record.serving_version = serving
+    segmenter = Segmenter()
+    with _timed(record.seconds, "word2vec"):
+        vectors = _word_vectors(options, model_dir, serving, prepared.merged.train, segmenter, record.word2vec)
+    with _timed(record.seconds, "train"):
+        trained = _train(options, prepared, vectors, segmenter, record)
+    with _timed(record.seconds, "export"):
+        staged = _stage(options, model_dir, prepared, trained, vectors, segmenter)
+    return _gate_and_publish(options, model_dir, record, prepared, staged, serving, segmenter)
+
+
+def _prepare_data(options: RetrainOptions, model_dir: Path, record: RetrainRecord) -> _Prepared:
+    """Clean leftovers, read the split and the feedback, merge them, add the everyday messages."""
+    from antispam import data
+    from antispam.network.train import ClassifierSettings
+
     leftovers = versions.clean_leftovers(model_dir)
     if leftovers:
         log.info("removed leftovers of earlier runs: %s", ", ".join(leftovers))
-
     split = data.load_split(options.data, options.data_dir, progress=options.progress)
     feedback, conflicts, store_stats = _read_feedback(options, record)
     merged = merge_feedback(split, feedback, conflicts, options.feedback_policy(), _flip_ledger(options))
     _record_flips(options, merged)
     # The shipped everyday messages join the training data as `antispam train` adds them.
-    from antispam.network.train import ClassifierSettings
-
     settings = (options.classifier or ClassifierSettings()).for_kind(options.model)
     if options.seed is not None:
         settings = dataclasses.replace(settings, seed=options.seed)
@@ -554,57 +592,59 @@ def _run_locked(options: RetrainOptions, model_dir: Path, record: RetrainRecord)
         merged.counts, store_stats)
     record.conflicts = merged.conflicts[:CONFLICT_EXAMPLES]
     record.conflict_count = len(merged.conflicts)
-    seconds["data"] = round(time.perf_counter() - clock, 1)
+    return _Prepared(split, merged, settings, train_split, counts)
 
-    serving = versions.latest_version(model_dir)
-    record.serving_version = serving
-    segmenter = Segmenter()
 
-    clock = time.perf_counter()
-    vectors = _word_vectors(options, model_dir, serving, merged.train, segmenter, record.word2vec)
-    seconds["word2vec"] = round(time.perf_counter() - clock, 1)
-
-    from antispam.network.export import ExportError, stage_version
+def _train(options: RetrainOptions, prepared: _Prepared, vectors: Any, segmenter: Any,
+           record: RetrainRecord) -> Any:
+    """The classifier, trained and early-stopped as ``antispam train`` does."""
     from antispam.network.train import train_classifier
-    from antispam.network.warmup import warmup_texts
 
-    clock = time.perf_counter()
     try:
-        trained = train_classifier(options.model, train_split, vectors, settings,
+        trained = train_classifier(options.model, prepared.train_split, vectors, prepared.settings,
                                    progress=options.progress, segmenter=segmenter)
     except ValueError as exc:
         raise RetrainError(f"cannot train {options.model}: {exc}") from exc
-    seconds["train"] = round(time.perf_counter() - clock, 1)
     record.training = TrainingSummary(best_epoch=trained.best_epoch, epochs_run=len(trained.history),
                                       stopped_because=trained.stopped_because,
-                                      settings=dataclasses.asdict(settings))
+                                      settings=dataclasses.asdict(prepared.settings))
+    return trained
 
-    clock = time.perf_counter()
+
+def _stage(options: RetrainOptions, model_dir: Path, prepared: _Prepared, trained: Any, vectors: Any,
+           segmenter: Any) -> Any:
+    """Calibration and operating points on validation, then the candidate staged (hidden) and checked."""
     from antispam.network.decision import fit_version_decision
+    from antispam.network.export import ExportError, stage_version
+    from antispam.network.warmup import warmup_texts
 
-    decision = fit_version_decision(trained, split.validation, segmenter)
+    decision = fit_version_decision(trained, prepared.split.validation, segmenter)
     try:
-        staged = stage_version(trained, vectors, model_dir,
-                               warmup_texts(train_split.train, options.warmup_texts, settings.seed),
-                               model_name=options.model, segmenter=segmenter,
-                               prefix=versions.RETRAIN_STAGING_PREFIX, decision=decision)
+        return stage_version(trained, vectors, model_dir,
+                             warmup_texts(prepared.train_split.train, options.warmup_texts, prepared.settings.seed),
+                             model_name=options.model, segmenter=segmenter,
+                             prefix=versions.RETRAIN_STAGING_PREFIX, decision=decision)
     except ExportError as exc:
         raise RetrainError(f"export failed, nothing published: {exc}") from exc
-    seconds["export"] = round(time.perf_counter() - clock, 1)
 
+
+def _gate_and_publish(options: RetrainOptions, model_dir: Path, record: RetrainRecord, prepared: _Prepared,
+                      staged: Any, serving: int | None, segmenter: Any) -> RetrainResult:
+    """The gate, then (unless refused or a dry run) publish, fold into the best record and prune.
+    The staged folder is removed whatever happens unless it was published."""
     version = None
     pruned: list[int] = []
     try:
-        clock = time.perf_counter()
-        outcome = _gate_stage(options, model_dir, staged, serving, split, merged.trusted, segmenter, record)
+        with _timed(record.seconds, "evaluate"):
+            outcome = _gate_stage(options, model_dir, staged, serving, prepared.split, prepared.merged.trusted,
+                                  segmenter, record)
         publish, reason = outcome.publish, outcome.reason
-        seconds["evaluate"] = round(time.perf_counter() - clock, 1)
         decision = "publish" if publish else "reject"
         if publish and not options.dry_run:
             metrics = staged.read_metrics()
             metrics["retrain"] = {
-                "feedback": dict(merged.counts), "word2vec": dataclasses.asdict(record.word2vec),
-                "serving_version_at_training": serving, "test_split": counts.test_fingerprint,
+                "feedback": dict(prepared.merged.counts), "word2vec": dataclasses.asdict(record.word2vec),
+                "serving_version_at_training": serving, "test_split": prepared.counts.test_fingerprint,
                 "gate": {"tolerance": options.tolerance, "reason": reason,
                          "thresholds": dataclasses.asdict(options.thresholds), "figures": record.gate},
                 "scores": dataclasses.asdict(record.scores) if record.scores else None,
