@@ -48,7 +48,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from antispam.labels import NAMES
@@ -242,6 +242,25 @@ def masked(text: str, normalized: str, mask_contacts: bool) -> tuple[str, str]:
     text = mask(text)
     return text, normalize(text)
 
+
+
+def samples_from_rows(rows: Iterable[Sequence[Any]]) -> list[FeedbackSample]:
+    """Rows of (id, text, normalized, label, count, model_version, first_seen, last_seen, key_id),
+    as both stores select them, as samples."""
+    return [FeedbackSample(int(r[0]), r[1], r[2], int(r[3]), int(r[4]),
+                           None if r[5] is None else int(r[5]), float(r[6]), float(r[7]), str(r[8]))
+            for r in rows]
+
+
+def conflicts_from_rows(rows: Iterable[Sequence[Any]]) -> list[Conflict]:
+    """Rows of (normalized, label, count, text) of texts reported under both labels, oldest first,
+    folded into one :class:`Conflict` per text with the counts summed over key ids."""
+    found: dict[str, Conflict] = {}
+    for normalized, label, count, text in rows:
+        entry = found.setdefault(normalized, Conflict(normalized, text, {}))
+        name = NAMES[int(label)]
+        entry.counts[name] = entry.counts.get(name, 0) + int(count)
+    return list(found.values())
 
 class FeedbackStore:
     """Durable, de-duplicating store of labeled texts; see the module docstring for the choices."""
@@ -546,9 +565,7 @@ class FeedbackStore:
         rows = self._query(
             "SELECT id, text, normalized, label, count, model_version, first_seen, last_seen, key_id "
             f"FROM feedback {where} ORDER BY id", params)
-        return [FeedbackSample(int(r[0]), r[1], r[2], int(r[3]), int(r[4]),
-                               None if r[5] is None else int(r[5]), float(r[6]), float(r[7]), str(r[8]))
-                for r in rows]
+        return samples_from_rows(rows)
 
     def conflicts(self) -> list[Conflict]:
         """Normalized texts reported under both labels, oldest first."""
@@ -556,12 +573,7 @@ class FeedbackStore:
             "SELECT normalized, label, count, text FROM feedback WHERE normalized IN ("
             "SELECT normalized FROM feedback GROUP BY normalized HAVING COUNT(DISTINCT label) > 1"
             ") ORDER BY id")
-        found: dict[str, Conflict] = {}
-        for normalized, label, count, text in rows:
-            entry = found.setdefault(normalized, Conflict(normalized, text, {}))
-            name = NAMES[int(label)]
-            entry.counts[name] = entry.counts.get(name, 0) + int(count)  # summed over key ids
-        return list(found.values())
+        return conflicts_from_rows(rows)
 
     def stats(self) -> dict[str, int]:
         """Counts for the promotion log and ``GET /models``-style reports."""

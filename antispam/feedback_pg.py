@@ -52,10 +52,11 @@ from antispam.feedback import (
     FeedbackSample,
     LabelFlip,
     check_verdict,
+    conflicts_from_rows,
     masked,
     redact,
+    samples_from_rows,
 )
-from antispam.labels import NAMES
 
 POOL_MIN = 1
 POOL_MAX = 4  # per process; the service calls add() from its executor threads
@@ -389,21 +390,14 @@ class PostgresFeedbackStore:
         rows = self._query(
             "SELECT id, text, normalized, label, count, model_version, first_seen, last_seen, key_id "
             f"FROM feedback {where} ORDER BY id", params)
-        return [FeedbackSample(int(r[0]), r[1], r[2], int(r[3]), int(r[4]),
-                               None if r[5] is None else int(r[5]), float(r[6]), float(r[7]), str(r[8]))
-                for r in rows]
+        return samples_from_rows(rows)
 
     def conflicts(self) -> list[Conflict]:
         rows = self._query(
             "SELECT normalized, label, count, text FROM feedback WHERE digest IN ("
             "SELECT digest FROM feedback GROUP BY digest HAVING COUNT(DISTINCT label) > 1"
             ") ORDER BY id")
-        found: dict[str, Conflict] = {}
-        for normalized, label, count, text in rows:
-            entry = found.setdefault(normalized, Conflict(normalized, text, {}))
-            name = NAMES[int(label)]
-            entry.counts[name] = entry.counts.get(name, 0) + int(count)
-        return list(found.values())
+        return conflicts_from_rows(rows)
 
     def stats(self) -> dict[str, int]:
         row = self._query(
