@@ -36,9 +36,18 @@ from antispam.http.ops import (
     ReadyHandler,
 )
 from antispam.http.predict import PredictHandler
+from antispam.http.review import (
+    AppealsHandler,
+    ReviewDecisionHandler,
+    ReviewNextHandler,
+    ReviewReleaseHandler,
+    ReviewStatsHandler,
+)
 from antispam.http.services import FeedbackWriter, Services
 from antispam.keys import KeyRing
 from antispam.metrics import Metrics
+from antispam.review import ReviewQueue
+from antispam.review_stores import review_queue_for
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
 
@@ -56,6 +65,14 @@ ROUTE_ROLES: dict[str, str | None] = {
     r"/openapi.json": None,
     r"/models": "viewer",  # read-only status; the console's Models view
     r"/lists": "admin",  # thresholds, folder paths, list parse errors quoting terms
+    # Issue 23: moderators need labeler (their verdicts are trusted feedback); the queue's figures,
+    # no texts, are viewer's (the console's Review view shows them); appeals come from the calling
+    # backend, on behalf of its user, with its predict key.
+    r"/review/next": "labeler",
+    r"/review/([0-9]{1,18})/decision": "labeler",
+    r"/review/([0-9]{1,18})/release": "labeler",
+    r"/review/stats": "viewer",
+    r"/appeals": "predict",
     r"/console": None,  # the page itself: it asks for a key on the first 401
     r"/console/([^/]*)": None,
     r"/console/api/info": "viewer",  # thresholds and folder paths
@@ -75,6 +92,11 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/metrics", MetricsHandler),
     (r"/openapi.json", OpenAPIHandler),
     (r"/lists", ListsHandler),
+    (r"/review/next", ReviewNextHandler),
+    (r"/review/([0-9]{1,18})/decision", ReviewDecisionHandler),
+    (r"/review/([0-9]{1,18})/release", ReviewReleaseHandler),
+    (r"/review/stats", ReviewStatsHandler),
+    (r"/appeals", AppealsHandler),
 ]
 
 
@@ -83,7 +105,8 @@ def openapi_document() -> bytes:
 
 
 def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackWriter | None = None,
-             segmenter: Segmenter | None = None, keyring: KeyRing | None = None) -> tornado.web.Application:
+             segmenter: Segmenter | None = None, keyring: KeyRing | None = None,
+             review_queue: ReviewQueue | None = None) -> tornado.web.Application:
     """Build the application; ``app.services`` holds what its handlers share."""
     metrics = Metrics()
     cache = PredictionCache(config.cache_size)
@@ -103,6 +126,13 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
 
         services.buckets = make_limiter(config.redis_url, config.redis_fail, config.redis_timeout_ms)
     services.trusted_proxies = trusted_networks(config.trusted_proxy)
+    services.review = review_queue if review_queue is not None else review_queue_for(feedback_store)
+    if services.review is not None:  # issue 23: appeal outcomes to the callers' callback URLs
+        from antispam.callbacks import CallbackSender
+
+        services.callbacks = CallbackSender(services.review, keyring, backoff_s=config.callback_backoff_s,
+                                            max_attempts=config.callback_max_attempts)
+        services.callbacks.ensure_started()  # inside a running loop (serve); else at the first decision
     if keyring is not None:
         metrics.watch_keys(keyring)
     args: dict[str, Any] = {"services": services}

@@ -42,6 +42,10 @@ class Services:
     # Issue 21: peers whose X-Forwarded-For / X-Real-Ip name the client (--trusted-proxy).
     trusted_proxies: tuple[Any, ...] = ()
     buckets: RateLimiter = field(default_factory=TokenBuckets, repr=False)  # issue 23: or Redis
+    # Issue 23: the review queue in the feedback store's database (antispam.review) and the sender
+    # of appeal callbacks (antispam.callbacks); None without a feedback store.
+    review: Any = field(default=None, repr=False)
+    callbacks: Any = field(default=None, repr=False)
 
     def request_started(self) -> None:
         self.inflight += 1
