@@ -14,6 +14,7 @@ exception mapped to the JSON error shape in one place (:func:`antispam.errors.to
 
 from __future__ import annotations
 
+import typing
 from importlib import resources
 from typing import Any
 
@@ -23,7 +24,9 @@ from antispam.backends.base import Backend
 from antispam.cache import PredictionCache
 from antispam.config import ServeConfig, trusted_networks
 from antispam.console.handlers import console_routes
+from antispam.decisions import DecisionLog, DecisionStorage
 from antispam.http.base import BaseHandler
+from antispam.http.decisions import DecisionsHandler
 from antispam.http.feedback import FeedbackHandler
 from antispam.http.logs import log_request
 from antispam.http.ops import (
@@ -46,7 +49,7 @@ from antispam.http.review import (
 from antispam.http.services import FeedbackWriter, Services
 from antispam.keys import KeyRing
 from antispam.metrics import Metrics
-from antispam.review import ReviewQueue
+from antispam.review import ReviewQueue, review_listener
 from antispam.review_stores import review_queue_for
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
@@ -65,6 +68,7 @@ ROUTE_ROLES: dict[str, str | None] = {
     r"/openapi.json": None,
     r"/models": "viewer",  # read-only status; the console's Models view
     r"/lists": "admin",  # thresholds, folder paths, list parse errors quoting terms
+    r"/decisions": "admin",  # issue 23: the decision log (texts of blocked and reviewed messages)
     # Issue 23: moderators need labeler (their verdicts are trusted feedback); the queue's figures,
     # no texts, are viewer's (the console's Review view shows them); appeals come from the calling
     # backend, on behalf of its user, with its predict key.
@@ -92,6 +96,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/metrics", MetricsHandler),
     (r"/openapi.json", OpenAPIHandler),
     (r"/lists", ListsHandler),
+    (r"/decisions", DecisionsHandler),
     (r"/review/next", ReviewNextHandler),
     (r"/review/([0-9]{1,18})/decision", ReviewDecisionHandler),
     (r"/review/([0-9]{1,18})/release", ReviewReleaseHandler),
@@ -106,8 +111,12 @@ def openapi_document() -> bytes:
 
 def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackWriter | None = None,
              segmenter: Segmenter | None = None, keyring: KeyRing | None = None,
+             decision_log: DecisionLog | None = None,
              review_queue: ReviewQueue | None = None) -> tornado.web.Application:
-    """Build the application; ``app.services`` holds what its handlers share."""
+    """Build the application; ``app.services`` holds what its handlers share. ``decision_log``
+    (issue 23): the writer ``/predict`` hands its decisions to (its owner closes it);
+    ``review_queue``: the queue its ``review`` decisions enter (default: the one in the
+    feedback store's database, :func:`antispam.review_stores.review_queue_for`)."""
     metrics = Metrics()
     cache = PredictionCache(config.cache_size)
     scorer = Scorer(config, backend, segmenter or default_segmenter(), cache, metrics)
@@ -126,7 +135,15 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
 
         services.buckets = make_limiter(config.redis_url, config.redis_fail, config.redis_timeout_ms)
     services.trusted_proxies = trusted_networks(config.trusted_proxy)
+    if decision_log is not None:
+        services.decisions = decision_log
+        metrics.watch_decisions(decision_log)
+    if callable(getattr(feedback_store, "find_decisions", None)):
+        services.decision_store = typing.cast(DecisionStorage, feedback_store)
     services.review = review_queue if review_queue is not None else review_queue_for(feedback_store)
+    if services.review is not None and services.decisions is not None:
+        # review decisions enter the queue in the decision log's writer thread, off the request path
+        services.decisions.add_listener(review_listener(services.review))
     if services.review is not None:  # issue 23: appeal outcomes to the callers' callback URLs
         from antispam.callbacks import CallbackSender
 

@@ -474,6 +474,33 @@ class SqliteReviewQueue:
                           notification_id))
 
 
+def decision_item(decision: Any, source: str = "review") -> dict[str, Any]:
+    """A decision-log record (:class:`antispam.decisions.Decision`) as an enqueue item."""
+    return {"source": source, "request_id": decision.request_id, "index": decision.index,
+            "data_id": decision.data_id, "key_id": decision.key_id, "time": decision.time,
+            "policy": decision.policy, "model_name": decision.model_name, "model_version": decision.model_version,
+            "probability": decision.probability, "suggestion": decision.suggestion,
+            "decided_by": decision.decided_by, "text": decision.text,
+            "matches": [{"term": m[0], "list": m[1], "start": m[2], "end": m[3]} for m in decision.matches]}
+
+
+def review_listener(queue: ReviewQueue) -> Callable[[Sequence[Any]], None]:
+    """The decision log's listener (called in its writer thread with each stored batch) that puts
+    the batch's ``review`` decisions into the queue. A review decision whose text the log did not
+    keep (``decision_text_for`` without ``review``) cannot be reviewed and is counted, not queued."""
+    def enqueue_reviews(batch: Sequence[Any]) -> None:
+        reviews = [d for d in batch if d.suggestion == "review"]
+        kept = [decision_item(d) for d in reviews if d.text]
+        enqueue_reviews.without_text += len(reviews) - len(kept)  # type: ignore[attr-defined]
+        if kept:
+            queue.enqueue(kept)
+            enqueue_reviews.enqueued += len(kept)  # type: ignore[attr-defined]
+
+    enqueue_reviews.without_text = 0  # type: ignore[attr-defined]
+    enqueue_reviews.enqueued = 0  # type: ignore[attr-defined]
+    return enqueue_reviews
+
+
 def notification_from_row(row: Sequence[Any]) -> Notification:
     payload = row[3] if isinstance(row[3], dict) else json.loads(row[3])
     return Notification(int(row[0]), int(row[1]), row[2], payload, int(row[4]), float(row[5]), float(row[6]))

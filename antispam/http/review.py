@@ -27,7 +27,7 @@ from antispam.errors import api_error
 from antispam.feedback import FeedbackError, FeedbackRefused
 from antispam.http.base import BaseHandler, JsonBodyHandler
 from antispam.request_ids import check_data_id
-from antispam.review import MAX_EXCLUDE, MAX_REASON_CHARS, ReviewError, ReviewItem, ReviewQueue
+from antispam.review import MAX_EXCLUDE, MAX_REASON_CHARS, ReviewError, ReviewItem, ReviewQueue, decision_item
 
 log = logging.getLogger("antispam.app")
 T = TypeVar("T")
@@ -85,7 +85,7 @@ class ReviewNextHandler(ReviewBase):
         body = self.json_object()
         exclude = body.get("exclude", [])
         if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE or \
-                not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**62 for i in exclude):
+                not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 10**18 for i in exclude):
             raise api_error("invalid_request", f"exclude must be a list of at most {MAX_EXCLUDE} item ids")
         seconds = self.services.config.review_lease_seconds
         item = await call_store(self.queue.take, self.key_id, seconds, exclude=exclude)
@@ -219,16 +219,16 @@ class AppealsHandler(ReviewBase):
 
     async def find_decision(self, request_id: str | None, data_id: str | None,
                             index: int | None) -> dict[str, Any]:
-        """The decision appealed, as a dict of the decision log's fields; 404 when this key has
-        none by that id, 400 when the id names several texts and no index picks one."""
-        log_store = getattr(self.services, "decisions", None)
-        if log_store is None:
+        """The decision appealed, as review-item fields (plus ``text_sha256``); 404 when this
+        key has none by that id, 400 when the id names several texts and no index picks one."""
+        store = self.services.decision_store
+        if store is None:
             raise api_error("review_unavailable", "this service keeps no decision log, so no decision can be appealed")
-        query = {"request_id": request_id} if request_id is not None else {"data_id": data_id}
-        found = await call_store(log_store.find, **query)
-        decisions = [decision_fields(d) for d in found]
+        query: dict[str, Any] = {"request_id": request_id} if request_id is not None else {"data_id": data_id}
         if self.services.keyring is not None:  # a key sees (and appeals) only its own decisions
-            decisions = [d for d in decisions if d.get("key_id") == self.key_id]
+            query["key_id"] = self.key_id
+        found = await call_store(store.find_decisions, **query)
+        decisions = [{**decision_item(d), "text_sha256": d.text_sha256} for d in found]
         if index is not None:
             decisions = [d for d in decisions if int(d.get("index") or 0) == index]
         if not decisions:
@@ -240,7 +240,7 @@ class AppealsHandler(ReviewBase):
             return decisions[0]
         if len(blocks) == 1:
             return blocks[0]
-        if data_id is not None and request_id is None and blocks:  # the latest block of this data id
+        if request_id is None and blocks:  # a data id decided several times: its latest block
             return max(blocks, key=lambda d: float(d.get("time") or 0))
         raise api_error("invalid_request", f"that id names {len(decisions)} decisions; give index to pick one")
 
@@ -258,27 +258,6 @@ class AppealsHandler(ReviewBase):
             raise api_error("text_unavailable", "the text given does not match the decision's text hash")
         raise api_error("text_unavailable", "the service did not keep this decision's text (retention); send "
                         "it as \"text\" with the appeal (it is checked against the logged hash)")
-
-
-def decision_fields(decision: Any) -> dict[str, Any]:
-    """A decision-log record (a dataclass or a mapping) as the fields a review item takes."""
-    if isinstance(decision, dict):
-        fields = dict(decision)
-    else:
-        import dataclasses
-
-        fields = dataclasses.asdict(decision) if dataclasses.is_dataclass(decision) and \
-            not isinstance(decision, type) else dict(vars(decision))
-    model = fields.get("model")
-    if isinstance(model, dict):  # {"name", "version"} when nested
-        fields.setdefault("model_name", model.get("name"))
-        fields.setdefault("model_version", model.get("version"))
-    if "probability" not in fields:
-        for name in ("spam_probability", "calibrated_probability"):
-            if name in fields:
-                fields["probability"] = fields[name]
-                break
-    return fields
 
 
 def appeal_view(item: ReviewItem, *, new: bool) -> dict[str, Any]:

@@ -241,7 +241,7 @@ class LocalBackendApiTest(ApiTestCase):
         self.assertEqual(set(doc["paths"]), {"/predict", "/feedback", "/healthz", "/readyz",
                                              "/models", "/metrics", "/openapi.json", "/lists", "/review/next",
                                              "/review/{id}/decision", "/review/{id}/release", "/review/stats",
-                                             "/appeals"})
+                                             "/appeals", "/decisions"})
         codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
         self.assertEqual(set(codes), set(ERROR_CODES))
 
