@@ -131,4 +131,4 @@ def real_corpus() -> Path:
     return Path(path)
 
 # Issue 23: the feedback-store and rate-limiter fixtures (one test body, every store and limiter).
-from tests.helpers.stores import feedback_db, make_limiter, open_feedback  # noqa: E402,F401
+from tests.helpers.stores import feedback_db, make_limiter, make_tracker, open_feedback  # noqa: E402,F401

@@ -114,3 +114,36 @@ def make_limiter(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]
     yield redis
     for limiter in made:
         limiter.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_tracker(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``make_tracker(window_seconds=..., min_senders=..., **options)``: an in-process or a Redis
+    campaign tracker (issue 24); trackers made in one test share their counts the way processes
+    sharing a Redis would (Redis, on a fresh key prefix), or not at all (in-process)."""
+    from antispam.campaigns import MemoryTracker
+
+    if request.param == "memory":
+        def memory(window_seconds: float = 600.0, min_senders: int = 3, **options: Any) -> Any:
+            return MemoryTracker(window_seconds, min_senders, **options)
+
+        memory.shared = False  # type: ignore[attr-defined]
+        yield memory
+        return
+    from antispam.campaigns import RedisTracker
+
+    url = redis_url()
+    prefix = f"antispam-test:{uuid.uuid4().hex[:12]}:"
+    made: list[Any] = []
+
+    def redis(window_seconds: float = 600.0, min_senders: int = 3, **options: Any) -> Any:
+        options.pop("max_counters", None)
+        options.pop("max_senders", None)
+        tracker = RedisTracker(url, window_seconds, min_senders, prefix=prefix, **options)
+        made.append(tracker)
+        return tracker
+
+    redis.shared = True  # type: ignore[attr-defined]
+    yield redis
+    for tracker in made:
+        tracker.close()

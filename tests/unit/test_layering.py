@@ -30,8 +30,9 @@ SOURCES = {"antispam": REPO / "antispam", "antispam.network": REPO / "network",
 
 ML = ("tensorflow", "tensorlayer", "tf_keras", "keras", "tensorflow_serving")
 TRAINERS = ("antispam.network", "antispam.word2vec")
-CORE = ("antispam.text", "antispam.contacts", "antispam.features", "antispam.labels", "antispam.config",
-        "antispam.everyday", "antispam.atomic", "antispam.data", "antispam.privacy", "antispam.calibration",
+CORE = ("antispam.text", "antispam.contacts", "antispam.signatures", "antispam.features", "antispam.labels",
+        "antispam.config", "antispam.everyday", "antispam.atomic", "antispam.data", "antispam.privacy",
+        "antispam.calibration",
         "antispam.operating_points")
 REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "antispam.backends.breaker",
                    "antispam.backends.grpc", "antispam.backends.rest", "antispam.backends.http_pool",
@@ -41,7 +42,7 @@ SERVICE = ("antispam.runtime", "antispam.app", "antispam.http", "antispam.scorin
            "antispam.errors", "antispam.cache", "antispam.console")
 # Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
 DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids",
-             "antispam.aio")
+             "antispam.aio", "antispam.campaigns", "antispam.senders")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 

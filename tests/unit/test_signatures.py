@@ -1,0 +1,74 @@
+"""Near-duplicate signatures (issue 24): variants of one ad share a key, different texts do not."""
+
+from __future__ import annotations
+
+import random
+
+from antispam import signatures
+from antispam.text import normalize
+
+AD = "本店新到一批高仿名牌包包，质量保证，价格优惠，加微信 abc12345 详聊，先到先得。"
+OTHER_AD = "专业代开各类发票，增值税专票普票均可，当天出票，联系电话 13800138000。"
+CHAT = "今天下午的会议改到三点了，记得带上季度报表，我们在三楼会议室见。"
+
+
+def keys(text: str) -> set[str]:
+    return set(signatures.signature_keys(normalize(text)))
+
+
+def spaced(text: str, sep: str) -> str:
+    return sep.join(text)
+
+
+def emoji(text: str, rng: random.Random) -> str:
+    out = []
+    for i, ch in enumerate(text):
+        out.append(ch)
+        if i % rng.choice((2, 3)) == 0:
+            out.append(rng.choice("😀🔥👍🎉💰"))
+    return "".join(out)
+
+
+def test_the_robustness_variants_of_one_ad_share_a_key() -> None:
+    rng = random.Random(7)
+    base = keys(AD)
+    assert base
+    variants = [
+        spaced(AD, " "), spaced(AD, "*"), spaced(AD, "_"),
+        AD.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789abc"}),  # full-width
+        emoji(AD, rng),
+        "本店新到一批高仿名牌包包，質量保證，價格優惠，加微信 abc12345 詳聊，先到先得。",  # traditional
+        "哈哈你到家了吗？" + AD,  # prepended chat
+        "刚看到群里说的，" + AD + "大家看看吧，别错过了",  # surrounded
+        AD.replace("abc12345", "xyz98765").replace("一批", "一些"),  # another id, a synonym
+    ]
+    for variant in variants:
+        assert base & keys(variant), variant
+
+
+def test_different_texts_share_no_key() -> None:
+    assert not keys(AD) & keys(OTHER_AD)
+    assert not keys(AD) & keys(CHAT)
+    assert not keys(OTHER_AD) & keys(CHAT)
+
+
+def test_short_texts_have_no_signature() -> None:
+    assert signatures.signature_keys(normalize("新年快乐")) == []
+    assert signatures.signature_keys(normalize("在吗 在吗")) == []
+
+
+def test_keys_are_stable_and_shaped() -> None:
+    """Two processes must compute the same keys: fixed values, no per-process hash seed."""
+    first = signatures.signature_keys(normalize(AD))
+    assert first == signatures.signature_keys(normalize(AD))
+    assert len(first) >= signatures.BANDS
+    assert all(k[0] == f"{i:x}" and len(k) == 17 for i, k in enumerate(first[:signatures.BANDS]))
+    assert all(k.startswith("p") and len(k) == 17 for k in first[signatures.BANDS:])
+
+
+def test_jaccard_estimate_follows_similarity() -> None:
+    a = normalize(AD)
+    assert signatures.jaccard_estimate(a, a) == 1.0
+    assert signatures.jaccard_estimate(a, normalize(CHAT)) < 0.1
+    half = normalize(AD[:len(AD) // 2] + CHAT[:len(CHAT) // 2])
+    assert 0.1 < signatures.jaccard_estimate(a, half) < 0.9
