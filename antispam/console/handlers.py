@@ -362,6 +362,51 @@ class LiveHandler(ConsoleHandler):
 MAX_CAMPAIGNS_LISTED = 50
 
 
+def merge_campaigns(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per campaign from the tracker's counters, largest first.
+
+    The tracker counts a text under its near-duplicate cluster *and* under each contact it
+    carries, so one advert crossing the threshold shows up as two or three counters. Entries
+    whose examples are the same text or share a contact (kind and value) are one campaign here:
+    shown with the example of its counter with the most senders, ``by`` listing every way it was
+    found (``text``, ``contact``) and ``counters`` how many counters it merged. ``senders`` and
+    ``size`` are that counter's (the others count the same messages in part: adding would count
+    them twice)."""
+    groups: list[dict[str, Any]] = []
+    index: dict[str, int] = {}  # example text or contact -> group
+
+    def keys_of(entry: dict[str, Any]) -> list[str]:
+        example = entry.get("example") or {}
+        keys = [f"text:{example.get('text')}"]
+        keys += [f"contact:{c.get('kind')}:{c.get('value')}" for c in example.get("contacts") or []]
+        return keys
+
+    for entry in entries:  # most senders first (top()'s order), so a group's first entry leads it
+        keys = keys_of(entry)
+        hits = sorted({index[k] for k in keys if k in index})
+        if hits:
+            target = hits[0]
+            for other in hits[1:]:  # the entry joins two groups: fold the later into the first
+                merged = groups[other]
+                groups[target]["by"] = sorted(set(groups[target]["by"]) | set(merged["by"]))
+                groups[target]["counters"] += merged["counters"]
+                groups[target]["first_seen"] = min(groups[target]["first_seen"], merged["first_seen"])
+                for k, g in list(index.items()):
+                    if g == other:
+                        index[k] = target
+                groups[other] = {}
+            group = groups[target]
+            group["by"] = sorted(set(group["by"]) | {entry.get("by")})
+            group["counters"] += 1
+            group["first_seen"] = min(group["first_seen"], entry.get("first_seen", group["first_seen"]))
+        else:
+            target = len(groups)
+            groups.append({**entry, "by": [entry.get("by")], "counters": 1})
+        for k in keys:
+            index[k] = target
+    return [g for g in groups if g]
+
+
 def campaigns_of(services: Services, limit: int) -> dict[str, Any]:
     """The tracker's largest active campaigns, each contact marked ``listed`` when the default
     block list already has it (read from the file: what the next reload serves)."""
@@ -377,7 +422,8 @@ def campaigns_of(services: Services, limit: int) -> dict[str, Any]:
         keys = set()
     try:
         # A copy: the in-process tracker hands out its own example dicts, and "listed" is added.
-        found = copy.deepcopy(tracker.top(limit))
+        # Counters, not campaigns: several counters of one campaign are merged below.
+        found = merge_campaigns(copy.deepcopy(tracker.top(limit * 4)))[:limit]
         active = tracker.active()
     except TrackerUnavailable as exc:
         return {"enabled": True, "unavailable": str(exc) or "the campaign tracker cannot answer",
@@ -389,7 +435,7 @@ def campaigns_of(services: Services, limit: int) -> dict[str, Any]:
                 listed[value] = blocklist.term_key(value) in keys
             contact["listed"] = listed[value]
     return {"enabled": True, "window_seconds": tracker.window_seconds, "min_senders": tracker.min_senders,
-            "active": active, "limit": limit, "campaigns": found, "lists_dir": folder,
+            "active_counters": active, "limit": limit, "campaigns": found, "lists_dir": folder,
             "block_file": str(blocklist.block_file(folder)),
             "reload_seconds": services.config.lists_poll_seconds}
 

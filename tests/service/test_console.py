@@ -374,8 +374,10 @@ class CampaignsConsoleTest(AsyncHTTPTestCase):
         self.assertTrue(data["enabled"])
         self.assertEqual((data["window_seconds"], data["min_senders"]), (600, 3))
         texts = [c["example"]["text"] for c in data["campaigns"]]
-        self.assertEqual(texts[0], big)
-        self.assertIn(small, texts)
+        self.assertEqual(texts, [big, small])  # one entry per campaign, not one per counter
+        self.assertEqual([(c["by"], c["counters"]) for c in data["campaigns"]],
+                         [(["contact", "text"], 2), (["contact", "text"], 2)])
+        self.assertEqual(data["active_counters"], 4)
         self.assertNotIn("妈妈我们明天回家吃晚饭，记得买菜", texts)
         first = data["campaigns"][0]
         self.assertEqual(first["senders"], 6)
@@ -388,6 +390,23 @@ class CampaignsConsoleTest(AsyncHTTPTestCase):
         # The tracker's own example was not changed by the answer.
         self.assertNotIn("listed", tracker.top(1)[0]["example"]["contacts"][0])
         self.assertEqual(len(self.get_json("/console/api/campaigns?limit=1")[1]["data"]["campaigns"]), 1)
+
+    def test_counters_of_one_campaign_are_merged(self):
+        def entry(by: str, senders: int, text: str, *values: str) -> dict[str, Any]:
+            contacts = [{"kind": "mobile", "value": v, "start": 0, "end": 1} for v in values]
+            return {"key": f"{by}:{text}", "by": by, "size": senders, "senders": senders, "first_seen": 100.0 - senders,
+                    "example": {"text": text, "contacts": contacts}}
+
+        merged = handlers.merge_campaigns([
+            entry("text", 9, "广告A", "13800138000"),
+            entry("contact", 8, "广告B", "13900139000"),  # another campaign so far
+            entry("contact", 7, "广告A", "13800138000"),  # A's phone counter
+            entry("text", 6, "广告C", "13900139000", "13800138000"),  # shares a phone with A and with B
+            entry("text", 3, "你好"),
+        ])
+        self.assertEqual([(m["example"]["text"], m["senders"], m["by"], m["counters"]) for m in merged],
+                         [("广告A", 9, ["contact", "text"], 4), ("你好", 3, ["text"], 1)])
+        self.assertEqual(merged[0]["first_seen"], 91.0)
 
     def test_campaigns_when_detection_is_off_and_bad_limits(self):
         self.app.services.scorer.campaigns = None
