@@ -48,8 +48,11 @@ class Answer:
     error: str | None = None
 
 
-def request_bytes(host: str, port: int, message: Message, extra: Mapping[str, str] | None = None) -> bytes:
-    query = {"text": message.text, "sender_id": message.sender, **(extra or {})}
+def request_bytes(host: str, port: int, message: Message, extra: Mapping[str, str] | None = None,
+                  sender: bool = True) -> bytes:
+    """``GET /predict?text=…&sender_id=…`` (without ``sender_id`` when not ``sender``: a service
+    observes no text that comes without one, which is how the ``off`` target runs)."""
+    query = {"text": message.text, **({"sender_id": message.sender} if sender else {}), **(extra or {})}
     target = "/predict?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
     return (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: antispam-bench-replay\r\n\r\n"
             .encode("ascii"))
@@ -107,15 +110,17 @@ class _Pool:
 
 
 async def replay(trace: Trace, targets: Mapping[str, str], *, speedup: float, timeout: float = 5.0,
-                 connections: int = 64, extra: Mapping[str, Mapping[str, str]] | None = None
-                 ) -> tuple[dict[str, list[Answer]], float]:
+                 connections: int = 64, extra: Mapping[str, Mapping[str, str]] | None = None,
+                 without_sender: Sequence[str] = ()) -> tuple[dict[str, list[Answer]], float]:
     """Send every message of ``trace`` to every target (name -> loopback URL) at its compressed
-    due time; the answers per target in trace order, and the wall seconds the replay took."""
+    due time; the answers per target in trace order, and the wall seconds the replay took.
+    Targets named in ``without_sender`` get the same requests without ``sender_id``."""
     if speedup <= 0:
         raise ValueError("speedup must be > 0")
     loop = asyncio.get_running_loop()
     pools = {name: _Pool(url, connections, timeout) for name, url in targets.items()}
-    raws = {name: [request_bytes(pool.host, pool.port, m, (extra or {}).get(name)) for m in trace.messages]
+    raws = {name: [request_bytes(pool.host, pool.port, m, (extra or {}).get(name), name not in without_sender)
+                   for m in trace.messages]
             for name, pool in pools.items()}
     tasks: dict[str, list[asyncio.Task[Answer]]] = {name: [] for name in targets}
     start = loop.time() + 0.1

@@ -1,12 +1,17 @@
 """``antispam bench --replay``: build the trace, start the services, replay, judge, report.
 
 Two services of the same kind (``--scenarios``, default ``local-1w``) are started on 127.0.0.1:
-``off`` as ``antispam serve`` runs by default, ``on`` with campaign detection on
-(:func:`campaign_args`), its window the simulated window over the speedup. Both get a few
-seconds of unrecorded warm-up (the *training* half of the everyday messages, never in the
-trace), then the trace, every message to both at the same moment, while each one's process tree
-is sampled for CPU. With ``--url`` the trace goes to that one service (named ``url``) and
-nothing is compared.
+
+* ``off``: ``antispam serve`` as it runs by default, sent every message *without* ``sender_id``
+  (a service observes no text without one: no contact extraction, no signature, no tracker);
+* ``on``: the same, with campaign detection configured (:func:`campaign_env`: the window is the
+  simulated window over the speedup, the ``default`` policy acts on campaign evidence with
+  ``--replay-action``), sent every message with its ``sender_id``.
+
+Both get a few seconds of unrecorded warm-up (the *training* half of the everyday messages, each
+once), then the trace, every message to both at the same moment, while each one's process tree
+is sampled for CPU. With ``--url`` the trace goes to that one service (named ``url``, with
+sender ids) and nothing is compared.
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ from antispam.bench import procstats, replay, replay_drive, replay_report, repor
 from antispam.bench.load import loopback_address
 
 
-def campaign_args(window_s: float) -> tuple[str, ...]:
-    """``antispam serve`` flags that turn campaign detection on with a window of ``window_s``."""
-    return ("--campaigns", "--campaign-window", f"{window_s:g}")
+def campaign_env(window_s: float, policies_file: Path, action: str, min_senders: int | None) -> dict[str, str]:
+    """The ``on`` service's settings: the campaign window (wall seconds), the policies file whose
+    ``default`` policy acts on campaigns with ``action``, and ``min_senders`` if given."""
+    from antispam.atomic import atomic_write_json
+
+    atomic_write_json(policies_file, {"default": {"campaign": action}})
+    env = {"ANTISPAM_CAMPAIGN_WINDOW_S": f"{window_s:g}", "ANTISPAM_POLICIES_FILE": str(policies_file)}
+    if min_senders is not None:
+        env["ANTISPAM_CAMPAIGN_MIN_SENDERS"] = str(min_senders)
+    return env
 
 
 def say(message: str) -> None:
@@ -41,6 +53,9 @@ def build_trace(settings: dict[str, Any]) -> replay.Trace:
     split = load_split(settings["data"], settings["data_dir"], progress=False)
     config = replay.ReplayConfig(seed=settings["seed"], span_minutes=settings["span_minutes"],
                                  campaigns=settings["campaigns"])
+    if settings.get("split", "test") == "validation":
+        # For choosing settings (min_senders, the action) without looking at the test figures.
+        return replay.generate(split.validation, [row.text for row in everyday.training_part()], config)
     return replay.generate(split.test, [row.text for row in everyday.held_out_part()], config)
 
 
@@ -68,12 +83,14 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         else:
             service = scenarios.SERVICES[settings["scenario"]]
             cache_size = 20000 if settings["cache"] else 0
-            for name, extra in (("off", ()), ("on", campaign_args(settings["service_window_s"]))):
+            on_env = campaign_env(settings["service_window_s"], workdir / "policies.json", settings["action"],
+                                  settings["min_senders"])
+            for name, env in (("off", {}), ("on", on_env)):
                 say(f"starting {service.name} with campaign detection {name} ...")
                 proc = stack.enter_context(scenarios.ServiceProcess(
                     service, model_base=settings["model_base"], model_name=settings["model_name"],
                     workdir=workdir / name, cache_size=cache_size,
-                    extra_args=("--lists-dir", str(workdir / "no-lists"), *extra)))
+                    extra_args=("--lists-dir", str(workdir / "no-lists")), env=env))
                 targets[name] = (proc.url, proc.pid)
         urls = {name: url for name, (url, _pid) in targets.items()}
         say(f"warming up for {settings['warmup_s']:g} s ...")
@@ -82,7 +99,8 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         say("replaying ...")
         try:
             answers, took = replay_drive.run_replay(trace, urls, speedup=settings["speedup"],
-                                                    timeout=settings["timeout"], connections=settings["connections"])
+                                                    timeout=settings["timeout"], connections=settings["connections"],
+                                                    without_sender=("off",))
         finally:
             usage = {name: sampler.stop() for name, sampler in samplers.items()}
         load_after = os.getloadavg()

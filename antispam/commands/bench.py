@@ -104,6 +104,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="the campaign window in simulated seconds (default 600); the service gets it "
                         "divided by --replay-speedup")
     replay.add_argument("--replay-campaigns", type=int, default=10, help="campaigns in the trace (default 10)")
+    replay.add_argument("--replay-action", choices=("mark", "review", "block"), default="block",
+                        help="what the on service's default policy does with campaign evidence (default block)")
+    replay.add_argument("--replay-min-senders", type=int,
+                        help="the on service's ANTISPAM_CAMPAIGN_MIN_SENDERS (default: the service's)")
+    replay.add_argument("--replay-split", choices=("test", "validation"), default="test",
+                        help="material of the trace: the test split and held-out everyday messages (the "
+                        "figures to report), or the validation split and the everyday training part (to "
+                        "choose settings such as --replay-min-senders without looking at the test figures)")
     p.set_defaults(run=run)
 
 
@@ -231,6 +239,8 @@ def replay_settings_from(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError("--replay-speedup, --replay-span and --replay-window must be > 0")
     if not 0 <= args.replay_campaigns <= 100:
         raise UserError("--replay-campaigns must be from 0 to 100")
+    if args.replay_min_senders is not None and args.replay_min_senders < 2:
+        raise UserError("--replay-min-senders must be at least 2")
     if args.replay_span < 10:
         raise UserError("--replay-span must be at least 10 minutes (a campaign lasts up to 10)")
     if args.variants or args.compare or args.profile or args.rates or args.requests:
@@ -255,6 +265,7 @@ def replay_settings_from(args: argparse.Namespace) -> dict[str, Any]:
             "span_minutes": args.replay_span, "speedup": args.replay_speedup,
             "window_s": args.replay_window, "service_window_s": args.replay_window / args.replay_speedup,
             "campaigns": args.replay_campaigns, "timeout": args.timeout, "cache": args.cache,
+            "action": args.replay_action, "min_senders": args.replay_min_senders, "split": args.replay_split,
             "connections": args.connections or 64, "warmup_s": args.warmup if args.warmup is not None else 5.0}
 
 

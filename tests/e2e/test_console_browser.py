@@ -333,7 +333,7 @@ def test_the_console_works_by_keyboard(browser: Any, service: tuple[str, Path, P
         driver.switch_to.active_element.send_keys(Keys.TAB)
         active = driver.switch_to.active_element
         order.append(active.get_attribute("id") or active.get_attribute("class") or active.tag_name)
-    assert order[:6] == ["skip", "nav-try", "nav-models", "nav-live", "try-texts", "try-submit"]
+    assert order[:7] == ["skip", "nav-try", "nav-models", "nav-live", "nav-campaigns", "try-texts", "try-submit"]
     # Keyboard only: type, submit with Enter on the button, then mark the result as pass.
     by_id(driver, "try-texts").send_keys("你好，今天开会吗")
     by_id(driver, "try-texts").send_keys(Keys.TAB)
@@ -568,11 +568,17 @@ def test_campaigns_view_and_block_a_contact(browser: Any, tmp_path: Path,
         assert driver.execute_script(WIDER_THAN_THE_SCREEN) == []
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
-        # Cancel closes the question and writes nothing; a reload shows the listed contact.
+        # By keyboard: Enter opens the question with the focus on its button; Cancel closes it,
+        # gives the focus back and writes nothing. Then a reload shows the listed contact.
         wechat = small.find_element(By.CSS_SELECTOR, '.contacts li[data-contact="abc_12345"]')
-        wechat.find_element(By.CSS_SELECTOR, ".open-block").click()
-        wechat.find_element(By.CSS_SELECTOR, ".confirm button.secondary").click()
+        opener = wechat.find_element(By.CSS_SELECTOR, ".open-block")
+        opener.send_keys(Keys.ENTER)
+        assert driver.switch_to.active_element.get_attribute("class") == "small confirm-block"
+        assert opener.get_attribute("aria-expanded") == "true"
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
         assert not wechat.find_element(By.CSS_SELECTOR, ".confirm").is_displayed()
+        assert driver.switch_to.active_element == opener
         assert "abc_12345" not in (server.lists / "block.txt").read_text(encoding="utf-8")
         by_id(driver, "campaigns-refresh").click()
         wait(driver, lambda d: d.find_elements(
