@@ -14,6 +14,7 @@ exception mapped to the JSON error shape in one place (:func:`antispam.errors.to
 
 from __future__ import annotations
 
+import typing
 from importlib import resources
 from typing import Any
 
@@ -23,7 +24,9 @@ from antispam.backends.base import Backend
 from antispam.cache import PredictionCache
 from antispam.config import ServeConfig, trusted_networks
 from antispam.console.handlers import console_routes
+from antispam.decisions import DecisionLog, DecisionStorage
 from antispam.http.base import BaseHandler
+from antispam.http.decisions import DecisionsHandler
 from antispam.http.feedback import FeedbackHandler
 from antispam.http.logs import log_request
 from antispam.http.ops import (
@@ -56,6 +59,7 @@ ROUTE_ROLES: dict[str, str | None] = {
     r"/openapi.json": None,
     r"/models": "viewer",  # read-only status; the console's Models view
     r"/lists": "admin",  # thresholds, folder paths, list parse errors quoting terms
+    r"/decisions": "admin",  # issue 23: the decision log (texts of blocked and reviewed messages)
     r"/console": None,  # the page itself: it asks for a key on the first 401
     r"/console/([^/]*)": None,
     r"/console/api/info": "viewer",  # thresholds and folder paths
@@ -77,6 +81,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/metrics", MetricsHandler),
     (r"/openapi.json", OpenAPIHandler),
     (r"/lists", ListsHandler),
+    (r"/decisions", DecisionsHandler),
 ]
 
 
@@ -85,8 +90,10 @@ def openapi_document() -> bytes:
 
 
 def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackWriter | None = None,
-             segmenter: Segmenter | None = None, keyring: KeyRing | None = None) -> tornado.web.Application:
-    """Build the application; ``app.services`` holds what its handlers share."""
+             segmenter: Segmenter | None = None, keyring: KeyRing | None = None,
+             decision_log: DecisionLog | None = None) -> tornado.web.Application:
+    """Build the application; ``app.services`` holds what its handlers share. ``decision_log``
+    (issue 23): the writer ``/predict`` hands its decisions to (its owner closes it)."""
     metrics = Metrics()
     cache = PredictionCache(config.cache_size)
     scorer = Scorer(config, backend, segmenter or default_segmenter(), cache, metrics)
@@ -105,6 +112,11 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
 
         services.buckets = make_limiter(config.redis_url, config.redis_fail, config.redis_timeout_ms)
     services.trusted_proxies = trusted_networks(config.trusted_proxy)
+    if decision_log is not None:
+        services.decisions = decision_log
+        metrics.watch_decisions(decision_log)
+    if callable(getattr(feedback_store, "find_decisions", None)):
+        services.decision_store = typing.cast(DecisionStorage, feedback_store)
     if keyring is not None:
         metrics.watch_keys(keyring)
     args: dict[str, Any] = {"services": services}

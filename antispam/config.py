@@ -189,6 +189,23 @@ class ServeConfig:
     feedback_max_flips_per_key: int = opt(20, "ANTISPAM_FEEDBACK_MAX_FLIPS_PER_KEY",
                                           "retrain: most corpus label flips charged to one key id per UTC "
                                           "day; the rest wait for `antispam feedback approve` (0: no cap)")
+    # -- issue 23: the decision log (antispam/decisions.py, docs/operations.md#decision-log) ------
+    decision_log: bool = opt(True, "ANTISPAM_DECISION_LOG",
+                             "write every /predict decision to the feedback store's decision log, off the "
+                             "request path (needs --feedback-db; false: no log, e.g. for a benchmark)")
+    decision_queue: int = opt(10_000, "ANTISPAM_DECISION_QUEUE",
+                              "decisions waiting for the log's writer; when full, new ones are dropped and "
+                              "counted in antispam_decisions_dropped_total (requests are never held)")
+    decision_retention_days: float = opt(90.0, "ANTISPAM_DECISION_RETENTION_DAYS",
+                                         "`antispam feedback prune` deletes decisions older than this "
+                                         "(0: keep all)")
+    decision_text_days: float = opt(30.0, "ANTISPAM_DECISION_TEXT_DAYS",
+                                    "days the decision log keeps the text of a decision whose suggestion "
+                                    "is in --decision-text-for (for appeals and review); 0: never a text, "
+                                    "only its SHA-256")
+    decision_text_for: str = opt("block,review", "ANTISPAM_DECISION_TEXT_FOR",
+                                 "comma-separated suggestions whose texts the decision log keeps "
+                                 "(block, review, pass; empty: none)")
     # -- term lists and policies (issue 12) ----------------------------------------------------
     lists_dir: str = opt("lists", "ANTISPAM_LISTS_DIR",
                          "folder of block/allow term lists (block.txt, <set>.allow.txt ...); "
@@ -247,6 +264,16 @@ def check_serve_config(config: ServeConfig) -> None:
         problems.append("--feedback-retention-days and --keys-poll-seconds must be >= 0")
     if config.feedback_min_keys < 1:
         problems.append("--feedback-min-keys must be at least 1")
+    if config.decision_queue < 1:
+        problems.append("--decision-queue must be at least 1")
+    if config.decision_retention_days < 0:
+        problems.append("--decision-retention-days must be >= 0")
+    try:
+        from antispam.decisions import TextRetention
+
+        TextRetention.parse(config.decision_text_days, config.decision_text_for)
+    except ValueError as exc:
+        problems.append(f"--decision-text-days/--decision-text-for: {exc}")
     if config.redis_timeout_ms <= 0:
         problems.append("--redis-timeout-ms must be > 0")
     try:

@@ -83,6 +83,7 @@ ERROR_CODES: dict[str, int] = {
     "overloaded": 503,         # the model queue is full
     "shutting_down": 503,      # the process is draining before exit
     "feedback_unavailable": 503,  # no feedback store configured, or it failed
+    "decisions_unavailable": 503,  # GET /decisions: no store for the decision log, or it failed
     "rate_limiter_unavailable": 503,  # the shared rate limiter (Redis) is down and fails closed
     "keys_file_invalid": 503,  # /readyz: keys are on and the keys file cannot be used (fail closed)
 }

@@ -51,6 +51,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from antispam.decision_store import SQLITE_SCHEMA as _DECISIONS_SCHEMA
+from antispam.decision_store import DecisionTable
+from antispam.decisions import DecisionStorage
 from antispam.labels import NAMES
 
 ENV_VAR = "ANTISPAM_FEEDBACK_DB"
@@ -181,13 +184,15 @@ class Conflict:
         return {"normalized": self.normalized, "text": self.text, "counts": dict(self.counts)}
 
 
-class FeedbackStorage(Protocol):
+class FeedbackStorage(DecisionStorage, Protocol):
     """What the service (``add``), retrain (``samples``, ``stats``, ``prune``, the flip ledger) and
     ``antispam feedback`` use; SQLite and PostgreSQL implement it with the same behaviour
     (tests/unit/test_feedback_stores.py runs the same test bodies against both).
 
     Errors: :class:`FeedbackError` when the store cannot be reached, opened or written (the
-    service answers 503 ``feedback_unavailable``), :class:`FeedbackRefused` for the cap and quota."""
+    service answers 503 ``feedback_unavailable``), :class:`FeedbackRefused` for the cap and quota.
+    The decision log's methods (:class:`antispam.decisions.DecisionStorage`) are part of it: one
+    store holds feedback and decisions."""
 
     location: str  # where it is, for messages and records: a path, or a URL without its password
 
@@ -262,8 +267,9 @@ def conflicts_from_rows(rows: Iterable[Sequence[Any]]) -> list[Conflict]:
         entry.counts[name] = entry.counts.get(name, 0) + int(count)
     return list(found.values())
 
-class FeedbackStore:
-    """Durable, de-duplicating store of labeled texts; see the module docstring for the choices."""
+class FeedbackStore(DecisionTable):
+    """Durable, de-duplicating store of labeled texts; see the module docstring for the choices.
+    The decision log's table is in the same file (:class:`antispam.decision_store.DecisionTable`)."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  busy_timeout_ms: int = 10_000, max_rows: int = 0, max_bytes: int = 0,
@@ -331,6 +337,7 @@ class FeedbackStore:
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             _migrate(conn)
             conn.executescript(_SCHEMA)
+            conn.executescript(_DECISIONS_SCHEMA)
             _add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:

@@ -44,6 +44,8 @@ from typing import Any, Iterator
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
+from antispam.decision_store import POSTGRES_STEP as _DECISIONS_STEP
+from antispam.decision_store import DecisionTable
 from antispam.feedback import (
     ANONYMOUS,
     Conflict,
@@ -107,6 +109,7 @@ CREATE TABLE label_flips (
     UNIQUE (digest, label)
 );
 """),
+    (2, "decision log (antispam/decisions.py, issue 23)", _DECISIONS_STEP),
 ]
 
 
@@ -147,9 +150,12 @@ def _check_storable(text: str) -> None:
         raise ValueError("the text is not valid Unicode (lone surrogate)") from None
 
 
-class PostgresFeedbackStore:
+class PostgresFeedbackStore(DecisionTable):
     """The feedback store in a PostgreSQL database named by a ``postgresql://`` URL (libpq's own
-    settings apply too: ``PGPASSWORD``, ``PGPASSFILE``, ``sslmode=...`` in the URL)."""
+    settings apply too: ``PGPASSWORD``, ``PGPASSFILE``, ``sslmode=...`` in the URL). The decision
+    log's table is in the same database (:class:`antispam.decision_store.DecisionTable`)."""
+
+    _PARAM = "%s"
 
     def __init__(self, url: str, *, max_rows: int = 0, max_bytes: int = 0, daily_count: int = 0,
                  daily_bytes: int = 0, mask_contacts: bool = False, timeout: float = TIMEOUT_S,

@@ -19,13 +19,14 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.backends.base import Backend
     from antispam.cache import PredictionCache
+    from antispam.decisions import DecisionLog
     from antispam.keys import KeyRing
 
 # Label values a client can influence come from fixed sets, so /metrics cannot be grown by
 # requests with made-up methods (``curl -X FOOBAR1``): anything else is counted as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 ROUTES = frozenset({"predict", "feedback", "healthz", "readyz", "models", "metrics", "openapi",
-                    "console", "lists", "not_found"})
+                    "console", "lists", "decisions", "not_found"})
 OTHER = "other"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -79,6 +80,29 @@ class _CacheCollector(Collector):
                                 value=c.hit_ratio)
         yield GaugeMetricFamily("antispam_cache_entries", "entries in the dedup cache",
                                 value=len(c))
+
+
+class _DecisionLogCollector(Collector):
+    """Issue 23: the decision log's writer (antispam/decisions.py): what it stored, what it
+    dropped and why, and how full its queue is. Read at scrape time from the log's counters."""
+
+    def __init__(self, log: "DecisionLog") -> None:
+        self.log = log
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        dropped = CounterMetricFamily("antispam_decisions_dropped",
+                                      "decisions the log did not store, by reason (queue_full: the writer "
+                                      "fell behind; store_error: the store failed; shutdown: still queued "
+                                      "when the process stopped)", labels=["reason"])
+        for reason, count in sorted(self.log.dropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
+        yield CounterMetricFamily("antispam_decisions_written", "decisions stored by the decision log",
+                                  value=self.log.written)
+        yield GaugeMetricFamily("antispam_decision_queue_depth", "decisions waiting for the log's writer",
+                                value=self.log.depth)
+        yield GaugeMetricFamily("antispam_decision_queue_size", "room in the decision log's queue",
+                                value=self.log.queue_size)
 
 
 class _KeysCollector(Collector):
@@ -156,6 +180,9 @@ class Metrics:
 
     def watch_cache(self, cache: "PredictionCache") -> None:
         self.registry.register(_CacheCollector(cache))
+
+    def watch_decisions(self, log: "DecisionLog") -> None:
+        self.registry.register(_DecisionLogCollector(log))
 
     def watch_keys(self, keyring: "KeyRing") -> None:
         self.registry.register(_KeysCollector(keyring))

@@ -1,12 +1,15 @@
 """``GET /predict?text=...`` and ``POST /predict``: read the request, score through
-:class:`antispam.scoring.Scorer`, answer in the request's order (docs/contracts.md#http-api)."""
+:class:`antispam.scoring.Scorer`, answer in the request's order (docs/contracts.md#http-api).
+After the answer is written, each text's decision goes to the decision log's queue (issue 23,
+:mod:`antispam.decisions`): no waiting for the store, no failure of the request because of it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from antispam.decisions import from_items
 from antispam.errors import api_error
-from antispam.http.base import BaseHandler, JsonBodyHandler
+from antispam.http.base import BaseHandler, JsonBodyHandler, log
 from antispam.request_ids import check_data_id, data_ids_of
 from antispam.scoring import Scorer
 
@@ -37,6 +40,7 @@ class PredictHandler(JsonBodyHandler):
                                  self.get_query_argument("explain", None), self.get_query_argument("contacts", None))
         items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
         self.send_json({"data": _with_data_ids(items, [check_data_id(data_id)])[0]})
+        self.log_decisions(items)
 
     async def post(self) -> None:
         body = self.json_object()
@@ -59,13 +63,29 @@ class PredictHandler(JsonBodyHandler):
             data_ids = data_ids_of(body, len(texts))
             items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"), **options)
             self.send_json({"data": _with_data_ids(items, data_ids)})
+            self.log_decisions(items)
         elif "text" in body:
             text = body["text"]
             data_id = check_data_id(body.get("data_id"))
             items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
             self.send_json({"data": _with_data_ids(items, [data_id])[0]})
+            self.log_decisions(items)
         else:
             raise api_error("missing_text", 'give {"text": "..."} or {"texts": ["...", ...]}')
+
+    def log_decisions(self, items: list[dict[str, Any]]) -> None:
+        """Hand the answer's decisions to the log's queue (a no-op when the log is off). The
+        answer is already written; this neither waits nor raises (DecisionLog.submit)."""
+        decision_log = self.services.decisions
+        if decision_log is None:
+            return
+        try:
+            records = from_items(items, [item["text"] for item in items], request_id=self.request_id,
+                                 key_id=self.key_id, data_ids=[item.get("data_id") for item in items])
+        except Exception:  # a bug in building the records must not turn a sent answer into a 500
+            log.exception("building decision records failed")
+            return
+        decision_log.submit(records)
 
 
 def _score_options(handler: BaseHandler, scorer: Scorer, policy: Any, explain: Any,

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from antispam.backends.base import Backend
 from antispam.cache import PredictionCache
 from antispam.config import ServeConfig
+from antispam.decisions import DecisionLog, DecisionStorage
 from antispam.keys import KeyRing, TokenBuckets
 from antispam.metrics import Metrics
 from antispam.ratelimit import RateLimiter
@@ -42,6 +43,10 @@ class Services:
     # Issue 21: peers whose X-Forwarded-For / X-Real-Ip name the client (--trusted-proxy).
     trusted_proxies: tuple[Any, ...] = ()
     buckets: RateLimiter = field(default_factory=TokenBuckets, repr=False)  # issue 23: or Redis
+    # Issue 23: the decision log's writer (None: off, or no store) and the store it reads back
+    # from (GET /decisions, appeals; set whenever the feedback store keeps decisions).
+    decisions: DecisionLog | None = field(default=None, repr=False)
+    decision_store: DecisionStorage | None = field(default=None, repr=False)
 
     def request_started(self) -> None:
         self.inflight += 1

@@ -23,6 +23,7 @@ from antispam.runtime.sockets import display_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.backends.base import Backend
+    from antispam.decisions import DecisionLog
     from antispam.feedback import FeedbackStorage
 
 log = logging.getLogger("antispam.serve")  # the name the service's start and stop lines always had
@@ -30,6 +31,9 @@ log = logging.getLogger("antispam.serve")  # the name the service's start and st
 # Seconds a worker may spend answering requests in flight after a stop signal, beyond the
 # deadline those requests already have.
 DRAIN_EXTRA_SECONDS = 5.0
+# Seconds the decision log may take at shutdown to store what is queued (the rest is dropped
+# and counted): a PostgreSQL that is down must not hold a stopping pod until it is killed.
+DECISION_FLUSH_SECONDS = 5.0
 
 
 def make_backend(config: ServeConfig) -> Backend:
@@ -57,6 +61,18 @@ def make_feedback_store(config: ServeConfig) -> FeedbackStorage | None:
         raise UserError(str(exc)) from None
 
 
+def make_decision_log(config: ServeConfig, store: FeedbackStorage | None) -> DecisionLog | None:
+    """The decision log's writer (issue 23), on the feedback store: on by default whenever a
+    store is configured (the quickstart's SQLite file included), off with ``--decision-log
+    false``. Its thread starts now; nothing touches the store before the first decision."""
+    if not config.decision_log or store is None:
+        return None
+    from antispam.decisions import DecisionLog, TextRetention
+
+    return DecisionLog(store, queue_size=config.decision_queue,
+                       retention=TextRetention.parse(config.decision_text_days, config.decision_text_for))
+
+
 async def serve(config: ServeConfig, sockets: list[socket.socket], port: int,
                 worker: int | None = None) -> int:
     """One worker's life: build everything, serve until a stop signal, drain, close."""
@@ -72,8 +88,9 @@ async def serve(config: ServeConfig, sockets: list[socket.socket], port: int,
         loop.add_signal_handler(sig, stop.set)
     backend = make_backend(config)
     store = make_feedback_store(config)
+    decision_log = make_decision_log(config, store)
     try:
-        app = make_app(config, backend, feedback_store=store)
+        app = make_app(config, backend, feedback_store=store, decision_log=decision_log)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     server = HTTPServer(app, **server_options(config))
@@ -120,6 +137,8 @@ async def serve(config: ServeConfig, sockets: list[socket.socket], port: int,
     except asyncio.TimeoutError:
         log.warning("some connections did not close in time")
     await backend.close()
+    if decision_log is not None:  # store what the answered requests decided, for a bounded time
+        await loop.run_in_executor(None, decision_log.close, DECISION_FLUSH_SECONDS)
     close = getattr(store, "close", None)
     if callable(close):
         close()

@@ -239,7 +239,7 @@ class LocalBackendApiTest(ApiTestCase):
         self.assertEqual(status, 200)
         self.assertTrue(doc["openapi"].startswith("3."))
         self.assertEqual(set(doc["paths"]), {"/predict", "/feedback", "/healthz", "/readyz",
-                                             "/models", "/metrics", "/openapi.json", "/lists"})
+                                             "/models", "/metrics", "/openapi.json", "/lists", "/decisions"})
         codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
         self.assertEqual(set(codes), set(ERROR_CODES))
 
