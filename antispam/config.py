@@ -206,6 +206,18 @@ class ServeConfig:
     decision_text_for: str = opt("block,review", "ANTISPAM_DECISION_TEXT_FOR",
                                  "comma-separated suggestions whose texts the decision log keeps "
                                  "(block, review, pass; empty: none)")
+    # -- issue 23: the review queue and appeals (antispam/review.py, antispam/callbacks.py) -----
+    review_lease_seconds: float = opt(300.0, "ANTISPAM_REVIEW_LEASE_SECONDS",
+                                      "how long a moderator holds a review item taken with POST "
+                                      "/review/next before it returns to the queue")
+    appeals_per_minute: float = opt(10.0, "ANTISPAM_APPEALS_PER_MINUTE",
+                                    "POST /appeals per key and minute (a token bucket, in Redis when "
+                                    "ANTISPAM_REDIS_URL is set; more: 429)")
+    callback_backoff_s: float = opt(5.0, "ANTISPAM_CALLBACK_BACKOFF_S",
+                                    "first retry delay of an appeal callback; doubled per failure "
+                                    "(at most an hour, +-20%% jitter)")
+    callback_max_attempts: int = opt(12, "ANTISPAM_CALLBACK_MAX_ATTEMPTS",
+                                     "attempts before an appeal callback is given up (kept as failed)")
     # -- term lists and policies (issue 12) ----------------------------------------------------
     lists_dir: str = opt("lists", "ANTISPAM_LISTS_DIR",
                          "folder of block/allow term lists (block.txt, <set>.allow.txt ...); "
@@ -276,6 +288,10 @@ def check_serve_config(config: ServeConfig) -> None:
         problems.append(f"--decision-text-days/--decision-text-for: {exc}")
     if config.redis_timeout_ms <= 0:
         problems.append("--redis-timeout-ms must be > 0")
+    if config.review_lease_seconds <= 0 or config.appeals_per_minute <= 0 or config.callback_backoff_s <= 0:
+        problems.append("--review-lease-seconds, --appeals-per-minute and --callback-backoff-s must be > 0")
+    if config.callback_max_attempts < 1:
+        problems.append("--callback-max-attempts must be at least 1")
     try:
         trusted_networks(config.trusted_proxy)
     except ValueError as exc:
