@@ -29,7 +29,9 @@ import asyncio
 import copy
 import json
 import logging
+import os
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,7 +39,7 @@ from typing import Any, Callable, TypeVar
 
 from antispam import __version__, blocklist, versions
 from antispam.campaigns import TrackerUnavailable
-from antispam.console.live import MAX_MINUTES, LiveStats
+from antispam.console.live import MAX_MINUTES, LiveStats, shared_window
 from antispam.errors import api_error
 from antispam.http.base import BaseHandler, JsonBodyHandler
 from antispam.http.services import Services
@@ -45,6 +47,7 @@ from antispam.lists import DEFAULT_SET
 from antispam.privacy import redact_record
 
 log = logging.getLogger(__name__)
+SHARED_WAIT_SECONDS = 1.5  # longest the Live view waits for the decision log's counts
 T = TypeVar("T")
 
 # The page may load and connect to nothing but this origin; no inline script or style. Images may
@@ -348,7 +351,7 @@ class PromotionsHandler(ConsoleHandler):
 
 
 class LiveHandler(ConsoleHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         raw = self.get_query_argument("minutes", "5")
         try:
             minutes = float(raw)
@@ -356,7 +359,29 @@ class LiveHandler(ConsoleHandler):
             minutes = -1.0
         if not 0 < minutes <= MAX_MINUTES:
             raise api_error("invalid_request", f"minutes must be a number above 0 and at most {MAX_MINUTES:g}")
-        self.send_json({"data": self.console.live.summary(minutes)})
+        summary = self.console.live.summary(minutes)
+        summary["process"] = {"pid": os.getpid(), "covers": "latency, cache, backends, errors, routes"}
+        summary["shared"] = await self.shared(summary["minutes_asked"] * 60.0)
+        self.send_json({"data": summary})
+
+    async def shared(self, seconds: float) -> dict[str, Any]:
+        """Issue 23: verdicts and rates over every process from the decision log, when it is in a
+        shared store (PostgreSQL); else why not (the page then shows this process's)."""
+        from antispam.feedback import is_postgres
+
+        services = self.services
+        store = services.decision_store
+        if store is None or services.decisions is None:
+            return {"source": "process", "why": "the decision log is off"}
+        if not is_postgres(store.location):
+            return {"source": "process", "why": "the decision log is in a SQLite file, not a shared store"}
+        now = time.time()
+        try:
+            counts = await asyncio.wait_for(self.off_loop(store.decision_counts, now - seconds), SHARED_WAIT_SECONDS)
+        except Exception as exc:  # down, slow: this process's figures, and say so
+            log.warning("live view: the decision log's store did not answer: %s: %s", type(exc).__name__, exc)
+            return {"source": "process", "why": f"the decision log's store did not answer ({type(exc).__name__})"}
+        return shared_window(counts, seconds, store.location)
 
 
 MAX_CAMPAIGNS_LISTED = 50

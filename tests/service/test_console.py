@@ -9,8 +9,10 @@ which is all the console reads; scores come from antispam/testing/fakes.py.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,10 @@ from tornado.testing import AsyncHTTPTestCase
 from antispam.app import make_app
 from antispam.config import ServeConfig
 from antispam.console import handlers
+from antispam.decisions import Decision, DecisionLog, text_sha256
+from antispam.feedback_stores import open_store
 from antispam.testing.fakes import FakeBackend, FakeFeedbackStore
+from tests.helpers.stores import POSTGRES_ENV, fresh_schema
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 RUN = {"source_vectors": "abc123", "wall_seconds": 12.5, "best_epoch": 2,
@@ -306,6 +311,12 @@ class ConsoleTest(AsyncHTTPTestCase):
         self.assertEqual(data["sampling"], "timer")  # the first console request started the timer
         self.assertEqual(data["since_start"]["predict"]["requests"], 5)
 
+    def test_live_says_its_verdicts_are_this_process_without_a_shared_log(self):
+        status, body, _ = self.get("/console/api/live?minutes=1")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["data"]["shared"], {"source": "process", "why": "the decision log is off"})
+        self.assertEqual(body["data"]["process"]["pid"], os.getpid())
+
     def test_live_refuses_bad_windows(self):
         for bad in ("0", "-1", "11", "x", "nan"):
             status, body, _ = self.get(f"/console/api/live?minutes={bad}")
@@ -453,3 +464,70 @@ class CampaignsConsoleTest(AsyncHTTPTestCase):
         self.assertFalse((self.lists / "block.txt").exists())
         response = self.fetch("/console/api/blocklist")
         self.assertEqual((response.code, response.headers["Allow"]), (405, "POST"))
+
+
+class LiveAcrossProcessesTest(AsyncHTTPTestCase):
+    """Issue 23: with the decision log in PostgreSQL, the Live view's verdicts and rates are every
+    process's. The other process is a second DecisionLog writing into the same schema (what
+    another worker's or replica's writer does); tests/e2e/test_decision_log.py runs real ones."""
+
+    def setUp(self) -> None:
+        if not os.environ.get(POSTGRES_ENV):
+            self.skipTest(f"{POSTGRES_ENV} is not set: no PostgreSQL server for this run (.ci/run starts one)")
+        self.url, drop = fresh_schema(os.environ[POSTGRES_ENV])
+        self.addCleanup(drop)
+        self.tmp = Path(tempfile.mkdtemp(prefix="antispam-console-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.report_dir = self.tmp / "reports"
+        self.backend = FakeBackend(version=2)
+        super().setUp()
+
+    get = ConsoleTest.get
+
+    def get_app(self):
+        self.pg_store = open_store(self.url)
+        self.addCleanup(self.pg_store.close)
+        self.log = DecisionLog(self.pg_store, linger=0.0)
+        self.addCleanup(self.log.close, 5)
+        config = ServeConfig(model_base=str(self.tmp / "models"), model_name="cnn",
+                             report_dir=str(self.report_dir), cache_size=100)
+        return make_app(config, self.backend, feedback_store=self.pg_store, decision_log=self.log)
+
+    def test_verdicts_and_rates_come_from_the_log_of_every_process(self):
+        other_store = open_store(self.url)
+        self.addCleanup(other_store.close)
+        other = DecisionLog(other_store, linger=0.0)
+        now = time.time()
+        other.submit([Decision(request_id=f"other-{i}", index=0, time=now, key_id="k", policy="default",
+                               model_name="cnn", model_version=2, probability=0.99, suggestion="block",
+                               decided_by="block_list", text_sha256=text_sha256(str(i))) for i in range(7)])
+        self.assertTrue(other.close(5))
+        json_headers = {"Content-Type": "application/json"}
+        self.fetch("/predict", method="POST", headers=json_headers,
+                   body=json.dumps({"texts": ["妈妈回家吃饭", "今天天气很好"]}))
+        deadline = time.monotonic() + 10
+        while self.log.written < 2:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        status, body, _ = self.get("/console/api/live?minutes=1")
+        self.assertEqual(status, 200)
+        data = body["data"]
+        shared = data["shared"]
+        self.assertEqual((shared["source"], shared["texts"], shared["requests"]), ("decision_log", 9, 8))
+        self.assertEqual(shared["verdicts"], {"block": 7, "pass": 2})
+        self.assertEqual(shared["decided_by"], {"block_list": 7, "model": 2})
+        self.assertEqual(shared["texts_per_second"], round(9 / 60, 4))
+        self.assertTrue(shared["store"].startswith("postgresql://"))
+        self.assertEqual(sum(data["window"]["verdicts"].values()), 2)  # this process's own, still there
+
+    def test_a_store_that_does_not_answer_falls_back_to_this_process(self):
+        services = self._app.services  # type: ignore[attr-defined]
+        dead = open_store("postgresql://postgres@127.0.0.1:9/nowhere", timeout=1.0)
+        self.addCleanup(dead.close)
+        services.decision_store = dead
+        started = time.monotonic()
+        status, body, _ = self.get("/console/api/live?minutes=1")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["data"]["shared"]["source"], "process")
+        self.assertIn("did not answer", body["data"]["shared"]["why"])
+        self.assertLess(time.monotonic() - started, 3.0)

@@ -941,7 +941,10 @@
       const d = got.body.data;
       const w = d.window;
       const p = w.predict;
-      const mix = verdictMix(w.verdicts);
+      // Issue 23: with the decision log in a shared store, verdicts and rates are every process's.
+      const shared = d.shared && d.shared.source === "decision_log" ? d.shared : null;
+      const here = "this process" + (d.process ? " (pid " + d.process.pid + ")" : "");
+      const mix = verdictMix(shared ? shared.verdicts : w.verdicts);
       const bar = el(doc, "div", { className: "mix", role: "img",
         "aria-label": mix.parts.map(function (part) { return part.suggestion + " " + part.count; }).join(", ") });
       mix.parts.forEach(function (part) {
@@ -953,12 +956,18 @@
       const cards = $("live-cards");
       cards.textContent = "";
       cards.append(
-        card(doc, "Predict requests", formatRate(p.requests_per_second),
-          p.requests + " in " + Math.round(w.seconds) + " s · " + formatRate(p.texts_per_second).replace("/s", " texts/s")),
-        card(doc, "Latency p50", formatMs(p.latency_ms.p50, p.latency_ms.p50_above_buckets), "predict, from buckets"),
-        card(doc, "Latency p99", formatMs(p.latency_ms.p99, p.latency_ms.p99_above_buckets), "predict, from buckets"),
+        shared
+          ? card(doc, "Predict requests", formatRate(shared.requests_per_second),
+            shared.requests + " in " + Math.round(shared.seconds) + " s · " +
+            formatRate(shared.texts_per_second).replace("/s", " texts/s") + " · all processes (decision log)")
+          : card(doc, "Predict requests", formatRate(p.requests_per_second),
+            p.requests + " in " + Math.round(w.seconds) + " s · " + formatRate(p.texts_per_second).replace("/s", " texts/s") +
+            " · " + here),
+        card(doc, "Latency p50", formatMs(p.latency_ms.p50, p.latency_ms.p50_above_buckets), "predict, from buckets · " + here),
+        card(doc, "Latency p99", formatMs(p.latency_ms.p99, p.latency_ms.p99_above_buckets), "predict, from buckets · " + here),
         card(doc, "Verdicts", String(mix.total),
-          mix.parts.map(function (part) { return part.suggestion + " " + part.count; }).join(" · "), bar),
+          mix.parts.map(function (part) { return part.suggestion + " " + part.count; }).join(" · ") +
+          (shared ? " · all processes (decision log)" : " · " + here), bar),
         card(doc, "Cache hit rate", formatPercent(w.cache.hit_rate), w.cache.hits + " hits, " + w.cache.misses + " misses"),
         card(doc, "Fallbacks", String(w.fallbacks), "REST after gRPC"),
         card(doc, "Errors (5xx)", String(w.errors.server),
@@ -975,7 +984,8 @@
       }
       const updated = new Date(d.now * 1000).toLocaleTimeString();
       setStatus("live-status", "Updated " + updated + " · covering " + Math.round(w.seconds) + " s · sampled every " +
-        d.interval_seconds + " s (" + d.sampling + ")");
+        d.interval_seconds + " s (" + d.sampling + ") · verdicts and rates: " +
+        (shared ? "all processes, from the decision log" : here + (d.shared && d.shared.why ? " (" + d.shared.why + ")" : "")));
       $("view-live").setAttribute("data-loaded", "1");
     }
 
