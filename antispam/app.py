@@ -40,9 +40,18 @@ from antispam.http.ops import (
     ReadyHandler,
 )
 from antispam.http.predict import PredictHandler
+from antispam.http.review import (
+    AppealsHandler,
+    ReviewDecisionHandler,
+    ReviewNextHandler,
+    ReviewReleaseHandler,
+    ReviewStatsHandler,
+)
 from antispam.http.services import FeedbackWriter, Services
 from antispam.keys import KeyRing
 from antispam.metrics import Metrics
+from antispam.review import ReviewQueue, review_listener
+from antispam.review_stores import review_queue_for
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
 
@@ -63,10 +72,20 @@ ROUTE_ROLES: dict[str, str | None] = {
     r"/models": "viewer",  # read-only status; the console's Models view
     r"/lists": "admin",  # thresholds, folder paths, list parse errors quoting terms
     r"/decisions": "admin",  # issue 23: the decision log (texts of blocked and reviewed messages)
+    # Issue 23: moderators need labeler (their verdicts are trusted feedback); the queue's figures,
+    # no texts, are viewer's (the console's Review view shows them); appeals come from the calling
+    # backend, on behalf of its user, with its predict key.
+    r"/review/next": "labeler",
+    r"/review/([0-9]{1,18})/decision": "labeler",
+    r"/review/([0-9]{1,18})/release": "labeler",
+    r"/review/stats": "viewer",
+    r"/appeals": "predict",
     r"/console": None,  # the page itself: it asks for a key on the first 401
     r"/console/([^/]*)": None,
     r"/console/api/info": "viewer",  # thresholds and folder paths
     r"/console/api/live": "viewer",
+    r"/console/api/campaigns": "viewer",  # example texts of campaigns, their contacts
+    r"/console/api/blocklist": "admin",  # writes the block list file
     r"/console/api/promotions": "viewer",
     r"/console/api/versions": "viewer",
     r"/console/api/versions/([0-9]{1,9})": "viewer",
@@ -83,6 +102,11 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/openapi.json", OpenAPIHandler),
     (r"/lists", ListsHandler),
     (r"/decisions", DecisionsHandler),
+    (r"/review/next", ReviewNextHandler),
+    (r"/review/([0-9]{1,18})/decision", ReviewDecisionHandler),
+    (r"/review/([0-9]{1,18})/release", ReviewReleaseHandler),
+    (r"/review/stats", ReviewStatsHandler),
+    (r"/appeals", AppealsHandler),
 ]
 
 
@@ -92,9 +116,12 @@ def openapi_document() -> bytes:
 
 def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackWriter | None = None,
              segmenter: Segmenter | None = None, keyring: KeyRing | None = None,
-             decision_log: DecisionLog | None = None) -> tornado.web.Application:
+             decision_log: DecisionLog | None = None,
+             review_queue: ReviewQueue | None = None) -> tornado.web.Application:
     """Build the application; ``app.services`` holds what its handlers share. ``decision_log``
-    (issue 23): the writer ``/predict`` hands its decisions to (its owner closes it)."""
+    (issue 23): the writer ``/predict`` hands its decisions to (its owner closes it);
+    ``review_queue``: the queue its ``review`` decisions enter (default: the one in the
+    feedback store's database, :func:`antispam.review_stores.review_queue_for`)."""
     metrics = Metrics()
     cache = PredictionCache(config.cache_size)
     campaigns = None
@@ -130,6 +157,16 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
         metrics.watch_decisions(decision_log)
     if callable(getattr(feedback_store, "find_decisions", None)):
         services.decision_store = typing.cast(DecisionStorage, feedback_store)
+    services.review = review_queue if review_queue is not None else review_queue_for(feedback_store)
+    if services.review is not None and services.decisions is not None:
+        # review decisions enter the queue in the decision log's writer thread, off the request path
+        services.decisions.add_listener(review_listener(services.review))
+    if services.review is not None:  # issue 23: appeal outcomes to the callers' callback URLs
+        from antispam.callbacks import CallbackSender
+
+        services.callbacks = CallbackSender(services.review, keyring, backoff_s=config.callback_backoff_s,
+                                            max_attempts=config.callback_max_attempts)
+        services.callbacks.ensure_started()  # inside a running loop (serve); else at the first decision
     if keyring is not None:
         metrics.watch_keys(keyring)
     args: dict[str, Any] = {"services": services}

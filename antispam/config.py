@@ -208,7 +208,8 @@ class ServeConfig:
     # -- issue 23: the decision log (antispam/decisions.py, docs/operations.md#decision-log) ------
     decision_log: bool = opt(True, "ANTISPAM_DECISION_LOG",
                              "write every /predict decision to the feedback store's decision log, off the "
-                             "request path (needs --feedback-db; false: no log, e.g. for a benchmark)")
+                             "request path (needs --feedback-db; --no-decision-log or 0: no log, e.g. to "
+                             "compare in a benchmark)")
     decision_queue: int = opt(10_000, "ANTISPAM_DECISION_QUEUE",
                               "decisions waiting for the log's writer; when full, new ones are dropped and "
                               "counted in antispam_decisions_dropped_total (requests are never held)")
@@ -222,6 +223,18 @@ class ServeConfig:
     decision_text_for: str = opt("block,review", "ANTISPAM_DECISION_TEXT_FOR",
                                  "comma-separated suggestions whose texts the decision log keeps "
                                  "(block, review, pass; empty: none)")
+    # -- issue 23: the review queue and appeals (antispam/review.py, antispam/callbacks.py) -----
+    review_lease_seconds: float = opt(300.0, "ANTISPAM_REVIEW_LEASE_SECONDS",
+                                      "how long a moderator holds a review item taken with POST "
+                                      "/review/next before it returns to the queue")
+    appeals_per_minute: float = opt(10.0, "ANTISPAM_APPEALS_PER_MINUTE",
+                                    "POST /appeals per key and minute (a token bucket, in Redis when "
+                                    "ANTISPAM_REDIS_URL is set; more: 429)")
+    callback_backoff_s: float = opt(5.0, "ANTISPAM_CALLBACK_BACKOFF_S",
+                                    "first retry delay of an appeal callback; doubled per failure "
+                                    "(at most an hour, +-20%% jitter)")
+    callback_max_attempts: int = opt(12, "ANTISPAM_CALLBACK_MAX_ATTEMPTS",
+                                     "attempts before an appeal callback is given up (kept as failed)")
     # -- term lists and policies (issue 12) ----------------------------------------------------
     lists_dir: str = opt("lists", "ANTISPAM_LISTS_DIR",
                          "folder of block/allow term lists (block.txt, <set>.allow.txt ...); "
@@ -300,6 +313,10 @@ def check_serve_config(config: ServeConfig) -> None:
         problems.append("--campaign-max-counters must be at least 1")
     if config.sender_key and len(config.sender_key) < 16:
         problems.append("ANTISPAM_SENDER_KEY (--sender-key) must have at least 16 characters")
+    if config.review_lease_seconds <= 0 or config.appeals_per_minute <= 0 or config.callback_backoff_s <= 0:
+        problems.append("--review-lease-seconds, --appeals-per-minute and --callback-backoff-s must be > 0")
+    if config.callback_max_attempts < 1:
+        problems.append("--callback-max-attempts must be at least 1")
     try:
         trusted_networks(config.trusted_proxy)
     except ValueError as exc:

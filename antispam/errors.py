@@ -87,6 +87,12 @@ ERROR_CODES: dict[str, int] = {
     "rate_limiter_unavailable": 503,  # the shared rate limiter (Redis) is down and fails closed
     "campaign_tracker_unavailable": 503,  # the shared campaign tracker (Redis) is down and fails closed
     "keys_file_invalid": 503,  # /readyz: keys are on and the keys file cannot be used (fail closed)
+    # issue 23: the review queue and appeals (docs/contracts.md#review-queue, #appeals)
+    "lease_lost": 409,         # a review verdict from someone who no longer holds the item's lease
+    "already_decided": 409,    # a review item decided before (by this holder with another verdict, or by another)
+    "not_blocked": 409,        # an appeal of a decision that was not a block
+    "text_unavailable": 422,   # an appeal of a decision whose text was not kept (send it; checked by hash)
+    "review_unavailable": 503,  # no review store (no feedback store, no decision log), or it failed
 }
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",

@@ -370,6 +370,16 @@ class FeedbackStore(DecisionTable):
         ``key_id`` is who sent it; the store cap and the key's daily quota raise
         :class:`FeedbackRefused` before anything is written.
         """
+        check_verdict(text, normalized, label)  # bad input before touching the store
+        with self._transaction() as conn:
+            return self.add_in(conn, text, normalized, label, model_version, now=now, key_id=key_id,
+                               request_id=request_id, data_id=data_id)
+
+    def add_in(self, conn: sqlite3.Connection, text: str, normalized: str, label: int,
+               model_version: int | None = None, *, now: float | None = None, key_id: str = ANONYMOUS,
+               request_id: str | None = None, data_id: str | None = None) -> dict[str, Any]:
+        """:meth:`add` inside a write transaction the caller holds (issue 23: a moderator's queue
+        decision and its feedback row commit together, :mod:`antispam.review`)."""
         check_verdict(text, normalized, label)
         if model_version is not None:
             model_version = int(model_version)
@@ -377,33 +387,32 @@ class FeedbackStore(DecisionTable):
         stamp = time.time() if now is None else float(now)
         size = len(text.encode("utf-8", "surrogatepass"))
         day = time.strftime("%Y-%m-%d", time.gmtime(stamp))
-        with self._transaction() as conn:
-            self._check_limits(conn, key_id, day, size)
-            conn.execute(
-                "INSERT INTO feedback_quota (key_id, day, count, bytes) VALUES (?, ?, 1, ?) "
-                "ON CONFLICT (key_id, day) DO UPDATE SET count = count + 1, "
-                "bytes = bytes + excluded.bytes", (key_id, day, size))
-            row = conn.execute(
-                "SELECT id, count FROM feedback WHERE normalized = ? AND label = ? AND key_id = ?",
-                (normalized, label, key_id)).fetchone()
-            if row is None:
-                cur = conn.execute(
-                    "INSERT INTO feedback (normalized, label, text, model_version, "
-                    "first_seen, last_seen, count, key_id, bytes, request_id, data_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                    (normalized, label, text, model_version, stamp, stamp, key_id, size,
-                     request_id, data_id))
-                assert cur.lastrowid is not None  # an INSERT always sets it
-                row_id, count, duplicate = cur.lastrowid, 1, False
-            else:
-                row_id, count, duplicate = int(row[0]), int(row[1]) + 1, True
-                conn.execute("UPDATE feedback SET count = ?, last_seen = ?, "
-                             "request_id = coalesce(?, request_id), "
-                             "data_id = coalesce(?, data_id) WHERE id = ?",
-                             (count, stamp, request_id, data_id, row_id))
-            conflict = conn.execute(
-                "SELECT 1 FROM feedback WHERE normalized = ? AND label != ? LIMIT 1",
-                (normalized, label)).fetchone() is not None
+        self._check_limits(conn, key_id, day, size)
+        conn.execute(
+            "INSERT INTO feedback_quota (key_id, day, count, bytes) VALUES (?, ?, 1, ?) "
+            "ON CONFLICT (key_id, day) DO UPDATE SET count = count + 1, "
+            "bytes = bytes + excluded.bytes", (key_id, day, size))
+        row = conn.execute(
+            "SELECT id, count FROM feedback WHERE normalized = ? AND label = ? AND key_id = ?",
+            (normalized, label, key_id)).fetchone()
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO feedback (normalized, label, text, model_version, "
+                "first_seen, last_seen, count, key_id, bytes, request_id, data_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                (normalized, label, text, model_version, stamp, stamp, key_id, size,
+                 request_id, data_id))
+            assert cur.lastrowid is not None  # an INSERT always sets it
+            row_id, count, duplicate = cur.lastrowid, 1, False
+        else:
+            row_id, count, duplicate = int(row[0]), int(row[1]) + 1, True
+            conn.execute("UPDATE feedback SET count = ?, last_seen = ?, "
+                         "request_id = coalesce(?, request_id), "
+                         "data_id = coalesce(?, data_id) WHERE id = ?",
+                         (count, stamp, request_id, data_id, row_id))
+        conflict = conn.execute(
+            "SELECT 1 FROM feedback WHERE normalized = ? AND label != ? LIMIT 1",
+            (normalized, label)).fetchone() is not None
         return {"id": row_id, "duplicate": duplicate, "count": count, "conflict": conflict}
 
     def _check_limits(self, conn: sqlite3.Connection, key_id: str, day: str, size: int) -> None:

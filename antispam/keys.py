@@ -2,7 +2,13 @@
 
 The keys file (``ANTISPAM_KEYS_FILE``, docs/operations.md#api-keys) has one key per line::
 
-    key_id<TAB>sha256(key) as hex<TAB>roles, comma-separated<TAB>rate per second
+    key_id<TAB>sha256(key) as hex<TAB>roles, comma-separated<TAB>rate per second[<TAB>settings]
+
+The optional fifth field holds the key's settings as space-separated ``name=value`` pairs
+(issue 23): ``callback_url=https://...`` where appeal outcomes are posted for this key, and
+``callback_secret=...`` the shared secret their HMAC-SHA256 signature is made with
+(:mod:`antispam.callbacks`; docs/contracts.md#appeals). A callback secret makes the keys file a
+secret (it already is one in k8s: the Secret ``antispam-keys``); keep it mode 0600.
 
 Blank lines and lines starting with ``#`` are ignored. Only the hash is stored: the key itself
 is printed once by ``antispam keys add`` and never written, logged or counted anywhere; logs,
@@ -39,9 +45,10 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from antispam.errors import UserError
 
@@ -70,6 +77,8 @@ class ApiKey:
     digest: str  # sha256 of the key, hex
     roles: frozenset[str]
     rate: float  # requests per second; the bucket holds 2 × rate
+    callback_url: str | None = None  # issue 23: where appeal outcomes are posted (settings field)
+    callback_secret: str | None = field(default=None, repr=False)  # their HMAC key
 
     def allows(self, role: str) -> bool:
         return role in granted(self.roles)
@@ -90,10 +99,10 @@ def parse_line(line: str, where: str) -> ApiKey | None:
     if not text or text.startswith("#"):
         return None
     fields = text.split("\t")
-    if len(fields) != 4:
-        raise KeysFileError(f"{where}: expected 4 tab-separated fields (key id, sha256, roles, rate), "
-                            f"got {len(fields)}")
-    key_id, digest, roles_text, rate_text = (f.strip() for f in fields)
+    if len(fields) not in (4, 5):
+        raise KeysFileError(f"{where}: expected 4 tab-separated fields (key id, sha256, roles, rate) and "
+                            f"optional settings, got {len(fields)}")
+    key_id, digest, roles_text, rate_text = (f.strip() for f in fields[:4])
     if not _KEY_ID.fullmatch(key_id):
         raise KeysFileError(f"{where}: bad key id (letters, digits, _ . @ -, at most 64)")
     if not _DIGEST.fullmatch(digest.lower()):
@@ -109,7 +118,32 @@ def parse_line(line: str, where: str) -> ApiKey | None:
         rate = math.nan
     if not math.isfinite(rate) or rate <= 0:
         raise KeysFileError(f"{where}: key {key_id}: rate must be a number of requests per second > 0")
-    return ApiKey(key_id, digest.lower(), roles, rate)
+    settings = parse_settings(fields[4] if len(fields) == 5 else "", f"{where}: key {key_id}")
+    return ApiKey(key_id, digest.lower(), roles, rate, settings.get("callback_url"),
+                  settings.get("callback_secret"))
+
+
+SETTINGS = ("callback_url", "callback_secret")
+MIN_SECRET_CHARS = 16
+
+
+def parse_settings(text: str, where: str) -> dict[str, str]:
+    """The fifth field: ``name=value`` pairs; a callback URL needs a secret and vice versa (an
+    unsigned callback could be forged by anyone who can reach the receiver)."""
+    settings: dict[str, str] = {}
+    for pair in text.split():
+        name, sep, value = pair.partition("=")
+        if not sep or name not in SETTINGS or not value:
+            raise KeysFileError(f"{where}: settings are name=value pairs of {', '.join(SETTINGS)}")
+        settings[name] = value
+    url, secret = settings.get("callback_url"), settings.get("callback_secret")
+    if (url is None) != (secret is None):
+        raise KeysFileError(f"{where}: callback_url and callback_secret go together")
+    if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+        raise KeysFileError(f"{where}: callback_url must be an http:// or https:// URL")
+    if secret is not None and len(secret) < MIN_SECRET_CHARS:
+        raise KeysFileError(f"{where}: callback_secret must have at least {MIN_SECRET_CHARS} characters")
+    return settings
 
 
 def parse_keys(text: str, source: str = "keys file") -> dict[str, ApiKey]:
@@ -307,4 +341,4 @@ def rotate_key(path: str | os.PathLike[str], key_id: str) -> tuple[str, ApiKey]:
         return "\t".join(fields)
 
     old = _rewrite(path, key_id, line)
-    return key, ApiKey(old.key_id, hash_key(key), old.roles, old.rate)
+    return key, ApiKey(old.key_id, hash_key(key), old.roles, old.rate, old.callback_url, old.callback_secret)

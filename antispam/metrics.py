@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # requests with made-up methods (``curl -X FOOBAR1``): anything else is counted as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 ROUTES = frozenset({"predict", "feedback", "healthz", "readyz", "models", "metrics", "openapi",
-                    "console", "lists", "decisions", "not_found"})
+                    "console", "lists", "decisions", "review", "appeals", "not_found"})
 OTHER = "other"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

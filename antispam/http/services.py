@@ -47,6 +47,10 @@ class Services:
     # from (GET /decisions, appeals; set whenever the feedback store keeps decisions).
     decisions: DecisionLog | None = field(default=None, repr=False)
     decision_store: DecisionStorage | None = field(default=None, repr=False)
+    # Issue 23: the review queue in the feedback store's database (antispam.review) and the sender
+    # of appeal callbacks (antispam.callbacks); None without a feedback store.
+    review: Any = field(default=None, repr=False)
+    callbacks: Any = field(default=None, repr=False)
 
     def request_started(self) -> None:
         self.inflight += 1

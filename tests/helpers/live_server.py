@@ -20,8 +20,9 @@ from antispam.http.server import HTTPServer, server_options
 
 class LiveServer:
     def __init__(self, config: ServeConfig, backend_factory: Callable[[ServeConfig], Backend],
-                 feedback_store: Any = None) -> None:
+                 feedback_store: Any = None, decision_log: Any = None) -> None:
         self.config = config
+        self._decision_log = decision_log  # issue 23: what make_app hands /predict's decisions to
         self._factory = backend_factory
         self._feedback_store = feedback_store
         self._ready = threading.Event()
@@ -45,7 +46,8 @@ class LiveServer:
         self._stop = asyncio.Event()
         self.backend = self._factory(self.config)
         await self.backend.start()
-        self.app = make_app(self.config, self.backend, feedback_store=self._feedback_store)
+        self.app = make_app(self.config, self.backend, feedback_store=self._feedback_store,
+                            decision_log=self._decision_log)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         server = HTTPServer(self.app, **server_options(self.config))

@@ -239,7 +239,9 @@ class LocalBackendApiTest(ApiTestCase):
         self.assertEqual(status, 200)
         self.assertTrue(doc["openapi"].startswith("3."))
         self.assertEqual(set(doc["paths"]), {"/predict", "/feedback", "/healthz", "/readyz",
-                                             "/models", "/metrics", "/openapi.json", "/lists", "/decisions"})
+                                             "/models", "/metrics", "/openapi.json", "/lists", "/review/next",
+                                             "/review/{id}/decision", "/review/{id}/release", "/review/stats",
+                                             "/appeals", "/decisions"})
         codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
         self.assertEqual(set(codes), set(ERROR_CODES))
 
