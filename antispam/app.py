@@ -81,6 +81,8 @@ ROUTE_ROLES: dict[str, str | None] = {
     r"/console/([^/]*)": None,
     r"/console/api/info": "viewer",  # thresholds and folder paths
     r"/console/api/live": "viewer",
+    r"/console/api/campaigns": "viewer",  # example texts of campaigns, their contacts
+    r"/console/api/blocklist": "admin",  # writes the block list file
     r"/console/api/promotions": "viewer",
     r"/console/api/versions": "viewer",
     r"/console/api/versions/([0-9]{1,9})": "viewer",

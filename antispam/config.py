@@ -192,7 +192,8 @@ class ServeConfig:
     # -- issue 23: the decision log (antispam/decisions.py, docs/operations.md#decision-log) ------
     decision_log: bool = opt(True, "ANTISPAM_DECISION_LOG",
                              "write every /predict decision to the feedback store's decision log, off the "
-                             "request path (needs --feedback-db; false: no log, e.g. for a benchmark)")
+                             "request path (needs --feedback-db; --no-decision-log or 0: no log, e.g. to "
+                             "compare in a benchmark)")
     decision_queue: int = opt(10_000, "ANTISPAM_DECISION_QUEUE",
                               "decisions waiting for the log's writer; when full, new ones are dropped and "
                               "counted in antispam_decisions_dropped_total (requests are never held)")

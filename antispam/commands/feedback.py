@@ -4,6 +4,9 @@
 ``feedback-prune`` service, the k8s CronJob ``antispam-feedback-prune``; issue 21): it deletes
 rows last seen more than ``--feedback-retention-days`` ago and rewrites the promotion logs under
 ``--model-base`` so that no line quotes a feedback text (a hash and a redacted excerpt instead).
+It is the decision log's retention too (issue 23): decisions older than
+``--decision-retention-days`` are deleted, and texts past ``--decision-text-days`` (or their own
+window) are erased, the hash kept.
 
 For an operator cleaning up after an abusive client: ``antispam feedback list --key mallory``
 shows what a key sent, ``export`` writes the rows as JSON Lines (to keep a copy), ``delete``
@@ -39,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     prune = actions.add_parser("prune", help="retention: delete rows older than the retention and "
                                "redact feedback texts in the promotion logs (run it daily)")
-    add_arguments(prune, ServeConfig, only=("feedback_retention_days", "model_base"))
+    add_arguments(prune, ServeConfig, only=("feedback_retention_days", "decision_retention_days",
+                                            "decision_text_days", "model_base"))
     prune.add_argument("--model", action="append", dest="models", metavar="NAME",
                        help="promotion log of MODEL_BASE/NAME to redact (repeatable; default: every "
                        "model folder with a promotion.jsonl)")
@@ -197,14 +201,18 @@ def prune(args: argparse.Namespace) -> int:
     from antispam.privacy import scrub_log
     from antispam.retrain import LOCK_FILE, LOG_FILE
 
-    config = resolve(ServeConfig, args, only=("feedback_db", "feedback_retention_days", "model_base"))
-    if config.feedback_retention_days < 0:
-        raise UserError("--feedback-retention-days must be >= 0 (0: keep every row)")
+    config = resolve(ServeConfig, args, only=("feedback_db", "feedback_retention_days", "decision_retention_days",
+                                              "decision_text_days", "model_base"))
+    for name in ("feedback_retention_days", "decision_retention_days", "decision_text_days"):
+        if getattr(config, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0 (0: keep every row)")
     if exists(config.feedback_db):
         try:
             store = open_store(config.feedback_db)
             try:
                 deleted = store.prune(config.feedback_retention_days)
+                decisions, texts = store.prune_decisions(config.decision_retention_days,
+                                                         config.decision_text_days)
             finally:
                 store.close()
         except FeedbackError as exc:
@@ -212,6 +220,10 @@ def prune(args: argparse.Namespace) -> int:
         kept = (f"rows last seen more than {config.feedback_retention_days:g} days ago"
                 if config.feedback_retention_days > 0 else "nothing (retention 0: keep every row)")
         print(f"{redact(config.feedback_db)}: deleted {deleted} rows; the retention deletes {kept}")
+        older = (f"older than {config.decision_retention_days:g} days" if config.decision_retention_days > 0
+                 else "none (retention 0)")
+        print(f"{redact(config.feedback_db)}: deleted {decisions} decisions ({older}) and erased {texts} "
+              f"decision texts (older than {config.decision_text_days:g} days or past their window)")
     else:
         print(f"no feedback store at {redact(config.feedback_db)!r}: nothing to delete")
     base = Path(config.model_base)

@@ -8,7 +8,10 @@ rate, p50/p99 latency of ``/predict`` (interpolated inside the histogram buckets
 ``histogram_quantile`` does), verdict mix, cache hit rate, fallbacks and errors.
 
 Numbers are per process: with ``--workers N`` a request reaches one worker, and so does the
-console's.
+console's. Except (issue 23) when the decision log is in a shared store (PostgreSQL): then the
+verdict mix and the request and text rates are counted over every process and replica from the
+log (:func:`shared_window`, read by the console's handler), and the summary says which source it
+used; latency stays this process's (the log holds no timings), labelled with its pid.
 """
 
 from __future__ import annotations
@@ -152,6 +155,23 @@ def compare(new: Snapshot, old: Snapshot) -> dict[str, Any]:
                                     old.by("antispam_backend_errors_total", "code"))),
         },
     }
+
+
+def shared_window(counts: Mapping[str, Any], seconds: float, store: str) -> dict[str, Any]:
+    """The decision log's counts (:meth:`antispam.decisions.DecisionStorage.decision_counts`)
+    over the last ``seconds``, shaped like the per-process window's verdicts and rates.
+
+    Requests are distinct ``request_id`` values (a client that reuses its own ``X-Request-Id``
+    counts once); only answered texts are logged (no errors), and the last ~0.2 s may still be in
+    the writers' queues; decisions dropped by a writer (``antispam_decisions_dropped_total``)
+    are missing."""
+    texts, requests = int(counts["texts"]), int(counts["requests"])
+    return {"source": "decision_log", "store": store, "seconds": round(seconds, 3),
+            "texts": texts, "texts_per_second": _rate(texts, seconds),
+            "requests": requests, "requests_per_second": _rate(requests, seconds),
+            "key_ids": int(counts.get("key_ids", 0)),
+            "verdicts": {str(k): int(v) for k, v in sorted(counts["by_suggestion"].items())},
+            "decided_by": {str(k): int(v) for k, v in sorted(counts["by_decided_by"].items())}}
 
 
 class LiveStats:

@@ -35,8 +35,11 @@ class DecisionsHandler(BaseHandler):
                     values[name] = given[0].decode("utf-8")
                 except UnicodeDecodeError:
                     raise api_error("invalid_utf8", f"the {name} parameter is not UTF-8") from None
-        request_id = check_data_id(values.get("request_id") or None, "request_id")
-        data_id = check_data_id(values.get("data_id") or None, "data_id")
+        for name in ("request_id", "data_id"):
+            if values.get(name) == "":
+                raise api_error("invalid_request", f"{name} is empty")
+        request_id = check_data_id(values.get("request_id"), "request_id")
+        data_id = check_data_id(values.get("data_id"), "data_id")
         if request_id is None and data_id is None:
             raise api_error("invalid_request", "give request_id= (the /predict answer's) or data_id= "
                             "(your id of the text), or both")

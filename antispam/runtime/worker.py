@@ -63,8 +63,8 @@ def make_feedback_store(config: ServeConfig) -> FeedbackStorage | None:
 
 def make_decision_log(config: ServeConfig, store: FeedbackStorage | None) -> DecisionLog | None:
     """The decision log's writer (issue 23), on the feedback store: on by default whenever a
-    store is configured (the quickstart's SQLite file included), off with ``--decision-log
-    false``. Its thread starts now; nothing touches the store before the first decision."""
+    store is configured (the quickstart's SQLite file included), off with
+    ``--no-decision-log``. Its thread starts now; nothing touches the store before the first decision."""
     if not config.decision_log or store is None:
         return None
     from antispam.decisions import DecisionLog, TextRetention

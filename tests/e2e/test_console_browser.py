@@ -329,11 +329,12 @@ def test_the_console_works_by_keyboard(browser: Any, service: tuple[str, Path, P
     driver.get(url + "/console/#try")
     wait(driver, lambda d: by_id(d, "try-submit").is_enabled(), "the Score button")
     order = []
-    for _ in range(8):
+    for _ in range(9):
         driver.switch_to.active_element.send_keys(Keys.TAB)
         active = driver.switch_to.active_element
         order.append(active.get_attribute("id") or active.get_attribute("class") or active.tag_name)
-    assert order[:7] == ["skip", "nav-try", "nav-review", "nav-models", "nav-live", "try-texts", "try-submit"]
+    assert order[:8] == ["skip", "nav-try", "nav-review", "nav-models", "nav-live", "nav-campaigns", "try-texts",
+                         "try-submit"]
     # Keyboard only: type, submit with Enter on the button, then mark the result as pass.
     by_id(driver, "try-texts").send_keys("你好，今天开会吗")
     by_id(driver, "try-texts").send_keys(Keys.TAB)
@@ -541,4 +542,121 @@ def test_key_prompt_on_401_and_highlighted_spans(browser: Any, tmp_path: Path,
         by_id(driver, "forget-key").click()
         assert driver.execute_script("return sessionStorage.getItem('antispam.console.key')") is None
         assert not by_id(driver, "forget-key").is_displayed()
+        no_csp_violations_or_errors(driver)
+
+
+# -- the Campaigns view (issue 24) ---------------------------------------------------------------
+
+CAMPAIGN_BIG = "本店新品上市全场八折优惠😀欢迎新老顾客光临选购，咨询电话13800138000"
+CAMPAIGN_SMALL = "低息贷款当天放款，无抵押无担保，详情请联系王经理，加微信 abc_12345 或 QQ 12345678"
+
+
+class CampaignServer:
+    """The real app (fake backend) on 127.0.0.1 in a thread, with an in-process campaign tracker
+    that has seen two campaigns, and a lists folder of its own."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.lists = tmp / "lists"
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.port = 0
+
+    async def _main(self) -> None:
+        import tornado.httpserver
+        import tornado.netutil
+
+        from antispam.app import make_app
+        from antispam.campaigns import MemoryTracker
+        from antispam.config import ServeConfig
+        from antispam.contacts import find_contacts
+        from antispam.testing.fakes import FakeBackend
+        from antispam.text import normalize
+
+        config = ServeConfig(model_base=str(self.tmp / "models"), lists_dir=str(self.lists),
+                             lists_poll_seconds=3600.0, cache_size=0)
+        app = make_app(config, FakeBackend())
+        tracker = MemoryTracker(window_seconds=600, min_senders=3)
+        for text, senders in ((CAMPAIGN_BIG, 7), (CAMPAIGN_SMALL, 4)):
+            for i in range(senders):
+                tracker.observe(text, normalize(text), find_contacts(text), f"{text[:3]}-{i}")
+        app.services.scorer.campaigns = tracker  # type: ignore[attr-defined]
+        self._stop = asyncio.Event()
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        self.port = sockets[0].getsockname()[1]
+        server = tornado.httpserver.HTTPServer(app)
+        server.add_sockets(sockets)
+        self.loop = asyncio.get_running_loop()
+        self._ready.set()
+        await self._stop.wait()
+        server.stop()
+
+    def __enter__(self) -> CampaignServer:
+        self._thread.start()
+        assert self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_campaigns_view_and_block_a_contact(browser: Any, tmp_path: Path,
+                                            shots: Callable[[str], list[Path]]) -> None:
+    driver = browser
+    with CampaignServer(tmp_path) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        driver.get(url + "/console/#campaigns")
+        view = by_id(driver, "view-campaigns")
+        wait(driver, lambda d: view.get_attribute("data-loaded") == "1", "the campaigns")
+        assert by_id(driver, "nav-campaigns").get_attribute("aria-current") == "page"
+        items = driver.find_elements(By.CSS_SELECTOR, "#campaigns-list > li")
+        texts = [i.find_element(By.CSS_SELECTOR, ".result-text").text for i in items]
+        assert texts == [CAMPAIGN_BIG, CAMPAIGN_SMALL]  # most senders first, one entry per campaign
+        first = items[0]
+        marks = first.find_elements(By.CSS_SELECTOR, ".result-text mark.contact")
+        assert [(m.text, m.get_attribute("title")) for m in marks] == [("13800138000", "mobile 13800138000")]
+        assert "Senders\n7" in first.text or "Senders 7" in first.text.replace("\n", " ")
+        small = items[1]
+        kinds = [li.get_attribute("data-kind") for li in small.find_elements(By.CSS_SELECTOR, ".contacts li")]
+        assert kinds == ["wechat", "qq"]
+        assert "at least 3 senders within 10 min" in by_id(driver, "campaigns-window").text
+        screenshot(driver, shots("console-campaigns.png"))
+
+        # Block the phone number: first a confirmation, then the file, then the badge.
+        row = first.find_element(By.CSS_SELECTOR, '.contacts li[data-contact="13800138000"]')
+        row.find_element(By.CSS_SELECTOR, ".open-block").click()
+        confirm = row.find_element(By.CSS_SELECTOR, ".confirm")
+        assert confirm.is_displayed() and "Add 13800138000 to block.txt?" in confirm.text
+        assert not (server.lists / "block.txt").exists()  # nothing written before the confirmation
+        screenshot(driver, shots("console-campaigns-confirm.png"))
+        row.find_element(By.CSS_SELECTOR, ".confirm-block").click()
+        status = row.find_element(By.CSS_SELECTOR, ".status")
+        wait(driver, lambda d: status.get_attribute("data-status") == "200", "the block list answer")
+        assert status.text.startswith("Added 13800138000 to block.txt.")
+        assert (server.lists / "block.txt").read_text(encoding="utf-8").splitlines()[-1] == "13800138000"
+        assert row.find_elements(By.CSS_SELECTOR, ".badge.block")  # "on the block list" instead of the button
+        assert not row.find_elements(By.CSS_SELECTOR, ".open-block")
+        screenshot(driver, shots("console-campaigns-blocked.png"))
+        screenshot(driver, shots("console-campaigns-375.png"), width=375, mobile=True)
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 375, "height": 900, "deviceScaleFactor": 1, "mobile": True})
+        assert driver.execute_script(WIDER_THAN_THE_SCREEN) == []
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+        # By keyboard: Enter opens the question with the focus on its button; Cancel closes it,
+        # gives the focus back and writes nothing. Then a reload shows the listed contact.
+        wechat = small.find_element(By.CSS_SELECTOR, '.contacts li[data-contact="abc_12345"]')
+        opener = wechat.find_element(By.CSS_SELECTOR, ".open-block")
+        opener.send_keys(Keys.ENTER)
+        assert driver.switch_to.active_element.get_attribute("class") == "small confirm-block"
+        assert opener.get_attribute("aria-expanded") == "true"
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        assert not wechat.find_element(By.CSS_SELECTOR, ".confirm").is_displayed()
+        assert driver.switch_to.active_element == opener
+        assert "abc_12345" not in (server.lists / "block.txt").read_text(encoding="utf-8")
+        by_id(driver, "campaigns-refresh").click()
+        wait(driver, lambda d: d.find_elements(
+            By.CSS_SELECTOR, '#campaigns-list li[data-contact="13800138000"] .badge.block'), "the listed contact")
         no_csp_violations_or_errors(driver)

@@ -72,3 +72,31 @@ def test_prune_without_a_store_or_logs_is_not_an_error(tmp_path: Path, capsys) -
     assert "nothing to delete" in capsys.readouterr().out
     assert main(["feedback", "--feedback-db", str(tmp_path / "none.db"), "prune",
                  "--feedback-retention-days", "-1"]) == 2
+
+
+def test_prune_is_the_decision_logs_retention_too(feedback_db: str, tmp_path: Path, capsys) -> None:
+    """Issue 23: on SQLite and PostgreSQL alike, old decisions go and old texts are erased."""
+    from antispam.decisions import Decision, text_sha256
+    from antispam.feedback_stores import open_store
+
+    now, day = time.time(), 86400.0
+
+    def decision(request_id: str, age_days: float, window_days: float) -> Decision:
+        at = now - age_days * day
+        return Decision(request_id=request_id, index=0, time=at, key_id="k", policy="default", model_name="rnn",
+                        model_version=1, probability=0.99, suggestion="block", decided_by="model",
+                        text_sha256=text_sha256("代开发票"), text="代开发票", text_until=at + window_days * day)
+
+    store = open_store(feedback_db)
+    store.add_decisions([decision("ancient", 100, 30), decision("month", 20, 30), decision("today", 0, 30)])
+    store.close()
+    assert main(["feedback", "--feedback-db", feedback_db, "prune", "--model-base", str(tmp_path / "none"),
+                 "--decision-retention-days", "90", "--decision-text-days", "7"]) == 0
+    assert "deleted 1 decisions (older than 90 days) and erased 1 decision texts" in capsys.readouterr().out
+    store = open_store(feedback_db)
+    try:
+        assert store.find_decisions(request_id="ancient") == []
+        assert store.find_decisions(request_id="month")[0].text is None
+        assert store.find_decisions(request_id="today")[0].text == "代开发票"
+    finally:
+        store.close()

@@ -32,6 +32,10 @@
   const REVIEW_REFRESH_MS = 15000;
   const REVIEW_HOURS = 6;
   const MAX_SKIPPED = 100; // the API's limit on exclude
+  const CAMPAIGNS_LIMIT = 20;
+  const CONTACT_KINDS = {
+    mobile: "mobile", landline: "landline", qq: "QQ", wechat: "WeChat", url: "URL", domain: "domain", email: "e-mail",
+  };
 
   // ---- pure functions ------------------------------------------------------------------------
 
@@ -144,23 +148,6 @@
       const h = v > 0 ? Math.max(1, (v / top) * height) : 0;
       return { x: (first + i) * step, y: height - h, width: Math.max(step - gap, 0.5), height: h, value: v };
     });
-  }
-
-  /** Seconds as a short age: "42 s", "7 min", "2.5 h", "3.0 d"; "–" for none. */
-  function formatAge(seconds) {
-    if (!isNumber(seconds) || seconds < 0) {
-      return "–";
-    }
-    if (seconds < 90) {
-      return Math.round(seconds) + " s";
-    }
-    if (seconds < 90 * 60) {
-      return Math.round(seconds / 60) + " min";
-    }
-    if (seconds < 48 * 3600) {
-      return (seconds / 3600).toFixed(1) + " h";
-    }
-    return (seconds / 86400).toFixed(1) + " d";
   }
 
   /** What a key press does in the Review view: "spam", "pass", "next" (skip or take), "reason"
@@ -346,6 +333,74 @@
       return models.ready;
     }
     return models.current_version !== null && models.current_version !== undefined;
+  }
+
+  /** A contact kind of the API in words ("wechat" → "WeChat"). */
+  function contactKind(kind) {
+    return Object.prototype.hasOwnProperty.call(CONTACT_KINDS, kind) ? CONTACT_KINDS[kind] : String(kind || "contact");
+  }
+
+  /** Seconds as "45 s", "12 min" or "3 h 05 min" (negative or missing: "–"). */
+  function formatAge(seconds) {
+    if (!isNumber(seconds) || seconds < 0) {
+      return "–";
+    }
+    if (seconds < 60) {
+      return Math.floor(seconds) + " s";
+    }
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) {
+      return minutes + " min";
+    }
+    const rest = minutes % 60;
+    return Math.floor(minutes / 60) + " h " + (rest < 10 ? "0" : "") + rest + " min";
+  }
+
+  /** A campaign of GET /console/api/campaigns as the view shows it. Contacts are the example's,
+   * each once (kind and value), in order of position; spans with bad offsets are dropped here
+   * as highlightSegments drops them. */
+  function campaignSummary(campaign, nowSeconds) {
+    const c = campaign || {};
+    const example = c.example || {};
+    const seen = new Set();
+    const contacts = (Array.isArray(example.contacts) ? example.contacts : []).filter(function (k) {
+      return k && typeof k.value === "string" && k.value && typeof k.kind === "string";
+    });
+    const unique = contacts.filter(function (k) {
+      const key = k.kind + "\u0000" + k.value;
+      if (seen.has(key)) {
+        return false;
+      }
+      seen.add(key);
+      return true;
+    });
+    const first = isNumber(c.first_seen) ? c.first_seen : null;
+    return {
+      text: typeof example.text === "string" ? example.text : "",
+      spans: contacts.filter(function (k) { return Number.isInteger(k.start) && Number.isInteger(k.end); }),
+      contacts: unique,
+      senders: isNumber(c.senders) ? c.senders : null,
+      size: isNumber(c.size) ? c.size : null,
+      firstSeen: first,
+      age: first !== null && isNumber(nowSeconds) ? formatAge(nowSeconds - first) : "–",
+      foundBy: (Array.isArray(c.by) ? c.by : [c.by]).map(function (by) {
+        return by === "contact" ? "the same contact" : "near-duplicate texts";
+      }).filter(function (v, i, all) { return all.indexOf(v) === i; }).join(" and "),
+    };
+  }
+
+  /** What POST /console/api/blocklist answered, in words. */
+  function blockListMessage(status, body) {
+    if (status !== 200 || !body || !body.data) {
+      return describeError(status, body);
+    }
+    const d = body.data;
+    const file = d.file ? String(d.file).split("/").pop() : "the block list";
+    if (!d.added) {
+      return d.term + " is already on the block list (" + file + "): nothing added.";
+    }
+    const reload = isNumber(d.reload_seconds) ? " within " + d.reload_seconds + " s" : " at its next reload";
+    return "Added " + d.term + " to " + file + ". This worker blocks it now, every other worker" + reload + ".";
   }
 
   /** A client for the API: JSON in and out, and the key asked for on a 401 (see the top). */
@@ -553,7 +608,7 @@
     });
     const state = { info: null, view: null, liveTimer: null, reviewTimer: null, objectUrls: [], interval: 10,
       review: { item: null, skipped: [], done: [], busy: false } };
-    const views = ["try", "review", "models", "live"];
+    const views = ["try", "review", "models", "live", "campaigns"];
 
     function setStatus(id, text, problem) {
       const node = $(id);
@@ -955,7 +1010,10 @@
       const d = got.body.data;
       const w = d.window;
       const p = w.predict;
-      const mix = verdictMix(w.verdicts);
+      // Issue 23: with the decision log in a shared store, verdicts and rates are every process's.
+      const shared = d.shared && d.shared.source === "decision_log" ? d.shared : null;
+      const here = "this process" + (d.process ? " (pid " + d.process.pid + ")" : "");
+      const mix = verdictMix(shared ? shared.verdicts : w.verdicts);
       const bar = el(doc, "div", { className: "mix", role: "img",
         "aria-label": mix.parts.map(function (part) { return part.suggestion + " " + part.count; }).join(", ") });
       mix.parts.forEach(function (part) {
@@ -967,12 +1025,18 @@
       const cards = $("live-cards");
       cards.textContent = "";
       cards.append(
-        card(doc, "Predict requests", formatRate(p.requests_per_second),
-          p.requests + " in " + Math.round(w.seconds) + " s · " + formatRate(p.texts_per_second).replace("/s", " texts/s")),
-        card(doc, "Latency p50", formatMs(p.latency_ms.p50, p.latency_ms.p50_above_buckets), "predict, from buckets"),
-        card(doc, "Latency p99", formatMs(p.latency_ms.p99, p.latency_ms.p99_above_buckets), "predict, from buckets"),
+        shared
+          ? card(doc, "Predict requests", formatRate(shared.requests_per_second),
+            shared.requests + " in " + Math.round(shared.seconds) + " s · " +
+            formatRate(shared.texts_per_second).replace("/s", " texts/s") + " · all processes (decision log)")
+          : card(doc, "Predict requests", formatRate(p.requests_per_second),
+            p.requests + " in " + Math.round(w.seconds) + " s · " + formatRate(p.texts_per_second).replace("/s", " texts/s") +
+            " · " + here),
+        card(doc, "Latency p50", formatMs(p.latency_ms.p50, p.latency_ms.p50_above_buckets), "predict, from buckets · " + here),
+        card(doc, "Latency p99", formatMs(p.latency_ms.p99, p.latency_ms.p99_above_buckets), "predict, from buckets · " + here),
         card(doc, "Verdicts", String(mix.total),
-          mix.parts.map(function (part) { return part.suggestion + " " + part.count; }).join(" · "), bar),
+          mix.parts.map(function (part) { return part.suggestion + " " + part.count; }).join(" · ") +
+          (shared ? " · all processes (decision log)" : " · " + here), bar),
         card(doc, "Cache hit rate", formatPercent(w.cache.hit_rate), w.cache.hits + " hits, " + w.cache.misses + " misses"),
         card(doc, "Fallbacks", String(w.fallbacks), "REST after gRPC"),
         card(doc, "Errors (5xx)", String(w.errors.server),
@@ -989,7 +1053,8 @@
       }
       const updated = new Date(d.now * 1000).toLocaleTimeString();
       setStatus("live-status", "Updated " + updated + " · covering " + Math.round(w.seconds) + " s · sampled every " +
-        d.interval_seconds + " s (" + d.sampling + ")");
+        d.interval_seconds + " s (" + d.sampling + ") · verdicts and rates: " +
+        (shared ? "all processes, from the decision log" : here + (d.shared && d.shared.why ? " (" + d.shared.why + ")" : "")));
       $("view-live").setAttribute("data-loaded", "1");
     }
 
@@ -1175,6 +1240,133 @@
       }
     }
 
+    // -- Campaigns -----------------------------------------------------------------------------
+
+    function renderExample(summary) {
+      const p = el(doc, "p", { className: "result-text", lang: "zh-CN" });
+      highlightSegments(summary.text, summary.spans).forEach(function (piece) {
+        if (piece.reasons.length) {
+          const what = piece.reasons.map(function (k) { return contactKind(k.kind) + " " + k.value; }).join(", ");
+          p.append(el(doc, "mark", { className: "contact", title: what, text: piece.text }));
+        } else {
+          p.append(doc.createTextNode(piece.text));
+        }
+      });
+      return p;
+    }
+
+    function listedBadge() {
+      return badge(doc, "on the block list", "block");
+    }
+
+    function markListed(value) {
+      // The same contact may be in several campaigns: every one of its buttons becomes the badge.
+      Array.prototype.forEach.call($("campaigns-list").querySelectorAll("li[data-contact]"), function (li) {
+        if (li.getAttribute("data-contact") === value) {
+          const open = li.querySelector(".open-block");
+          if (open) {
+            open.replaceWith(listedBadge());
+          }
+          const confirm = li.querySelector(".confirm");
+          if (confirm) {
+            confirm.hidden = true;
+          }
+        }
+      });
+    }
+
+    function renderContact(contact, index, file) {
+      const status = el(doc, "span", { className: "status", role: "status" });
+      const label = contactKind(contact.kind) + " " + contact.value;
+      const row = el(doc, "li", { "data-contact": contact.value, "data-kind": contact.kind }, [
+        badge(doc, contactKind(contact.kind), "other"),
+        el(doc, "code", { text: contact.value }),
+      ]);
+      if (contact.listed) {
+        row.append(listedBadge(), status);
+        return row;
+      }
+      const open = el(doc, "button", { type: "button", className: "secondary small open-block",
+        "aria-label": "Block " + label + "…", text: "Block…" });
+      const add = el(doc, "button", { type: "button", className: "small confirm-block",
+        text: "Add to the block list" });
+      const cancel = el(doc, "button", { type: "button", className: "secondary small", text: "Cancel" });
+      const question = el(doc, "span", { text: "Add " + contact.value + " to " + file + "?" });
+      const confirm = el(doc, "span", { className: "confirm", id: "confirm-" + index }, [question, add, cancel]);
+      confirm.hidden = true;
+      open.setAttribute("aria-controls", "confirm-" + index);
+      open.setAttribute("aria-expanded", "false");
+      open.addEventListener("click", function () {
+        confirm.hidden = false;
+        open.setAttribute("aria-expanded", "true");
+        status.textContent = "";
+        add.focus();
+      });
+      cancel.addEventListener("click", function () {
+        confirm.hidden = true;
+        open.setAttribute("aria-expanded", "false");
+        open.focus();
+      });
+      add.addEventListener("click", async function () {
+        add.disabled = true;
+        cancel.disabled = true;
+        status.textContent = "Adding…";
+        const got = await client.postJson("console/api/blocklist", { kind: contact.kind, value: contact.value });
+        add.disabled = false;
+        cancel.disabled = false;
+        status.textContent = blockListMessage(got.status, got.body);
+        status.classList.toggle("problem", got.status !== 200);
+        status.setAttribute("data-status", String(got.status));
+        if (got.status === 200) {
+          markListed(contact.value);
+        }
+      });
+      row.append(open, confirm, status);
+      return row;
+    }
+
+    function renderCampaign(campaign, now, file, number) {
+      const summary = campaignSummary(campaign, now);
+      const first = summary.firstSeen !== null ? new Date(summary.firstSeen * 1000).toLocaleTimeString() : "–";
+      const contacts = el(doc, "ul", { className: "contacts", "aria-label": "Contacts in this example" },
+        summary.contacts.map(function (contact, i) { return renderContact(contact, number + "-" + i, file); }));
+      return el(doc, "li", { className: "result campaign" }, [
+        renderExample(summary),
+        facts(doc, [
+          ["Senders", String(summary.senders === null ? "–" : summary.senders)],
+          ["Messages", String(summary.size === null ? "–" : summary.size)],
+          ["First seen", first + " (" + summary.age + " ago)"],
+          ["Found by", summary.foundBy],
+        ]),
+        summary.contacts.length ? contacts : el(doc, "p", { className: "hint", text: "No contact in this example." }),
+      ]);
+    }
+
+    async function loadCampaigns() {
+      const got = await client.json("console/api/campaigns?limit=" + CAMPAIGNS_LIMIT);
+      const list = $("campaigns-list");
+      if (!got.ok || !got.body) {
+        setStatus("campaigns-status", describeError(got.status, got.body), true);
+        return;
+      }
+      const d = got.body.data;
+      list.textContent = "";
+      if (!d.enabled) {
+        setStatus("campaigns-status", "Campaign detection is off in this service.", false);
+      } else if (d.unavailable) {
+        setStatus("campaigns-status", "The campaign tracker cannot answer: " + d.unavailable, true);
+      } else {
+        const now = Date.now() / 1000;
+        const file = d.block_file ? String(d.block_file).split("/").pop() : "block.txt";
+        d.campaigns.forEach(function (c, i) { list.append(renderCampaign(c, now, file, i)); });
+        $("campaigns-window").textContent = "One advert, lightly varied, sent by at least " + d.min_senders +
+          " senders within " + formatAge(d.window_seconds) + ". Most senders first.";
+        setStatus("campaigns-status", (d.campaigns.length ? "The largest " + d.campaigns.length + " shown. "
+          : "No active campaign. ") + "Updated " + new Date().toLocaleTimeString() + ".");
+      }
+      $("view-campaigns").setAttribute("data-loaded", "1");
+    }
+
     // -- views ---------------------------------------------------------------------------------
 
     function route() {
@@ -1201,12 +1393,15 @@
         loadLive();
       } else if (view === "review") {
         loadReviewStats();
+      } else if (view === "campaigns") {
+        loadCampaigns();
       }
     }
 
     $("try-form").addEventListener("submit", onTry);
     $("live-minutes").addEventListener("change", loadLive);
     $("live-refresh").addEventListener("click", loadLive);
+    $("campaigns-refresh").addEventListener("click", loadCampaigns);
     $("forget-key").addEventListener("click", function () { client.forgetKey(); });
     $("forget-key").hidden = !client.hasKey();
     $("review-next").addEventListener("click", function () { skip(); });
@@ -1241,7 +1436,6 @@
     formatPercent: formatPercent,
     formatRate: formatRate,
     formatMs: formatMs,
-    formatAge: formatAge,
     reviewShortcut: reviewShortcut,
     reviewSpans: reviewSpans,
     depthSeries: depthSeries,
@@ -1257,6 +1451,10 @@
     mergeVersions: mergeVersions,
     stateKind: stateKind,
     isReady: isReady,
+    contactKind: contactKind,
+    formatAge: formatAge,
+    campaignSummary: campaignSummary,
+    blockListMessage: blockListMessage,
     createClient: createClient,
     start: start,
   };
