@@ -167,6 +167,20 @@ async def warm_up(targets: Mapping[str, str], texts: Sequence[str], seconds: flo
             pool.close()
 
 
+async def passing(url: str, texts: Sequence[str], timeout: float = 5.0) -> list[str]:
+    """The ``texts`` a service answers ``pass`` (each sent once, without a sender id, 8 at a
+    time): the adverts its model alone would let through (``--replay-ads missed``)."""
+    loop = asyncio.get_running_loop()
+    pool = _Pool(url, 8, timeout)
+    try:
+        answers = await asyncio.gather(*(
+            pool.send(request_bytes(pool.host, pool.port, Message(0.0, t, "", "single_spam"), sender=False),
+                      loop.time()) for t in texts))
+    finally:
+        pool.close()
+    return [t for t, a in zip(texts, answers) if a.suggestion == "pass"]
+
+
 # --- judging ------------------------------------------------------------------------------------
 
 
@@ -264,4 +278,20 @@ def difference(trace: Trace, on: Sequence[Answer], off: Sequence[Answer]) -> dic
         row["blocked_removed"] += b.suggestion == "block" and a.suggestion != "block"
         row["caught_added"] += _caught(a) and not _caught(b)
         row["caught_removed"] += _caught(b) and not _caught(a)
+    return out
+
+
+def changed_examples(trace: Trace, on: Sequence[Answer], off: Sequence[Answer],
+                     kinds: Sequence[str] = ("ordinary", "everyday", "burst"), limit: int = 10) -> list[dict[str, Any]]:
+    """Up to ``limit`` messages per kind that ``on`` caught (block/review) and ``off`` did not:
+    the texts behind the false positives the feature added, for whoever looks into them. They
+    are test-split texts: change settings on a ``--replay-split validation`` run, not on these."""
+    out: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for message, a, b in zip(trace.messages, on, off):
+        if message.kind not in kinds or not _caught(a) or _caught(b) or counts.get(message.kind, 0) >= limit:
+            continue
+        counts[message.kind] = counts.get(message.kind, 0) + 1
+        out.append({"kind": message.kind, "group": message.group, "text": message.text, "on": a.suggestion,
+                    "off": b.suggestion, "decided_by": a.decided_by, "campaign": a.campaign})
     return out

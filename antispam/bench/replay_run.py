@@ -46,17 +46,26 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_trace(settings: dict[str, Any]) -> replay.Trace:
+def material(settings: dict[str, Any]) -> tuple[list[Any], list[str], list[str]]:
+    """The samples and everyday messages of the trace, and the ordinary chat campaign copies
+    may quote (the other everyday part, sent by nobody in the trace): the test split and the
+    held-out everyday messages, or (``split: validation``, for choosing settings without looking
+    at the test figures) the validation split and the everyday training part."""
     from antispam import everyday
     from antispam.data import load_split
 
     split = load_split(settings["data"], settings["data_dir"], progress=False)
+    held, train = [row.text for row in everyday.held_out_part()], [row.text for row in everyday.training_part()]
+    if settings.get("split", "test") == "validation":
+        return list(split.validation), train, held
+    return list(split.test), held, train
+
+
+def build_trace(settings: dict[str, Any], samples: list[Any], everyday_texts: list[str], context: list[str],
+                ad_pool: list[str] | None = None) -> replay.Trace:
     config = replay.ReplayConfig(seed=settings["seed"], span_minutes=settings["span_minutes"],
                                  campaigns=settings["campaigns"])
-    if settings.get("split", "test") == "validation":
-        # For choosing settings (min_senders, the action) without looking at the test figures.
-        return replay.generate(split.validation, [row.text for row in everyday.training_part()], config)
-    return replay.generate(split.test, [row.text for row in everyday.held_out_part()], config)
+    return replay.generate(samples, everyday_texts, config, ad_pool=ad_pool, context=context)
 
 
 def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
@@ -65,15 +74,13 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     started = _dt.datetime.now()
     json_path = Path(args.json_path) if args.json_path else report.default_json_path(started).with_name(
         f"replay-{started:%Y%m%d-%H%M%S}.json")
-    trace = build_trace(settings)
-    counts = trace.counts()
+    from antispam.labels import SPAM
+
+    samples, everyday_texts, context = material(settings)
     span = settings["span_minutes"] * 60.0
     wall = span / settings["speedup"]
-    say(f"trace: {len(trace.messages)} messages ({', '.join(f'{k} {v}' for k, v in counts.items())}) over "
-        f"{settings['span_minutes']:g} simulated minutes, replayed in {wall:.0f} s "
-        f"({len(trace.messages) / wall:.0f} messages/s per service); campaign window {settings['window_s']:g} "
-        f"simulated s = {settings['service_window_s']:g} s of the services' clock")
     warm = [row.text for row in everyday.training_part()]
+    ad_info: dict[str, Any] = {"ads": settings["ads"]}
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="antispam-replay-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
@@ -95,6 +102,20 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         urls = {name: url for name, (url, _pid) in targets.items()}
         say(f"warming up for {settings['warmup_s']:g} s ...")
         asyncio.run(replay_drive.warm_up(urls, warm, settings["warmup_s"], settings["timeout"]))
+        ad_pool = None
+        if settings["ads"] == "missed":
+            # Adverts the model alone lets through: asked of the off service (or the --url one).
+            candidates = list(dict.fromkeys(s.text for s in samples if s.label == SPAM and 20 <= len(s.text) <= 150))
+            ad_pool = asyncio.run(replay_drive.passing(urls.get("off", next(iter(urls.values()))), candidates,
+                                                       settings["timeout"]))
+            ad_info.update(candidates=len(candidates), passed=len(ad_pool))
+            say(f"{len(ad_pool)} of {len(candidates)} candidate adverts pass the model alone; campaigns use those")
+        trace = build_trace(settings, samples, everyday_texts, context, ad_pool)
+        counts = trace.counts()
+        say(f"trace: {len(trace.messages)} messages ({', '.join(f'{k} {v}' for k, v in counts.items())}) over "
+            f"{settings['span_minutes']:g} simulated minutes, replayed in {wall:.0f} s "
+            f"({len(trace.messages) / wall:.0f} messages/s per service); campaign window {settings['window_s']:g} "
+            f"simulated s = {settings['service_window_s']:g} s of the services' clock")
         samplers = {name: procstats.Sampler(pid).start() for name, (_url, pid) in targets.items() if pid}
         say("replaying ...")
         try:
@@ -116,6 +137,8 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
             rows[name] = row
     comparison = replay_report.compare(rows)
     difference = replay_drive.difference(trace, answers["on"], answers["off"]) if comparison is not None else None
+    examples = (replay_drive.changed_examples(trace, answers["on"], answers["off"])
+                if comparison is not None else [])
     checks = replay_report.targets(rows, comparison, on="on" if "on" in rows else "url", difference=difference)
     payload = {
         "schema": replay_report.SCHEMA,
@@ -130,9 +153,15 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         "results": rows,
         "comparison": comparison,
         "difference": difference,
+        "changed_examples": examples,
+        "adverts": ad_info,
         "targets": checks,
     }
     print(replay_report.format_report(rows, comparison, checks, difference))
+    if examples:
+        print("\nsome messages on caught and off did not (all in the JSON, changed_examples):")
+        for e in examples[:8]:
+            print(f"  {e['kind']:<8} on {e['on']:<6} off {e['off']:<6} {e['text'][:60]!r}")
     if host:
         print(f"machine: {max(host.values()):.0f}% CPU (100 = one core) during the replay, load average "
               f"{load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} after it")

@@ -108,6 +108,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="what the on service's default policy does with campaign evidence (default block)")
     replay.add_argument("--replay-min-senders", type=int,
                         help="the on service's ANTISPAM_CAMPAIGN_MIN_SENDERS (default: the service's)")
+    replay.add_argument("--replay-ads", choices=("any", "missed"), default="any",
+                        help="adverts of the campaigns: any test-split spam (default), or only spam the off "
+                        "service's model lets pass (asked before the replay): what detection adds where the "
+                        "model alone fails")
     replay.add_argument("--replay-split", choices=("test", "validation"), default="test",
                         help="material of the trace: the test split and held-out everyday messages (the "
                         "figures to report), or the validation split and the everyday training part (to "
@@ -265,7 +269,8 @@ def replay_settings_from(args: argparse.Namespace) -> dict[str, Any]:
             "span_minutes": args.replay_span, "speedup": args.replay_speedup,
             "window_s": args.replay_window, "service_window_s": args.replay_window / args.replay_speedup,
             "campaigns": args.replay_campaigns, "timeout": args.timeout, "cache": args.cache,
-            "action": args.replay_action, "min_senders": args.replay_min_senders, "split": args.replay_split,
+            "action": args.replay_action, "ads": args.replay_ads, "min_senders": args.replay_min_senders,
+            "split": args.replay_split,
             "connections": args.connections or 64, "warmup_s": args.warmup if args.warmup is not None else 5.0}
 
 

@@ -170,3 +170,25 @@ def test_too_few_adverts_and_bad_configs() -> None:
 def test_adverts_differ() -> None:
     ads = replay.pick_ads(ADS, 10, random.Random(0))
     assert len({normalize(a)[:12] for a in ads}) == 10
+
+
+def test_adverts_from_a_pool() -> None:
+    """Adverts come only from the pool given (test spam), the rest of the spam is single spam."""
+    pool = ADS[5:] + ["不在测试集里的广告文字，二十个字以上的一条广告文字"]
+    trace = generate(split_samples(), EVERYDAY, small(), ad_pool=pool)
+    examples = [g.example for g in trace.groups if g.kind == "campaign"]
+    for example in examples:
+        assert any(example.startswith(ad.rstrip("。")[:15]) for ad in ADS[5:]), example
+    assert trace.counts()["single_spam"] == len(ADS) + len(SHORT_SPAM) - 4
+    with pytest.raises(ValueError, match="usable adverts"):
+        generate(split_samples(), EVERYDAY, small(), ad_pool=ADS[:2])
+
+
+def test_campaign_copies_quote_only_the_context_given() -> None:
+    context = ["今天的会议改到下午三点", "周末去爬山吗大家一起", "晚饭想吃火锅还是烧烤"]
+    trace = generate(split_samples(), EVERYDAY, small(campaigns=2, campaign_senders=(120, 120)), context=context)
+    prepended = [m.text for m in trace.messages if "prepended" in m.variant]
+    assert prepended and all(any(c in t for c in context) for t in prepended)
+    for m in trace.messages:
+        if m.kind == "campaign":
+            assert not any(p in m.text for p in PASSED), m.text

@@ -9,7 +9,16 @@ import pytest
 
 from antispam.bench import replay_report
 from antispam.bench.replay import Group, Message, ReplayConfig, Trace
-from antispam.bench.replay_drive import Answer, difference, judge, parse_answer, request_bytes, run_replay
+from antispam.bench.replay_drive import (
+    Answer,
+    changed_examples,
+    difference,
+    judge,
+    parse_answer,
+    passing,
+    request_bytes,
+    run_replay,
+)
 from antispam.cli import build_parser
 from antispam.commands.bench import replay_settings_from
 from antispam.errors import UserError
@@ -77,6 +86,30 @@ def test_difference_is_message_by_message() -> None:
     assert d["campaign"] == {"messages": 3, "blocked_added": 1, "blocked_removed": 1,
                              "caught_added": 1, "caught_removed": 1}
     assert d["burst"]["blocked_added"] == 1 and d["burst"]["caught_added"] == 0
+
+
+def test_changed_examples_are_what_on_added() -> None:
+    msgs = [Message(float(i), f"你好{i}", f"u{i}", "ordinary") for i in range(4)]
+    trace = trace_of(msgs, [])
+    on = [answer("review", True), answer("block"), answer("pass"), answer("review")]
+    off = [answer("pass"), answer("review"), answer("pass"), answer("pass")]
+    got = changed_examples(trace, on, off, limit=1)
+    assert [(e["text"], e["on"], e["off"], e["campaign"]) for e in got] == [("你好0", "review", "pass", {"size": 3})]
+    assert len(changed_examples(trace, on, off)) == 2
+
+
+def test_passing_asks_without_a_sender() -> None:
+    import asyncio
+
+    seen: list[str | None] = []
+
+    def judge_item(text: str, sender: str | None) -> dict[str, Any]:
+        seen.append(sender)
+        return {"suggestion": "pass" if "漏" in text else "block"}
+
+    with ServerThread(judge=judge_item) as server:
+        got = asyncio.run(passing(server.url, ["漏网广告一", "广告二", "漏网广告三"]))
+    assert got == ["漏网广告一", "漏网广告三"] and seen == [None, None, None]
 
 
 def test_parse_answer() -> None:
