@@ -111,7 +111,8 @@ class ReviewNextHandler(ReviewBase):
         except Exception as exc:  # noqa: BLE001 - the item is still worth reviewing without it
             return {"reasons": [], "problem": f"no explanation: {type(exc).__name__}: {exc}"[:200]}
         answer = scored[0]
-        return {"reasons": answer.get("reasons", []), "model_version": answer.get("model_version"),
+        model: dict[str, Any] = answer["model"] if isinstance(answer.get("model"), dict) else {}
+        return {"reasons": answer.get("reasons", []), "model_version": model.get("version"),
                 "spam_probability": answer.get("spam_probability"), "suggestion": answer.get("suggestion")}
 
 

@@ -329,11 +329,12 @@ def test_the_console_works_by_keyboard(browser: Any, service: tuple[str, Path, P
     driver.get(url + "/console/#try")
     wait(driver, lambda d: by_id(d, "try-submit").is_enabled(), "the Score button")
     order = []
-    for _ in range(8):
+    for _ in range(9):
         driver.switch_to.active_element.send_keys(Keys.TAB)
         active = driver.switch_to.active_element
         order.append(active.get_attribute("id") or active.get_attribute("class") or active.tag_name)
-    assert order[:7] == ["skip", "nav-try", "nav-models", "nav-live", "nav-campaigns", "try-texts", "try-submit"]
+    assert order[:8] == ["skip", "nav-try", "nav-review", "nav-models", "nav-live", "nav-campaigns", "try-texts",
+                         "try-submit"]
     # Keyboard only: type, submit with Enter on the button, then mark the result as pass.
     by_id(driver, "try-texts").send_keys("你好，今天开会吗")
     by_id(driver, "try-texts").send_keys(Keys.TAB)
@@ -349,6 +350,81 @@ def test_the_console_works_by_keyboard(browser: Any, service: tuple[str, Path, P
     # Views by keyboard: the nav links are links, Enter follows them.
     by_id(driver, "nav-live").send_keys(Keys.ENTER)
     wait(driver, lambda d: by_id(d, "view-live").is_displayed(), "the Live view")
+    no_csp_violations_or_errors(driver)
+
+
+def test_review_view_takes_and_decides_by_keyboard(browser: Any, service: tuple[str, Path, Path],
+                                                   shots: Callable[[str], list[Path]]) -> None:
+    """Issue 23: the Review view. Items are put in the service's own queue (the SQLite file it
+    serves from); the moderator takes, decides and skips with the keys documented on screen."""
+    from antispam.feedback import FeedbackStore
+    from antispam.review_stores import review_queue_for
+    from antispam.text import normalize
+
+    url, feedback_db, _model_base = service
+    store = FeedbackStore(feedback_db)
+    queue = review_queue_for(store)
+    assert queue is not None
+    # What the other tests' /predict calls sent to review (the decision log feeds the queue) is
+    # decided first, by another moderator, so this one sees exactly the three items below.
+    while (held := queue.take("setup", 60)) is not None:
+        queue.decide(held.id, held.lease_token or "", "setup", "pass", None, normalize)
+    base = {"index": 0, "key_id": "anonymous", "time": 1.0, "policy": "default", "model_name": "cnn",
+            "model_version": 1, "decided_by": "model"}
+    queue.enqueue([
+        {**base, "source": "review", "request_id": "rv-1", "data_id": "msg-1", "probability": 0.71,
+         "suggestion": "review", "text": "加微信领红包，限时优惠",
+         "matches": [{"term": "加微信", "list": "block", "start": 0, "end": 3}]},
+        {**base, "source": "review", "request_id": "rv-2", "probability": 0.64, "suggestion": "review",
+         "text": "周末一起去爬山吗", "matches": []},
+        {**base, "source": "appeal", "request_id": "rv-3", "probability": 0.97, "suggestion": "block",
+         "text": "代开发票请联系我们", "appeal_reason": "我们是正规公司", "matches": []},
+    ])
+    driver = browser
+    driver.get("about:blank")
+    driver.get(url + "/console/#review")
+    wait(driver, lambda d: by_id(d, "view-review").get_attribute("data-loaded") == "1", "the queue figures")
+    keys = by_id(driver, "review-keys").text
+    assert "s spam" in keys and "p pass" in keys and "n next" in keys  # the shortcuts, on screen
+    cards = by_id(driver, "review-cards").text
+    assert "Queue depth\n3" in cards and "appeal 1" in cards, cards
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#review-chart rect")) > 0
+
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys("n")  # take the first item
+    wait(driver, lambda d: by_id(d, "review-item").is_displayed(), "the first item")
+    marks = driver.find_elements(By.CSS_SELECTOR, "#review-text mark")
+    assert ("加微信", "block list: 加微信") in [(m.text, m.get_attribute("title")) for m in marks]
+    assert by_id(driver, "review-text").text == "加微信领红包，限时优惠"
+    facts_text = by_id(driver, "review-facts").text
+    assert "cnn v1 · policy default" in facts_text and "review" in facts_text and "msg-1" in facts_text
+    screenshot(driver, shots("console-review.png"))
+    first = by_id(driver, "review-item").get_attribute("data-item")
+    body.send_keys("s")  # spam; the next item comes by itself
+    wait(driver, lambda d: d.find_element(By.ID, "view-review").get_attribute("data-decided") == "1", "the verdict")
+    wait(driver, lambda d: by_id(d, "review-item").get_attribute("data-item") not in (None, first), "the next item")
+    assert by_id(driver, "review-text").text == "周末一起去爬山吗"
+    body.send_keys("r")  # the reason field; typing there decides nothing
+    reason = driver.switch_to.active_element
+    assert reason.get_attribute("id") == "review-reason"
+    reason.send_keys("peers planning a hike, pass")
+    assert driver.find_element(By.ID, "view-review").get_attribute("data-decided") == "1"
+    by_id(driver, "review-pass").click()
+    wait(driver, lambda d: d.find_element(By.ID, "view-review").get_attribute("data-decided") == "2", "the pass")
+    wait(driver, lambda d: by_id(d, "review-appeal").is_displayed(), "the appeal")
+    assert by_id(driver, "review-appeal").text == "Appeal: 我们是正规公司"
+    screenshot(driver, shots("console-review-appeal-375.png"), width=375, mobile=True)
+    body.send_keys("n")  # skip the appeal: released, and the queue has nothing else
+    wait(driver, lambda d: "besides 1 skipped" in by_id(d, "review-status").text, "the empty queue")
+    assert not by_id(driver, "review-item").is_displayed()
+
+    decided = {item.request_id: item for item in (queue.get(i) for i in range(1, 500)) if item is not None}
+    assert (decided["rv-1"].state, decided["rv-1"].verdict) == ("decided", "spam")
+    assert (decided["rv-2"].verdict, decided["rv-2"].reason) == ("pass", "peers planning a hike, pass")
+    assert decided["rv-3"].state == "queued" and decided["rv-3"].lease_holder is None  # released
+    feedback = {row.text: row.label for row in store.rows()}
+    assert feedback["加微信领红包，限时优惠"] == 1 and feedback["周末一起去爬山吗"] == 0
+    store.close()
     no_csp_violations_or_errors(driver)
 
 

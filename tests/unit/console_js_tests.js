@@ -237,6 +237,56 @@ test("no answer at all is status 0, not an exception", async () => {
   assert.deepEqual(await client.json("models"), { status: 0, ok: false, body: null });
 });
 
+test("reviewShortcut: s, p, n, r; never while typing or with a modifier", () => {
+  const key = (k, extra) => Object.assign({ key: k, target: { tagName: "BODY" } }, extra || {});
+  assert.equal(lib.reviewShortcut(key("s")), "spam");
+  assert.equal(lib.reviewShortcut(key("P")), "pass");
+  assert.equal(lib.reviewShortcut(key("n")), "next");
+  assert.equal(lib.reviewShortcut(key("r")), "reason");
+  assert.equal(lib.reviewShortcut(key("x")), null);
+  assert.equal(lib.reviewShortcut(key("s", { target: { tagName: "input" } })), null);
+  assert.equal(lib.reviewShortcut(key("s", { target: { tagName: "TEXTAREA" } })), null);
+  assert.equal(lib.reviewShortcut(key("s", { target: { tagName: "DIV", isContentEditable: true } })), null);
+  assert.equal(lib.reviewShortcut(key("s", { ctrlKey: true })), null);
+  assert.equal(lib.reviewShortcut(key("p", { metaKey: true })), null);
+  assert.equal(lib.reviewShortcut(key("n", { isComposing: true })), null);
+  assert.equal(lib.reviewShortcut(undefined), null);
+});
+
+test("reviewSpans: the explanation's reasons with a word for why, list matches when it has none", () => {
+  const item = {
+    text: "加微信领红包",
+    matches: [{ term: "加微信", list: "block", start: 0, end: 3 }],
+    explanation: { reasons: [
+      { source: "model", kind: "token", token: "红包", start: 4, end: 6, log_odds_delta: 1.234 },
+      { source: "model", kind: "window", start: 0, end: 6, spam_probability: 0.8 },
+      { source: "model", kind: "token", token: "x" },
+    ] },
+  };
+  assert.deepEqual(lib.reviewSpans(item), [
+    { start: 0, end: 3, reason: "block list: 加微信" },
+    { start: 4, end: 6, reason: "token 红包 (log-odds −1.23)" },
+    { start: 0, end: 6, reason: "window p=0.800" },
+  ]);
+  const explainsLists = { matches: item.matches, explanation: { reasons: [
+    { source: "block_list", term: "加微信", start: 0, end: 3 }] } };
+  assert.deepEqual(lib.reviewSpans(explainsLists), [{ start: 0, end: 3, reason: "block list: 加微信" }]);
+  assert.deepEqual(lib.reviewSpans({}), []);
+  assert.deepEqual(lib.reviewSpans(null), []);
+  const pieces = lib.highlightSegments("加微信领红包", lib.reviewSpans({ matches: item.matches }));
+  assert.equal(pieces[0].text, "加微信");
+  assert.equal(pieces[1].text, "领红包");
+});
+
+test("depthSeries and reviewMessage", () => {
+  assert.deepEqual(lib.depthSeries([{ t: 1, depth: 3 }, { t: 2 }, null, { t: 3, depth: 0 }]), [3, null, null, 0]);
+  assert.deepEqual(lib.depthSeries(undefined), []);
+  assert.match(lib.reviewMessage(403, { error: { code: "forbidden", message: "x" } }), /labeler/);
+  assert.match(lib.reviewMessage(409, { error: { code: "lease_lost", message: "x" } }), /lease ran out/);
+  assert.match(lib.reviewMessage(409, { error: { code: "already_decided", message: "x" } }), /already decided/);
+  assert.match(lib.reviewMessage(503, { error: { code: "review_unavailable", message: "store down" } }), /unavailable/);
+});
+
 // ---- Campaigns view (issue 24) -------------------------------------------------------------------
 
 test("contactKind names the API's kinds and passes unknown ones through", () => {
