@@ -72,7 +72,9 @@ PREFIX = "antispam:campaign:"
 FAIL_MODES = ("open", "closed")
 DEFAULT_WINDOW_SECONDS = 600.0
 DEFAULT_MIN_SENDERS = 5
-DEFAULT_MAX_COUNTERS = 100_000
+DEFAULT_MAX_COUNTERS = 10_000
+# Cluster keys kept in process per counter: a text files ~17 keys (16 bands, its long sentences).
+KEYS_PER_COUNTER = 17
 DEFAULT_MAX_SENDERS = 10_000
 
 
@@ -157,7 +159,9 @@ class _Counter:
 
 class MemoryTracker:
     """This process's campaign counts; see the module docstring. Memory is bounded: at most
-    ``max_counters`` counters (and as many cluster keys × 24), ``max_senders`` senders each."""
+    ``max_counters`` counters and ``max_counters`` × :data:`KEYS_PER_COUNTER` cluster keys, the
+    least recently used dropped first (a running campaign is used with every copy, so it stays),
+    and ``max_senders`` senders per counter."""
 
     def __init__(self, window_seconds: float = DEFAULT_WINDOW_SECONDS, min_senders: int = DEFAULT_MIN_SENDERS, *,
                  max_counters: int = DEFAULT_MAX_COUNTERS, max_senders: int = DEFAULT_MAX_SENDERS,
@@ -203,7 +207,7 @@ class MemoryTracker:
             if found is None or found[1] <= now or found[0] == cluster:
                 clusters[key] = (cluster, expires)
                 clusters.move_to_end(key)
-        while len(clusters) > self.max_counters * 24:
+        while len(clusters) > self.max_counters * KEYS_PER_COUNTER:
             clusters.popitem(last=False)
         return cluster
 
