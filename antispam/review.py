@@ -164,6 +164,8 @@ class ReviewQueue(Protocol):
 
     def notification_failed(self, notification_id: int, error: str, next_at: float | None) -> None: ...
 
+    def prune(self, retention_days: float, text_days: float, *, now: float | None = None) -> tuple[int, int]: ...
+
     def close(self) -> None: ...
 
 
@@ -472,6 +474,37 @@ class SqliteReviewQueue:
                          "state = ?, next_at = COALESCE(?, next_at) WHERE id = ?",
                          (error[:300], "pending" if next_at is not None else "failed", next_at,
                           notification_id))
+
+    def prune(self, retention_days: float, text_days: float, *,
+              now: float | None = None) -> tuple[int, int]:
+        """Retention (``antispam feedback prune``, the decision log's settings): decided items
+        reviewed more than ``retention_days`` ago go (with their delivered or failed callbacks; one
+        still pending keeps its item), and the text of decided items reviewed more than ``text_days``
+        ago is erased (the verdict's feedback row keeps its own copy under the feedback retention).
+        Queued items keep their text: a person still has to read it. (deleted, texts erased)."""
+        rows_before, texts_before = prune_cutoffs(retention_days, text_days, now)
+        deleted = erased = 0
+        with self._transaction() as conn:
+            if rows_before is not None:
+                conn.execute(PRUNE_DELETE[0].format(p="?"), (rows_before,))
+                deleted = conn.execute(PRUNE_DELETE[1].format(p="?"), (rows_before,)).rowcount
+            if texts_before is not None:
+                erased = conn.execute(PRUNE_TEXTS.format(p="?"), (texts_before,)).rowcount
+        return int(deleted), int(erased)
+
+
+PRUNE_DELETE = ("DELETE FROM review_notifications WHERE state <> 'pending' AND item_id IN (SELECT id FROM "
+                "review_items WHERE state = 'decided' AND reviewed_at < {p})",
+                "DELETE FROM review_items WHERE state = 'decided' AND reviewed_at < {p} AND NOT EXISTS "
+                "(SELECT 1 FROM review_notifications n WHERE n.item_id = review_items.id)")
+PRUNE_TEXTS = "UPDATE review_items SET text = '' WHERE state = 'decided' AND reviewed_at < {p} AND text <> ''"
+
+
+def prune_cutoffs(retention_days: float, text_days: float, now: float | None) -> tuple[float | None, float | None]:
+    """The reviewed-before times of :meth:`ReviewQueue.prune` (None: keep)."""
+    stamp = time.time() if now is None else float(now)
+    return (stamp - retention_days * 86400 if retention_days > 0 else None,
+            stamp - text_days * 86400 if text_days > 0 else None)
 
 
 def decision_item(decision: Any, source: str = "review") -> dict[str, Any]:

@@ -23,6 +23,8 @@ from antispam.review import (
     COLUMNS,
     INSERT_COLUMNS,
     MAX_EXCLUDE,
+    PRUNE_DELETE,
+    PRUNE_TEXTS,
     Notification,
     ReviewItem,
     appeal_payload,
@@ -31,6 +33,7 @@ from antispam.review import (
     insert_values,
     item_from_row,
     notification_from_row,
+    prune_cutoffs,
     summarize,
 )
 
@@ -168,3 +171,15 @@ class PostgresReviewQueue:
                          "state = %s, next_at = COALESCE(%s, next_at) WHERE id = %s",
                          (error[:300], "pending" if next_at is not None else "failed", next_at,
                           notification_id))
+
+    def prune(self, retention_days: float, text_days: float, *, now: float | None = None) -> tuple[int, int]:
+        """As :meth:`antispam.review.SqliteReviewQueue.prune`."""
+        rows_before, texts_before = prune_cutoffs(retention_days, text_days, now)
+        deleted = erased = 0
+        with self.feedback._transaction() as conn:
+            if rows_before is not None:
+                conn.execute(PRUNE_DELETE[0].format(p="%s"), (rows_before,))
+                deleted = conn.execute(PRUNE_DELETE[1].format(p="%s"), (rows_before,)).rowcount
+            if texts_before is not None:
+                erased = conn.execute(PRUNE_TEXTS.format(p="%s"), (texts_before,)).rowcount
+        return int(deleted), int(erased)
