@@ -148,7 +148,7 @@ class ReviewQueue(Protocol):
     def release(self, item_id: int, token: str, reviewer: str) -> None: ...
 
     def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
-               normalize: Callable[[str], str], *, notify: bool = False,
+               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
                now: float | None = None) -> tuple[ReviewItem, bool]: ...
 
     def get(self, item_id: int) -> ReviewItem | None: ...
@@ -241,6 +241,12 @@ def check_decidable(item: ReviewItem | None, item_id: int, token: str, reviewer:
         raise LeaseLost(f"you do not hold the lease of review item {item_id} (it ran out and was "
                         "taken again, or it was never yours): take the next item")
     return None
+
+
+def wants_callback(notify: bool | Callable[[str], bool], key_id: str) -> bool:
+    """``decide``'s ``notify``: True/False, or a test of the appealing key id (the service: whether
+    the keys file gives that key a callback URL; without one no notification row is written)."""
+    return bool(notify(key_id)) if callable(notify) else bool(notify)
 
 
 def appeal_payload(item: ReviewItem) -> dict[str, Any]:
@@ -413,7 +419,7 @@ class SqliteReviewQueue:
         return item_from_row(rows[0]) if rows else None
 
     def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
-               normalize: Callable[[str], str], *, notify: bool = False,
+               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
                now: float | None = None) -> tuple[ReviewItem, bool]:
         """Store the verdict and its feedback row in one transaction; (item, repeated)."""
         label, reason = check_verdict(verdict, reason)
@@ -432,7 +438,7 @@ class SqliteReviewQueue:
                          (verdict, reason, reviewer, stamp, int(record["id"]), item_id))
             decided = self._get(conn, item_id)
             assert decided is not None
-            if notify and decided.source == "appeal" and decided.key_id:
+            if decided.source == "appeal" and decided.key_id and wants_callback(notify, decided.key_id):
                 conn.execute("INSERT INTO review_notifications (item_id, key_id, payload, created_at, next_at) "
                              "VALUES (?, ?, ?, ?, ?)", (item_id, decided.key_id,
                                                         json.dumps(appeal_payload(decided)), stamp, stamp))
@@ -454,6 +460,8 @@ class SqliteReviewQueue:
     def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
                           now: float | None = None) -> list[Notification]:
         stamp = time.time() if now is None else float(now)
+        if not self._query(DUE_CHECK.format(p="?"), (stamp,)):  # a read: no write lock for nothing
+            return []
         with self._transaction() as conn:
             rows = conn.execute(
                 "UPDATE review_notifications SET next_at = ? WHERE id IN (SELECT id FROM review_notifications "
@@ -497,6 +505,7 @@ PRUNE_DELETE = ("DELETE FROM review_notifications WHERE state <> 'pending' AND i
                 "review_items WHERE state = 'decided' AND reviewed_at < {p})",
                 "DELETE FROM review_items WHERE state = 'decided' AND reviewed_at < {p} AND NOT EXISTS "
                 "(SELECT 1 FROM review_notifications n WHERE n.item_id = review_items.id)")
+DUE_CHECK = "SELECT 1 FROM review_notifications WHERE state = 'pending' AND next_at <= {p} LIMIT 1"
 PRUNE_TEXTS = "UPDATE review_items SET text = '' WHERE state = 'decided' AND reviewed_at < {p} AND text <> ''"
 
 

@@ -21,6 +21,7 @@ import psycopg
 from antispam.feedback_pg import PostgresFeedbackStore
 from antispam.review import (
     COLUMNS,
+    DUE_CHECK,
     INSERT_COLUMNS,
     MAX_EXCLUDE,
     PRUNE_DELETE,
@@ -35,6 +36,7 @@ from antispam.review import (
     notification_from_row,
     prune_cutoffs,
     summarize,
+    wants_callback,
 )
 
 
@@ -111,7 +113,7 @@ class PostgresReviewQueue:
         return item_from_row(rows[0]) if rows else None
 
     def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
-               normalize: Callable[[str], str], *, notify: bool = False,
+               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
                now: float | None = None) -> tuple[ReviewItem, bool]:
         label, reason = check_verdict(verdict, reason)
         stamp = time.time() if now is None else float(now)
@@ -129,7 +131,7 @@ class PostgresReviewQueue:
                          (verdict, reason, reviewer, stamp, int(record["id"]), item_id))
             decided = self._get(conn, item_id)
             assert decided is not None
-            if notify and decided.source == "appeal" and decided.key_id:
+            if decided.source == "appeal" and decided.key_id and wants_callback(notify, decided.key_id):
                 conn.execute("INSERT INTO review_notifications (item_id, key_id, payload, created_at, next_at) "
                              "VALUES (%s, %s, %s, %s, %s)", (item_id, decided.key_id,
                                                              json.dumps(appeal_payload(decided)), stamp, stamp))
@@ -151,6 +153,8 @@ class PostgresReviewQueue:
     def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
                           now: float | None = None) -> list[Notification]:
         stamp = time.time() if now is None else float(now)
+        if not self._query(DUE_CHECK.format(p="%s"), (stamp,)):
+            return []
         with self.feedback._transaction() as conn:
             rows = conn.execute(
                 "UPDATE review_notifications SET next_at = %s WHERE id IN (SELECT id FROM review_notifications "
