@@ -435,10 +435,8 @@ def merge_campaigns(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def campaigns_of(services: Services, limit: int) -> dict[str, Any]:
     """The tracker's largest active campaigns, each contact marked ``listed`` when the default
     block list already has it (read from the file: what the next reload serves)."""
-    tracker = getattr(services.scorer, "campaigns", None)
+    tracker = services.scorer.campaigns
     folder = services.config.lists_dir
-    if tracker is None:
-        return {"enabled": False, "campaigns": [], "limit": limit, "lists_dir": folder}
     listed: dict[str, bool] = {}
     try:
         text = blocklist.block_file(folder).read_text(encoding="utf-8")
@@ -451,7 +449,7 @@ def campaigns_of(services: Services, limit: int) -> dict[str, Any]:
         found = merge_campaigns(copy.deepcopy(tracker.top(limit * 4)))[:limit]
         active = tracker.active()
     except TrackerUnavailable as exc:
-        return {"enabled": True, "unavailable": str(exc) or "the campaign tracker cannot answer",
+        return {"unavailable": str(exc) or "the campaign tracker cannot answer",
                 "campaigns": [], "limit": limit, "lists_dir": folder}
     for campaign in found:
         for contact in (campaign.get("example") or {}).get("contacts") or []:
@@ -459,7 +457,7 @@ def campaigns_of(services: Services, limit: int) -> dict[str, Any]:
             if value not in listed:
                 listed[value] = blocklist.term_key(value) in keys
             contact["listed"] = listed[value]
-    return {"enabled": True, "window_seconds": tracker.window_seconds, "min_senders": tracker.min_senders,
+    return {"window_seconds": tracker.window_seconds, "min_senders": tracker.min_senders,
             "active_counters": active, "limit": limit, "campaigns": found, "lists_dir": folder,
             "block_file": str(blocklist.block_file(folder)),
             "reload_seconds": services.config.lists_poll_seconds}

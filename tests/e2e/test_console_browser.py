@@ -552,8 +552,8 @@ CAMPAIGN_SMALL = "低息贷款当天放款，无抵押无担保，详情请联�
 
 
 class CampaignServer:
-    """The real app (fake backend) on 127.0.0.1 in a thread, with an in-process campaign tracker
-    that has seen two campaigns, and a lists folder of its own."""
+    """The real app (fake backend) on 127.0.0.1 in a thread, with a lists folder of its own and a
+    campaign threshold of 3 senders; :meth:`send` posts texts with sender ids to its /predict."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -567,20 +567,12 @@ class CampaignServer:
         import tornado.netutil
 
         from antispam.app import make_app
-        from antispam.campaigns import MemoryTracker
         from antispam.config import ServeConfig
-        from antispam.contacts import find_contacts
         from antispam.testing.fakes import FakeBackend
-        from antispam.text import normalize
 
         config = ServeConfig(model_base=str(self.tmp / "models"), lists_dir=str(self.lists),
-                             lists_poll_seconds=3600.0, cache_size=0)
+                             lists_poll_seconds=3600.0, cache_size=0, campaign_min_senders=3)
         app = make_app(config, FakeBackend())
-        tracker = MemoryTracker(window_seconds=600, min_senders=3)
-        for text, senders in ((CAMPAIGN_BIG, 7), (CAMPAIGN_SMALL, 4)):
-            for i in range(senders):
-                tracker.observe(text, normalize(text), find_contacts(text), f"{text[:3]}-{i}")
-        app.services.scorer.campaigns = tracker  # type: ignore[attr-defined]
         self._stop = asyncio.Event()
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
@@ -590,6 +582,15 @@ class CampaignServer:
         self._ready.set()
         await self._stop.wait()
         server.stop()
+
+    def send(self, text: str, senders: int) -> None:
+        """The same text from ``senders`` senders, through the public API."""
+        for i in range(senders):
+            body = json.dumps({"text": text, "sender_id": f"user-{text[:3]}-{i}"}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{self.port}/predict", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as r:
+                assert r.status == 200
 
     def __enter__(self) -> CampaignServer:
         self._thread.start()
@@ -605,6 +606,8 @@ def test_campaigns_view_and_block_a_contact(browser: Any, tmp_path: Path,
                                             shots: Callable[[str], list[Path]]) -> None:
     driver = browser
     with CampaignServer(tmp_path) as server:
+        server.send(CAMPAIGN_BIG, 7)
+        server.send(CAMPAIGN_SMALL, 4)
         url = f"http://127.0.0.1:{server.port}"
         driver.get(url + "/console/#campaigns")
         view = by_id(driver, "view-campaigns")

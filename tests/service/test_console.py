@@ -382,7 +382,6 @@ class CampaignsConsoleTest(AsyncHTTPTestCase):
         status, body = self.get_json("/console/api/campaigns?limit=5")
         self.assertEqual(status, 200)
         data = body["data"]
-        self.assertTrue(data["enabled"])
         self.assertEqual((data["window_seconds"], data["min_senders"]), (600, 3))
         texts = [c["example"]["text"] for c in data["campaigns"]]
         self.assertEqual(texts, [big, small])  # one entry per campaign, not one per counter
@@ -419,10 +418,9 @@ class CampaignsConsoleTest(AsyncHTTPTestCase):
                          [("广告A", 9, ["contact", "text"], 4), ("你好", 3, ["text"], 1)])
         self.assertEqual(merged[0]["first_seen"], 91.0)
 
-    def test_campaigns_when_detection_is_off_and_bad_limits(self):
-        self.app.services.scorer.campaigns = None
+    def test_no_campaign_yet_and_bad_limits(self):
         status, body = self.get_json("/console/api/campaigns")
-        self.assertEqual((status, body["data"]["enabled"], body["data"]["campaigns"]), (200, False, []))
+        self.assertEqual((status, body["data"]["campaigns"], body["data"]["active_counters"]), (200, [], 0))
         for bad in ("0", "51", "x", "-1"):
             status, body = self.get_json(f"/console/api/campaigns?limit={bad}")
             self.assertEqual((status, body["error"]["code"]), (400, "invalid_request"), bad)

@@ -1351,9 +1351,7 @@
       }
       const d = got.body.data;
       list.textContent = "";
-      if (!d.enabled) {
-        setStatus("campaigns-status", "Campaign detection is off in this service.", false);
-      } else if (d.unavailable) {
+      if (d.unavailable) {
         setStatus("campaigns-status", "The campaign tracker cannot answer: " + d.unavailable, true);
       } else {
         const now = Date.now() / 1000;
