@@ -196,7 +196,7 @@ class Scorer:
             found_contacts = count_and_find(text) if show_contacts or sender is not None else None
             evidence = None
             if sender is not None and found_contacts is not None:
-                evidence = self.observe_campaign(text, norm, found_contacts[1], sender)
+                evidence = self.observe_campaign(text, norm, contacts_outside(text, found_contacts[1], outcome), sender)
             items.append(self.render(text, *scored, outcome=outcome, policy=policy, reveal_allow=reveal_allow,
                                      contacts=found_contacts, show_contacts=show_contacts, campaign=evidence))
             await slices.tick()
@@ -358,8 +358,7 @@ class Scorer:
         if campaign is not None:  # issue 24: campaign evidence alone never blocks
             has_contact = contacts is not None and bool(contacts[1]) and _contacts_outside(text, contacts[1], outcome)
             before = suggestion
-            suggestion, decided_by = campaign_decision(policy.campaign, suggestion, decided_by, contact=has_contact,
-                                                       model_review=p >= review_threshold)
+            suggestion, decided_by = campaign_decision(policy.campaign, suggestion, decided_by, contact=has_contact)
             if suggestion != before:
                 capped = False
             if self.metrics is not None:
@@ -391,10 +390,16 @@ class Scorer:
 def _contacts_outside(text: str, contacts: Sequence[Contact], outcome: ListOutcome | None) -> bool:
     """Whether a contact lies outside every allowed span (raw offsets): an allowed hotline is the
     operator's own number, so it does not escalate a text to block (docs/contracts.md#contacts)."""
-    if outcome is None or not outcome.allow:
-        return True
+    return bool(contacts_outside(text, contacts, outcome))
+
+
+def contacts_outside(text: str, contacts: Sequence[Contact], outcome: ListOutcome | None) -> list[Contact]:
+    """The contacts outside every allowed span (raw offsets): the ones that escalate, and the ones
+    campaigns count (issue 24: many customers quoting the operator's own hotline are no campaign)."""
+    if outcome is None or not outcome.allow or not contacts:
+        return list(contacts)
     allowed = [(m["start"], m["end"]) for m in raw_matches(text, outcome.allow)]
-    return any(not any(start <= c.start and c.end <= end for start, end in allowed) for c in contacts)
+    return [c for c in contacts if not any(start <= c.start and c.end <= end for start, end in allowed)]
 
 
 def raw_matches(text: str, matches: Sequence[Match]) -> list[dict[str, Any]]:

@@ -21,7 +21,13 @@ ITEM_KEYS = {"text", "predict", "label", "spam_probability", "suggestion", "mode
              "policy"}
 
 
+NOTICE = "您的快件已到菜鸟驿站，请凭取件码于今天八点前领取，兼职勿扰"  # the model says review (0.7)
+HOTLINE = "本店周年庆全场八折，会员另有好礼相送，详询客服热线 400-812-3456"  # an allowed number
+
+
 def score(tokens) -> float:
+    if "兼职" in tokens:
+        return 0.7
     return 0.95 if {"发票", "代开"} & set(tokens) else 0.05
 
 
@@ -33,6 +39,10 @@ class CampaignsApiTest(ApiTestCase):
         policies.write_text(json.dumps({"review": {"campaign": "review"}, "block": {"campaign": "block"}}),
                             encoding="utf-8")
         self.config.policies_file = str(policies)
+        lists = self.tmp / "lists"
+        lists.mkdir()
+        (lists / "allow.txt").write_text("400-812-3456\n", encoding="utf-8")
+        self.config.lists_dir = str(lists)
         return FakeBackend(score)
 
     def predict(self, text: str, **params: str) -> dict:
@@ -83,11 +93,22 @@ class CampaignsApiTest(ApiTestCase):
         item = self.predict(AD, sender_id="s", policy="review")
         self.assertEqual((item["suggestion"], item["decided_by"]), ("review", "campaign"))
 
-    def test_model_evidence_blocks_a_campaign_and_lists_are_kept(self):
+    def test_without_a_contact_the_model_review_is_not_raised_and_a_model_block_stays(self):
         for i in range(3):
-            item = self.predict(INVOICE, sender_id=f"u{i}", policy="block")
-        self.assertEqual((item["suggestion"], item["decided_by"]), ("block", "model"))
-        self.assertEqual(item["campaign"]["senders"], 3)
+            notice = self.predict(NOTICE, sender_id=f"n{i}", policy="block")
+            invoice = self.predict(INVOICE, sender_id=f"u{i}", policy="block")
+        self.assertEqual((notice["suggestion"], notice["decided_by"], notice["campaign"]["senders"]),
+                         ("review", "model", 3))
+        self.assertEqual((invoice["suggestion"], invoice["decided_by"], invoice["campaign"]["senders"]),
+                         ("block", "model", 3))
+
+    def test_an_allowed_contact_does_not_make_a_campaign_block(self):
+        for i in range(3):
+            item = self.predict(HOTLINE, sender_id=f"h{i}", policy="block")
+        # the allowed hotline is not counted (no campaign "by contact"); the shared wording is
+        self.assertEqual((item["campaign"]["senders"], item["campaign"]["by"]), (3, "text"))
+        self.assertEqual((item["suggestion"], item["decided_by"]), ("review", "campaign"))
+        self.assertEqual(self.metric("antispam_campaigns_active"), 1.0)
 
     def test_bad_ids_are_400_naming_them(self):
         long = "x" * 129

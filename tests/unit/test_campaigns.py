@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from antispam.campaigns import SLOTS, MemoryTracker, RedisTracker, TrackerUnavailable, contact_key
+from antispam.campaigns import KEYS_PER_COUNTER, SLOTS, MemoryTracker, RedisTracker, TrackerUnavailable, contact_key
 from antispam.contacts import Contact, find_contacts
 from antispam.text import normalize
 
@@ -106,7 +106,7 @@ def test_memory_tracker_is_bounded() -> None:
     for i in range(500):
         observe(tracker, f"第{i}号通知：今天下午的会议改到三点了，记得带上季度报表", f"s{i}", T0 + i / 100)
     assert len(tracker._counters) <= 50
-    assert len(tracker._clusters) <= 50 * 24
+    assert len(tracker._clusters) <= 50 * KEYS_PER_COUNTER
     for i in range(20):
         evidence = observe(tracker, AD, f"x{i}", T0 + 10 + i / 100)
     assert evidence is not None and evidence.senders == 5 and evidence.size == 20
