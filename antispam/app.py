@@ -14,6 +14,7 @@ exception mapped to the JSON error shape in one place (:func:`antispam.errors.to
 
 from __future__ import annotations
 
+import logging
 import typing
 from importlib import resources
 from typing import Any
@@ -54,6 +55,8 @@ from antispam.review_stores import review_queue_for
 from antispam.scoring import Scorer
 from antispam.text import Segmenter, default_segmenter
 
+log = logging.getLogger(__name__)
+
 # Issue 21: the one table of which key role each route needs when keys are on (None: open to
 # anyone). Every route make_app registers must be here, or the app refuses to build: no route is
 # added without a role decision. tests/service/test_route_roles.py walks the app with keys on and
@@ -81,6 +84,8 @@ ROUTE_ROLES: dict[str, str | None] = {
     r"/console/([^/]*)": None,
     r"/console/api/info": "viewer",  # thresholds and folder paths
     r"/console/api/live": "viewer",
+    r"/console/api/campaigns": "viewer",  # example texts of campaigns, their contacts
+    r"/console/api/blocklist": "admin",  # writes the block list file
     r"/console/api/promotions": "viewer",
     r"/console/api/versions": "viewer",
     r"/console/api/versions/([0-9]{1,9})": "viewer",
@@ -119,13 +124,25 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
     feedback store's database, :func:`antispam.review_stores.review_queue_for`)."""
     metrics = Metrics()
     cache = PredictionCache(config.cache_size)
-    scorer = Scorer(config, backend, segmenter or default_segmenter(), cache, metrics)
+    campaigns = None
+    if config.redis_url:  # issue 24: campaigns counted across every process (antispam/campaigns.py)
+        from antispam.campaigns import make_tracker
+
+        campaigns = make_tracker(config.redis_url, window_seconds=config.campaign_window_s,
+                                 min_senders=config.campaign_min_senders, fail=config.redis_fail,
+                                 timeout_ms=config.redis_timeout_ms, max_counters=config.campaign_max_counters)
+        if not config.sender_key:
+            log.warning("ANTISPAM_REDIS_URL is set but ANTISPAM_SENDER_KEY is not: each process hashes sender "
+                        "ids with its own random key, so a sender counts once per process in the shared "
+                        "campaign counts; set the same key in every process")
+    scorer = Scorer(config, backend, segmenter or default_segmenter(), cache, metrics, campaigns=campaigns)
     add_listener = getattr(backend, "add_batch_listener", None)
     if callable(add_listener):
         add_listener(metrics.observe_batch)
         scorer.backend_reports_batches = True
     metrics.watch_backend(backend, config.model_name)
     metrics.watch_cache(cache)
+    metrics.watch_campaigns(scorer.campaigns)
     services = Services(config, backend, scorer, cache, metrics, feedback_store, openapi_document())
     if keyring is None and config.keys_file:  # issue 11: keys on (a bad file fails the start)
         keyring = KeyRing(config.keys_file, poll_seconds=config.keys_poll_seconds)

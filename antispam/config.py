@@ -152,13 +152,30 @@ class ServeConfig:
                                    "how often the keys file's mtime is checked for changes")
     # -- issue 23: rate limits shared by every process and replica (antispam/ratelimit.py) ------
     redis_url: str = opt("", "ANTISPAM_REDIS_URL",
-                         "redis://host:port/db holding the keys' token buckets, so a key's rate holds "
-                         "across workers and replicas; empty: each process limits on its own")
+                         "redis://host:port/db holding the keys' token buckets and the campaign counts, so "
+                         "a key's rate and a campaign's senders hold across workers and replicas; empty: each "
+                         "process limits and counts on its own")
     redis_fail: str = opt("open", "ANTISPAM_REDIS_FAIL",
-                          "when Redis cannot answer: open (limit per process, as without Redis) or "
-                          "closed (503 rate_limiter_unavailable)", ("open", "closed"))
+                          "when Redis cannot answer: open (limit and count campaigns per process, as without "
+                          "Redis) or closed (503 rate_limiter_unavailable / campaign_tracker_unavailable)",
+                          ("open", "closed"))
     redis_timeout_ms: float = opt(100.0, "ANTISPAM_REDIS_TIMEOUT_MS",
                                   "longest wait for Redis per request before failing open or closed")
+    # -- issue 24: sender context and campaign detection (antispam/senders.py, campaigns.py) ----
+    campaign_window_s: float = opt(600.0, "ANTISPAM_CAMPAIGN_WINDOW_S",
+                                   "sliding window in which near-duplicate texts and shared contacts are "
+                                   "counted across distinct senders (in Redis when ANTISPAM_REDIS_URL is set)")
+    campaign_min_senders: int = opt(5, "ANTISPAM_CAMPAIGN_MIN_SENDERS",
+                                    "distinct senders in the window that make a campaign (the item gets "
+                                    "`campaign`)")
+    campaign_max_counters: int = opt(10_000, "ANTISPAM_CAMPAIGN_MAX_COUNTERS",
+                                     "in-process tracker: most clusters and contacts counted at once (the "
+                                     "least recently seen are dropped first; with their cluster keys about 4.6 KB "
+                                     "each: 46 MB per process at the default)")
+    sender_key: str = opt("", "ANTISPAM_SENDER_KEY",
+                          "secret (16+ characters) of the HMAC that hashes each sender_id before it is "
+                          "counted; the same in every process sharing a Redis; empty: a random key per "
+                          "process (set it through the environment, not a flag)")
     feedback_max_rows: int = opt(1_000_000, "ANTISPAM_FEEDBACK_MAX_ROWS",
                                  "most rows in the feedback store; when full POST /feedback answers "
                                  "507 (0: no cap)")
@@ -289,6 +306,14 @@ def check_serve_config(config: ServeConfig) -> None:
         problems.append(f"--decision-text-days/--decision-text-for: {exc}")
     if config.redis_timeout_ms <= 0:
         problems.append("--redis-timeout-ms must be > 0")
+    if not config.campaign_window_s > 0:  # issue 24 (also refuses NaN)
+        problems.append("--campaign-window-s must be > 0")
+    if config.campaign_min_senders < 2:
+        problems.append("--campaign-min-senders must be at least 2")
+    if config.campaign_max_counters < 1:
+        problems.append("--campaign-max-counters must be at least 1")
+    if config.sender_key and len(config.sender_key) < 16:
+        problems.append("ANTISPAM_SENDER_KEY (--sender-key) must have at least 16 characters")
     if config.review_lease_seconds <= 0 or config.appeals_per_minute <= 0 or config.callback_backoff_s <= 0:
         problems.append("--review-lease-seconds, --appeals-per-minute and --callback-backoff-s must be > 0")
     if config.callback_max_attempts < 1:

@@ -72,7 +72,7 @@ class Decision:
     model_version: int | None
     probability: float  # spam_probability as answered: calibrated when the version has a calibration
     suggestion: str  # block | review | pass
-    decided_by: str  # model | block_list | allow_list | contact_escalation
+    decided_by: str  # model | block_list | allow_list | contact_escalation | campaign
     text_sha256: str  # hex SHA-256 of the UTF-8 text as sent (surrogates escaped)
     data_id: str | None = None
     matches: tuple[tuple[str, str, int, int], ...] = ()  # (term, list, start, end) as answered

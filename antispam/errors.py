@@ -85,6 +85,7 @@ ERROR_CODES: dict[str, int] = {
     "feedback_unavailable": 503,  # no feedback store configured, or it failed
     "decisions_unavailable": 503,  # GET /decisions: no store for the decision log, or it failed
     "rate_limiter_unavailable": 503,  # the shared rate limiter (Redis) is down and fails closed
+    "campaign_tracker_unavailable": 503,  # the shared campaign tracker (Redis) is down and fails closed
     "keys_file_invalid": 503,  # /readyz: keys are on and the keys file cannot be used (fail closed)
     # issue 23: the review queue and appeals (docs/contracts.md#review-queue, #appeals)
     "lease_lost": 409,         # a review verdict from someone who no longer holds the item's lease

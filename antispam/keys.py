@@ -342,3 +342,21 @@ def rotate_key(path: str | os.PathLike[str], key_id: str) -> tuple[str, ApiKey]:
 
     old = _rewrite(path, key_id, line)
     return key, ApiKey(old.key_id, hash_key(key), old.roles, old.rate, old.callback_url, old.callback_secret)
+
+
+def set_callback(path: str | os.PathLike[str], key_id: str, url: str | None) -> str | None:
+    """Give ``key_id`` a callback URL for appeal outcomes with a new random shared secret, or take
+    its callback away (``url`` None); the key, roles and rate stay. Returns the new secret (shown
+    once by the caller, to be handed to the client), or None."""
+    secret = secrets.token_urlsafe(32) if url is not None else None
+    if url is not None:
+        parse_settings(f"callback_url={url} callback_secret={secret}", f"key {key_id}")
+
+    def line(old: ApiKey, text: str) -> str:
+        fields = text.strip().split("\t")[:4]
+        if url is not None:
+            fields.append(f"callback_url={url} callback_secret={secret}")
+        return "\t".join(fields)
+
+    _rewrite(path, key_id, line)
+    return secret

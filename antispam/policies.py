@@ -7,7 +7,8 @@ A request picks one with ``policy=`` (query or body); without it, ``default``. T
       "default":  {"review_threshold": 0.5, "block_threshold": 0.9},
       "comments": {"review_threshold": 0.6, "block_threshold": 0.95, "lists": ["default", "comments"]},
       "usernames": {"block_threshold": 0.8, "min_tokens_to_block": 0},
-      "ads":      {"contacts": true, "contact_escalates": true}
+      "ads":      {"contacts": true, "contact_escalates": true},
+      "chat":     {"campaign": "block"}
     }
 
 Every field is optional: thresholds and ``min_tokens_to_block`` default to the service's
@@ -17,7 +18,8 @@ settings; a threshold left unset there too follows the serving version's operati
 :mod:`antispam.lists`), ``allow_mode`` to ``"spans"`` (an allow term exempts the spans it covers;
 ``"whole_text"`` is the pre-issue-21 "any allow hit passes the text", see :mod:`antispam.allow`),
 ``contacts`` and ``contact_escalates`` to false (issue 24: every item carries its contacts; a
-model ``review`` of a text with a contact becomes ``block``, see docs/contracts.md#contacts).
+model ``review`` of a text with a contact becomes ``block``, see docs/contracts.md#contacts),
+``campaign`` to ``"mark"`` (issue 24: what campaign evidence does, :func:`campaign_decision`).
 Without a file, or when the file has no ``default``, ``default`` is the service's thresholds
 with the ``default`` lists. The file is read at start (a bad file stops the start with a message
 naming it) and again when it changes (:class:`PoliciesWatcher`, polled with the term lists): a
@@ -46,7 +48,11 @@ log = logging.getLogger(__name__)
 DEFAULT_POLICY = "default"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _FIELDS = {"review_threshold", "block_threshold", "min_tokens_to_block", "lists", "allow_mode", "contacts",
-           "contact_escalates"}
+           "contact_escalates", "campaign"}
+# What a policy does with campaign evidence (docs/contracts.md#campaigns): only the item's field,
+# ``review`` a text that would pass, or ``block`` (which :func:`campaign_decision` limits).
+CAMPAIGN_MODES = ("mark", "review", "block")
+_RANK = {"pass": 0, "review": 1, "block": 2}
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Policy:
     allow_mode: str = SPANS  # antispam.allow: "spans" (default) or "whole_text" (opt-in, issue 21)
     contacts: bool = False  # every item carries ``contacts``, as with the request's contacts=true
     contact_escalates: bool = False  # a model "review" of a text with a contact becomes "block"
+    campaign: str = "mark"  # issue 24: CAMPAIGN_MODES, see campaign_decision
 
     @property
     def wants_contacts(self) -> bool:
@@ -80,7 +87,37 @@ class Policy:
         for name in ("contacts", "contact_escalates"):  # shown when set: older answers stay as they were
             if getattr(self, name):
                 out[name] = True
+        if self.campaign != "mark":
+            out["campaign"] = self.campaign
         return out
+
+
+def campaign_decision(mode: str, suggestion: str, decided_by: str, *, contact: bool) -> tuple[str, str]:
+    """The suggestion and ``decided_by`` of a text with campaign evidence, under policy ``mode``.
+
+    The one rule (issue 24; docs/contracts.md#campaigns): **campaign evidence alone never
+    blocks.** Many senders sending near-identical texts is also what a holiday greeting or a
+    delivery notice looks like, so the count can raise a text at most to ``review``; ``block``
+    needs a way to reach the sender in the text as well (``contact``: a contact outside the
+    allowed spans, so the operator's own hotline does not count). The model's score does not
+    stand in for the contact: the model sends ordinary templates to review often enough (in the
+    replay, 64 of 300 parcel notices that the model sent to review would have been blocked), and
+    a model ``block`` needs no campaign anyway.
+
+    * ``mark``: nothing changes (the item only carries ``campaign``).
+    * ``review``: a ``pass`` becomes ``review``.
+    * ``block``: ``block`` with a contact, else ``review``.
+    * A term-list decision (``allow_list``, ``block_list``) stands; a suggestion is never lowered.
+    ``decided_by`` becomes ``campaign`` when the suggestion changed.
+    """
+    if mode not in CAMPAIGN_MODES:
+        raise ValueError(f"campaign mode must be one of {CAMPAIGN_MODES}, got {mode!r}")
+    if mode == "mark" or decided_by in ("allow_list", "block_list"):
+        return suggestion, decided_by
+    target = "block" if mode == "block" and contact else "review"
+    if _RANK[target] > _RANK[suggestion]:
+        return target, "campaign"
+    return suggestion, decided_by
 
 
 def default_policy(review: float | None, block: float | None, min_tokens: int) -> Policy:
@@ -121,8 +158,11 @@ def parse_policies(data: Any, review: float | None, block: float | None, min_tok
             if not isinstance(value, bool):
                 raise UserError(f"{where}: {flag} must be true or false")
             flags[flag] = value
+        campaign = spec.get("campaign", "mark")
+        if campaign not in CAMPAIGN_MODES:
+            raise UserError(f"{where}: campaign must be one of {', '.join(map(repr, CAMPAIGN_MODES))}")
         out[name] = Policy(name, None if r is None else float(r), None if b is None else float(b), int(m),
-                           tuple(lists), allow_mode, **flags)
+                           tuple(lists), allow_mode, **flags, campaign=campaign)
     if DEFAULT_POLICY not in out:
         out[DEFAULT_POLICY] = default_policy(review, block, min_tokens)
     return out

@@ -148,7 +148,7 @@ class ReviewQueue(Protocol):
     def release(self, item_id: int, token: str, reviewer: str) -> None: ...
 
     def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
-               normalize: Callable[[str], str], *, notify: bool = False,
+               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
                now: float | None = None) -> tuple[ReviewItem, bool]: ...
 
     def get(self, item_id: int) -> ReviewItem | None: ...
@@ -163,6 +163,8 @@ class ReviewQueue(Protocol):
     def notification_done(self, notification_id: int, *, now: float | None = None) -> None: ...
 
     def notification_failed(self, notification_id: int, error: str, next_at: float | None) -> None: ...
+
+    def prune(self, retention_days: float, text_days: float, *, now: float | None = None) -> tuple[int, int]: ...
 
     def close(self) -> None: ...
 
@@ -239,6 +241,12 @@ def check_decidable(item: ReviewItem | None, item_id: int, token: str, reviewer:
         raise LeaseLost(f"you do not hold the lease of review item {item_id} (it ran out and was "
                         "taken again, or it was never yours): take the next item")
     return None
+
+
+def wants_callback(notify: bool | Callable[[str], bool], key_id: str) -> bool:
+    """``decide``'s ``notify``: True/False, or a test of the appealing key id (the service: whether
+    the keys file gives that key a callback URL; without one no notification row is written)."""
+    return bool(notify(key_id)) if callable(notify) else bool(notify)
 
 
 def appeal_payload(item: ReviewItem) -> dict[str, Any]:
@@ -411,7 +419,7 @@ class SqliteReviewQueue:
         return item_from_row(rows[0]) if rows else None
 
     def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
-               normalize: Callable[[str], str], *, notify: bool = False,
+               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
                now: float | None = None) -> tuple[ReviewItem, bool]:
         """Store the verdict and its feedback row in one transaction; (item, repeated)."""
         label, reason = check_verdict(verdict, reason)
@@ -430,7 +438,7 @@ class SqliteReviewQueue:
                          (verdict, reason, reviewer, stamp, int(record["id"]), item_id))
             decided = self._get(conn, item_id)
             assert decided is not None
-            if notify and decided.source == "appeal" and decided.key_id:
+            if decided.source == "appeal" and decided.key_id and wants_callback(notify, decided.key_id):
                 conn.execute("INSERT INTO review_notifications (item_id, key_id, payload, created_at, next_at) "
                              "VALUES (?, ?, ?, ?, ?)", (item_id, decided.key_id,
                                                         json.dumps(appeal_payload(decided)), stamp, stamp))
@@ -452,6 +460,8 @@ class SqliteReviewQueue:
     def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
                           now: float | None = None) -> list[Notification]:
         stamp = time.time() if now is None else float(now)
+        if not self._query(DUE_CHECK.format(p="?"), (stamp,)):  # a read: no write lock for nothing
+            return []
         with self._transaction() as conn:
             rows = conn.execute(
                 "UPDATE review_notifications SET next_at = ? WHERE id IN (SELECT id FROM review_notifications "
@@ -472,6 +482,38 @@ class SqliteReviewQueue:
                          "state = ?, next_at = COALESCE(?, next_at) WHERE id = ?",
                          (error[:300], "pending" if next_at is not None else "failed", next_at,
                           notification_id))
+
+    def prune(self, retention_days: float, text_days: float, *,
+              now: float | None = None) -> tuple[int, int]:
+        """Retention (``antispam feedback prune``, the decision log's settings): decided items
+        reviewed more than ``retention_days`` ago go (with their delivered or failed callbacks; one
+        still pending keeps its item), and the text of decided items reviewed more than ``text_days``
+        ago is erased (the verdict's feedback row keeps its own copy under the feedback retention).
+        Queued items keep their text: a person still has to read it. (deleted, texts erased)."""
+        rows_before, texts_before = prune_cutoffs(retention_days, text_days, now)
+        deleted = erased = 0
+        with self._transaction() as conn:
+            if rows_before is not None:
+                conn.execute(PRUNE_DELETE[0].format(p="?"), (rows_before,))
+                deleted = conn.execute(PRUNE_DELETE[1].format(p="?"), (rows_before,)).rowcount
+            if texts_before is not None:
+                erased = conn.execute(PRUNE_TEXTS.format(p="?"), (texts_before,)).rowcount
+        return int(deleted), int(erased)
+
+
+PRUNE_DELETE = ("DELETE FROM review_notifications WHERE state <> 'pending' AND item_id IN (SELECT id FROM "
+                "review_items WHERE state = 'decided' AND reviewed_at < {p})",
+                "DELETE FROM review_items WHERE state = 'decided' AND reviewed_at < {p} AND NOT EXISTS "
+                "(SELECT 1 FROM review_notifications n WHERE n.item_id = review_items.id)")
+DUE_CHECK = "SELECT 1 FROM review_notifications WHERE state = 'pending' AND next_at <= {p} LIMIT 1"
+PRUNE_TEXTS = "UPDATE review_items SET text = '' WHERE state = 'decided' AND reviewed_at < {p} AND text <> ''"
+
+
+def prune_cutoffs(retention_days: float, text_days: float, now: float | None) -> tuple[float | None, float | None]:
+    """The reviewed-before times of :meth:`ReviewQueue.prune` (None: keep)."""
+    stamp = time.time() if now is None else float(now)
+    return (stamp - retention_days * 86400 if retention_days > 0 else None,
+            stamp - text_days * 86400 if text_days > 0 else None)
 
 
 def decision_item(decision: Any, source: str = "review") -> dict[str, Any]:

@@ -21,8 +21,11 @@ import psycopg
 from antispam.feedback_pg import PostgresFeedbackStore
 from antispam.review import (
     COLUMNS,
+    DUE_CHECK,
     INSERT_COLUMNS,
     MAX_EXCLUDE,
+    PRUNE_DELETE,
+    PRUNE_TEXTS,
     Notification,
     ReviewItem,
     appeal_payload,
@@ -31,7 +34,9 @@ from antispam.review import (
     insert_values,
     item_from_row,
     notification_from_row,
+    prune_cutoffs,
     summarize,
+    wants_callback,
 )
 
 
@@ -108,7 +113,7 @@ class PostgresReviewQueue:
         return item_from_row(rows[0]) if rows else None
 
     def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
-               normalize: Callable[[str], str], *, notify: bool = False,
+               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
                now: float | None = None) -> tuple[ReviewItem, bool]:
         label, reason = check_verdict(verdict, reason)
         stamp = time.time() if now is None else float(now)
@@ -126,7 +131,7 @@ class PostgresReviewQueue:
                          (verdict, reason, reviewer, stamp, int(record["id"]), item_id))
             decided = self._get(conn, item_id)
             assert decided is not None
-            if notify and decided.source == "appeal" and decided.key_id:
+            if decided.source == "appeal" and decided.key_id and wants_callback(notify, decided.key_id):
                 conn.execute("INSERT INTO review_notifications (item_id, key_id, payload, created_at, next_at) "
                              "VALUES (%s, %s, %s, %s, %s)", (item_id, decided.key_id,
                                                              json.dumps(appeal_payload(decided)), stamp, stamp))
@@ -148,6 +153,8 @@ class PostgresReviewQueue:
     def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
                           now: float | None = None) -> list[Notification]:
         stamp = time.time() if now is None else float(now)
+        if not self._query(DUE_CHECK.format(p="%s"), (stamp,)):
+            return []
         with self.feedback._transaction() as conn:
             rows = conn.execute(
                 "UPDATE review_notifications SET next_at = %s WHERE id IN (SELECT id FROM review_notifications "
@@ -168,3 +175,15 @@ class PostgresReviewQueue:
                          "state = %s, next_at = COALESCE(%s, next_at) WHERE id = %s",
                          (error[:300], "pending" if next_at is not None else "failed", next_at,
                           notification_id))
+
+    def prune(self, retention_days: float, text_days: float, *, now: float | None = None) -> tuple[int, int]:
+        """As :meth:`antispam.review.SqliteReviewQueue.prune`."""
+        rows_before, texts_before = prune_cutoffs(retention_days, text_days, now)
+        deleted = erased = 0
+        with self.feedback._transaction() as conn:
+            if rows_before is not None:
+                conn.execute(PRUNE_DELETE[0].format(p="%s"), (rows_before,))
+                deleted = conn.execute(PRUNE_DELETE[1].format(p="%s"), (rows_before,)).rowcount
+            if texts_before is not None:
+                erased = conn.execute(PRUNE_TEXTS.format(p="%s"), (texts_before,)).rowcount
+        return int(deleted), int(erased)

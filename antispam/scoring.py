@@ -20,6 +20,7 @@ from antispam.aio import Slices, within
 from antispam.allow import ListOutcome, apply_lists, no_lists
 from antispam.backends.base import Backend, BackendError, BatchResult, DeadlineExceeded
 from antispam.cache import CachedScore, PredictionCache
+from antispam.campaigns import CampaignTracker, Evidence, TrackerUnavailable, make_tracker
 from antispam.config import ServeConfig
 from antispam.contacts import MAX_CONTACTS, Contact, count_and_find
 from antispam.errors import api_error
@@ -27,7 +28,8 @@ from antispam.labels import PASS, SPAM, label_name
 from antispam.lists import ListsWatcher, Match, Snapshot, pattern_work
 from antispam.metrics import Metrics
 from antispam.operating_points import OperatingPoints, check_thresholds
-from antispam.policies import DEFAULT_POLICY, PoliciesWatcher, Policy
+from antispam.policies import DEFAULT_POLICY, PoliciesWatcher, Policy, campaign_decision
+from antispam.senders import SenderHasher
 from antispam.text import Segmenter, normalize, normalize_with_offsets
 
 # Lone surrogates can arrive through JSON "\ud800" escapes; they are not Unicode text, cannot be
@@ -44,7 +46,8 @@ class Scorer:
 
     def __init__(self, config: ServeConfig, backend: Backend, segmenter: Segmenter,
                  cache: PredictionCache, metrics: Metrics | None = None, *,
-                 lists: ListsWatcher | None = None, policies: dict[str, Policy] | None = None) -> None:
+                 lists: ListsWatcher | None = None, policies: dict[str, Policy] | None = None,
+                 campaigns: CampaignTracker | None = None) -> None:
         problem = check_thresholds(config.review_threshold, config.block_threshold)
         if problem:
             raise ValueError(f"thresholds: {problem}")
@@ -61,6 +64,12 @@ class Scorer:
                                               config.block_threshold, config.min_tokens_to_block,
                                               poll_seconds=config.lists_poll_seconds, policies=policies)
         self.lists.maybe_refresh()  # load the lists now, not on the first request
+        # Issue 24: texts sent with a sender id are counted here (the app passes the Redis tracker
+        # when ANTISPAM_REDIS_URL is set); ids are hashed with the deployment's key first.
+        self.campaigns = campaigns if campaigns is not None else make_tracker(
+            window_seconds=config.campaign_window_s, min_senders=config.campaign_min_senders,
+            max_counters=config.campaign_max_counters)
+        self.hash_sender = SenderHasher(config.sender_key)
 
     @property
     def policies(self) -> dict[str, Policy]:
@@ -125,7 +134,8 @@ class Scorer:
             yield norm
 
     async def score(self, texts: Sequence[str], normalized: Sequence[str], *, policy: Policy | None = None,
-                    explain: bool = False, contacts: bool = False, reveal_allow: bool = True) -> list[dict[str, Any]]:
+                    explain: bool = False, contacts: bool = False, reveal_allow: bool = True,
+                    senders: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
         """Score already-validated texts; repeats (in the cache or in this batch) cost nothing.
 
         ``policy`` (default: ``default``) sets the thresholds and the term lists; ``explain``
@@ -135,7 +145,9 @@ class Scorer:
         masked (:mod:`antispam.allow`), and that masked text is the dedup cache's key.
         ``reveal_allow`` False (a client without ``admin``) leaves the allow hits out of
         ``matches`` and ``reasons``: which phrase is allowed is the operator's business, not the
-        sender's.
+        sender's. ``senders``: the checked ``sender_id`` of each text (or None); a text with one
+        is counted by the campaign tracker, hashed first, and its item gets ``campaign`` when it
+        belongs to one (docs/contracts.md#campaigns).
         """
         snapshot = await self.refresh()
         policy = policy or self.policies[DEFAULT_POLICY]
@@ -177,11 +189,16 @@ class Scorer:
             metrics.backend_used.labels("cache").inc()
         items = []
         slices = Slices()  # offset maps are per-character work: share the loop
-        for text, scored, outcome in zip(texts, found, outcomes):
+        show_contacts = contacts or policy.wants_contacts
+        hashed = [None if s is None else self.hash_sender(s) for s in senders] if senders else [None] * len(texts)
+        for text, norm, scored, outcome, sender in zip(texts, normalized, found, outcomes, hashed):
             assert scored is not None  # every text was answered from the cache or the backend
-            found_contacts = count_and_find(text) if contacts or policy.wants_contacts else None
+            found_contacts = count_and_find(text) if show_contacts or sender is not None else None
+            evidence = None
+            if sender is not None and found_contacts is not None:
+                evidence = self.observe_campaign(text, norm, contacts_outside(text, found_contacts[1], outcome), sender)
             items.append(self.render(text, *scored, outcome=outcome, policy=policy, reveal_allow=reveal_allow,
-                                     contacts=found_contacts))
+                                     contacts=found_contacts, show_contacts=show_contacts, campaign=evidence))
             await slices.tick()
         if explain:
             from antispam.explain import add_model_reasons  # only requests that ask pay for it
@@ -191,6 +208,14 @@ class Scorer:
         if metrics is not None:
             metrics.observe_verdicts(item["suggestion"] for item in items)
         return items
+
+    def observe_campaign(self, text: str, normalized: str, contacts: Sequence[Contact], sender: str) -> Evidence | None:
+        """Count one text of a (hashed) sender; its campaign evidence. 503
+        ``campaign_tracker_unavailable`` when Redis is down and the tracker fails closed."""
+        try:
+            return self.campaigns.observe(text, normalized, contacts, sender)
+        except TrackerUnavailable as exc:
+            raise api_error("campaign_tracker_unavailable", str(exc)) from None
 
     async def match_lists(self, texts: Sequence[str], normalized: Sequence[str], policy: Policy,
                           snapshot: Snapshot | None) -> list[ListOutcome]:
@@ -289,13 +314,16 @@ class Scorer:
 
     def render(self, text: str, entry: CachedScore, version: int, *, outcome: ListOutcome | None = None,
                policy: Policy | None = None, reveal_allow: bool = True,
-               contacts: tuple[int, list[Contact]] | None = None) -> dict[str, Any]:
+               contacts: tuple[int, list[Contact]] | None = None, show_contacts: bool = True,
+               campaign: Evidence | None = None) -> dict[str, Any]:
         """One response item. ``predict``, ``label`` and ``spam_probability`` are always the
         model's (for the text it read: allowed spans masked); ``suggestion`` is the decision
         (``decided_by`` says which, docs/contracts.md#term-lists): the allow list when it exempts
         the whole text, else a standing block-list hit → block, else the model's score against
         the policy's thresholds. ``matches``: the deciding list's terms with raw-text offsets, and
-        the allow hits whose spans were masked; allow hits only with ``reveal_allow``."""
+        the allow hits whose spans were masked; allow hits only with ``reveal_allow``. ``contacts``
+        are shown only with ``show_contacts``; ``campaign`` evidence is shown and applied by the
+        policy's ``campaign`` mode (:func:`antispam.policies.campaign_decision`)."""
         policy = policy or self.policies[DEFAULT_POLICY]
         p = entry.spam_probability
         predict = SPAM if p >= 0.5 else PASS
@@ -327,6 +355,14 @@ class Scorer:
         if (contacts is not None and contacts[1] and policy.contact_escalates and decided_by == "model"
                 and suggestion == "review" and _contacts_outside(text, contacts[1], outcome)):
             decided_by, suggestion, capped = "contact_escalation", "block", False
+        if campaign is not None:  # issue 24: campaign evidence alone never blocks
+            has_contact = contacts is not None and bool(contacts[1]) and _contacts_outside(text, contacts[1], outcome)
+            before = suggestion
+            suggestion, decided_by = campaign_decision(policy.campaign, suggestion, decided_by, contact=has_contact)
+            if suggestion != before:
+                capped = False
+            if self.metrics is not None:
+                self.metrics.observe_campaign_item(campaign.by, suggestion)
         if not reveal_allow:
             matches = [m for m in matches if m.kind != "allow"]
         item: dict[str, Any] = {"text": text, "predict": predict, "label": label_name(predict),
@@ -340,7 +376,9 @@ class Scorer:
             item["matches"] = raw_matches(text, matches[:MAX_MATCHES])
             if len(matches) > MAX_MATCHES:
                 item["matches_total"] = len(matches)
-        if contacts is not None:  # (total, the first MAX_CONTACTS by position)
+        if campaign is not None:
+            item["campaign"] = campaign.as_dict()
+        if contacts is not None and show_contacts:  # (total, the first MAX_CONTACTS by position)
             item["contacts"] = [c.as_dict() for c in contacts[1]]
             if contacts[0] > MAX_CONTACTS:
                 item["contacts_total"] = contacts[0]
@@ -352,10 +390,16 @@ class Scorer:
 def _contacts_outside(text: str, contacts: Sequence[Contact], outcome: ListOutcome | None) -> bool:
     """Whether a contact lies outside every allowed span (raw offsets): an allowed hotline is the
     operator's own number, so it does not escalate a text to block (docs/contracts.md#contacts)."""
-    if outcome is None or not outcome.allow:
-        return True
+    return bool(contacts_outside(text, contacts, outcome))
+
+
+def contacts_outside(text: str, contacts: Sequence[Contact], outcome: ListOutcome | None) -> list[Contact]:
+    """The contacts outside every allowed span (raw offsets): the ones that escalate, and the ones
+    campaigns count (issue 24: many customers quoting the operator's own hotline are no campaign)."""
+    if outcome is None or not outcome.allow or not contacts:
+        return list(contacts)
     allowed = [(m["start"], m["end"]) for m in raw_matches(text, outcome.allow)]
-    return any(not any(start <= c.start and c.end <= end for start, end in allowed) for c in contacts)
+    return [c for c in contacts if not any(start <= c.start and c.end <= end for start, end in allowed)]
 
 
 def raw_matches(text: str, matches: Sequence[Match]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -28,11 +29,13 @@ from antispam.errors import api_error
 
 ID_CHARS = 128  # like data_id
 MIN_KEY_CHARS = 16
+# Control characters (C0, DEL, C1) and lone surrogates (JSON "\ud800": not text, cannot be hashed).
+_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def check_id(value: Any, where: str) -> str | None:
     """A ``sender_id``/``room_id``: a non-empty string of at most :data:`ID_CHARS` characters
-    without control characters, or None (absent). Anything else: 400 ``invalid_request``
+    without control characters or lone surrogates, or None (absent). Anything else: 400 ``invalid_request``
     naming ``where`` (the value itself is not repeated)."""
     if value is None:
         return None
@@ -40,8 +43,8 @@ def check_id(value: Any, where: str) -> str | None:
         raise api_error("invalid_request", f"{where} must be a string, got {type(value).__name__}")
     if not value or len(value) > ID_CHARS:
         raise api_error("invalid_request", f"{where} must have 1 to {ID_CHARS} characters, got {len(value)}")
-    if not value.isprintable():
-        raise api_error("invalid_request", f"{where} must not contain control or unprintable characters")
+    if _BAD.search(value):
+        raise api_error("invalid_request", f"{where} must not contain control characters or lone surrogates")
     return value
 
 

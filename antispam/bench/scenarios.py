@@ -232,8 +232,10 @@ class ServiceProcess:
 
     def __init__(self, service: Service, *, model_base: str, model_name: str, workdir: Path,
                  cache_size: int = 0, tfs_grpc: str | None = None, tfs_rest: str | None = None,
-                 extra_args: tuple[str, ...] = (), ready_timeout: float = 180.0) -> None:
+                 extra_args: tuple[str, ...] = (), ready_timeout: float = 180.0,
+                 env: dict[str, str] | None = None) -> None:
         self.service = service
+        self.env = dict(env or {})  # added to this process's environment (ANTISPAM_* settings)
         self.port = free_port()
         self.workdir = workdir
         self.log_path = workdir / f"serve-{service.name}-{self.port}.log"
@@ -260,7 +262,7 @@ class ServiceProcess:
         return self.process.pid
 
     def start(self) -> "ServiceProcess":
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **self.env)
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env)

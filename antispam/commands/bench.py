@@ -41,6 +41,16 @@ CPU per message and its ratio to the pipeline's, fraction of the pipeline limit)
 results as JSON (default bench-results/<timestamp>.json).
 --compare FILE prints each row's change against a saved results JSON of the same schema.
 Only loopback targets are accepted.
+
+--replay runs the replay benchmark instead (issue 24; antispam/bench/replay.py): a seeded trace
+of the test split's pass and spam messages and the held-out everyday messages, with generated
+campaigns (a test-split advert with a contact, varied with the robustness variants and synonyms,
+sent by 20-200 senders over 2-10 minutes) and ordinary bursts (one greeting from 500 senders, a
+parcel-notice template from 300), replayed with compressed time (--replay-speedup) as GET
+/predict with sender_id against two services started side by side, campaign detection off and
+on, both getting every message at the same moment. Prints and writes (JSON) the copies passed
+before each campaign was caught, campaign recall overall and after the 10th copy, ordinary,
+everyday and burst messages blocked, p99 and CPU per message of both services.
 """
 
 
@@ -88,6 +98,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="seconds instead of minutes: short rows, one rate (50/s), local-1w only, "
                    "200 texts (for tests and smoke runs; the figures mean little)")
+    replay = p.add_argument_group("replay benchmark (--replay)")
+    replay.add_argument("--replay", action="store_true",
+                        help="run the replay benchmark (campaigns and bursts, feature off vs on) instead")
+    replay.add_argument("--replay-seed", type=int, help="trace seed (default: antispam.bench.replay.SEED)")
+    replay.add_argument("--replay-span", type=float, default=30.0, help="simulated minutes of traffic (default 30)")
+    replay.add_argument("--replay-speedup", type=float, default=30.0,
+                        help="time compression: simulated seconds per wall second (default 30: 30 minutes in 60 s)")
+    replay.add_argument("--replay-window", type=float, default=600.0,
+                        help="the campaign window in simulated seconds (default 600); the service gets it "
+                        "divided by --replay-speedup")
+    replay.add_argument("--replay-campaigns", type=int, default=10, help="campaigns in the trace (default 10)")
+    replay.add_argument("--replay-action", choices=("mark", "review", "block"), default="block",
+                        help="what the on service's default policy does with campaign evidence (default block)")
+    replay.add_argument("--replay-min-senders", type=int,
+                        help="the on service's ANTISPAM_CAMPAIGN_MIN_SENDERS (default: the service's)")
+    replay.add_argument("--replay-ads", choices=("any", "missed"), default="any",
+                        help="adverts of the campaigns: any test-split spam (default), or only spam the off "
+                        "service's model lets pass (asked before the replay): what detection adds where the "
+                        "model alone fails")
+    replay.add_argument("--replay-split", choices=("test", "validation"), default="test",
+                        help="material of the trace: the test split and held-out everyday messages (the "
+                        "figures to report), or the validation split and the everyday training part (to "
+                        "choose settings such as --replay-min-senders without looking at the test figures)")
     p.set_defaults(run=run)
 
 
@@ -206,11 +239,55 @@ def evaluate_targets(results: list[dict[str, Any]], pipeline: dict[str, Any] | N
     return targets
 
 
+def replay_settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The replay benchmark's settings (``--replay``); also recorded in its JSON."""
+    from antispam.bench import replay, scenarios
+    from antispam.errors import UserError
+
+    if args.replay_speedup <= 0 or args.replay_span <= 0 or args.replay_window <= 0:
+        raise UserError("--replay-speedup, --replay-span and --replay-window must be > 0")
+    if not 0 <= args.replay_campaigns <= 100:
+        raise UserError("--replay-campaigns must be from 0 to 100")
+    if args.replay_min_senders is not None and args.replay_min_senders < 2:
+        raise UserError("--replay-min-senders must be at least 2")
+    if args.replay_span < 10:
+        raise UserError("--replay-span must be at least 10 minutes (a campaign lasts up to 10)")
+    if args.variants or args.compare or args.profile or args.rates or args.requests:
+        raise UserError("--replay takes none of --variants, --compare, --profile, --rates, --requests")
+    names: tuple[str, ...] = ()
+    if not args.url:
+        names = tuple(n.strip() for n in (args.scenarios or "local-1w").split(",") if n.strip())
+        if len(names) != 1:
+            raise UserError("--replay starts one kind of service (twice: feature off and on); give one --scenarios")
+        scenarios.services_by_name(names)
+    else:
+        from antispam.bench.load import loopback_address
+
+        loopback_address(args.url)
+    if args.timeout <= 0:
+        raise UserError("--timeout must be > 0")
+    paths = config.resolve(config.Paths, args, only=PATH_FIELDS)
+    serve = config.resolve(config.ServeConfig, args, only=SERVE_FIELDS)
+    return {"url": args.url, "scenario": names[0] if names else None, "model_base": paths.model_base,
+            "model_name": serve.model_name, "data": paths.data, "data_dir": paths.data_dir,
+            "seed": args.replay_seed if args.replay_seed is not None else replay.SEED,
+            "span_minutes": args.replay_span, "speedup": args.replay_speedup,
+            "window_s": args.replay_window, "service_window_s": args.replay_window / args.replay_speedup,
+            "campaigns": args.replay_campaigns, "timeout": args.timeout, "cache": args.cache,
+            "action": args.replay_action, "ads": args.replay_ads, "min_senders": args.replay_min_senders,
+            "split": args.replay_split,
+            "connections": args.connections or 64, "warmup_s": args.warmup if args.warmup is not None else 5.0}
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = replay_settings_from(args) if args.replay else settings_from(args)
     # SIGTERM unwinds like Ctrl-C, so the services and generators it started are stopped too.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        if args.replay:
+            from antispam.bench.replay_run import run_replay
+
+            return run_replay(args, settings)
         return _run(args, settings)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -200,6 +200,7 @@ def prune(args: argparse.Namespace) -> int:
     from antispam.lock import FileLock, LockBusy
     from antispam.privacy import scrub_log
     from antispam.retrain import LOCK_FILE, LOG_FILE
+    from antispam.review_stores import review_queue_for
 
     config = resolve(ServeConfig, args, only=("feedback_db", "feedback_retention_days", "decision_retention_days",
                                               "decision_text_days", "model_base"))
@@ -213,6 +214,9 @@ def prune(args: argparse.Namespace) -> int:
                 deleted = store.prune(config.feedback_retention_days)
                 decisions, texts = store.prune_decisions(config.decision_retention_days,
                                                          config.decision_text_days)
+                review = review_queue_for(store)  # issue 23: decided review items, same settings
+                items, item_texts = review.prune(config.decision_retention_days, config.decision_text_days) \
+                    if review is not None else (0, 0)
             finally:
                 store.close()
         except FeedbackError as exc:
@@ -224,6 +228,9 @@ def prune(args: argparse.Namespace) -> int:
                  else "none (retention 0)")
         print(f"{redact(config.feedback_db)}: deleted {decisions} decisions ({older}) and erased {texts} "
               f"decision texts (older than {config.decision_text_days:g} days or past their window)")
+        print(f"{redact(config.feedback_db)}: deleted {items} decided review items ({older}) and erased "
+              f"{item_texts} texts of decided review items (reviewed more than {config.decision_text_days:g} "
+              "days ago; queued items keep theirs)")
     else:
         print(f"no feedback store at {redact(config.feedback_db)!r}: nothing to delete")
     base = Path(config.model_base)

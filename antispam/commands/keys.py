@@ -6,7 +6,9 @@ picks it up within ``keys_poll_seconds``) and prints the key once: it is stored 
 ``antispam keys list`` shows key ids, roles and rates (never a hash or a key); on an invalid file
 it names the problem and exits 2, so it also checks a file before it is deployed.
 ``antispam keys revoke KEY_ID`` removes the key's line; ``antispam keys rotate KEY_ID`` gives the
-id a new key (printed once) and keeps its roles and rate. Both rewrite the file atomically; a
+id a new key (printed once) and keeps its roles and rate. ``antispam keys callback KEY_ID --url
+URL`` sets where appeal outcomes for that key are posted, with a new shared secret printed once
+(``--off`` removes it; issue 23). Both rewrite the file atomically; a
 running service stops accepting the old key within ``keys_poll_seconds``, without a restart.
 """
 
@@ -37,6 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("key_id", metavar="KEY_ID")
     rotate = actions.add_parser("rotate", help="give a key id a new key (printed once), same roles and rate")
     rotate.add_argument("key_id", metavar="KEY_ID")
+    callback = actions.add_parser("callback", help="where appeal outcomes for this key are posted (issue 23): "
+                                  "a URL and a new shared secret, printed once; --off removes it")
+    callback.add_argument("key_id", metavar="KEY_ID")
+    where = callback.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="http:// or https:// URL the signed outcome is POSTed to")
+    where.add_argument("--off", action="store_true", help="no callbacks for this key any more")
     p.set_defaults(run=run)
 
 
@@ -51,9 +59,19 @@ def keys_file(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from antispam.keys import add_key, load_keys, revoke_key, rotate_key
+    from antispam.keys import add_key, load_keys, revoke_key, rotate_key, set_callback
 
     path = keys_file(args)
+    if args.action == "callback":
+        secret = set_callback(path, args.key_id, None if args.off else args.url)
+        if secret is None:
+            print(f"key id {args.key_id} has no callback any more in {path}", file=sys.stderr)
+            return 0
+        print(secret)
+        print(f"key id {args.key_id} posts appeal outcomes to {args.url}, signed with the secret above "
+              "(shown only now; give it to the client: docs/contracts.md#appeals says how to verify)",
+              file=sys.stderr)
+        return 0
     if args.action == "revoke":
         gone = revoke_key(path, args.key_id)
         print(f"revoked key id {gone.key_id} ({','.join(sorted(gone.roles))}) in {path}; a running service "
@@ -74,5 +92,6 @@ def run(args: argparse.Namespace) -> int:
               "above is shown only now", file=sys.stderr)
         return 0
     for entry in sorted(load_keys(path).values(), key=lambda k: k.key_id):
-        print(f"{entry.key_id}\t{','.join(sorted(entry.roles))}\t{entry.rate:g}")
+        callback = f"\tcallback {entry.callback_url}" if entry.callback_url else ""
+        print(f"{entry.key_id}\t{','.join(sorted(entry.roles))}\t{entry.rate:g}{callback}")
     return 0

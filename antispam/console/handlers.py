@@ -16,12 +16,17 @@ Endpoints (``docs/contracts.md#console``):
 - ``GET /console/api/versions/<n>``: that version's ``metrics.json`` and its training report;
 - ``GET /console/api/versions/<n>/report/curves.png`` (or ``confusion.png``): the trainer's PNGs;
 - ``GET /console/api/promotions?limit=N``: the last N lines of ``promotion.jsonl``, parsed;
-- ``GET /console/api/live?minutes=M``: the last minutes from the app's own metrics.
+- ``GET /console/api/live?minutes=M``: the last minutes from the app's own metrics;
+- ``GET /console/api/campaigns?limit=N``: the largest active campaigns (issue 24), each with
+  one example, its contacts (offsets into the example) and whether each is on the block list;
+- ``POST /console/api/blocklist``: add a contact to the block list (role ``admin``; the one
+  route here that writes, :mod:`antispam.blocklist`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -32,11 +37,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from antispam import __version__, versions
+from antispam import __version__, blocklist, versions
+from antispam.campaigns import TrackerUnavailable
 from antispam.console.live import MAX_MINUTES, LiveStats, shared_window
 from antispam.errors import api_error
-from antispam.http.base import BaseHandler
+from antispam.http.base import BaseHandler, JsonBodyHandler
 from antispam.http.services import Services
+from antispam.lists import DEFAULT_SET
 from antispam.privacy import redact_record
 
 log = logging.getLogger(__name__)
@@ -377,11 +384,124 @@ class LiveHandler(ConsoleHandler):
         return shared_window(counts, seconds, store.location)
 
 
+MAX_CAMPAIGNS_LISTED = 50
+
+
+def merge_campaigns(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per campaign from the tracker's counters, largest first.
+
+    The tracker counts a text under its near-duplicate cluster *and* under each contact it
+    carries, so one advert crossing the threshold shows up as two or three counters. Entries
+    whose examples are the same text or share a contact (kind and value) are one campaign here:
+    shown with the example of its counter with the most senders, ``by`` listing every way it was
+    found (``text``, ``contact``) and ``counters`` how many counters it merged. ``senders`` and
+    ``size`` are that counter's (the others count the same messages in part: adding would count
+    them twice)."""
+    groups: list[dict[str, Any]] = []
+    index: dict[str, int] = {}  # example text or contact -> group
+
+    def keys_of(entry: dict[str, Any]) -> list[str]:
+        example = entry.get("example") or {}
+        keys = [f"text:{example.get('text')}"]
+        keys += [f"contact:{c.get('kind')}:{c.get('value')}" for c in example.get("contacts") or []]
+        return keys
+
+    for entry in entries:  # most senders first (top()'s order), so a group's first entry leads it
+        keys = keys_of(entry)
+        hits = sorted({index[k] for k in keys if k in index})
+        if hits:
+            target = hits[0]
+            for other in hits[1:]:  # the entry joins two groups: fold the later into the first
+                merged = groups[other]
+                groups[target]["by"] = sorted(set(groups[target]["by"]) | set(merged["by"]))
+                groups[target]["counters"] += merged["counters"]
+                groups[target]["first_seen"] = min(groups[target]["first_seen"], merged["first_seen"])
+                for k, g in list(index.items()):
+                    if g == other:
+                        index[k] = target
+                groups[other] = {}
+            group = groups[target]
+            group["by"] = sorted(set(group["by"]) | {entry.get("by")})
+            group["counters"] += 1
+            group["first_seen"] = min(group["first_seen"], entry.get("first_seen", group["first_seen"]))
+        else:
+            target = len(groups)
+            groups.append({**entry, "by": [entry.get("by")], "counters": 1})
+        for k in keys:
+            index[k] = target
+    return [g for g in groups if g]
+
+
+def campaigns_of(services: Services, limit: int) -> dict[str, Any]:
+    """The tracker's largest active campaigns, each contact marked ``listed`` when the default
+    block list already has it (read from the file: what the next reload serves)."""
+    tracker = services.scorer.campaigns
+    folder = services.config.lists_dir
+    listed: dict[str, bool] = {}
+    try:
+        text = blocklist.block_file(folder).read_text(encoding="utf-8")
+        keys = blocklist.listed_keys(text)
+    except (OSError, UnicodeDecodeError):
+        keys = set()
+    try:
+        # A copy: the in-process tracker hands out its own example dicts, and "listed" is added.
+        # Counters, not campaigns: several counters of one campaign are merged below.
+        found = merge_campaigns(copy.deepcopy(tracker.top(limit * 4)))[:limit]
+        active = tracker.active()
+    except TrackerUnavailable as exc:
+        return {"unavailable": str(exc) or "the campaign tracker cannot answer",
+                "campaigns": [], "limit": limit, "lists_dir": folder}
+    for campaign in found:
+        for contact in (campaign.get("example") or {}).get("contacts") or []:
+            value = str(contact.get("value", ""))
+            if value not in listed:
+                listed[value] = blocklist.term_key(value) in keys
+            contact["listed"] = listed[value]
+    return {"window_seconds": tracker.window_seconds, "min_senders": tracker.min_senders,
+            "active_counters": active, "limit": limit, "campaigns": found, "lists_dir": folder,
+            "block_file": str(blocklist.block_file(folder)),
+            "reload_seconds": services.config.lists_poll_seconds}
+
+
+class CampaignsHandler(ConsoleHandler):
+    async def get(self) -> None:
+        limit = self.int_argument("limit", 10, 1, MAX_CAMPAIGNS_LISTED)
+        # Off the loop: the tracker may ask Redis, and the block list is read from disk.
+        self.send_json({"data": await self.off_loop(campaigns_of, self.services, limit)})
+
+
+class BlockListHandler(ConsoleHandler, JsonBodyHandler):
+    """``POST {"kind": "mobile", "value": "13800138000"}`` (optional ``list_set``): the contact
+    is appended to that set's block list unless it is there (``added`` says which); the lists
+    of this worker are reloaded now, the others' at their next poll."""
+
+    async def post(self) -> None:
+        body = self.json_object()
+        kind, value, list_set = body.get("kind"), body.get("value"), body.get("list_set", DEFAULT_SET)
+        if not isinstance(kind, str) or not isinstance(value, str) or not isinstance(list_set, str):
+            raise api_error("invalid_request", 'give {"kind": "<contact kind>", "value": "<contact>"} '
+                            "(strings; list_set optional)")
+        folder = self.services.config.lists_dir
+        try:
+            term = blocklist.contact_term(kind, value)
+            result = await self.off_loop(blocklist.add_term, folder, term, kind, list_set)
+        except blocklist.TermRejected as exc:
+            raise api_error("invalid_request", str(exc)) from None
+        if result.added:
+            log.info("console: %s %r added to %s", kind, term, result.path)
+            await self.services.scorer.lists.refresh_async()
+        self.send_json({"data": {"kind": kind, "term": result.term, "added": result.added,
+                                 "list_set": list_set, "file": str(result.path),
+                                 "reload_seconds": self.services.config.lists_poll_seconds}})
+
+
 ROUTES: list[tuple[str, type[ConsoleHandler]]] = [
     (r"/console", RedirectHandler),
     (r"/console/([^/]*)", StaticHandler),
     (r"/console/api/info", InfoHandler),
     (r"/console/api/live", LiveHandler),
+    (r"/console/api/campaigns", CampaignsHandler),
+    (r"/console/api/blocklist", BlockListHandler),
     (r"/console/api/promotions", PromotionsHandler),
     (r"/console/api/versions", VersionsHandler),
     (r"/console/api/versions/([0-9]{1,9})", VersionHandler),

@@ -12,6 +12,7 @@ from antispam.errors import api_error
 from antispam.http.base import BaseHandler, JsonBodyHandler, log
 from antispam.request_ids import check_data_id, data_ids_of
 from antispam.scoring import Scorer
+from antispam.senders import check_id, ids_of
 
 
 class PredictHandler(JsonBodyHandler):
@@ -34,11 +35,14 @@ class PredictHandler(JsonBodyHandler):
         except UnicodeDecodeError:
             raise api_error("invalid_utf8", "the text parameter is not UTF-8") from None
         data_id = self.get_query_argument("data_id", None)
+        # Issue 24: checked here, hashed by the scorer before anything counts them, never echoed.
+        sender = check_id(self.get_query_argument("sender_id", None, strip=False), "sender_id")
+        check_id(self.get_query_argument("room_id", None, strip=False), "room_id")
         scorer = self.services.scorer
         await scorer.refresh()  # the policy named below is one of the policies serving now
         options = _score_options(self, scorer, self.get_query_argument("policy", None),
                                  self.get_query_argument("explain", None), self.get_query_argument("contacts", None))
-        items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
+        items = await scorer.score([text], await scorer.normalize_all_async([text]), senders=[sender], **options)
         self.send_json({"data": _with_data_ids(items, [check_data_id(data_id)])[0]})
         self.log_decisions(items)
 
@@ -61,13 +65,22 @@ class PredictHandler(JsonBodyHandler):
             if len(texts) > limit:
                 raise api_error("too_many_texts", f"{len(texts)} texts in one request; the limit is {limit}")
             data_ids = data_ids_of(body, len(texts))
-            items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"), **options)
+            senders = ids_of(body, "sender_id", len(texts))
+            ids_of(body, "room_id", len(texts))
+            items = await scorer.score(texts, await scorer.normalize_all_async(texts, "texts"), senders=senders,
+                                       **options)
             self.send_json({"data": _with_data_ids(items, data_ids)})
             self.log_decisions(items)
         elif "text" in body:
             text = body["text"]
             data_id = check_data_id(body.get("data_id"))
-            items = await scorer.score([text], await scorer.normalize_all_async([text]), **options)
+            for name in ("sender_ids", "room_ids"):
+                if name in body:
+                    raise api_error("invalid_request", f"{name} goes with texts; with text give {name[:-1]}")
+            sender = check_id(body.get("sender_id"), "sender_id")
+            check_id(body.get("room_id"), "room_id")
+            items = await scorer.score([text], await scorer.normalize_all_async([text]), senders=[sender],
+                                       **options)
             self.send_json({"data": _with_data_ids(items, [data_id])[0]})
             self.log_decisions(items)
         else:

@@ -70,6 +70,12 @@ class ReviewBase(JsonBodyHandler):
             raise api_error("invalid_request", 'give the lease token POST /review/next answered: {"lease": "..."}')
         return token
 
+    def has_callback(self, key_id: str) -> bool:
+        """Whether the keys file gives ``key_id`` a callback URL (an appeal's outcome is then
+        written as a notification to deliver; called in the decision's transaction)."""
+        ring = self.services.keyring
+        return ring is not None and any(k.key_id == key_id and k.callback_url for k in ring.keys.values())
+
     def start_callbacks(self) -> None:
         sender = getattr(self.services, "callbacks", None)
         if sender is not None:
@@ -111,7 +117,8 @@ class ReviewNextHandler(ReviewBase):
         except Exception as exc:  # noqa: BLE001 - the item is still worth reviewing without it
             return {"reasons": [], "problem": f"no explanation: {type(exc).__name__}: {exc}"[:200]}
         answer = scored[0]
-        return {"reasons": answer.get("reasons", []), "model_version": answer.get("model_version"),
+        model: dict[str, Any] = answer["model"] if isinstance(answer.get("model"), dict) else {}
+        return {"reasons": answer.get("reasons", []), "model_version": model.get("version"),
                 "spam_probability": answer.get("spam_probability"), "suggestion": answer.get("suggestion")}
 
 
@@ -131,7 +138,7 @@ class ReviewDecisionHandler(ReviewBase):
             return scorer.normalize_all([text])[0]
 
         item, repeated = await call_store(self.queue.decide, int(item_id), token, self.key_id, verdict, reason,
-                                          normalize, notify=True)
+                                          normalize, notify=self.has_callback)
         if item.source == "appeal":
             self.start_callbacks()
         self.send_json({"data": {**shown_item(item), "repeated": repeated}})

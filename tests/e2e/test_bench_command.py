@@ -161,3 +161,44 @@ def test_bench_a_running_service_by_url(tmp_path: Path, tiny_corpus: Path,
     # The service is this test process (the server runs in a thread): found by its listening port.
     assert payload["results"][1]["service_cpu_percent"] > 0
     assert payload["results"][1]["cpu_us_per_message"] > 0 and payload["results"][1]["cpu_vs_pipeline"] is None
+
+
+def test_replay_end_to_end_on_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench --replay``: the trace, both services (off without sender ids, on with a policy
+    that acts on campaigns), every message answered by both, the figures and the JSON. The
+    tiny model's verdicts mean nothing; what is checked is that everything ran and adds up."""
+    from antispam.bench import replay_report
+    from antispam.testing.tinymodel import build_version
+    from tests.helpers.corpus import write_corpus
+
+    build_version(tmp_path / "models" / "rnn")
+    # Long, distinct adverts, so the test split (a tenth, by hash) has a few campaigns' worth.
+    heads = ["本店", "新店", "我司", "贵宾", "会员", "商场", "门店", "专柜", "工厂", "总部"]
+    spam = [f"{h} 年末 特惠 第 {n} 波 ， 全场 商品 {n} 折 起 ， 详询 xxxxxxxxxxx 王 经理 ， 欢迎 光临 选购"
+            for h in heads for n in ("一", "二", "三", "四", "五", "六", "七", "八")]
+    passed = [f"今天 {d} 我们 {w} 见面 吧" for d in ("上午", "下午", "晚上", "中午") for w in "一二三四五六七八九十"]
+    corpus = write_corpus(tmp_path / "corpus", spam, passed)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "replay.json"
+    code = main(["bench", "--replay", "--model-base", str(tmp_path / "models"), "--data", str(corpus),
+                 "--replay-campaigns", "2", "--replay-speedup", "120", "--replay-span", "10",
+                 "--replay-min-senders", "3", "--warmup", "1", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    payload = json.loads(out.read_text())
+    assert payload["schema"] == replay_report.SCHEMA
+    trace = payload["trace"]
+    assert set(payload["results"]) == {"off", "on"}
+    for name, row in payload["results"].items():
+        assert row["messages"] == trace["messages"] and row["errors"] == 0, (name, row["error_kinds"])
+        assert row["service_cpu_percent"] > 0 and row["cpu_us_per_message"] > 0
+        assert [c["name"] for c in row["campaigns"]] == ["campaign-00", "campaign-01"]
+        assert row["burst_blocked"] + row["burst_review"] <= 800
+    # Only the on service saw senders: only it marks campaigns (the bursts cross any threshold).
+    assert sum(b["flagged"] for b in payload["results"]["off"]["bursts"]) == 0
+    assert sum(b["flagged"] for b in payload["results"]["on"]["bursts"]) > 0
+    assert payload["comparison"]["cpu_per_message"] > 0
+    assert {t["target"].split(" ")[0] for t in payload["targets"]} >= {"campaign", "ordinary", "/predict"}
+    assert "on / off: CPU per message" in captured.out and "results written to" in captured.out
+    assert payload["config"]["service_window_s"] == pytest.approx(5.0)

@@ -329,11 +329,12 @@ def test_the_console_works_by_keyboard(browser: Any, service: tuple[str, Path, P
     driver.get(url + "/console/#try")
     wait(driver, lambda d: by_id(d, "try-submit").is_enabled(), "the Score button")
     order = []
-    for _ in range(8):
+    for _ in range(9):
         driver.switch_to.active_element.send_keys(Keys.TAB)
         active = driver.switch_to.active_element
         order.append(active.get_attribute("id") or active.get_attribute("class") or active.tag_name)
-    assert order[:6] == ["skip", "nav-try", "nav-models", "nav-live", "try-texts", "try-submit"]
+    assert order[:8] == ["skip", "nav-try", "nav-review", "nav-models", "nav-live", "nav-campaigns", "try-texts",
+                         "try-submit"]
     # Keyboard only: type, submit with Enter on the button, then mark the result as pass.
     by_id(driver, "try-texts").send_keys("你好，今天开会吗")
     by_id(driver, "try-texts").send_keys(Keys.TAB)
@@ -349,6 +350,81 @@ def test_the_console_works_by_keyboard(browser: Any, service: tuple[str, Path, P
     # Views by keyboard: the nav links are links, Enter follows them.
     by_id(driver, "nav-live").send_keys(Keys.ENTER)
     wait(driver, lambda d: by_id(d, "view-live").is_displayed(), "the Live view")
+    no_csp_violations_or_errors(driver)
+
+
+def test_review_view_takes_and_decides_by_keyboard(browser: Any, service: tuple[str, Path, Path],
+                                                   shots: Callable[[str], list[Path]]) -> None:
+    """Issue 23: the Review view. Items are put in the service's own queue (the SQLite file it
+    serves from); the moderator takes, decides and skips with the keys documented on screen."""
+    from antispam.feedback import FeedbackStore
+    from antispam.review_stores import review_queue_for
+    from antispam.text import normalize
+
+    url, feedback_db, _model_base = service
+    store = FeedbackStore(feedback_db)
+    queue = review_queue_for(store)
+    assert queue is not None
+    # What the other tests' /predict calls sent to review (the decision log feeds the queue) is
+    # decided first, by another moderator, so this one sees exactly the three items below.
+    while (held := queue.take("setup", 60)) is not None:
+        queue.decide(held.id, held.lease_token or "", "setup", "pass", None, normalize)
+    base = {"index": 0, "key_id": "anonymous", "time": 1.0, "policy": "default", "model_name": "cnn",
+            "model_version": 1, "decided_by": "model"}
+    queue.enqueue([
+        {**base, "source": "review", "request_id": "rv-1", "data_id": "msg-1", "probability": 0.71,
+         "suggestion": "review", "text": "加微信领红包，限时优惠",
+         "matches": [{"term": "加微信", "list": "block", "start": 0, "end": 3}]},
+        {**base, "source": "review", "request_id": "rv-2", "probability": 0.64, "suggestion": "review",
+         "text": "周末一起去爬山吗", "matches": []},
+        {**base, "source": "appeal", "request_id": "rv-3", "probability": 0.97, "suggestion": "block",
+         "text": "代开发票请联系我们", "appeal_reason": "我们是正规公司", "matches": []},
+    ])
+    driver = browser
+    driver.get("about:blank")
+    driver.get(url + "/console/#review")
+    wait(driver, lambda d: by_id(d, "view-review").get_attribute("data-loaded") == "1", "the queue figures")
+    keys = by_id(driver, "review-keys").text
+    assert "s spam" in keys and "p pass" in keys and "n next" in keys  # the shortcuts, on screen
+    cards = by_id(driver, "review-cards").text
+    assert "Queue depth\n3" in cards and "appeal 1" in cards, cards
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#review-chart rect")) > 0
+
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys("n")  # take the first item
+    wait(driver, lambda d: by_id(d, "review-item").is_displayed(), "the first item")
+    marks = driver.find_elements(By.CSS_SELECTOR, "#review-text mark")
+    assert ("加微信", "block list: 加微信") in [(m.text, m.get_attribute("title")) for m in marks]
+    assert by_id(driver, "review-text").text == "加微信领红包，限时优惠"
+    facts_text = by_id(driver, "review-facts").text
+    assert "cnn v1 · policy default" in facts_text and "review" in facts_text and "msg-1" in facts_text
+    screenshot(driver, shots("console-review.png"))
+    first = by_id(driver, "review-item").get_attribute("data-item")
+    body.send_keys("s")  # spam; the next item comes by itself
+    wait(driver, lambda d: d.find_element(By.ID, "view-review").get_attribute("data-decided") == "1", "the verdict")
+    wait(driver, lambda d: by_id(d, "review-item").get_attribute("data-item") not in (None, first), "the next item")
+    assert by_id(driver, "review-text").text == "周末一起去爬山吗"
+    body.send_keys("r")  # the reason field; typing there decides nothing
+    reason = driver.switch_to.active_element
+    assert reason.get_attribute("id") == "review-reason"
+    reason.send_keys("peers planning a hike, pass")
+    assert driver.find_element(By.ID, "view-review").get_attribute("data-decided") == "1"
+    by_id(driver, "review-pass").click()
+    wait(driver, lambda d: d.find_element(By.ID, "view-review").get_attribute("data-decided") == "2", "the pass")
+    wait(driver, lambda d: by_id(d, "review-appeal").is_displayed(), "the appeal")
+    assert by_id(driver, "review-appeal").text == "Appeal: 我们是正规公司"
+    screenshot(driver, shots("console-review-appeal-375.png"), width=375, mobile=True)
+    body.send_keys("n")  # skip the appeal: released, and the queue has nothing else
+    wait(driver, lambda d: "besides 1 skipped" in by_id(d, "review-status").text, "the empty queue")
+    assert not by_id(driver, "review-item").is_displayed()
+
+    decided = {item.request_id: item for item in (queue.get(i) for i in range(1, 500)) if item is not None}
+    assert (decided["rv-1"].state, decided["rv-1"].verdict) == ("decided", "spam")
+    assert (decided["rv-2"].verdict, decided["rv-2"].reason) == ("pass", "peers planning a hike, pass")
+    assert decided["rv-3"].state == "queued" and decided["rv-3"].lease_holder is None  # released
+    feedback = {row.text: row.label for row in store.rows()}
+    assert feedback["加微信领红包，限时优惠"] == 1 and feedback["周末一起去爬山吗"] == 0
+    store.close()
     no_csp_violations_or_errors(driver)
 
 
@@ -466,4 +542,124 @@ def test_key_prompt_on_401_and_highlighted_spans(browser: Any, tmp_path: Path,
         by_id(driver, "forget-key").click()
         assert driver.execute_script("return sessionStorage.getItem('antispam.console.key')") is None
         assert not by_id(driver, "forget-key").is_displayed()
+        no_csp_violations_or_errors(driver)
+
+
+# -- the Campaigns view (issue 24) ---------------------------------------------------------------
+
+CAMPAIGN_BIG = "本店新品上市全场八折优惠😀欢迎新老顾客光临选购，咨询电话13800138000"
+CAMPAIGN_SMALL = "低息贷款当天放款，无抵押无担保，详情请联系王经理，加微信 abc_12345 或 QQ 12345678"
+
+
+class CampaignServer:
+    """The real app (fake backend) on 127.0.0.1 in a thread, with a lists folder of its own and a
+    campaign threshold of 3 senders; :meth:`send` posts texts with sender ids to its /predict."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.lists = tmp / "lists"
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.port = 0
+
+    async def _main(self) -> None:
+        import tornado.httpserver
+        import tornado.netutil
+
+        from antispam.app import make_app
+        from antispam.config import ServeConfig
+        from antispam.testing.fakes import FakeBackend
+
+        config = ServeConfig(model_base=str(self.tmp / "models"), lists_dir=str(self.lists),
+                             lists_poll_seconds=3600.0, cache_size=0, campaign_min_senders=3)
+        app = make_app(config, FakeBackend())
+        self._stop = asyncio.Event()
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        self.port = sockets[0].getsockname()[1]
+        server = tornado.httpserver.HTTPServer(app)
+        server.add_sockets(sockets)
+        self.loop = asyncio.get_running_loop()
+        self._ready.set()
+        await self._stop.wait()
+        server.stop()
+
+    def send(self, text: str, senders: int) -> None:
+        """The same text from ``senders`` senders, through the public API."""
+        for i in range(senders):
+            body = json.dumps({"text": text, "sender_id": f"user-{text[:3]}-{i}"}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{self.port}/predict", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as r:
+                assert r.status == 200
+
+    def __enter__(self) -> CampaignServer:
+        self._thread.start()
+        assert self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_campaigns_view_and_block_a_contact(browser: Any, tmp_path: Path,
+                                            shots: Callable[[str], list[Path]]) -> None:
+    driver = browser
+    with CampaignServer(tmp_path) as server:
+        server.send(CAMPAIGN_BIG, 7)
+        server.send(CAMPAIGN_SMALL, 4)
+        url = f"http://127.0.0.1:{server.port}"
+        driver.get(url + "/console/#campaigns")
+        view = by_id(driver, "view-campaigns")
+        wait(driver, lambda d: view.get_attribute("data-loaded") == "1", "the campaigns")
+        assert by_id(driver, "nav-campaigns").get_attribute("aria-current") == "page"
+        items = driver.find_elements(By.CSS_SELECTOR, "#campaigns-list > li")
+        texts = [i.find_element(By.CSS_SELECTOR, ".result-text").text for i in items]
+        assert texts == [CAMPAIGN_BIG, CAMPAIGN_SMALL]  # most senders first, one entry per campaign
+        first = items[0]
+        marks = first.find_elements(By.CSS_SELECTOR, ".result-text mark.contact")
+        assert [(m.text, m.get_attribute("title")) for m in marks] == [("13800138000", "mobile 13800138000")]
+        assert "Senders\n7" in first.text or "Senders 7" in first.text.replace("\n", " ")
+        small = items[1]
+        kinds = [li.get_attribute("data-kind") for li in small.find_elements(By.CSS_SELECTOR, ".contacts li")]
+        assert kinds == ["wechat", "qq"]
+        assert "at least 3 senders within 10 min" in by_id(driver, "campaigns-window").text
+        screenshot(driver, shots("console-campaigns.png"))
+
+        # Block the phone number: first a confirmation, then the file, then the badge.
+        row = first.find_element(By.CSS_SELECTOR, '.contacts li[data-contact="13800138000"]')
+        row.find_element(By.CSS_SELECTOR, ".open-block").click()
+        confirm = row.find_element(By.CSS_SELECTOR, ".confirm")
+        assert confirm.is_displayed() and "Add 13800138000 to block.txt?" in confirm.text
+        assert not (server.lists / "block.txt").exists()  # nothing written before the confirmation
+        screenshot(driver, shots("console-campaigns-confirm.png"))
+        row.find_element(By.CSS_SELECTOR, ".confirm-block").click()
+        status = row.find_element(By.CSS_SELECTOR, ".status")
+        wait(driver, lambda d: status.get_attribute("data-status") == "200", "the block list answer")
+        assert status.text.startswith("Added 13800138000 to block.txt.")
+        assert (server.lists / "block.txt").read_text(encoding="utf-8").splitlines()[-1] == "13800138000"
+        assert row.find_elements(By.CSS_SELECTOR, ".badge.block")  # "on the block list" instead of the button
+        assert not row.find_elements(By.CSS_SELECTOR, ".open-block")
+        screenshot(driver, shots("console-campaigns-blocked.png"))
+        screenshot(driver, shots("console-campaigns-375.png"), width=375, mobile=True)
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 375, "height": 900, "deviceScaleFactor": 1, "mobile": True})
+        assert driver.execute_script(WIDER_THAN_THE_SCREEN) == []
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+        # By keyboard: Enter opens the question with the focus on its button; Cancel closes it,
+        # gives the focus back and writes nothing. Then a reload shows the listed contact.
+        wechat = small.find_element(By.CSS_SELECTOR, '.contacts li[data-contact="abc_12345"]')
+        opener = wechat.find_element(By.CSS_SELECTOR, ".open-block")
+        opener.send_keys(Keys.ENTER)
+        assert driver.switch_to.active_element.get_attribute("class") == "small confirm-block"
+        assert opener.get_attribute("aria-expanded") == "true"
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        assert not wechat.find_element(By.CSS_SELECTOR, ".confirm").is_displayed()
+        assert driver.switch_to.active_element == opener
+        assert "abc_12345" not in (server.lists / "block.txt").read_text(encoding="utf-8")
+        by_id(driver, "campaigns-refresh").click()
+        wait(driver, lambda d: d.find_elements(
+            By.CSS_SELECTOR, '#campaigns-list li[data-contact="13800138000"] .badge.block'), "the listed contact")
         no_csp_violations_or_errors(driver)

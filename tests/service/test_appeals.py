@@ -216,3 +216,41 @@ def test_sign_and_verify() -> None:
     assert verify(SECRET, body, header + ",v1=" + "0" * 64, now=1_800_000_000)  # rotation: any v1
     for bad in ("", "t=x,v1=ab", "v1=ab", "t=1800000000"):
         assert not verify(SECRET, body, bad, now=1_800_000_000)
+
+
+def test_a_pending_callback_survives_a_restart(feedback_db: str, tmp_path: Path) -> None:
+    """The outcome is a row of the store, written with the verdict: a process that stops before
+    sending it loses nothing; the next one (here: a new store object and a new sender) sends it.
+    A key without a callback setting gives the row up at once, with the reason."""
+    from antispam.callbacks import CallbackSender
+    from antispam.keys import KeyRing
+    from antispam.text import normalize
+
+    receiver = Receiver(fail=0).start()
+    keys_file = tmp_path / "keys.tsv"
+    add_key(keys_file, "app", ["predict"], 10.0)
+    add_key(keys_file, "gone", ["predict"], 10.0)
+    lines = keys_file.read_text().splitlines()
+    keys_file.write_text("\n".join(line + f"\tcallback_url=http://127.0.0.1:{receiver.port}/hook "
+                                   f"callback_secret={SECRET}" if line.startswith("app\t") else line
+                                   for line in lines) + "\n")
+    first = review_queue_for(open_store(feedback_db))
+    for n, key_id in enumerate(["app", "gone"]):
+        first.enqueue([{"source": "appeal", "request_id": f"r-{n}", "key_id": key_id, "suggestion": "block",
+                        "text": BLOCKED, "appeal_reason": "please"}])
+        taken = first.take("mod", 60)
+        first.decide(taken.id, taken.lease_token, "mod", "pass", None, normalize, notify=True)
+    first.close()  # the process stops before any callback is sent
+    try:
+        again = review_queue_for(open_store(feedback_db))
+        sender = CallbackSender(again, KeyRing(keys_file), backoff_s=0.1, max_attempts=3)
+        delivered = asyncio.run(sender.deliver_due())
+        assert delivered == 1 and len(receiver.received) == 1
+        payload = json.loads(receiver.received[0]["body"])
+        assert payload["request_id"] == "r-0" and payload["reversed"] is True
+        assert verify(SECRET, receiver.received[0]["body"], receiver.received[0]["headers"][SIGNATURE_HEADER])
+        assert again.stats()["callbacks"] == {"pending": 0, "delivered": 1, "failed": 1}
+        assert asyncio.run(sender.deliver_due()) == 0 and len(receiver.received) == 1  # not sent twice
+        again.close()
+    finally:
+        receiver.stop()

@@ -265,3 +265,36 @@ def test_feedback_reassign_vouches_for_legacy_rows(tmp_path: Path, capsys: pytes
     assert "reassigned 1 rows" in capsys.readouterr().out
     assert sorted((r.text, r.key_id) for r in FeedbackStore(db).rows()) == [
         ("文本乙", "anonymous"), ("文本乙", "legacy"), ("文本甲", "legacy")]
+
+
+def test_callback_settings_in_the_keys_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: a key's optional fifth field holds its appeal callback (URL and shared secret)."""
+    from antispam.keys import parse_line, rotate_key, set_callback
+
+    digest = hash_key("k")
+    key = parse_line(f"app\t{digest}\tpredict\t5\tcallback_url=https://h.example/hook "
+                     "callback_secret=0123456789abcdef", "t")
+    assert key is not None and (key.callback_url, key.callback_secret) == ("https://h.example/hook",
+                                                                          "0123456789abcdef")
+    assert "0123456789abcdef" not in repr(key)  # the secret is never printed with the key
+    for settings, why in [("callback_url=https://h.example/x", "go together"),
+                          ("callback_secret=0123456789abcdef", "go together"),
+                          ("callback_url=ftp://h/x callback_secret=0123456789abcdef", "http"),
+                          ("callback_url=https://h/x callback_secret=short", "16 characters"),
+                          ("colour=blue", "name=value"), ("callback_url", "name=value")]:
+        with pytest.raises(KeysFileError, match=why):
+            parse_line(f"app\t{digest}\tpredict\t5\t{settings}", "t")
+    path = tmp_path / "keys.tsv"
+    add_key(path, "app", ["predict"], 5.0)
+    assert main(["keys", "--keys-file", str(path), "callback", "app", "--url", "https://h.example/hook"]) == 0
+    secret = capsys.readouterr().out.strip()
+    [entry] = load_keys(path).values()
+    assert entry.callback_url == "https://h.example/hook" and entry.callback_secret == secret and len(secret) >= 32
+    _new, rotated = rotate_key(path, "app")  # rotation keeps the callback
+    assert rotated.callback_secret == secret and next(iter(load_keys(path).values())).callback_secret == secret
+    assert main(["keys", "--keys-file", str(path), "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "callback https://h.example/hook" in listed and secret not in listed
+    assert set_callback(path, "app", None) is None
+    assert next(iter(load_keys(path).values())).callback_url is None
+    assert main(["keys", "--keys-file", str(path), "callback", "app", "--url", "nope"]) == 2

@@ -331,6 +331,139 @@ class ConsoleTest(AsyncHTTPTestCase):
         self.assertIn('antispam_verdicts_total', metrics)
 
 
+class CampaignsConsoleTest(AsyncHTTPTestCase):
+    """Issue 24 item 4: the Campaigns view's data and the one-click "block this contact"."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="antispam-console-campaigns-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.lists = self.tmp / "lists"
+        (self.tmp / "models" / "cnn").mkdir(parents=True)
+        super().setUp()
+
+    def get_app(self):
+        config = ServeConfig(model_base=str(self.tmp / "models"), model_name="cnn", lists_dir=str(self.lists),
+                             cache_size=0, lists_poll_seconds=3600.0)
+        self.app = make_app(config, FakeBackend(version=2))
+        return self.app
+
+    def tracker(self) -> Any:
+        from antispam.campaigns import MemoryTracker
+
+        tracker = MemoryTracker(window_seconds=600, min_senders=3)
+        self.app.services.scorer.campaigns = tracker
+        return tracker
+
+    def observe(self, tracker: Any, text: str, senders: int) -> None:
+        from antispam.contacts import find_contacts
+        from antispam.text import normalize
+
+        for i in range(senders):
+            tracker.observe(text, normalize(text), find_contacts(text), f"sender-{text[:4]}-{i}")
+
+    def get_json(self, path: str) -> tuple[int, Any]:
+        response = self.fetch(path)
+        return response.code, json.loads(response.body)
+
+    def post_json(self, path: str, payload: Any, content_type: str = "application/json") -> tuple[int, Any]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        response = self.fetch(path, method="POST", body=body, headers={"Content-Type": content_type})
+        return response.code, json.loads(response.body)
+
+    def test_campaigns_largest_first_with_contacts_and_whether_listed(self):
+        tracker = self.tracker()
+        big = "本店新品上市全场八折优惠，欢迎新老顾客光临选购，咨询电话13800138000"
+        small = "低息贷款当天放款，无抵押无担保，详情请联系王经理，加微信 abc_12345"
+        self.observe(tracker, big, 6)
+        self.observe(tracker, small, 4)
+        self.observe(tracker, "妈妈我们明天回家吃晚饭，记得买菜", 1)  # below the threshold
+        self.lists.mkdir()
+        (self.lists / "block.txt").write_text("138-0013-8000\n", encoding="utf-8")
+        status, body = self.get_json("/console/api/campaigns?limit=5")
+        self.assertEqual(status, 200)
+        data = body["data"]
+        self.assertEqual((data["window_seconds"], data["min_senders"]), (600, 3))
+        texts = [c["example"]["text"] for c in data["campaigns"]]
+        self.assertEqual(texts, [big, small])  # one entry per campaign, not one per counter
+        self.assertEqual([(c["by"], c["counters"]) for c in data["campaigns"]],
+                         [(["contact", "text"], 2), (["contact", "text"], 2)])
+        self.assertEqual(data["active_counters"], 4)
+        self.assertNotIn("妈妈我们明天回家吃晚饭，记得买菜", texts)
+        first = data["campaigns"][0]
+        self.assertEqual(first["senders"], 6)
+        contact = first["example"]["contacts"][0]
+        self.assertEqual((contact["kind"], contact["value"]), ("mobile", "13800138000"))
+        self.assertEqual(big[contact["start"]:contact["end"]], "13800138000")  # offsets into the example
+        self.assertTrue(contact["listed"])  # as 138-0013-8000: the same term
+        other = next(c for c in data["campaigns"] if c["example"]["text"] == small)
+        self.assertEqual([(c["kind"], c["listed"]) for c in other["example"]["contacts"]], [("wechat", False)])
+        # The tracker's own example was not changed by the answer.
+        self.assertNotIn("listed", tracker.top(1)[0]["example"]["contacts"][0])
+        self.assertEqual(len(self.get_json("/console/api/campaigns?limit=1")[1]["data"]["campaigns"]), 1)
+
+    def test_counters_of_one_campaign_are_merged(self):
+        def entry(by: str, senders: int, text: str, *values: str) -> dict[str, Any]:
+            contacts = [{"kind": "mobile", "value": v, "start": 0, "end": 1} for v in values]
+            return {"key": f"{by}:{text}", "by": by, "size": senders, "senders": senders, "first_seen": 100.0 - senders,
+                    "example": {"text": text, "contacts": contacts}}
+
+        merged = handlers.merge_campaigns([
+            entry("text", 9, "广告A", "13800138000"),
+            entry("contact", 8, "广告B", "13900139000"),  # another campaign so far
+            entry("contact", 7, "广告A", "13800138000"),  # A's phone counter
+            entry("text", 6, "广告C", "13900139000", "13800138000"),  # shares a phone with A and with B
+            entry("text", 3, "你好"),
+        ])
+        self.assertEqual([(m["example"]["text"], m["senders"], m["by"], m["counters"]) for m in merged],
+                         [("广告A", 9, ["contact", "text"], 4), ("你好", 3, ["text"], 1)])
+        self.assertEqual(merged[0]["first_seen"], 91.0)
+
+    def test_no_campaign_yet_and_bad_limits(self):
+        status, body = self.get_json("/console/api/campaigns")
+        self.assertEqual((status, body["data"]["campaigns"], body["data"]["active_counters"]), (200, [], 0))
+        for bad in ("0", "51", "x", "-1"):
+            status, body = self.get_json(f"/console/api/campaigns?limit={bad}")
+            self.assertEqual((status, body["error"]["code"]), (400, "invalid_request"), bad)
+
+    def test_block_a_contact_then_the_lists_block_it(self):
+        text = "低息贷款当天放款，加微信 abc_12345"
+        before = self.post_json("/predict", {"text": text})[1]["data"]
+        self.assertEqual(before["decided_by"], "model")
+        status, body = self.post_json("/console/api/blocklist", {"kind": "wechat", "value": "ABC_12345"})
+        self.assertEqual(status, 200)
+        data = body["data"]
+        self.assertEqual((data["term"], data["added"], data["list_set"]), ("abc_12345", True, "default"))
+        self.assertEqual(Path(data["file"]), self.lists / "block.txt")
+        self.assertIn("abc_12345\n", (self.lists / "block.txt").read_text(encoding="utf-8"))
+        # This worker reloaded at once (the poll interval here is an hour).
+        after = self.post_json("/predict", {"text": text})[1]["data"]
+        self.assertEqual((after["decided_by"], after["suggestion"]), ("block_list", "block"))
+        # Idempotent: the same contact again adds nothing.
+        status, body = self.post_json("/console/api/blocklist", {"kind": "wechat", "value": "abc_12345"})
+        self.assertEqual((status, body["data"]["added"]), (200, False))
+        self.assertEqual((self.lists / "block.txt").read_text(encoding="utf-8").count("abc_12345"), 1)
+
+    def test_block_list_bad_input_is_4xx_json(self):
+        cases = [
+            ({"kind": "mobile", "value": "123"}, 400, "invalid_request"),
+            ({"kind": "mobile"}, 400, "invalid_request"),
+            ({"kind": "fax", "value": "13800138000"}, 400, "invalid_request"),
+            ({"kind": "wechat", "value": "re:.*"}, 400, "invalid_request"),
+            ({"kind": "mobile", "value": "13800138000", "list_set": "../../etc"}, 400, "invalid_request"),
+            ({"kind": "mobile", "value": 13800138000}, 400, "invalid_request"),
+            ([1, 2], 400, "invalid_request"),
+            (b"{not json", 400, "malformed_json"),
+        ]
+        for payload, status, code in cases:
+            got = self.post_json("/console/api/blocklist", payload)
+            self.assertEqual((got[0], got[1]["error"]["code"]), (status, code), payload)
+        got = self.post_json("/console/api/blocklist", {"kind": "mobile", "value": "13800138000"}, "text/plain")
+        self.assertEqual((got[0], got[1]["error"]["code"]), (415, "unsupported_media_type"))
+        self.assertFalse((self.lists / "block.txt").exists())
+        response = self.fetch("/console/api/blocklist")
+        self.assertEqual((response.code, response.headers["Allow"]), (405, "POST"))
+
+
 class LiveAcrossProcessesTest(AsyncHTTPTestCase):
     """Issue 23: with the decision log in PostgreSQL, the Live view's verdicts and rates are every
     process's. The other process is a second DecisionLog writing into the same schema (what

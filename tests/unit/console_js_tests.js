@@ -236,3 +236,109 @@ test("no answer at all is status 0, not an exception", async () => {
     storage: fakeStorage(), base: "http://h/", askKey: async () => null });
   assert.deepEqual(await client.json("models"), { status: 0, ok: false, body: null });
 });
+
+test("reviewShortcut: s, p, n, r; never while typing or with a modifier", () => {
+  const key = (k, extra) => Object.assign({ key: k, target: { tagName: "BODY" } }, extra || {});
+  assert.equal(lib.reviewShortcut(key("s")), "spam");
+  assert.equal(lib.reviewShortcut(key("P")), "pass");
+  assert.equal(lib.reviewShortcut(key("n")), "next");
+  assert.equal(lib.reviewShortcut(key("r")), "reason");
+  assert.equal(lib.reviewShortcut(key("x")), null);
+  assert.equal(lib.reviewShortcut(key("s", { target: { tagName: "input" } })), null);
+  assert.equal(lib.reviewShortcut(key("s", { target: { tagName: "TEXTAREA" } })), null);
+  assert.equal(lib.reviewShortcut(key("s", { target: { tagName: "DIV", isContentEditable: true } })), null);
+  assert.equal(lib.reviewShortcut(key("s", { ctrlKey: true })), null);
+  assert.equal(lib.reviewShortcut(key("p", { metaKey: true })), null);
+  assert.equal(lib.reviewShortcut(key("n", { isComposing: true })), null);
+  assert.equal(lib.reviewShortcut(undefined), null);
+});
+
+test("reviewSpans: the explanation's reasons with a word for why, list matches when it has none", () => {
+  const item = {
+    text: "加微信领红包",
+    matches: [{ term: "加微信", list: "block", start: 0, end: 3 }],
+    explanation: { reasons: [
+      { source: "model", kind: "token", token: "红包", start: 4, end: 6, log_odds_delta: 1.234 },
+      { source: "model", kind: "window", start: 0, end: 6, spam_probability: 0.8 },
+      { source: "model", kind: "token", token: "x" },
+    ] },
+  };
+  assert.deepEqual(lib.reviewSpans(item), [
+    { start: 0, end: 3, reason: "block list: 加微信" },
+    { start: 4, end: 6, reason: "token 红包 (log-odds −1.23)" },
+    { start: 0, end: 6, reason: "window p=0.800" },
+  ]);
+  const explainsLists = { matches: item.matches, explanation: { reasons: [
+    { source: "block_list", term: "加微信", start: 0, end: 3 }] } };
+  assert.deepEqual(lib.reviewSpans(explainsLists), [{ start: 0, end: 3, reason: "block list: 加微信" }]);
+  assert.deepEqual(lib.reviewSpans({}), []);
+  assert.deepEqual(lib.reviewSpans(null), []);
+  const pieces = lib.highlightSegments("加微信领红包", lib.reviewSpans({ matches: item.matches }));
+  assert.equal(pieces[0].text, "加微信");
+  assert.equal(pieces[1].text, "领红包");
+});
+
+test("depthSeries and reviewMessage", () => {
+  assert.deepEqual(lib.depthSeries([{ t: 1, depth: 3 }, { t: 2 }, null, { t: 3, depth: 0 }]), [3, null, null, 0]);
+  assert.deepEqual(lib.depthSeries(undefined), []);
+  assert.match(lib.reviewMessage(403, { error: { code: "forbidden", message: "x" } }), /labeler/);
+  assert.match(lib.reviewMessage(409, { error: { code: "lease_lost", message: "x" } }), /lease ran out/);
+  assert.match(lib.reviewMessage(409, { error: { code: "already_decided", message: "x" } }), /already decided/);
+  assert.match(lib.reviewMessage(503, { error: { code: "review_unavailable", message: "store down" } }), /unavailable/);
+});
+
+// ---- Campaigns view (issue 24) -------------------------------------------------------------------
+
+test("contactKind names the API's kinds and passes unknown ones through", () => {
+  assert.equal(lib.contactKind("wechat"), "WeChat");
+  assert.equal(lib.contactKind("qq"), "QQ");
+  assert.equal(lib.contactKind("fax"), "fax");
+  assert.equal(lib.contactKind("constructor"), "constructor"); // not Object.prototype's
+  assert.equal(lib.contactKind(undefined), "contact");
+});
+
+test("formatAge in seconds, minutes, hours", () => {
+  assert.equal(lib.formatAge(0), "0 s");
+  assert.equal(lib.formatAge(59.9), "59 s");
+  assert.equal(lib.formatAge(60), "1 min");
+  assert.equal(lib.formatAge(3599), "59 min");
+  assert.equal(lib.formatAge(3600 + 5 * 60), "1 h 05 min");
+  assert.equal(lib.formatAge(-1), "–");
+  assert.equal(lib.formatAge(null), "–");
+});
+
+test("campaignSummary: example, spans, contacts once each, age", () => {
+  const m = { kind: "mobile", value: "13800138000", start: 5, end: 16 };
+  const again = { kind: "mobile", value: "13800138000", start: 20, end: 31 };
+  const bad = { kind: "wechat", value: "abc_12345", start: "x", end: 3 };
+  const s = lib.campaignSummary({ key: "t:1", by: "text", size: 12, senders: 9, first_seen: 1000,
+    example: { text: "优惠活动，详询13800138000", contacts: [m, again, bad, { kind: "qq" }, null] } }, 1000 + 125);
+  assert.equal(s.text, "优惠活动，详询13800138000");
+  assert.deepEqual(s.spans, [m, again]); // the bad span is not highlighted...
+  assert.deepEqual(s.contacts, [m, bad]); // ...but its contact can still be blocked; duplicates once
+  assert.equal(s.senders, 9);
+  assert.equal(s.size, 12);
+  assert.equal(s.age, "2 min");
+  assert.equal(s.foundBy, "near-duplicate texts");
+  assert.equal(lib.campaignSummary({ by: "contact" }, 5).foundBy, "the same contact");
+  assert.equal(lib.campaignSummary({ by: ["contact", "text"] }, 5).foundBy, "the same contact and near-duplicate texts");
+  const empty = lib.campaignSummary(null, 5);
+  assert.deepEqual([empty.text, empty.contacts, empty.senders, empty.age], ["", [], null, "–"]);
+});
+
+test("campaign contacts highlight through highlightSegments by code point", () => {
+  const s = lib.campaignSummary({ example: { text: "😀加微信abc_12345", contacts: [
+    { kind: "wechat", value: "abc_12345", start: 4, end: 13 }] } }, 0);
+  const pieces = lib.highlightSegments(s.text, s.spans);
+  assert.deepEqual(pieces.map((p) => [p.text, p.reasons.length]), [["😀加微信", 0], ["abc_12345", 1]]);
+});
+
+test("blockListMessage: added, already there, refused", () => {
+  assert.equal(lib.blockListMessage(200, { data: { term: "13800138000", added: true, file: "/srv/lists/block.txt",
+    reload_seconds: 2 } }), "Added 13800138000 to block.txt. This worker blocks it now, every other worker within 2 s.");
+  assert.equal(lib.blockListMessage(200, { data: { term: "13800138000", added: false, file: "/srv/lists/block.txt" } }),
+    "13800138000 is already on the block list (block.txt): nothing added.");
+  assert.equal(lib.blockListMessage(403, { error: { code: "forbidden", message: "this key lacks the role admin" } }),
+    "403 forbidden: this key lacks the role admin");
+  assert.equal(lib.blockListMessage(0, null), "no answer from the service");
+});

@@ -42,7 +42,7 @@ SERVICE = ("antispam.runtime", "antispam.app", "antispam.http", "antispam.scorin
            "antispam.errors", "antispam.cache", "antispam.console")
 # Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
 DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids",
-             "antispam.aio", "antispam.campaigns", "antispam.senders")
+             "antispam.aio", "antispam.campaigns", "antispam.senders", "antispam.blocklist")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 

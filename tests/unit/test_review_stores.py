@@ -190,3 +190,18 @@ def test_depth_history_and_backoff_helpers() -> None:
     points = depth_history([(0.0, 50.0), (10.0, None)], now=100.0, hours=100 / 3600, steps=10)
     assert [p["depth"] for p in points] == [1, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1]
     assert 0.8 <= backoff(1, 1.0) <= 1.2 and 6.4 <= backoff(4, 1.0) <= 9.6 and backoff(40, 1.0) <= 3600 * 1.2
+
+
+def test_prune_deletes_old_decided_items_and_erases_texts(queue: Any) -> None:
+    queue.enqueue([item(1), item(2), item(3, source="appeal", suggestion="block")], now=T0 - 100 * 86400)
+    queue.enqueue([item(4)], now=T0 - 40 * 86400)
+    for when in (T0 - 95 * 86400, T0 - 40 * 86400):  # items 1 and 2 decided long ago and 40 days ago
+        got = queue.take("m", 60, now=when)
+        queue.decide(got.id, got.lease_token, "m", "spam", None, normalize, now=when)
+    appeal = queue.take("m", 60, now=T0 - 95 * 86400)  # its callback still pending: kept
+    queue.decide(appeal.id, appeal.lease_token, "m", "pass", None, normalize, notify=True, now=T0 - 95 * 86400)
+    assert queue.prune(90, 30, now=T0) == (1, 2)  # item 1 deleted; texts of 2 and the appeal erased
+    assert queue.get(1) is None
+    assert queue.get(2).text == "" and queue.get(appeal.id).text == ""
+    assert queue.get(4).text == item(4)["text"]  # still queued: a person has to read it
+    assert queue.prune(0, 0, now=T0) == (0, 0)  # 0: keep

@@ -10,8 +10,9 @@ from antispam.senders import ID_CHARS, SenderHasher, check_id, ids_of
 
 def test_check_id_accepts_strings_and_refuses_the_rest() -> None:
     assert check_id("user-42", "sender_id") == "user-42"
+    assert check_id(" 用户 ", "sender_id") == " 用户 "  # as sent: spaces are part of an id
     assert check_id(None, "sender_id") is None
-    for bad in (42, "", "x" * (ID_CHARS + 1), "a\nb", ["a"]):
+    for bad in (42, "", "x" * (ID_CHARS + 1), "a\nb", "a\x85", "\ud800", ["a"]):
         with pytest.raises(ApiError) as caught:
             check_id(bad, "sender_id")
         assert caught.value.status == 400 and "sender_id" in caught.value.message

@@ -29,6 +29,13 @@
   const KEY_STORAGE = "antispam.console.key";
   const SUGGESTIONS = ["block", "review", "pass"];
   const LIVE_REFRESH_MS = 10000;
+  const REVIEW_REFRESH_MS = 15000;
+  const REVIEW_HOURS = 6;
+  const MAX_SKIPPED = 100; // the API's limit on exclude
+  const CAMPAIGNS_LIMIT = 20;
+  const CONTACT_KINDS = {
+    mobile: "mobile", landline: "landline", qq: "QQ", wechat: "WeChat", url: "URL", domain: "domain", email: "e-mail",
+  };
 
   // ---- pure functions ------------------------------------------------------------------------
 
@@ -141,6 +148,71 @@
       const h = v > 0 ? Math.max(1, (v / top) * height) : 0;
       return { x: (first + i) * step, y: height - h, width: Math.max(step - gap, 0.5), height: h, value: v };
     });
+  }
+
+  /** What a key press does in the Review view: "spam", "pass", "next" (skip or take), "reason"
+   * (focus the reason field) or null. Nothing while typing in a field or with a modifier held, so
+   * a reason containing "s" or a browser shortcut never decides an item. */
+  function reviewShortcut(event) {
+    const e = event || {};
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) {
+      return null;
+    }
+    const target = e.target || {};
+    const tag = String(target.tagName || "").toUpperCase();
+    if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable) {
+      return null;
+    }
+    return { s: "spam", p: "pass", n: "next", r: "reason" }[String(e.key || "").toLowerCase()] || null;
+  }
+
+  /** The spans to highlight in a review item's text: the explanation's reasons (the serving
+   * version's, with offsets) and the decision's own list matches, each with a word for why. */
+  function reviewSpans(item) {
+    const it = item || {};
+    const explained = (it.explanation && Array.isArray(it.explanation.reasons) ? it.explanation.reasons : [])
+      .filter(function (r) { return r && Number.isInteger(r.start) && Number.isInteger(r.end); })
+      .map(function (r) {
+        let why = r.source === "model" ? "model" : String(r.source || "reason").replace(/_/g, " ") + ": " + (r.term || "");
+        if (r.kind === "token") {
+          why = "token " + r.token + (isNumber(r.log_odds_delta) ? " (log-odds −" + formatNumber(r.log_odds_delta, 2) + ")" : "");
+        } else if (r.kind === "window") {
+          why = "window p=" + formatNumber(r.spam_probability);
+        }
+        return { start: r.start, end: r.end, reason: why };
+      });
+    const explainsLists = explained.some(function (r) { return r.reason.indexOf(" list: ") > 0; });
+    const listed = (explainsLists || !Array.isArray(it.matches) ? [] : it.matches)
+      .filter(function (m) { return m && Number.isInteger(m.start) && Number.isInteger(m.end); })
+      .map(function (m) {
+        return { start: m.start, end: m.end, reason: (m.list || "block") + " list: " + (m.term || "") };
+      });
+    return listed.concat(explained);
+  }
+
+  /** The depth history of GET /review/stats as chart values (null for a missing point). */
+  function depthSeries(history) {
+    return (Array.isArray(history) ? history : []).map(function (point) {
+      return point && isNumber(point.depth) ? point.depth : null;
+    });
+  }
+
+  /** What a refused review request means for a moderator. */
+  function reviewMessage(status, body) {
+    const code = body && body.error ? body.error.code : null;
+    if (status === 403) {
+      return "This key cannot review: a moderator's key needs the labeler role.";
+    }
+    if (code === "lease_lost") {
+      return "Someone else holds this item now (your lease ran out). Take the next one.";
+    }
+    if (code === "already_decided") {
+      return "This item was already decided. Take the next one.";
+    }
+    if (code === "review_unavailable") {
+      return "The review queue is unavailable: " + describeError(status, body);
+    }
+    return describeError(status, body);
   }
 
   /** One line of promotion.jsonl, as the table shows it. */
@@ -261,6 +333,74 @@
       return models.ready;
     }
     return models.current_version !== null && models.current_version !== undefined;
+  }
+
+  /** A contact kind of the API in words ("wechat" → "WeChat"). */
+  function contactKind(kind) {
+    return Object.prototype.hasOwnProperty.call(CONTACT_KINDS, kind) ? CONTACT_KINDS[kind] : String(kind || "contact");
+  }
+
+  /** Seconds as "45 s", "12 min" or "3 h 05 min" (negative or missing: "–"). */
+  function formatAge(seconds) {
+    if (!isNumber(seconds) || seconds < 0) {
+      return "–";
+    }
+    if (seconds < 60) {
+      return Math.floor(seconds) + " s";
+    }
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) {
+      return minutes + " min";
+    }
+    const rest = minutes % 60;
+    return Math.floor(minutes / 60) + " h " + (rest < 10 ? "0" : "") + rest + " min";
+  }
+
+  /** A campaign of GET /console/api/campaigns as the view shows it. Contacts are the example's,
+   * each once (kind and value), in order of position; spans with bad offsets are dropped here
+   * as highlightSegments drops them. */
+  function campaignSummary(campaign, nowSeconds) {
+    const c = campaign || {};
+    const example = c.example || {};
+    const seen = new Set();
+    const contacts = (Array.isArray(example.contacts) ? example.contacts : []).filter(function (k) {
+      return k && typeof k.value === "string" && k.value && typeof k.kind === "string";
+    });
+    const unique = contacts.filter(function (k) {
+      const key = k.kind + "\u0000" + k.value;
+      if (seen.has(key)) {
+        return false;
+      }
+      seen.add(key);
+      return true;
+    });
+    const first = isNumber(c.first_seen) ? c.first_seen : null;
+    return {
+      text: typeof example.text === "string" ? example.text : "",
+      spans: contacts.filter(function (k) { return Number.isInteger(k.start) && Number.isInteger(k.end); }),
+      contacts: unique,
+      senders: isNumber(c.senders) ? c.senders : null,
+      size: isNumber(c.size) ? c.size : null,
+      firstSeen: first,
+      age: first !== null && isNumber(nowSeconds) ? formatAge(nowSeconds - first) : "–",
+      foundBy: (Array.isArray(c.by) ? c.by : [c.by]).map(function (by) {
+        return by === "contact" ? "the same contact" : "near-duplicate texts";
+      }).filter(function (v, i, all) { return all.indexOf(v) === i; }).join(" and "),
+    };
+  }
+
+  /** What POST /console/api/blocklist answered, in words. */
+  function blockListMessage(status, body) {
+    if (status !== 200 || !body || !body.data) {
+      return describeError(status, body);
+    }
+    const d = body.data;
+    const file = d.file ? String(d.file).split("/").pop() : "the block list";
+    if (!d.added) {
+      return d.term + " is already on the block list (" + file + "): nothing added.";
+    }
+    const reload = isNumber(d.reload_seconds) ? " within " + d.reload_seconds + " s" : " at its next reload";
+    return "Added " + d.term + " to " + file + ". This worker blocks it now, every other worker" + reload + ".";
   }
 
   /** A client for the API: JSON in and out, and the key asked for on a 401 (see the top). */
@@ -466,8 +606,9 @@
       askKey: function (reason) { return askKeyWithDialog(doc, reason); },
       onKeyChange: function (has) { $("forget-key").hidden = !has; },
     });
-    const state = { info: null, view: null, liveTimer: null, objectUrls: [], interval: 10 };
-    const views = ["try", "models", "live"];
+    const state = { info: null, view: null, liveTimer: null, reviewTimer: null, objectUrls: [], interval: 10,
+      review: { item: null, skipped: [], done: [], busy: false } };
+    const views = ["try", "review", "models", "live", "campaigns"];
 
     function setStatus(id, text, problem) {
       const node = $(id);
@@ -917,6 +1058,313 @@
       $("view-live").setAttribute("data-loaded", "1");
     }
 
+    // -- Review --------------------------------------------------------------------------------
+
+    function renderBars(svgId, values, slots, describe) {
+      const svg = $(svgId);
+      const ns = "http://www.w3.org/2000/svg";
+      while (svg.firstChild) {
+        svg.removeChild(svg.firstChild);
+      }
+      const base = doc.createElementNS(ns, "line");
+      [["x1", 0], ["y1", 119.5], ["x2", 600], ["y2", 119.5]].forEach(function (a) { base.setAttribute(a[0], a[1]); });
+      svg.append(base);
+      sparkBars(values, 600, 116, slots).forEach(function (bar, i) {
+        const rect = doc.createElementNS(ns, "rect");
+        rect.setAttribute("x", bar.x.toFixed(2));
+        rect.setAttribute("y", (bar.y + 4).toFixed(2));
+        rect.setAttribute("width", bar.width.toFixed(2));
+        rect.setAttribute("height", bar.height.toFixed(2));
+        const title = doc.createElementNS(ns, "title");
+        title.textContent = describe(bar.value, i);
+        rect.append(title);
+        svg.append(rect);
+      });
+    }
+
+    async function loadReviewStats() {
+      win.clearTimeout(state.reviewTimer);
+      const got = await client.json("review/stats?hours=" + REVIEW_HOURS);
+      if (state.view === "review") {
+        state.reviewTimer = win.setTimeout(loadReviewStats, REVIEW_REFRESH_MS);
+      }
+      const cards = $("review-cards");
+      if (!got.ok || !got.body) {
+        cards.textContent = "";
+        setStatus("review-stats-status", "Queue figures unavailable: " + reviewMessage(got.status, got.body), true);
+        return;
+      }
+      setStatus("review-stats-status", "");
+      const d = got.body.data;
+      cards.textContent = "";
+      cards.append(
+        card(doc, "Queue depth", String(d.depth), "review " + d.by_source.review + " · appeal " + d.by_source.appeal),
+        card(doc, "Oldest waiting", formatAge(d.oldest_age_seconds), d.depth ? "since it entered the queue" : "queue empty"),
+        card(doc, "Being reviewed", String(d.leased), "leased to a moderator now"),
+        card(doc, "Decided", String(d.decided.spam + d.decided.pass),
+          "last " + d.hours + " h: spam " + d.decided.spam + " · pass " + d.decided.pass),
+        card(doc, "Appeal callbacks", String(d.callbacks.pending) + " pending",
+          d.callbacks.delivered + " delivered · " + d.callbacks.failed + " failed"));
+      const values = depthSeries(d.history);
+      const peak = values.reduce(function (top, v) { return isNumber(v) && v > top ? v : top; }, 0);
+      const step = d.history.length > 1 ? d.history[1].t - d.history[0].t : 0;
+      $("review-chart-caption").textContent = "Queue depth over the last " + d.hours + " hours, every " +
+        formatAge(step) + " (peak " + peak + ")";
+      renderBars("review-chart", values, values.length, function (value, i) {
+        const at = d.history[i] ? new Date(d.history[i].t * 1000).toLocaleTimeString() : "";
+        return value + " waiting at " + at;
+      });
+      $("view-review").setAttribute("data-loaded", "1");
+    }
+
+    function showItem(item) {
+      state.review.item = item;
+      const box = $("review-item");
+      box.hidden = !item;
+      $("review-spam").disabled = !item;
+      $("review-pass").disabled = !item;
+      $("review-skip").disabled = !item;
+      if (!item) {
+        return;
+      }
+      box.className = "result " + (item.source === "appeal" ? "block" : "review");
+      box.setAttribute("data-item", String(item.id));
+      const text = renderText(item.text, reviewSpans(item));
+      text.id = "review-text";
+      $("review-text").replaceWith(text);
+      const explanation = item.explanation || {};
+      const facts_ = $("review-facts");
+      facts_.textContent = "";
+      facts_.append(facts(doc, [
+        ["Item", "#" + item.id],
+        ["Source", badge(doc, item.source, item.source === "appeal" ? "block" : "review")],
+        ["Asked by", (item.model_name || "model") + " v" + (item.model_version === null ? "?" : item.model_version) +
+          " · policy " + (item.policy || "default")],
+        ["Decision", el(doc, "span", {}, [badge(doc, item.suggestion || "?"), " p=" + formatNumber(item.probability) +
+          (item.decided_by && item.decided_by !== "model" ? " by " + item.decided_by.replace(/_/g, " ") : "")])],
+        isNumber(explanation.spam_probability) ? ["Serving now", "v" + explanation.model_version + " p=" +
+          formatNumber(explanation.spam_probability)] : null,
+        item.data_id ? ["Data id", item.data_id] : null,
+        ["Waiting", formatAge(Date.now() / 1000 - item.enqueued_at)],
+        ["Lease", "until " + new Date(item.lease.until * 1000).toLocaleTimeString()],
+      ]));
+      const appeal = $("review-appeal");
+      appeal.hidden = item.source !== "appeal";
+      appeal.textContent = item.source === "appeal" ? "Appeal: " + (item.appeal_reason || "(no reason given)") : "";
+      $("review-reason").value = "";
+      $("review-note").textContent = explanation.problem ? explanation.problem :
+        "Highlighted: list matches and the spans the serving version gives as reasons (hover for why).";
+    }
+
+    async function takeNext() {
+      if (state.review.busy) {
+        return;
+      }
+      state.review.busy = true;
+      setStatus("review-status", "Taking the next item…");
+      const got = await client.postJson("review/next", { exclude: state.review.skipped });
+      state.review.busy = false;
+      if (!got.ok || !got.body) {
+        showItem(null);
+        setStatus("review-status", reviewMessage(got.status, got.body), true);
+        return;
+      }
+      const item = got.body.data;
+      showItem(item);
+      setStatus("review-status", item ? "Item #" + item.id + " is yours for " + formatAge(item.lease.seconds) + "."
+        : "Nothing to review" + (state.review.skipped.length ? " (besides " + state.review.skipped.length +
+          " skipped)" : "") + ".");
+      loadReviewStats();
+    }
+
+    async function decide(verdict) {
+      const item = state.review.item;
+      if (!item || state.review.busy) {
+        return;
+      }
+      state.review.busy = true;
+      const reason = $("review-reason").value.trim();
+      setStatus("review-status", "Saving " + verdict + " for #" + item.id + "…");
+      const payload = { lease: item.lease.token, verdict: verdict };
+      if (reason) {
+        payload.reason = reason;
+      }
+      const got = await client.postJson("review/" + item.id + "/decision", payload);
+      state.review.busy = false;
+      if (!got.ok) {
+        setStatus("review-status", reviewMessage(got.status, got.body), true);
+        if (got.status === 409) {
+          showItem(null);
+        }
+        return;
+      }
+      state.review.done.push({ id: item.id, verdict: verdict });
+      $("view-review").setAttribute("data-decided", String(state.review.done.length));
+      showItem(null);
+      await takeNext();
+      const status = $("review-status");
+      status.textContent = "#" + item.id + " marked " + verdict + ". " + status.textContent;
+    }
+
+    async function skip() {
+      const item = state.review.item;
+      if (!item) {
+        return takeNext();
+      }
+      if (state.review.busy) {
+        return;
+      }
+      state.review.busy = true;
+      await client.postJson("review/" + item.id + "/release", { lease: item.lease.token });
+      state.review.busy = false;
+      state.review.skipped = state.review.skipped.concat([item.id]).slice(-MAX_SKIPPED);
+      showItem(null);
+      return takeNext();
+    }
+
+    function onReviewKey(event) {
+      if (state.view !== "review" || event.defaultPrevented) {
+        return;
+      }
+      const action = reviewShortcut(event);
+      if (!action) {
+        return;
+      }
+      event.preventDefault();
+      if (action === "reason") {
+        $("review-reason").focus();
+      } else if (action === "next") {
+        skip();
+      } else if (state.review.item) {
+        decide(action);
+      }
+    }
+
+    // -- Campaigns -----------------------------------------------------------------------------
+
+    function renderExample(summary) {
+      const p = el(doc, "p", { className: "result-text", lang: "zh-CN" });
+      highlightSegments(summary.text, summary.spans).forEach(function (piece) {
+        if (piece.reasons.length) {
+          const what = piece.reasons.map(function (k) { return contactKind(k.kind) + " " + k.value; }).join(", ");
+          p.append(el(doc, "mark", { className: "contact", title: what, text: piece.text }));
+        } else {
+          p.append(doc.createTextNode(piece.text));
+        }
+      });
+      return p;
+    }
+
+    function listedBadge() {
+      return badge(doc, "on the block list", "block");
+    }
+
+    function markListed(value) {
+      // The same contact may be in several campaigns: every one of its buttons becomes the badge.
+      Array.prototype.forEach.call($("campaigns-list").querySelectorAll("li[data-contact]"), function (li) {
+        if (li.getAttribute("data-contact") === value) {
+          const open = li.querySelector(".open-block");
+          if (open) {
+            open.replaceWith(listedBadge());
+          }
+          const confirm = li.querySelector(".confirm");
+          if (confirm) {
+            confirm.hidden = true;
+          }
+        }
+      });
+    }
+
+    function renderContact(contact, index, file) {
+      const status = el(doc, "span", { className: "status", role: "status" });
+      const label = contactKind(contact.kind) + " " + contact.value;
+      const row = el(doc, "li", { "data-contact": contact.value, "data-kind": contact.kind }, [
+        badge(doc, contactKind(contact.kind), "other"),
+        el(doc, "code", { text: contact.value }),
+      ]);
+      if (contact.listed) {
+        row.append(listedBadge(), status);
+        return row;
+      }
+      const open = el(doc, "button", { type: "button", className: "secondary small open-block",
+        "aria-label": "Block " + label + "…", text: "Block…" });
+      const add = el(doc, "button", { type: "button", className: "small confirm-block",
+        text: "Add to the block list" });
+      const cancel = el(doc, "button", { type: "button", className: "secondary small", text: "Cancel" });
+      const question = el(doc, "span", { text: "Add " + contact.value + " to " + file + "?" });
+      const confirm = el(doc, "span", { className: "confirm", id: "confirm-" + index }, [question, add, cancel]);
+      confirm.hidden = true;
+      open.setAttribute("aria-controls", "confirm-" + index);
+      open.setAttribute("aria-expanded", "false");
+      open.addEventListener("click", function () {
+        confirm.hidden = false;
+        open.setAttribute("aria-expanded", "true");
+        status.textContent = "";
+        add.focus();
+      });
+      cancel.addEventListener("click", function () {
+        confirm.hidden = true;
+        open.setAttribute("aria-expanded", "false");
+        open.focus();
+      });
+      add.addEventListener("click", async function () {
+        add.disabled = true;
+        cancel.disabled = true;
+        status.textContent = "Adding…";
+        const got = await client.postJson("console/api/blocklist", { kind: contact.kind, value: contact.value });
+        add.disabled = false;
+        cancel.disabled = false;
+        status.textContent = blockListMessage(got.status, got.body);
+        status.classList.toggle("problem", got.status !== 200);
+        status.setAttribute("data-status", String(got.status));
+        if (got.status === 200) {
+          markListed(contact.value);
+        }
+      });
+      row.append(open, confirm, status);
+      return row;
+    }
+
+    function renderCampaign(campaign, now, file, number) {
+      const summary = campaignSummary(campaign, now);
+      const first = summary.firstSeen !== null ? new Date(summary.firstSeen * 1000).toLocaleTimeString() : "–";
+      const contacts = el(doc, "ul", { className: "contacts", "aria-label": "Contacts in this example" },
+        summary.contacts.map(function (contact, i) { return renderContact(contact, number + "-" + i, file); }));
+      return el(doc, "li", { className: "result campaign" }, [
+        renderExample(summary),
+        facts(doc, [
+          ["Senders", String(summary.senders === null ? "–" : summary.senders)],
+          ["Messages", String(summary.size === null ? "–" : summary.size)],
+          ["First seen", first + " (" + summary.age + " ago)"],
+          ["Found by", summary.foundBy],
+        ]),
+        summary.contacts.length ? contacts : el(doc, "p", { className: "hint", text: "No contact in this example." }),
+      ]);
+    }
+
+    async function loadCampaigns() {
+      const got = await client.json("console/api/campaigns?limit=" + CAMPAIGNS_LIMIT);
+      const list = $("campaigns-list");
+      if (!got.ok || !got.body) {
+        setStatus("campaigns-status", describeError(got.status, got.body), true);
+        return;
+      }
+      const d = got.body.data;
+      list.textContent = "";
+      if (d.unavailable) {
+        setStatus("campaigns-status", "The campaign tracker cannot answer: " + d.unavailable, true);
+      } else {
+        const now = Date.now() / 1000;
+        const file = d.block_file ? String(d.block_file).split("/").pop() : "block.txt";
+        d.campaigns.forEach(function (c, i) { list.append(renderCampaign(c, now, file, i)); });
+        $("campaigns-window").textContent = "One advert, lightly varied, sent by at least " + d.min_senders +
+          " senders within " + formatAge(d.window_seconds) + ". Most senders first.";
+        setStatus("campaigns-status", (d.campaigns.length ? "The largest " + d.campaigns.length + " shown. "
+          : "No active campaign. ") + "Updated " + new Date().toLocaleTimeString() + ".");
+      }
+      $("view-campaigns").setAttribute("data-loaded", "1");
+    }
+
     // -- views ---------------------------------------------------------------------------------
 
     function route() {
@@ -936,23 +1384,37 @@
         }
       });
       win.clearTimeout(state.liveTimer);
+      win.clearTimeout(state.reviewTimer);
       if (view === "models") {
         loadModels();
       } else if (view === "live") {
         loadLive();
+      } else if (view === "review") {
+        loadReviewStats();
+      } else if (view === "campaigns") {
+        loadCampaigns();
       }
     }
 
     $("try-form").addEventListener("submit", onTry);
     $("live-minutes").addEventListener("change", loadLive);
     $("live-refresh").addEventListener("click", loadLive);
+    $("campaigns-refresh").addEventListener("click", loadCampaigns);
     $("forget-key").addEventListener("click", function () { client.forgetKey(); });
     $("forget-key").hidden = !client.hasKey();
+    $("review-next").addEventListener("click", function () { skip(); });
+    $("review-skip").addEventListener("click", function () { skip(); });
+    $("review-spam").addEventListener("click", function () { decide("spam"); });
+    $("review-pass").addEventListener("click", function () { decide("pass"); });
+    doc.addEventListener("keydown", onReviewKey);
     doc.addEventListener("visibilitychange", function () {
       if (state.view === "live" && !doc.hidden) {
         loadLive();
+      } else if (state.view === "review" && !doc.hidden) {
+        loadReviewStats();
       } else if (doc.hidden) {
         win.clearTimeout(state.liveTimer);
+        win.clearTimeout(state.reviewTimer);
       }
     });
     win.addEventListener("hashchange", route);
@@ -972,6 +1434,10 @@
     formatPercent: formatPercent,
     formatRate: formatRate,
     formatMs: formatMs,
+    reviewShortcut: reviewShortcut,
+    reviewSpans: reviewSpans,
+    depthSeries: depthSeries,
+    reviewMessage: reviewMessage,
     verdictMix: verdictMix,
     sparkBars: sparkBars,
     promotionSummary: promotionSummary,
@@ -983,6 +1449,10 @@
     mergeVersions: mergeVersions,
     stateKind: stateKind,
     isReady: isReady,
+    contactKind: contactKind,
+    formatAge: formatAge,
+    campaignSummary: campaignSummary,
+    blockListMessage: blockListMessage,
     createClient: createClient,
     start: start,
   };
