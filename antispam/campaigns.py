@@ -480,6 +480,8 @@ class RedisTracker:
                 now: float | None = None) -> Evidence | None:
         keys = signature_keys(normalized)
         counters = list(dict.fromkeys(contact_key(c) for c in contacts))
+        if not keys and not counters:
+            return None  # too short for a signature and no contact: nothing to count, no round trip
         if time.monotonic() >= self._down_until:
             example = json.dumps(example_of(text, contacts), ensure_ascii=False)
             args = [self.prefix, self._now(now), self._window_ms, str(SLOTS), str(self.min_senders), sender,

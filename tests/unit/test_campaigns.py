@@ -159,3 +159,21 @@ def test_chat_around_an_advert_joins_it_but_is_not_filed(make_tracker: Maker) ->
     results = [observe(tracker, chat, f"o{i}", T0 + 3 + i) for i in range(3)]
     assert results[:2] == [None, None]
     assert results[2] is not None and (results[2].size, results[2].senders) == (3, 3)
+
+
+def test_a_short_text_without_contacts_is_not_counted(make_tracker: Maker) -> None:
+    """No signature (under 10 characters) and no contact: nothing to count."""
+    tracker = make_tracker(min_senders=2)
+    for i in range(5):
+        assert observe(tracker, "在吗在吗", f"s{i}", T0 + i) is None
+    assert tracker.top(5, now=T0 + 5) == []
+
+
+def test_a_text_with_nothing_to_count_never_asks_redis() -> None:
+    """So it costs no round trip, and no 503 while Redis is down and the tracker fails closed."""
+    pytest.importorskip("redis")
+    tracker = RedisTracker(_dead_url(), 600, 2, fail="closed", timeout_ms=50)
+    assert observe(tracker, "在吗在吗", "s1", T0) is None
+    assert tracker.failures == 0
+    with pytest.raises(TrackerUnavailable):
+        observe(tracker, "在吗，加微信 abc12345", "s1", T0)  # a contact: counted, so Redis is asked
