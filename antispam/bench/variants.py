@@ -10,7 +10,9 @@ A variant is ``plain`` or a ``+``-joined set of ``lists``, ``explain`` and ``dec
 * ``explain``: every request asks for ``explain=true`` (query for GET, body for POST).
 * ``decisions`` (issue 23): the service writes the decision log (``--feedback-db`` names a store:
   a SQLite file in the bench's temporary folder, the quickstart's default, or ``--decision-db``);
-  the plain service has no store, so no log. Both services run at once and their rows alternate
+  in such a run the plain service gets a store too (its own file, or the same database) with
+  ``--no-decision-log``, so the two differ in the log alone (a store also brings the review queue
+  and the appeal callback sender). Both services run at once and their rows alternate
   (each row alone on the machine; interleaving spreads a shared machine's drift over both), and
   each decisions row records what the log wrote and dropped meanwhile (:func:`decision_counters`).
 

@@ -27,8 +27,10 @@ few seconds of unrecorded warm-up load; the local-backend scenarios also get POS
 "。" and cut at 1,000 characters; msg/s counts these texts).
 The services run with the dedup cache off (--cache to keep it).
 --variants adds the same loads with term lists loaded, explain=true and/or the decision log on
-("decisions": a second service with --feedback-db set, run at the same time, its rows alternating
-with the plain ones; --decision-db picks its store), next to the plain rows
+("decisions": a second service with the decision log on, run at the same time, its rows
+alternating with the plain ones; in such a run the plain service has a store too, with
+--no-decision-log, so the pair differs in the log alone; --decision-db picks the store),
+next to the plain rows
 ("lists": a service started with a lists folder of --lists-terms generated block terms, a few re:
 patterns and allow terms, applied by the default policy; "explain": every request asks for
 explain=true; "lists+explain": both). Row labels get " +lists", " +explain"; the table is
@@ -402,11 +404,17 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
                         folder = lists_dir if with_lists else workdir / "no-lists"
                         with contextlib.ExitStack() as running:
                             procs: dict[bool, Any] = {}
-                            for with_log in sorted({variants.uses_decisions(load.variant) for load in group}):
+                            logged = {variants.uses_decisions(load.variant) for load in group}
+                            for with_log in sorted(logged):
                                 extra_args: tuple[str, ...] = ("--lists-dir", str(folder))
-                                if with_log:
-                                    extra_args += ("--feedback-db", settings["decision_db"]
-                                                   or str(workdir / f"decisions-{service.name}.db"))
+                                if True in logged:
+                                    # Both services of a decisions pair have a store (the review
+                                    # queue and callback sender come with one), so the pair differs
+                                    # in the decision log alone.
+                                    extra_args += ("--feedback-db", settings["decision_db"] or str(
+                                        workdir / f"{'decisions' if with_log else 'plain'}-{service.name}.db"))
+                                    if not with_log:
+                                        extra_args += ("--no-decision-log",)
                                 say(f"starting {service.name}" + (" with the generated lists" if with_lists else "")
                                     + (" with the decision log" if with_log else "") + " ...")
                                 procs[with_log] = running.enter_context(scenarios.ServiceProcess(

@@ -23,6 +23,7 @@ import re
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -208,3 +209,36 @@ def test_killing_postgres_under_load(cluster: ThrowawayPostgres, services: list[
     assert set(acknowledged) <= texts  # every 202 survived the kill
     assert decisions >= written_at_restart  # every decision counted as written survived too
     assert "停机之后的反馈 加微信" not in texts
+
+
+def test_the_quickstart_store_keeps_the_log_and_a_stop_flushes_it(tmp_path: Path) -> None:
+    """No database server: the default SQLite file holds the decision log (on by default), and a
+    SIGTERM stores what the writer still had queued before the process exits."""
+    import sqlite3
+
+    from antispam.testing.tinymodel import build_version
+
+    build_version(tmp_path / "models" / "cnn")
+    db = tmp_path / "feedback.db"
+    service = ServeProcess("--backend", "local", "--model-base", str(tmp_path / "models"), "--model-name", "cnn",
+                           "--feedback-db", str(db), cwd=tmp_path)
+    try:
+        service.wait_ready(timeout=180)
+        status, body, _ = call(service.port, "POST", "/predict",
+                               {"texts": ["加微信领红包 马上到账", "明天一起吃饭吧"], "data_ids": ["q-1", "q-2"]})
+        assert status == 200, body
+        request_id = body["request_id"]
+        wait_until("the decisions to be readable",
+                   lambda: call(service.port, "GET", f"/decisions?request_id={request_id}")[1].get("count") == 2)
+        status, found, _ = call(service.port, "GET", "/decisions?data_id=q-1")
+        assert status == 200 and [d["index"] for d in found["data"]] == [0]
+        for i in range(200):  # then a burst, and the stop right after it
+            status, _body, _ = call(service.port, "GET", f"/predict?text=%E4%BD%A0%E5%A5%BD{i}&data_id=burst-{i}")
+            assert status == 200
+        assert service.terminate() == 0
+    finally:
+        service.stop()
+    with sqlite3.connect(db) as conn:
+        [(burst,)] = conn.execute("SELECT COUNT(*) FROM decisions WHERE data_id LIKE 'burst-%'").fetchall()
+        [(total,)] = conn.execute("SELECT COUNT(*) FROM decisions").fetchall()
+    assert (burst, total) == (200, 202)  # every answered text, the last ones stored at the stop
