@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ContextManager, Sequence
 
 from antispam.decisions import FIND_LIMIT, Decision
 
-_COLUMNS = ("request_id", "idx", "data_id", "at", "key_id", "policy", "model_name", "model_version",
+COLUMNS = _COLUMNS = ("request_id", "idx", "data_id", "at", "key_id", "policy", "model_name", "model_version",
             "probability", "suggestion", "decided_by", "matches", "contacts", "capped", "text_sha256",
             "text", "text_until")
 
@@ -125,12 +125,15 @@ class DecisionTable:
     def add_decisions(self, batch: Sequence[Decision]) -> int:
         if not batch:
             return 0
-        sql = self._sql(f"INSERT INTO decisions ({', '.join(_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
         rows = [to_row(d) for d in batch]
         with self._transaction() as conn:
-            conn.cursor().executemany(sql, rows)
+            self._insert_rows(conn, rows)
         return len(rows)
+
+    def _insert_rows(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        """One batch in the open transaction (PostgreSQL overrides this with ``COPY``)."""
+        conn.cursor().executemany(self._sql(f"INSERT INTO decisions ({', '.join(_COLUMNS)}) "
+                                            f"VALUES ({', '.join('?' for _ in _COLUMNS)})"), rows)
 
     def find_decisions(self, *, request_id: str | None = None, data_id: str | None = None,
                        key_id: str | None = None, limit: int = 100,
