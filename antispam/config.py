@@ -214,7 +214,7 @@ class ServeConfig:
     decision_queue: int = opt(10_000, "ANTISPAM_DECISION_QUEUE",
                               "decisions waiting for the log's writer; when full, new ones are dropped and "
                               "counted in antispam_decisions_dropped_total (requests are never held)")
-    decision_retention_days: float = opt(90.0, "ANTISPAM_DECISION_RETENTION_DAYS",
+    decision_retention_days: float = opt(30.0, "ANTISPAM_DECISION_RETENTION_DAYS",
                                          "`antispam feedback prune` deletes decisions older than this "
                                          "(0: keep all)")
     decision_text_days: float = opt(30.0, "ANTISPAM_DECISION_TEXT_DAYS",
