@@ -168,9 +168,10 @@ class ServeConfig:
     campaign_min_senders: int = opt(5, "ANTISPAM_CAMPAIGN_MIN_SENDERS",
                                     "distinct senders in the window that make a campaign (the item gets "
                                     "`campaign`)")
-    campaign_max_counters: int = opt(100_000, "ANTISPAM_CAMPAIGN_MAX_COUNTERS",
+    campaign_max_counters: int = opt(10_000, "ANTISPAM_CAMPAIGN_MAX_COUNTERS",
                                      "in-process tracker: most clusters and contacts counted at once (the "
-                                     "least recently seen are dropped first)")
+                                     "least recently seen are dropped first; with their cluster keys about 4.6 KB "
+                                     "each: 46 MB per process at the default)")
     sender_key: str = opt("", "ANTISPAM_SENDER_KEY",
                           "secret (16+ characters) of the HMAC that hashes each sender_id before it is "
                           "counted; the same in every process sharing a Redis; empty: a random key per "
@@ -213,7 +214,7 @@ class ServeConfig:
     decision_queue: int = opt(10_000, "ANTISPAM_DECISION_QUEUE",
                               "decisions waiting for the log's writer; when full, new ones are dropped and "
                               "counted in antispam_decisions_dropped_total (requests are never held)")
-    decision_retention_days: float = opt(90.0, "ANTISPAM_DECISION_RETENTION_DAYS",
+    decision_retention_days: float = opt(30.0, "ANTISPAM_DECISION_RETENTION_DAYS",
                                          "`antispam feedback prune` deletes decisions older than this "
                                          "(0: keep all)")
     decision_text_days: float = opt(30.0, "ANTISPAM_DECISION_TEXT_DAYS",

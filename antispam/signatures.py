@@ -48,6 +48,7 @@ _S21, _S42 = np.uint64(21), np.uint64(42)
 # Pieces (runs between the spaces normalization left) at least this long get an exact key too.
 MIN_PIECE = 8
 MAX_PIECES = 8
+PIECE = "p"  # first character of a piece key (band keys start with a hex digit)
 
 
 def compact(normalized: str) -> str:
@@ -91,7 +92,7 @@ def piece_keys(normalized: str) -> list[str]:
     pieces = [p for p in normalized.split(" ") if len(p) >= MIN_PIECE]
     if len(pieces) > MAX_PIECES:
         pieces = sorted(pieces, key=len, reverse=True)[:MAX_PIECES]
-    return ["p" + hashlib.blake2b(p.encode("utf-8"), digest_size=8).hexdigest() for p in dict.fromkeys(pieces)]
+    return [PIECE + hashlib.blake2b(p.encode("utf-8"), digest_size=8).hexdigest() for p in dict.fromkeys(pieces)]
 
 
 def signature_keys(normalized: str) -> list[str]:

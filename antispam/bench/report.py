@@ -198,6 +198,14 @@ def format_variants(results: Sequence[Mapping[str, Any]], lists: Mapping[str, An
                      "the model the rest.")
     if any(variant_uses(r, "explain") for r in rows):
         lines.append("+explain: every request asks for explain=true; msg/s counts the texts explained.")
+    logged = [r for r in rows if variant_uses(r, "decisions")]
+    if logged:
+        lines.append("+decisions: the same service with the decision log on (a second process, run at the same "
+                     "time; its rows alternate with the plain ones); what its log did during each row:")
+        for r in logged:
+            log = r.get("decision_log") or {}
+            lines.append(f"  {r['scenario']}: {log.get('written', 0):.0f} decisions written, "
+                         f"{log.get('dropped', 0):.0f} dropped")
     return "\n".join(lines)
 
 

@@ -202,6 +202,21 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return None
 
 
+def get_text(url: str, timeout: float = 5.0) -> str | None:
+    """The body of ``GET url`` as text (``/metrics``), or None if that fails."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as response:
+            return str(response.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
+def decision_counters(url: str) -> dict[str, float] | None:
+    """The decision log's written/dropped counters of the service at ``url`` (None: no answer)."""
+    text = get_text(url + "/metrics")
+    return None if text is None else variants.decision_counters(text)
+
+
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     try:
         with _OPENER.open(url, timeout=timeout) as response:
@@ -323,7 +338,8 @@ def services_by_name(names: tuple[str, ...]) -> list[Service]:
 def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts: list[str], *,
           duration: float, warmup: float, timeout: float, workdir: Path, driver: str = "asyncio",
           service_warmup: float = 0.0, model_server_pid: int | None = None,
-          profile_dir: Path | None = None, progress: Any = None) -> list[dict[str, Any]]:
+          profile_dir: Path | None = None, progress: Any = None,
+          earlier: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Run each load against one service; one result record (see report.RESULT_KEYS) each.
 
     ``service_warmup`` seconds of unrecorded load come first; each row also has its own
@@ -331,6 +347,9 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
     sampled too, so a gRPC row shows where its CPU went. With ``profile_dir``, saturation rows
     are sampled with py-spy (:mod:`antispam.bench.profile`) and carry a ``profile`` breakdown.
     Long loads (``postNlong``) send :func:`long_texts` of ``texts`` instead of ``texts``.
+    ``earlier``: rows of this service already run (a share rate looks up their GET saturation
+    row), when the loads are driven one call at a time. A ``decisions`` row records what the
+    service's decision log wrote and dropped during it (``decision_log``).
     """
     from antispam.bench import procstats
     from antispam.bench.load import LoadSpec, run_in_subprocess
@@ -345,7 +364,7 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
     long = long_texts(texts) if any(load.long for load in loads) else []
     for load in loads:
         if load.share:
-            saturated = [r["requests_per_s"] for r in records if r["request"] == "get"
+            saturated = [r["requests_per_s"] for r in [*earlier, *records] if r["request"] == "get"
                          and r["mode"] == "saturation" and r["variant"] == load.variant]
             if not saturated:
                 raise UserError(f"{load.label} needs the GET saturation row of {service.name} first")
@@ -354,6 +373,7 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
                         mode=load.mode, rate=load.rate, duration=duration, warmup=warmup,
                         connections=load.connections, timeout=timeout,
                         explain=variants.uses_explain(load.variant))
+        log_before = decision_counters(url) if variants.uses_decisions(load.variant) else None
         sampler = procstats.Sampler(pid).start() if pid else None
         model_sampler = procstats.Sampler(model_server_pid).start() if model_server_pid else None
         spies = None
@@ -406,6 +426,11 @@ def drive(service: Service, url: str, pid: int | None, loads: list[Load], texts:
                                                               - (result.client_cpu_percent or 0.0)
                                                               - (model_usage.cpu_percent if model_usage else 0.0)),
         }
+        if log_before is not None:
+            time.sleep(1.0)  # the writer's last batch (it lingers 0.2 s)
+            log_after = decision_counters(url)
+            record["decision_log"] = None if log_after is None else {
+                key: log_after[key] - log_before[key] for key in ("written", "dropped")}
         if spies is not None:
             record["profile"] = profile.components(profile.finish(spies))
         records.append(record)

@@ -1,12 +1,18 @@
-"""Bench variants: the same service and loads with term lists loaded and with ``explain=true``.
+"""Bench variants: the same service and loads with term lists loaded, with ``explain=true``,
+and with the decision log on.
 
-A variant is ``plain`` or a ``+``-joined set of ``lists`` and ``explain``:
+A variant is ``plain`` or a ``+``-joined set of ``lists``, ``explain`` and ``decisions``:
 
 * ``lists``: the service is started with a lists folder (:func:`write_lists`) of 10,000
   generated block terms (by default), a few ``re:`` patterns, and allow terms (some with digits,
   so the digit form is exercised), all applied by the ``default`` policy, which the bench's
   requests use.
 * ``explain``: every request asks for ``explain=true`` (query for GET, body for POST).
+* ``decisions`` (issue 23): the service writes the decision log (``--feedback-db`` names a store:
+  a SQLite file in the bench's temporary folder, the quickstart's default, or ``--decision-db``);
+  the plain service has no store, so no log. Both services run at once and their rows alternate
+  (each row alone on the machine; interleaving spreads a shared machine's drift over both), and
+  each decisions row records what the log wrote and dropped meanwhile (:func:`decision_counters`).
 
 The generated terms look like the spam vocabulary of the corpus (``代开发票加急``, ``无抵押网贷秒批``)
 but are three-part phrases that ordinary texts seldom contain verbatim, so the model still
@@ -25,7 +31,7 @@ from typing import Any, Sequence
 from antispam.errors import UserError
 
 PLAIN = "plain"
-FEATURES = ("lists", "explain")  # in the order a variant's name lists them
+FEATURES = ("lists", "explain", "decisions")  # in the order a variant's name lists them
 DEFAULT_VARIANTS = (PLAIN,)
 DEFAULT_BLOCK_TERMS = 10_000
 DEFAULT_ALLOW_TERMS = 200
@@ -66,7 +72,8 @@ def parse_variants(text: str) -> tuple[str, ...]:
         elif all(f in FEATURES for f in features) and len(set(features)) == len(features):
             name = "+".join(f for f in FEATURES if f in features)
         else:
-            raise UserError(f"unknown bench variant {part!r} (plain, lists, explain, lists+explain)")
+            raise UserError(f"unknown bench variant {part!r} (plain, lists, explain, decisions, or a +-joined "
+                            "set of them: lists+explain)")
         if name not in out:
             out.append(name)
     if not out:
@@ -80,6 +87,22 @@ def uses_lists(variant: str) -> bool:
 
 def uses_explain(variant: str) -> bool:
     return "explain" in variant.split("+")
+
+
+def uses_decisions(variant: str) -> bool:
+    return "decisions" in variant.split("+")
+
+
+def decision_counters(metrics_text: str) -> dict[str, float]:
+    """``written`` and ``dropped`` (every reason) from a service's ``/metrics`` text; zeros when
+    the log is off (the series are absent)."""
+    written = dropped = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("antispam_decisions_written_total "):
+            written += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("antispam_decisions_dropped_total{"):
+            dropped += float(line.rsplit(" ", 1)[1])
+    return {"written": written, "dropped": dropped}
 
 
 def label_suffix(variant: str) -> str:

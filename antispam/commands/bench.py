@@ -26,7 +26,9 @@ few seconds of unrecorded warm-up load; the local-backend scenarios also get POS
 1,000 characters each at saturation ("POST 10 1000-char": consecutive test texts joined with
 "。" and cut at 1,000 characters; msg/s counts these texts).
 The services run with the dedup cache off (--cache to keep it).
---variants adds the same loads with term lists loaded and/or explain=true, next to the plain rows
+--variants adds the same loads with term lists loaded, explain=true and/or the decision log on
+("decisions": a second service with --feedback-db set, run at the same time, its rows alternating
+with the plain ones; --decision-db picks its store), next to the plain rows
 ("lists": a service started with a lists folder of --lists-terms generated block terms, a few re:
 patterns and allow terms, applied by the default policy; "explain": every request asks for
 explain=true; "lists+explain": both). Row labels get " +lists", " +explain"; the table is
@@ -74,6 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variants",
                    help="each load with: plain, lists (term lists loaded), explain (explain=true), "
                    "lists+explain; comma-separated (default plain)")
+    p.add_argument("--decision-db", metavar="TARGET",
+                   help="store of the decisions variant's decision log: a SQLite path or a postgresql:// URL "
+                   "(default: a SQLite file in the bench's temporary folder)")
     p.add_argument("--lists-terms", type=int, default=10_000,
                    help="generated block terms for the lists variants (default 10000)")
     p.add_argument("--connections", type=int, help="connections per load (default: per kind)")
@@ -169,9 +174,9 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     from antispam.bench import variants
 
     chosen = variants.parse_variants(args.variants) if args.variants is not None else variants.DEFAULT_VARIANTS
-    if args.url and any(variants.uses_lists(v) for v in chosen):
-        raise UserError("--variants lists needs a service started by the bench (it is started with the "
-                        "generated lists); with --url, use plain or explain")
+    if args.url and any(variants.uses_lists(v) or variants.uses_decisions(v) for v in chosen):
+        raise UserError("--variants lists and decisions need services started by the bench (with the "
+                        "generated lists, with the decision log); with --url, use plain or explain")
     if args.lists_terms < 1:
         raise UserError("--lists-terms must be >= 1")
     if args.connections is not None and args.connections < 1:
@@ -186,7 +191,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "texts": args.texts or (200 if quick else 0), "duration": duration, "warmup": warmup,
         "rates": list(rates), "rate_shares": list(shares), "scenarios": list(names), "requests": list(requests),
         "local_requests": list(local_requests),  # added for the local-backend scenarios
-        "variants": list(chosen), "lists_terms": args.lists_terms,
+        "variants": list(chosen), "lists_terms": args.lists_terms, "decision_db": args.decision_db,
         "connections": args.connections, "timeout": args.timeout, "driver": args.driver,
         "cache": args.cache, "pipeline": not args.no_pipeline, "quick": quick,
         "service_warmup": 0.6 if quick else 4.0, "profile": args.profile,
@@ -388,28 +393,44 @@ def _run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
                     by_label: dict[str, dict[str, Any]] = {}
                     # One service without lists (plain and explain rows; a folder that does not
                     # exist, so no lists/ of the working directory is picked up), one with them.
+                    # Issue 23: within each, the rows with the decision log go to a second
+                    # service running at the same time, and the rows alternate (plan order).
                     for with_lists in (False, True):
                         group = [load for load in loads if variants.uses_lists(load.variant) == with_lists]
                         if not group:
                             continue
                         folder = lists_dir if with_lists else workdir / "no-lists"
-                        say(f"starting {service.name}" + (" with the generated lists" if with_lists else "") + " ...")
-                        with scenarios.ServiceProcess(service, model_base=settings["model_base"],
-                                                      model_name=settings["model_name"], workdir=workdir,
-                                                      cache_size=cache_size, extra_args=("--lists-dir", str(folder)),
-                                                      **extra) as proc:
+                        with contextlib.ExitStack() as running:
+                            procs: dict[bool, Any] = {}
+                            for with_log in sorted({variants.uses_decisions(load.variant) for load in group}):
+                                extra_args: tuple[str, ...] = ("--lists-dir", str(folder))
+                                if with_log:
+                                    extra_args += ("--feedback-db", settings["decision_db"]
+                                                   or str(workdir / f"decisions-{service.name}.db"))
+                                say(f"starting {service.name}" + (" with the generated lists" if with_lists else "")
+                                    + (" with the decision log" if with_log else "") + " ...")
+                                procs[with_log] = running.enter_context(scenarios.ServiceProcess(
+                                    service, model_base=settings["model_base"], model_name=settings["model_name"],
+                                    workdir=workdir, cache_size=cache_size, extra_args=extra_args, **extra))
                             if with_lists and lists_info is not None:
                                 # What the service says it loaded (GET /lists), not what was written.
-                                served = (scenarios.get_json(proc.url + "/lists") or {}).get("sets")
+                                served = (scenarios.get_json(procs[min(procs)].url + "/lists") or {}).get("sets")
                                 lists_info["served"] = served
                                 say(f"  {service.name} serves the lists: {served}")
-                            for record in scenarios.drive(service, proc.url, proc.pid, group, texts,
-                                                          workdir=workdir, model_server_pid=model_server_pid,
-                                                          **common):
-                                by_label[record["scenario"]] = record
-                            code = proc.stop()
-                            if code != 0:
-                                say(f"warning: {service.name} exited with {code} on SIGTERM:\n{proc.log_tail()}")
+                            done: dict[bool, list[dict[str, Any]]] = {key: [] for key in procs}
+                            for load in group:  # one row at a time, in plan order: variants alternate
+                                key = variants.uses_decisions(load.variant)
+                                proc = procs[key]
+                                run = dict(common, service_warmup=0.0) if done[key] else common
+                                for record in scenarios.drive(service, proc.url, proc.pid, [load], texts,
+                                                              workdir=workdir, model_server_pid=model_server_pid,
+                                                              earlier=done[key], **run):
+                                    by_label[record["scenario"]] = record
+                                    done[key].append(record)
+                            for proc in procs.values():
+                                code = proc.stop()
+                                if code != 0:
+                                    say(f"warning: {service.name} exited with {code} on SIGTERM:\n{proc.log_tail()}")
                     # In plan order: each load's variants side by side.
                     results += [by_label[f"{service.name} {load.label}"] for load in loads]
 

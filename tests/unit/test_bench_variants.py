@@ -104,3 +104,21 @@ def test_written_lists_parse_and_seldom_decide(tmp_path) -> None:
     texts = [f"今天{variants.block_terms(1)[0]}哦", f"客服电话{hotline.replace('-', ' ')}，代开发票", "你好"]
     hits = variants.hit_rate(tmp_path / "lists", texts)
     assert (hits["block_decided"], hits["allow_decided"], hits["texts"]) == (1, 1, 3)
+
+
+def test_the_decisions_variant() -> None:
+    """Issue 23: ``decisions`` is a variant of its own and combines with the others."""
+    assert variants.parse_variants("plain,decisions,decisions+explain") == ("plain", "decisions", "explain+decisions")
+    assert [variants.uses_decisions(v) for v in ("plain", "decisions", "lists+decisions", "explain")] == [
+        False, True, True, False]
+    assert variants.label_suffix("decisions") == " +decisions"
+    metrics = ("# TYPE antispam_decisions_written_total counter\nantispam_decisions_written_total 120.0\n"
+               'antispam_decisions_dropped_total{reason="queue_full"} 3.0\n'
+               'antispam_decisions_dropped_total{reason="store_error"} 4.0\n')
+    assert variants.decision_counters(metrics) == {"written": 120.0, "dropped": 7.0}
+    assert variants.decision_counters("antispam_requests_total 5.0\n") == {"written": 0.0, "dropped": 0.0}
+    parse = build_parser().parse_args
+    with pytest.raises(UserError, match="--url"):
+        settings_from(parse(["bench", "--url", "http://127.0.0.1:8000", "--variants", "decisions"]))
+    settings = settings_from(parse(["bench", "--variants", "plain,decisions", "--decision-db", "x.db"]))
+    assert settings["decision_db"] == "x.db"

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from antispam.campaigns import SLOTS, MemoryTracker, RedisTracker, TrackerUnavailable, contact_key
+from antispam.campaigns import KEYS_PER_COUNTER, SLOTS, MemoryTracker, RedisTracker, TrackerUnavailable, contact_key
 from antispam.contacts import Contact, find_contacts
 from antispam.text import normalize
 
@@ -106,7 +106,7 @@ def test_memory_tracker_is_bounded() -> None:
     for i in range(500):
         observe(tracker, f"第{i}号通知：今天下午的会议改到三点了，记得带上季度报表", f"s{i}", T0 + i / 100)
     assert len(tracker._counters) <= 50
-    assert len(tracker._clusters) <= 50 * 24
+    assert len(tracker._clusters) <= 50 * KEYS_PER_COUNTER
     for i in range(20):
         evidence = observe(tracker, AD, f"x{i}", T0 + 10 + i / 100)
     assert evidence is not None and evidence.senders == 5 and evidence.size == 20
@@ -143,3 +143,37 @@ def test_unreachable_redis_fails_closed_when_asked() -> None:
         tracker.top(5)
     with pytest.raises(ValueError):
         RedisTracker(_dead_url(), fail="maybe")
+
+
+def test_chat_around_an_advert_joins_it_but_is_not_filed(make_tracker: Maker) -> None:
+    """A copy with ordinary chat in front joins the advert's campaign through the advert's
+    sentence; an ordinary message that says the same chat sentence later does not join."""
+    tracker = make_tracker(min_senders=3)
+    chat = "今天下午的会议改到三点了记得带上季度报表"
+    assert observe(tracker, AD, "s1", T0) is None
+    assert observe(tracker, AD, "s2", T0 + 1) is None
+    evidence = observe(tracker, chat + "。" + AD, "s3", T0 + 2)
+    assert evidence is not None and (evidence.size, evidence.senders) == (3, 3)
+    # the chat alone, from other people: a cluster of its own (filed, it would be the advert's:
+    # evidence of size 4 at once)
+    results = [observe(tracker, chat, f"o{i}", T0 + 3 + i) for i in range(3)]
+    assert results[:2] == [None, None]
+    assert results[2] is not None and (results[2].size, results[2].senders) == (3, 3)
+
+
+def test_a_short_text_without_contacts_is_not_counted(make_tracker: Maker) -> None:
+    """No signature (under 10 characters) and no contact: nothing to count."""
+    tracker = make_tracker(min_senders=2)
+    for i in range(5):
+        assert observe(tracker, "在吗在吗", f"s{i}", T0 + i) is None
+    assert tracker.top(5, now=T0 + 5) == []
+
+
+def test_a_text_with_nothing_to_count_never_asks_redis() -> None:
+    """So it costs no round trip, and no 503 while Redis is down and the tracker fails closed."""
+    pytest.importorskip("redis")
+    tracker = RedisTracker(_dead_url(), 600, 2, fail="closed", timeout_ms=50)
+    assert observe(tracker, "在吗在吗", "s1", T0) is None
+    assert tracker.failures == 0
+    with pytest.raises(TrackerUnavailable):
+        observe(tracker, "在吗，加微信 abc12345", "s1", T0)  # a contact: counted, so Redis is asked

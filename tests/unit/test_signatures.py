@@ -72,3 +72,22 @@ def test_jaccard_estimate_follows_similarity() -> None:
     assert signatures.jaccard_estimate(a, normalize(CHAT)) < 0.1
     half = normalize(AD[:len(AD) // 2] + CHAT[:len(CHAT) // 2])
     assert 0.1 < signatures.jaccard_estimate(a, half) < 0.9
+
+
+def test_the_trainers_robustness_variants_keep_a_key() -> None:
+    """Every variant :func:`antispam.network.robustness.build_variants` makes of an advert
+    (context before and around it, spacing, full-width and circled digits, emoji, traditional
+    characters) shares a key with the advert as written. (On the whole test split: prepended
+    97 %, surrounded 96 %, the others 99-100 % of pairs; see the issue-24 note.)"""
+    from antispam.data import Sample
+    from antispam.labels import PASS, SPAM
+    from antispam.network.robustness import SPAM_VARIANTS, build_variants
+
+    ads = [AD, OTHER_AD, "高薪诚聘网络兼职打字员，日结工资两百元以上，无需经验，有意者加QQ xxxxxxxx 咨询"]
+    chat = [CHAT, "周末一起去爬山吧，天气预报说是晴天，记得带水", "妈妈让我下班顺路买点菜回家，晚上包饺子吃",
+            "这个报告我明天上午发给你，有问题随时沟通"]
+    variants = build_variants([Sample(t, SPAM) for t in ads] + [Sample(t, PASS) for t in chat])
+    for name in SPAM_VARIANTS:
+        assert len(variants[name]) == len(ads), name
+        for ad, variant in zip(ads, variants[name]):
+            assert keys(ad) & keys(variant.text), (name, variant.text)
