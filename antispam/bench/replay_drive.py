@@ -281,6 +281,14 @@ def difference(trace: Trace, on: Sequence[Answer], off: Sequence[Answer]) -> dic
     return out
 
 
+def _shown(answer: Answer) -> str:
+    """An answer's suggestion, or what stood in its place: a target that errored on a message has
+    no suggestion, and the report must still print (and write) the row."""
+    if answer.suggestion is not None:
+        return answer.suggestion
+    return f"error {answer.status}" if answer.status is not None else "error"
+
+
 def changed_examples(trace: Trace, on: Sequence[Answer], off: Sequence[Answer],
                      kinds: Sequence[str] = ("ordinary", "everyday", "burst"), limit: int = 10) -> list[dict[str, Any]]:
     """Up to ``limit`` messages per kind that ``on`` caught (block/review) and ``off`` did not:
@@ -293,5 +301,5 @@ def changed_examples(trace: Trace, on: Sequence[Answer], off: Sequence[Answer],
             continue
         counts[message.kind] = counts.get(message.kind, 0) + 1
         out.append({"kind": message.kind, "group": message.group, "text": message.text, "on": a.suggestion,
-                    "off": b.suggestion, "decided_by": a.decided_by, "campaign": a.campaign})
+                    "off": _shown(b), "decided_by": a.decided_by, "campaign": a.campaign})
     return out

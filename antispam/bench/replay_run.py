@@ -157,6 +157,7 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         "adverts": ad_info,
         "targets": checks,
     }
+    report.write_json(json_path, payload)  # first: a report that fails to print loses no figures
     print(replay_report.format_report(rows, comparison, checks, difference))
     if examples:
         print("\nsome messages on caught and off did not (all in the JSON, changed_examples):")
@@ -165,6 +166,5 @@ def run_replay(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     if host:
         print(f"machine: {max(host.values()):.0f}% CPU (100 = one core) during the replay, load average "
               f"{load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} after it")
-    report.write_json(json_path, payload)
     print(f"\nresults written to {json_path}")
     return 0

@@ -93,10 +93,13 @@ def test_four_moderators_decide_100_items_exactly_once(service: dict[str, Any]) 
             mine.append(item["id"])
 
     threads = [threading.Thread(target=moderator, args=(f"mod-{n}",)) for n in range(1, 5)]
+    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
+    print(f"\n100 items, 4 moderators, one process ({type(service['store']).__name__}): "
+          f"{time.monotonic() - started:.2f} s; per moderator {({k: len(v) for k, v in decided.items()})}")
     assert problems == []
     every = [i for ids in decided.values() for i in ids]
     assert len(every) == 100 and len(set(every)) == 100, "an item was decided twice or not at all"
@@ -191,3 +194,30 @@ def test_no_store_is_503_json(tmp_path: Path) -> None:
             assert (status, answer["error"]["code"]) == (503, "review_unavailable")
     finally:
         server.stop()
+
+
+def test_a_store_that_is_down_is_503_json_in_bounded_time(tmp_path: Path) -> None:
+    """PostgreSQL unreachable (nothing listens on the port): every review and appeal route
+    answers 503 review_unavailable JSON within the pool's wait, never a 500 or a hang."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    config = ServeConfig(model_base=str(tmp_path / "models"), model_name="cnn", lists_dir=str(tmp_path / "lists"))
+    store = open_store(f"postgresql://antispam:pw@127.0.0.1:{dead}/antispam", timeout=1.0)
+    server = LiveServer(config, lambda _config: FakeBackend(), feedback_store=store).start()
+    try:
+        client = Client(server.url, "none")
+        for method, path, body in [("POST", "/review/next", {}), ("GET", "/review/stats", None),
+                                   ("POST", "/review/1/decision", {"lease": "x", "verdict": "spam"}),
+                                   ("POST", "/review/1/release", {"lease": "x"}),
+                                   ("POST", "/appeals", {"data_id": "m", "reason": "why"})]:
+            started = time.monotonic()
+            status, answer = client.call(method, path, body)
+            assert (status, answer["error"]["code"]) == (503, "review_unavailable"), (path, answer)
+            assert "pw" not in answer["error"]["message"]
+            assert time.monotonic() - started < 10
+    finally:
+        server.stop()
+        store.close()

@@ -98,6 +98,14 @@ def test_changed_examples_are_what_on_added() -> None:
     assert len(changed_examples(trace, on, off)) == 2
 
 
+def test_changed_examples_name_an_errored_off_answer() -> None:
+    """An off target that errored has no suggestion; the row says so instead of None, which the
+    report's table could not format (a run crashed there before writing its JSON)."""
+    trace = trace_of([Message(0.0, "你好", "u0", "ordinary")], [])
+    got = changed_examples(trace, [answer("block")], [Answer(status=504, latency_ms=1.0, error="timeout")])
+    assert [(e["on"], e["off"]) for e in got] == [("block", "error 504")]
+
+
 def test_passing_asks_without_a_sender() -> None:
     import asyncio
 

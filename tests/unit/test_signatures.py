@@ -91,3 +91,14 @@ def test_the_trainers_robustness_variants_keep_a_key() -> None:
         assert len(variants[name]) == len(ads), name
         for ad, variant in zip(ads, variants[name]):
             assert keys(ad) & keys(variant.text), (name, variant.text)
+
+
+def test_numbers_do_not_link_unrelated_texts() -> None:
+    """Masked digits are one token: texts that share only "a number here" share no key (a
+    standalone phone number is no sentence, and ``xxx`` is no shingle every text has)."""
+    a = "xxxxxxxxxxxxxxxx夏中辉光大银行，QQ1578454124"
+    b = "今晚的聚餐改到七点，地点不变，电话：13912345678，到了打给我"
+    c = "我的新号码：13800138000，旧号码：13900139000，请惠存"
+    assert not keys(a) & keys(b) and not keys(a) & keys(c) and not keys(b) & keys(c)
+    assert signatures.compact(normalize("电话13800138000，QQ 12345")) == "电话xqqx"
+    assert keys("联系我：13800138000，谢谢") == set()  # 6 characters once the number is one
