@@ -204,12 +204,53 @@ def insert_values(item: dict[str, Any], stamp: float) -> tuple[Any, ...]:
         raise ValueError("a review item needs its text")
     version = item.get("model_version")
     probability = item.get("probability")
+    decided_at = item.get("time")
     return (source, item.get("request_id"), int(item.get("index", 0) or 0), item.get("data_id"),
-            item.get("key_id"), item.get("time"), item.get("policy"), item.get("model_name"),
+            item.get("key_id"), None if decided_at is None else float(decided_at), item.get("policy"),
+            item.get("model_name"),
             None if version is None else int(version),
             None if probability is None else float(probability), item.get("suggestion"),
             item.get("decided_by"), json.dumps(item.get("matches") or [], ensure_ascii=False),
             text, item.get("appeal_reason"), stamp)
+
+
+ENQUEUE_CHUNK = 500  # rows per multi-row INSERT (SQLite: 16 x 500 bound values, under its 32766 limit)
+RETURNING_KEY = "id, source, request_id, item_index"
+
+
+def enqueue_results(values: Sequence[tuple[Any, ...]], inserted: Iterable[Sequence[Any]],
+                    lookup: Callable[[list[tuple[str, str, int]]], Iterable[Sequence[Any]]]) -> list[tuple[int, bool]]:
+    """``enqueue``'s answer, (id, added) per item in input order, from a multi-row insert that
+    skipped the (source, request id, index) already there: ``inserted`` are its RETURNING rows
+    ``(id, source, request_id, item_index)`` in any order; ``lookup(keys)`` returns the same
+    columns of the rows already there (called once, only when some item was not inserted).
+
+    An item whose key repeats within one call is added once (the first) and answered
+    ``(that id, False)`` after, as one insert per item would. A NULL request id never conflicts
+    (SQL's NULLs are distinct), so every such item is a new row; they get their ids in input
+    order (ids grow in insertion order)."""
+    fresh: dict[tuple[Any, Any, int], list[int]] = {}
+    for row in sorted(inserted, key=lambda r: int(r[0]), reverse=True):
+        fresh.setdefault((row[1], row[2], int(row[3])), []).append(int(row[0]))
+    known: dict[tuple[Any, Any, int], int] = {}
+    out: list[tuple[int, bool] | None] = []
+    missing: list[tuple[str, str, int]] = []
+    for row in values:
+        key = (row[0], row[1], int(row[2]))
+        ids = fresh.get(key)
+        if ids:
+            known.setdefault(key, ids[-1])
+            out.append((ids.pop(), True))
+        else:
+            if key not in known and key[1] is not None:
+                missing.append(key)
+                known[key] = 0
+            out.append(None)
+    if missing:
+        for row in lookup(list(dict.fromkeys(missing))):
+            known[(row[1], row[2], int(row[3]))] = int(row[0])
+    return [answer if answer is not None else (known.get((row[0], row[1], int(row[2])), 0), False)
+            for answer, row in zip(out, values)]
 
 
 def check_verdict(verdict: str, reason: str | None) -> tuple[int, str | None]:
@@ -365,22 +406,33 @@ class SqliteReviewQueue:
 
     def enqueue(self, items: Sequence[dict[str, Any]], *, now: float | None = None) -> list[tuple[int, bool]]:
         """Add items; one already queued for the same (source, request id, index) is not added
-        again. Returns (id, added) per item."""
+        again. Returns (id, added) per item. One multi-row ``INSERT OR IGNORE ... RETURNING`` per
+        :data:`ENQUEUE_CHUNK` items (and one lookup only when some were already there), in one
+        transaction: the decision log's listener enqueues a whole batch at once."""
         stamp = time.time() if now is None else float(now)
         values = [insert_values(item, stamp) for item in items]
-        out = []
-        placeholders = ", ".join("?" * len(INSERT_COLUMNS))
+        if not values:
+            return []
+        row_marks = "(" + ", ".join("?" * len(INSERT_COLUMNS)) + ")"
+        inserted: list[tuple[Any, ...]] = []
         with self._transaction() as conn:
-            for row in values:
-                cur = conn.execute(f"INSERT OR IGNORE INTO review_items ({', '.join(INSERT_COLUMNS)}) "
-                                   f"VALUES ({placeholders})", row)
-                if cur.rowcount:
-                    out.append((int(cur.lastrowid or 0), True))
-                else:
-                    found = conn.execute("SELECT id FROM review_items WHERE source = ? AND request_id IS ? "
-                                         "AND item_index = ?", (row[0], row[1], row[2])).fetchone()
-                    out.append((int(found[0]) if found else 0, False))
-        return out
+            for start in range(0, len(values), ENQUEUE_CHUNK):
+                chunk = values[start:start + ENQUEUE_CHUNK]
+                inserted += conn.execute(
+                    f"INSERT OR IGNORE INTO review_items ({', '.join(INSERT_COLUMNS)}) VALUES "
+                    f"{', '.join([row_marks] * len(chunk))} RETURNING {RETURNING_KEY}",
+                    [v for row in chunk for v in row]).fetchall()
+
+            def lookup(keys: list[tuple[str, str, int]]) -> list[tuple[Any, ...]]:
+                found: list[tuple[Any, ...]] = []
+                for start in range(0, len(keys), ENQUEUE_CHUNK):
+                    chunk = keys[start:start + ENQUEUE_CHUNK]
+                    found += conn.execute(
+                        f"SELECT {RETURNING_KEY} FROM review_items WHERE (source, request_id, item_index) IN "
+                        f"(VALUES {', '.join(['(?, ?, ?)'] * len(chunk))})", [v for k in chunk for v in k]).fetchall()
+                return found
+
+            return enqueue_results(values, inserted, lookup)
 
     def take(self, reviewer: str, lease_seconds: float, *, exclude: Iterable[int] = (),
              now: float | None = None) -> ReviewItem | None:

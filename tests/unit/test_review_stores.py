@@ -45,6 +45,30 @@ def test_enqueue_is_once_per_decision_and_source(queue: Any) -> None:
         queue.enqueue([item(3, text="")])
 
 
+def test_a_batch_is_enqueued_at_once_and_answered_in_order(queue: Any) -> None:
+    """The decision log's listener hands whole batches (one statement per batch): the answer is
+    still (id, added) per item in input order, repeats inside a batch and items already queued
+    are not added again, items without a request id are each new, and a batch larger than one
+    insert chunk (ENQUEUE_CHUNK) is answered like a small one."""
+    queue.enqueue([item(1), item(2)], now=T0)
+    before = {n: queue.enqueue([item(n)], now=T0)[0][0] for n in (1, 2)}
+    batch = [item(n) for n in range(3, 1203)]
+    batch[10:10] = [item(1), item(5), item(2)]  # already queued / repeated later in the batch
+    batch += [item(0, request_id=None, text="无编号一"), item(0, request_id=None, text="无编号二")]
+    answer = queue.enqueue(batch, now=T0 + 1)
+    assert len(answer) == len(batch)
+    for (item_id, _added), sent in zip(answer, batch):
+        got = queue.get(item_id)
+        assert got is not None and got.request_id == sent["request_id"] and got.text == sent["text"]
+    assert answer[10] == (before[1], False) and answer[12] == (before[2], False)
+    first_5 = answer[batch.index(item(5))]
+    assert first_5[1] is True and answer[11] == (first_5[0], False)
+    assert [added for _id, added in answer].count(True) == 1200 + 2
+    assert len({item_id for item_id, _added in answer}) == 2 + 1200 + 2  # repeats share an id
+    assert queue.stats(now=T0 + 2)["depth"] == 2 + 1200 + 2
+    assert queue.enqueue([], now=T0) == []
+
+
 def test_take_leases_the_oldest_item_to_one_holder(queue: Any) -> None:
     queue.enqueue([item(1)], now=T0)
     queue.enqueue([item(2)], now=T0 + 1)
