@@ -167,6 +167,7 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
         services.callbacks = CallbackSender(services.review, keyring, backoff_s=config.callback_backoff_s,
                                             max_attempts=config.callback_max_attempts)
         services.callbacks.ensure_started()  # inside a running loop (serve); else at the first decision
+        metrics.watch_review(services.review, services.callbacks)  # queue gauges, verdicts, callbacks
     if keyring is not None:
         metrics.watch_keys(keyring)
     args: dict[str, Any] = {"services": services}

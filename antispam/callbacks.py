@@ -76,8 +76,9 @@ class CallbackSender:
         self.poll_seconds = poll_seconds
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        self.sent = 0
-        self.failed = 0
+        self.sent = 0  # delivered (2xx)
+        self.retried = 0  # attempts that failed and will be tried again
+        self.failed = 0  # rows given up (max attempts, or no callback URL any more)
 
     def ensure_started(self) -> None:
         """Start the loop on the running event loop (once), or wake it for a new row."""
@@ -133,6 +134,8 @@ class CallbackSender:
                 self.failed += 1
                 log.warning("appeal callback %d for key %s given up after %d attempts: %s", note.id,
                             note.key_id, attempts, error)
+            else:
+                self.retried += 1
             await loop.run_in_executor(None, self.queue.notification_failed, note.id, error, retry)
         return delivered
 

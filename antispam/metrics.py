@@ -8,7 +8,10 @@ at scrape time by small collectors instead of being copied into gauges on every 
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import logging
+import time
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,9 +22,13 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:  # pragma: no cover
     from antispam.backends.base import Backend
     from antispam.cache import PredictionCache
+    from antispam.callbacks import CallbackSender
     from antispam.campaigns import CampaignTracker
     from antispam.decisions import DecisionLog
     from antispam.keys import KeyRing
+    from antispam.review import QueueDepth, ReviewQueue
+
+log = logging.getLogger(__name__)
 
 # Label values a client can influence come from fixed sets, so /metrics cannot be grown by
 # requests with made-up methods (``curl -X FOOBAR1``): anything else is counted as "other".
@@ -142,6 +149,104 @@ class _CampaignsCollector(Collector):
                                 "of distinct senders in the window now", value=active)
 
 
+REVIEW_SAMPLE_SECONDS = 10.0  # the review queue gauges read the store at most this often
+REVIEW_SAMPLE_WAIT_SECONDS = 2.0  # a scrape waits at most this long for a fresh sample
+
+
+class ReviewQueueSampler:
+    """Issue 23: the review queue's depth by source, read from the store for /metrics at most
+    every :data:`REVIEW_SAMPLE_SECONDS` (one grouped query over the queued rows,
+    :meth:`antispam.review.ReviewQueue.queued`), on the executor, never on the event loop.
+
+    ``refresh()`` is awaited by the /metrics handler before it renders: when the last sample is
+    older than the interval it starts one read (concurrent scrapes share it) and waits for it at
+    most ``wait`` seconds; a slower store answers the next scrape. A failed read (store down)
+    counts an error and leaves no sample, so the gauges disappear instead of showing stale
+    numbers; the next read is tried only after the interval, so a dead store costs one attempt
+    per interval, not one per scrape. The oldest item's age is computed at scrape time from the
+    sampled enqueue time, so it keeps growing between samples."""
+
+    def __init__(self, queue: "ReviewQueue", *, interval: float = REVIEW_SAMPLE_SECONDS,
+                 wait: float = REVIEW_SAMPLE_WAIT_SECONDS) -> None:
+        self.queue = queue
+        self.interval = interval
+        self.wait = wait
+        self.depths: dict[str, "QueueDepth"] | None = None
+        self.errors = 0
+        self.reads = 0
+        self._read_at = -float("inf")  # monotonic time the last read started
+        self._pending: asyncio.Future[None] | None = None
+
+    def _read(self) -> None:
+        try:
+            depths = self.queue.queued()
+        except Exception as exc:  # noqa: BLE001 - a scrape never fails because the store does
+            self.errors += 1
+            self.depths = None
+            log.warning("review queue metrics: %s: %s", type(exc).__name__, exc)
+            return
+        self.depths = depths
+
+    async def refresh(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._pending is None or self._pending.done():
+            if time.monotonic() - self._read_at < self.interval:
+                return
+            self._read_at = time.monotonic()
+            self.reads += 1
+            self._pending = loop.run_in_executor(None, self._read)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pending), self.wait)
+        except asyncio.TimeoutError:
+            pass
+
+
+class _ReviewCollector(Collector):
+    """Issue 23: the review queue (sampled from the shared store: every process reports the same
+    depth, so aggregate with max, not sum), this process's verdicts are counted by the review
+    route itself (:attr:`Metrics.review_verdicts`), and this process's appeal callbacks (the
+    sender's counters)."""
+
+    def __init__(self, sampler: ReviewQueueSampler, sender: "CallbackSender | None") -> None:
+        self.sampler = sampler
+        self.sender = sender
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        depths = self.sampler.depths
+        if depths is not None:
+            now = time.time()
+            depth = GaugeMetricFamily("antispam_review_queue_depth",
+                                      "review items waiting for a moderator, by source (review: the model "
+                                      "asked; appeal: a caller appealed a block); the whole queue, sampled "
+                                      "from the store at most every 10 s", labels=["source"])
+            oldest = GaugeMetricFamily("antispam_review_queue_oldest_age_seconds",
+                                       "age of the oldest waiting review item, by source (0 when none)",
+                                       labels=["source"])
+            leased = GaugeMetricFamily("antispam_review_queue_leased",
+                                       "waiting review items a moderator holds a lease on now, by source",
+                                       labels=["source"])
+            for source, d in sorted(depths.items()):
+                depth.add_metric([source], d.depth)
+                oldest.add_metric([source], 0.0 if d.oldest_enqueued_at is None
+                                  else max(0.0, now - d.oldest_enqueued_at))
+                leased.add_metric([source], d.leased)
+            yield depth
+            yield oldest
+            yield leased
+        yield CounterMetricFamily("antispam_review_queue_sample_errors",
+                                  "reads of the review queue's depth for these gauges that failed (store down)",
+                                  value=self.sampler.errors)
+        if self.sender is not None:
+            callbacks = CounterMetricFamily("antispam_appeal_callbacks",
+                                            "appeal outcome callbacks this process posted, by outcome (delivered: "
+                                            "2xx; retried: failed, sent again later; failed: given up)",
+                                            labels=["outcome"])
+            callbacks.add_metric(["delivered"], self.sender.sent)
+            callbacks.add_metric(["retried"], self.sender.retried)
+            callbacks.add_metric(["failed"], self.sender.failed)
+            yield callbacks
+
+
 class Metrics:
     """The counters and histograms the HTTP layer updates, in a registry of their own."""
 
@@ -185,6 +290,15 @@ class Metrics:
                                       "(text: near-duplicates, contact: a shared contact) and by suggestion",
                                       ["by", "suggestion"], registry=r)
 
+        self.review_verdicts = Counter("antispam_review_verdicts",
+                                       "moderators' verdicts stored by this process, by the item's source "
+                                       "(review, appeal) and verdict (spam, pass)", ["source", "verdict"],
+                                       registry=r)
+        for source in ("review", "appeal"):  # exposed at 0
+            for verdict in ("spam", "pass"):
+                self.review_verdicts.labels(source, verdict)
+        self._review: ReviewQueueSampler | None = None
+
         # Labelled children by their label values: ``labels()`` costs a lock and a dict lookup
         # behind several checks (~2 µs); every request takes three of them (issue 14). The label
         # sets are bounded (routes, methods and statuses, policies), so are these dicts.
@@ -214,6 +328,19 @@ class Metrics:
 
     def watch_decisions(self, log: "DecisionLog") -> None:
         self.registry.register(_DecisionLogCollector(log))
+
+    def watch_review(self, queue: "ReviewQueue", sender: "CallbackSender | None") -> None:
+        self._review = ReviewQueueSampler(queue)
+        self.registry.register(_ReviewCollector(self._review, sender))
+
+    def observe_review_verdict(self, source: str, verdict: str) -> None:
+        if source in ("review", "appeal") and verdict in ("spam", "pass"):
+            self._child(self.review_verdicts, source, verdict).inc()
+
+    async def refresh(self) -> None:
+        """Before a scrape: the values read from a store (the review queue), off the event loop."""
+        if self._review is not None:
+            await self._review.refresh()
 
     def watch_keys(self, keyring: "KeyRing") -> None:
         self.registry.register(_KeysCollector(keyring))

@@ -131,6 +131,28 @@ class Notification:
     next_at: float
 
 
+@dataclass(frozen=True)
+class QueueDepth:
+    """The queued items of one source (``review``/``appeal``): how many, when the oldest was
+    enqueued (None: none queued), how many a moderator holds right now."""
+
+    depth: int
+    oldest_enqueued_at: float | None
+    leased: int
+
+
+def queue_depths(rows: Iterable[Sequence[Any]]) -> dict[str, QueueDepth]:
+    """:meth:`ReviewQueue.queued` from :data:`QUEUED_BY_SOURCE`'s rows; every source, 0 when none."""
+    found = {r[0]: QueueDepth(int(r[1]), None if r[2] is None else float(r[2]), int(r[3] or 0)) for r in rows}
+    return {source: found.get(source, QueueDepth(0, None, 0)) for source in SOURCES}
+
+
+# One grouped read over the queued rows (index on queued state and enqueue time): depth, oldest and
+# leased per source. ``GET /review/stats`` and the /metrics gauges (antispam.review_metrics).
+QUEUED_BY_SOURCE = ("SELECT source, COUNT(*), MIN(enqueued_at), SUM(CASE WHEN lease_until > {p} THEN 1 ELSE 0 END) "
+                    "FROM review_items WHERE state = 'queued' GROUP BY source")
+
+
 class ReviewQueue(Protocol):
     """What the service's review and appeal routes, the decision-log listener and the callback
     sender use; SQLite and PostgreSQL behave the same. Errors: :class:`ReviewError` subclasses for
@@ -156,6 +178,8 @@ class ReviewQueue(Protocol):
     def find_appeal(self, request_id: str, index: int) -> ReviewItem | None: ...
 
     def stats(self, *, hours: float = 6.0, now: float | None = None) -> dict[str, Any]: ...
+
+    def queued(self, *, now: float | None = None) -> dict[str, QueueDepth]: ...
 
     def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
                           now: float | None = None) -> list[Notification]: ...
@@ -499,15 +523,17 @@ class SqliteReviewQueue:
     def stats(self, *, hours: float = 6.0, now: float | None = None) -> dict[str, Any]:
         stamp = time.time() if now is None else float(now)
         since = stamp - hours * 3600
-        by_source = self._query(
-            "SELECT source, COUNT(*), MIN(enqueued_at), SUM(CASE WHEN lease_until > ? THEN 1 ELSE 0 END) "
-            "FROM review_items WHERE state = 'queued' GROUP BY source", (stamp,))
+        by_source = self._query(QUEUED_BY_SOURCE.format(p="?"), (stamp,))
         rows = self._query("SELECT enqueued_at, reviewed_at FROM review_items WHERE enqueued_at <= ? AND "
                            "(reviewed_at IS NULL OR reviewed_at > ?)", (stamp, since))
         decided = self._query("SELECT verdict, COUNT(*) FROM review_items WHERE reviewed_at > ? "
                               "GROUP BY verdict", (since,))
         notes = self._query("SELECT state, COUNT(*) FROM review_notifications GROUP BY state")
         return summarize(stamp, hours, by_source, rows, decided, notes)
+
+    def queued(self, *, now: float | None = None) -> dict[str, QueueDepth]:
+        stamp = time.time() if now is None else float(now)
+        return queue_depths(self._query(QUEUED_BY_SOURCE.format(p="?"), (stamp,)))
 
     def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
                           now: float | None = None) -> list[Notification]:

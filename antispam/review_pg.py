@@ -26,8 +26,10 @@ from antispam.review import (
     MAX_EXCLUDE,
     PRUNE_DELETE,
     PRUNE_TEXTS,
+    QUEUED_BY_SOURCE,
     RETURNING_KEY,
     Notification,
+    QueueDepth,
     ReviewItem,
     appeal_payload,
     check_decidable,
@@ -37,6 +39,7 @@ from antispam.review import (
     item_from_row,
     notification_from_row,
     prune_cutoffs,
+    queue_depths,
     summarize,
     wants_callback,
 )
@@ -156,15 +159,17 @@ class PostgresReviewQueue:
     def stats(self, *, hours: float = 6.0, now: float | None = None) -> dict[str, Any]:
         stamp = time.time() if now is None else float(now)
         since = stamp - hours * 3600
-        by_source = self._query(
-            "SELECT source, COUNT(*), MIN(enqueued_at), SUM(CASE WHEN lease_until > %s THEN 1 ELSE 0 END) "
-            "FROM review_items WHERE state = 'queued' GROUP BY source", (stamp,))
+        by_source = self._query(QUEUED_BY_SOURCE.format(p="%s"), (stamp,))
         rows = self._query("SELECT enqueued_at, reviewed_at FROM review_items WHERE enqueued_at <= %s AND "
                            "(reviewed_at IS NULL OR reviewed_at > %s)", (stamp, since))
         decided = self._query("SELECT verdict, COUNT(*) FROM review_items WHERE reviewed_at > %s "
                               "GROUP BY verdict", (since,))
         notes = self._query("SELECT state, COUNT(*) FROM review_notifications GROUP BY state")
         return summarize(stamp, hours, by_source, rows, decided, notes)
+
+    def queued(self, *, now: float | None = None) -> dict[str, QueueDepth]:
+        stamp = time.time() if now is None else float(now)
+        return queue_depths(self._query(QUEUED_BY_SOURCE.format(p="%s"), (stamp,)))
 
     def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
                           now: float | None = None) -> list[Notification]:

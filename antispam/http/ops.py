@@ -61,7 +61,8 @@ class ModelsHandler(BaseHandler):
 class MetricsHandler(BaseHandler):
     route = "metrics"
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        await self.services.metrics.refresh()  # store-read gauges, on the executor, bounded wait
         self.set_header("Content-Type", self.services.metrics.content_type)
         self.finish(self.services.metrics.exposition())
 

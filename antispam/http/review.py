@@ -139,6 +139,8 @@ class ReviewDecisionHandler(ReviewBase):
 
         item, repeated = await call_store(self.queue.decide, int(item_id), token, self.key_id, verdict, reason,
                                           normalize, notify=self.has_callback)
+        if not repeated:
+            self.services.metrics.observe_review_verdict(item.source, verdict)
         if item.source == "appeal":
             self.start_callbacks()
         self.send_json({"data": {**shown_item(item), "repeated": repeated}})

@@ -10,6 +10,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,6 +27,7 @@ from antispam.keys import add_key
 from antispam.review_stores import review_queue_for
 from antispam.testing.fakes import FakeBackend
 from tests.helpers.live_server import LiveServer
+from tests.service.test_metrics import samples
 from tests.service.test_review_api import Client
 
 SECRET = "s3cret-for-the-callback-0123456789"
@@ -177,6 +179,14 @@ def test_appeal_reversed_is_called_back_signed_after_retries(world: dict[str, An
     assert status == 200 and view["data"]["state"] == "decided" and view["data"]["reversed"] is True
     row = world["store"].rows(key_id="mod")[0]
     assert row.label == 0 and row.text == BLOCKED  # the reversal is trusted feedback
+    # the on-call view of the same story (/metrics of this process)
+    with urllib.request.urlopen(world["server"].url + "/metrics", timeout=10) as response:
+        m = samples(response.read())
+    assert m[("antispam_appeal_callbacks_total", (("outcome", "delivered"),))] == 1
+    assert m[("antispam_appeal_callbacks_total", (("outcome", "retried"),))] == 2
+    assert m[("antispam_appeal_callbacks_total", (("outcome", "failed"),))] == 0
+    assert m[("antispam_review_verdicts_total", (("source", "appeal"), ("verdict", "pass")))] == 1
+    assert m[("antispam_review_verdicts_total", (("source", "review"), ("verdict", "pass")))] == 0
 
 
 def test_appeal_refusals(world: dict[str, Any]) -> None:

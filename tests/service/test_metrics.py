@@ -123,3 +123,70 @@ def test_load_failures_per_version_and_degraded_are_read_at_scrape_time():
     plain = Metrics()
     plain.watch_backend(FakeBackend(), "cnn")  # a backend that cannot tell: 0, no series
     assert samples(plain.exposition())[("antispam_degraded", (("backend", "fake"),))] == 0
+
+
+def test_the_review_queue_sampler_reads_at_most_every_interval_and_never_blocks_long(tmp_path) -> None:
+    """antispam.metrics.ReviewQueueSampler on a real SQLite queue: one read per interval however
+    many scrapes; a store slower than ``wait`` does not hold the scrape (the sample lands for the
+    next one); a failing store counts an error and leaves no gauges (not stale numbers)."""
+    import asyncio
+    import threading
+    import time
+
+    from antispam.feedback_stores import open_store
+    from antispam.metrics import ReviewQueueSampler, _ReviewCollector
+    from antispam.review_stores import review_queue_for
+
+    queue = review_queue_for(open_store(str(tmp_path / "feedback.db")))
+    queue.enqueue([{"source": "review", "request_id": "r1", "text": "加微信"}], now=time.time() - 60)
+    gate = threading.Event()
+    gate.set()
+
+    class Gated:  # the real queue behind a gate that can hold a read
+        def queued(self, **kwargs):
+            gate.wait(10)
+            return queue.queued(**kwargs)
+
+    sampler = ReviewQueueSampler(Gated(), interval=3600.0, wait=0.2)  # type: ignore[arg-type]
+
+    def gauges() -> dict:
+        registry_samples = {}
+        for family in _ReviewCollector(sampler, None).collect():
+            for s in family.samples:
+                registry_samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return registry_samples
+
+    async def scrapes() -> None:
+        await asyncio.gather(*(sampler.refresh() for _ in range(5)))  # concurrent scrapes share one read
+        assert sampler.reads == 1 and sampler.depths is not None
+        await sampler.refresh()
+        assert sampler.reads == 1  # inside the interval
+        m = gauges()
+        assert m[("antispam_review_queue_depth", (("source", "review"),))] == 1
+        assert m[("antispam_review_queue_depth", (("source", "appeal"),))] == 0
+        assert 59 <= m[("antispam_review_queue_oldest_age_seconds", (("source", "review"),))] < 120
+        assert m[("antispam_review_queue_oldest_age_seconds", (("source", "appeal"),))] == 0
+        sampler.interval = 0.0
+        gate.clear()  # the store hangs
+        started = time.monotonic()
+        await sampler.refresh()
+        assert time.monotonic() - started < 1.0 and sampler.reads == 2  # bounded by wait=0.2
+        await sampler.refresh()
+        assert sampler.reads == 2  # the hung read is still the pending one: not a second
+        gate.set()
+        await asyncio.sleep(0.2)
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "feedback.db") as conn:  # now the store fails: no table
+            conn.execute("DROP TABLE review_items")
+        await sampler.refresh()
+        assert sampler.errors == 1 and sampler.depths is None
+        m = gauges()
+        assert ("antispam_review_queue_depth", (("source", "review"),)) not in m
+        assert m[("antispam_review_queue_sample_errors_total", ())] == 1
+
+    try:
+        asyncio.run(scrapes())
+    finally:
+        gate.set()
+        queue.close()

@@ -21,6 +21,7 @@ from antispam.review_stores import review_queue_for
 from antispam.testing.fakes import FakeBackend
 from antispam.text import normalize
 from tests.helpers.live_server import LiveServer
+from tests.service.test_metrics import samples
 
 
 def text_of(n: int) -> str:
@@ -152,6 +153,43 @@ def test_the_lease_and_its_refusals_are_json(service: dict[str, Any]) -> None:
     assert (status, body["error"]["code"]) == (409, "already_decided")
     row = service["store"].rows(key_id="mod-1")[0]
     assert row.label == 1 and row.normalized == normalize(text_of(1))
+
+
+def test_queue_metrics_for_the_people_on_call(service: dict[str, Any]) -> None:
+    """/metrics: depth, oldest age and leased by source from the store (sampled at most every
+    interval: a second scrape inside it does not read again), verdicts counted by this process."""
+    queue, server = service["queue"], service["server"]
+    sampler = server.app.services.metrics._review
+    queue.enqueue([review_item(1), review_item(2)], now=time.time() - 120)
+    queue.enqueue([{**review_item(3), "source": "appeal", "suggestion": "block", "appeal_reason": "mine"}],
+                  now=time.time() - 30)
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            return samples(response.read())
+
+    m = scrape()
+    depth = {s: m[("antispam_review_queue_depth", (("source", s),))] for s in ("review", "appeal")}
+    assert depth == {"review": 2, "appeal": 1}
+    assert 119 <= m[("antispam_review_queue_oldest_age_seconds", (("source", "review"),))] < 200
+    assert 29 <= m[("antispam_review_queue_oldest_age_seconds", (("source", "appeal"),))] < 110
+    assert m[("antispam_review_queue_leased", (("source", "review"),))] == 0
+    assert m[("antispam_review_queue_sample_errors_total", ())] == 0
+    client = service["client"]["mod-1"]
+    item = client.call("POST", "/review/next", {})[1]["data"]  # the oldest: a review item
+    assert client.call("POST", f"/review/{item['id']}/decision",
+                       {"lease": item["lease"]["token"], "verdict": "spam"})[0] == 200
+    reads = sampler.reads
+    m = scrape()  # inside the interval: the same sample, no read; the verdict counter is live
+    assert sampler.reads == reads and m[("antispam_review_queue_depth", (("source", "review"),))] == 2
+    assert m[("antispam_review_verdicts_total", (("source", "review"), ("verdict", "spam")))] == 1
+    assert m[("antispam_review_verdicts_total", (("source", "appeal"), ("verdict", "pass")))] == 0
+    sampler.interval = 0.0  # as if the interval had passed
+    second = client.call("POST", "/review/next", {})[1]["data"]
+    m = scrape()
+    assert sampler.reads == reads + 1 and m[("antispam_review_queue_depth", (("source", "review"),))] == 1
+    assert m[("antispam_review_queue_leased", (("source", "review"),))] == 1 and second["source"] == "review"
+    assert 119 <= m[("antispam_review_queue_oldest_age_seconds", (("source", "review"),))] < 200
 
 
 def test_roles(service: dict[str, Any]) -> None:
