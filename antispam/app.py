@@ -158,16 +158,18 @@ def make_app(config: ServeConfig, backend: Backend, *, feedback_store: FeedbackW
     if callable(getattr(feedback_store, "find_decisions", None)):
         services.decision_store = typing.cast(DecisionStorage, feedback_store)
     services.review = review_queue if review_queue is not None else review_queue_for(feedback_store)
+    listener: Any = None
     if services.review is not None and services.decisions is not None:
         # review decisions enter the queue in the decision log's writer thread, off the request path
-        services.decisions.add_listener(review_listener(services.review))
+        listener = review_listener(services.review)
+        services.decisions.add_listener(listener)
     if services.review is not None:  # issue 23: appeal outcomes to the callers' callback URLs
         from antispam.callbacks import CallbackSender
 
         services.callbacks = CallbackSender(services.review, keyring, backoff_s=config.callback_backoff_s,
                                             max_attempts=config.callback_max_attempts)
         services.callbacks.ensure_started()  # inside a running loop (serve); else at the first decision
-        metrics.watch_review(services.review, services.callbacks)  # queue gauges, verdicts, callbacks
+        metrics.watch_review(services.review, services.callbacks, listener)  # queue gauges, verdicts, callbacks
     if keyring is not None:
         metrics.watch_keys(keyring)
     args: dict[str, Any] = {"services": services}

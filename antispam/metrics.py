@@ -207,9 +207,10 @@ class _ReviewCollector(Collector):
     route itself (:attr:`Metrics.review_verdicts`), and this process's appeal callbacks (the
     sender's counters)."""
 
-    def __init__(self, sampler: ReviewQueueSampler, sender: "CallbackSender | None") -> None:
+    def __init__(self, sampler: ReviewQueueSampler, sender: "CallbackSender | None", listener: Any = None) -> None:
         self.sampler = sampler
         self.sender = sender
+        self.listener = listener  # antispam.review.review_listener's function (its counters), or None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         depths = self.sampler.depths
@@ -236,6 +237,14 @@ class _ReviewCollector(Collector):
         yield CounterMetricFamily("antispam_review_queue_sample_errors",
                                   "reads of the review queue's depth for these gauges that failed (store down)",
                                   value=self.sampler.errors)
+        if self.listener is not None:
+            entered = CounterMetricFamily("antispam_review_listener_decisions",
+                                          "review decisions this process's decision log handed the queue, by "
+                                          "outcome (queued; without_text: the log kept no text, not queued; "
+                                          "failed: the enqueue failed, store down, not retried)", labels=["outcome"])
+            for outcome, attribute in (("queued", "enqueued"), ("without_text", "without_text"), ("failed", "failed")):
+                entered.add_metric([outcome], getattr(self.listener, attribute, 0))
+            yield entered
         if self.sender is not None:
             callbacks = CounterMetricFamily("antispam_appeal_callbacks",
                                             "appeal outcome callbacks this process posted, by outcome (delivered: "
@@ -329,9 +338,9 @@ class Metrics:
     def watch_decisions(self, log: "DecisionLog") -> None:
         self.registry.register(_DecisionLogCollector(log))
 
-    def watch_review(self, queue: "ReviewQueue", sender: "CallbackSender | None") -> None:
+    def watch_review(self, queue: "ReviewQueue", sender: "CallbackSender | None", listener: Any = None) -> None:
         self._review = ReviewQueueSampler(queue)
-        self.registry.register(_ReviewCollector(self._review, sender))
+        self.registry.register(_ReviewCollector(self._review, sender, listener))
 
     def observe_review_verdict(self, source: str, verdict: str) -> None:
         if source in ("review", "appeal") and verdict in ("spam", "pass"):

@@ -607,17 +607,26 @@ def decision_item(decision: Any, source: str = "review") -> dict[str, Any]:
 def review_listener(queue: ReviewQueue) -> Callable[[Sequence[Any]], None]:
     """The decision log's listener (called in its writer thread with each stored batch) that puts
     the batch's ``review`` decisions into the queue. A review decision whose text the log did not
-    keep (``decision_text_for`` without ``review``) cannot be reviewed and is counted, not queued."""
+    keep (``decision_text_for`` without ``review``) cannot be reviewed and is counted, not queued.
+    The whole batch's review decisions go in one ``enqueue`` (one statement); when it fails (store
+    down) they are counted as ``failed`` and the error goes on to the log, which logs and counts
+    it: they are not retried (the decisions themselves are stored). The counters (``enqueued``,
+    ``without_text``, ``failed``) are exported by :mod:`antispam.metrics`."""
     def enqueue_reviews(batch: Sequence[Any]) -> None:
         reviews = [d for d in batch if d.suggestion == "review"]
         kept = [decision_item(d) for d in reviews if d.text]
         enqueue_reviews.without_text += len(reviews) - len(kept)  # type: ignore[attr-defined]
         if kept:
-            queue.enqueue(kept)
+            try:
+                queue.enqueue(kept)
+            except Exception:
+                enqueue_reviews.failed += len(kept)  # type: ignore[attr-defined]
+                raise
             enqueue_reviews.enqueued += len(kept)  # type: ignore[attr-defined]
 
     enqueue_reviews.without_text = 0  # type: ignore[attr-defined]
     enqueue_reviews.enqueued = 0  # type: ignore[attr-defined]
+    enqueue_reviews.failed = 0  # type: ignore[attr-defined]
     return enqueue_reviews
 
 

@@ -139,6 +139,11 @@ def test_review_decisions_enter_the_queue_off_the_request_path(world: dict[str, 
     assert status == 200 and item["request_id"] == answer["request_id"] and item["text"] == REVIEWED
     assert item["data_id"] == "m-1" and item["key_id"] == "app" and item["policy"] == "default"
     assert item["model_version"] == 7 and item["suggestion"] == "review"
+    with urllib.request.urlopen(world["server"].url + "/metrics", timeout=10) as response:
+        m = samples(response.read())
+    entered = {o: m[("antispam_review_listener_decisions_total", (("outcome", o),))]
+               for o in ("queued", "without_text", "failed")}
+    assert entered == {"queued": 1, "without_text": 0, "failed": 0}
 
 
 def test_appeal_reversed_is_called_back_signed_after_retries(world: dict[str, Any]) -> None:

@@ -69,6 +69,31 @@ def test_a_batch_is_enqueued_at_once_and_answered_in_order(queue: Any) -> None:
     assert queue.enqueue([], now=T0) == []
 
 
+def test_the_listener_enqueues_review_decisions_and_counts_what_it_could_not(queue: Any) -> None:
+    """review_listener: a batch's review decisions with text are queued in one enqueue; without
+    text they are counted, not queued; a failing store (the table gone) counts them as failed
+    and raises, so the decision log logs and counts the listener error."""
+    from antispam.decisions import Decision
+    from antispam.review import review_listener
+
+    def decision(n: int, suggestion: str, text: str | None) -> Decision:
+        return Decision(request_id=f"req-{n}", index=0, time=T0, key_id="app", policy="default", model_name="rnn",
+                        model_version=7, probability=0.6, suggestion=suggestion, decided_by="model",
+                        text_sha256="0" * 64, data_id=f"d{n}", text=text)
+
+    listener = review_listener(queue)
+    listener([decision(1, "review", "加微信领红包"), decision(2, "pass", None), decision(3, "review", None),
+              decision(4, "block", "代开发票"), decision(5, "review", "免费领取")])
+    assert (listener.enqueued, listener.without_text, listener.failed) == (2, 1, 0)
+    assert queue.stats(now=T0 + 1)["by_source"] == {"review": 2, "appeal": 0}
+    with queue.feedback._transaction() as conn:
+        conn.execute("DROP TABLE review_items")
+    with pytest.raises(Exception) as failed:  # noqa: B017 - whatever the store raises goes on to the log
+        listener([decision(6, "review", "加我微信"), decision(7, "review", "加我QQ")])
+    assert "review_items" in str(failed.value)
+    assert (listener.enqueued, listener.without_text, listener.failed) == (2, 1, 2)
+
+
 def test_take_leases_the_oldest_item_to_one_holder(queue: Any) -> None:
     queue.enqueue([item(1)], now=T0)
     queue.enqueue([item(2)], now=T0 + 1)
