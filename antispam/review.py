@@ -42,7 +42,6 @@ import bisect
 import json
 import math
 import secrets
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -401,9 +400,147 @@ _SQLITE_SCHEMA = (
 )
 
 
-class SqliteReviewQueue:
+class ReviewTable:
+    """The queue's SQL that reads the same on both stores, written once: the stores differ in
+    their parameter mark (:attr:`_P`), in how a row is locked for the verdict (:attr:`_LOCK`:
+    ``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds its one write lock),
+    in how a transaction is had (:meth:`_transaction`, :meth:`_query`), and in the two statements
+    whose syntax differs (``enqueue``, ``take``), which each store writes itself. The same split
+    as :class:`antispam.decision_store.DecisionTable`."""
+
+    _P = "?"
+    _LOCK = ""
+    feedback: Any
+
+    def _transaction(self) -> Any:
+        raise NotImplementedError
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _get(self, conn: Any, item_id: int, *, lock: bool = False) -> ReviewItem | None:
+        row = conn.execute(f"SELECT {COLUMNS} FROM review_items WHERE id = {self._P}"
+                           + (self._LOCK if lock else ""), (int(item_id),)).fetchone()
+        return None if row is None else item_from_row(row)
+
+    def get(self, item_id: int) -> ReviewItem | None:
+        rows = self._query(f"SELECT {COLUMNS} FROM review_items WHERE id = {self._P}", (int(item_id),))
+        return item_from_row(rows[0]) if rows else None
+
+    def find_appeal(self, request_id: str, index: int) -> ReviewItem | None:
+        p = self._P
+        rows = self._query(f"SELECT {COLUMNS} FROM review_items WHERE source = 'appeal' AND request_id = {p} "
+                           f"AND item_index = {p}", (request_id, int(index)))
+        return item_from_row(rows[0]) if rows else None
+
+    def release(self, item_id: int, token: str, reviewer: str) -> None:
+        with self._transaction() as conn:
+            item = self._get(conn, item_id, lock=True)
+            if check_decidable(item, item_id, token, reviewer, "") is None:
+                conn.execute("UPDATE review_items SET lease_until = NULL, lease_holder = NULL, "
+                             f"lease_token = NULL WHERE id = {self._P}", (item_id,))
+
+    def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
+               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
+               now: float | None = None) -> tuple[ReviewItem, bool]:
+        """Store the verdict and its feedback row in one transaction; (item, repeated). The
+        item's row is locked first (PostgreSQL), which orders concurrent verdicts."""
+        label, reason = check_verdict(verdict, reason)
+        stamp = time.time() if now is None else float(now)
+        p = self._P
+        with self._transaction() as conn:
+            item = self._get(conn, item_id, lock=True)
+            repeated = check_decidable(item, item_id, token, reviewer, verdict)
+            if repeated is not None:
+                return repeated, True
+            assert item is not None
+            record = self.feedback.add_in(conn, item.text, normalize(item.text), label, item.model_version,
+                                          now=stamp, key_id=reviewer, request_id=item.request_id,
+                                          data_id=item.data_id)
+            conn.execute(f"UPDATE review_items SET state = 'decided', verdict = {p}, reason = {p}, reviewer = {p}, "
+                         f"reviewed_at = {p}, feedback_id = {p}, lease_until = NULL WHERE id = {p}",
+                         (verdict, reason, reviewer, stamp, int(record["id"]), item_id))
+            decided = self._get(conn, item_id)
+            assert decided is not None
+            if decided.source == "appeal" and decided.key_id and wants_callback(notify, decided.key_id):
+                conn.execute("INSERT INTO review_notifications (item_id, key_id, payload, created_at, next_at) "
+                             f"VALUES ({p}, {p}, {p}, {p}, {p})",
+                             (item_id, decided.key_id, json.dumps(appeal_payload(decided)), stamp, stamp))
+        return decided, False
+
+    def stats(self, *, hours: float = 6.0, now: float | None = None) -> dict[str, Any]:
+        stamp = time.time() if now is None else float(now)
+        since = stamp - hours * 3600
+        p = self._P
+        by_source = self._query(QUEUED_BY_SOURCE.format(p=p), (stamp,))
+        rows = self._query(f"SELECT enqueued_at, reviewed_at FROM review_items WHERE enqueued_at <= {p} AND "
+                           f"(reviewed_at IS NULL OR reviewed_at > {p})", (stamp, since))
+        decided = self._query(f"SELECT verdict, COUNT(*) FROM review_items WHERE reviewed_at > {p} "
+                              "GROUP BY verdict", (since,))
+        notes = self._query("SELECT state, COUNT(*) FROM review_notifications GROUP BY state")
+        return summarize(stamp, hours, by_source, rows, decided, notes)
+
+    def queued(self, *, now: float | None = None) -> dict[str, QueueDepth]:
+        stamp = time.time() if now is None else float(now)
+        return queue_depths(self._query(QUEUED_BY_SOURCE.format(p=self._P), (stamp,)))
+
+    def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
+                          now: float | None = None) -> list[Notification]:
+        """Claim up to ``limit`` pending callbacks that are due, for ``claim_seconds`` (another
+        process's sender skips them meanwhile: ``SKIP LOCKED`` on PostgreSQL)."""
+        stamp = time.time() if now is None else float(now)
+        p = self._P
+        if not self._query(DUE_CHECK.format(p=p), (stamp,)):  # a read: no write lock for nothing
+            return []
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self._LOCK else ""
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"UPDATE review_notifications SET next_at = {p} WHERE id IN (SELECT id FROM review_notifications "
+                f"WHERE state = 'pending' AND next_at <= {p} ORDER BY next_at LIMIT {p}{skip_locked}) "
+                "RETURNING id, item_id, key_id, payload, attempts, created_at, next_at",
+                (stamp + claim_seconds, stamp, int(limit))).fetchall()
+        return [notification_from_row(r) for r in rows]
+
+    def notification_done(self, notification_id: int, *, now: float | None = None) -> None:
+        stamp = time.time() if now is None else float(now)
+        p = self._P
+        with self._transaction() as conn:
+            conn.execute(f"UPDATE review_notifications SET state = 'delivered', delivered_at = {p}, "
+                         f"attempts = attempts + 1, last_error = NULL WHERE id = {p}", (stamp, notification_id))
+
+    def notification_failed(self, notification_id: int, error: str, next_at: float | None) -> None:
+        p = self._P
+        with self._transaction() as conn:
+            conn.execute(f"UPDATE review_notifications SET attempts = attempts + 1, last_error = {p}, "
+                         f"state = {p}, next_at = COALESCE({p}, next_at) WHERE id = {p}",
+                         (error[:300], "pending" if next_at is not None else "failed", next_at,
+                          notification_id))
+
+    def prune(self, retention_days: float, text_days: float, *,
+              now: float | None = None) -> tuple[int, int]:
+        """Retention (``antispam feedback prune``, the decision log's settings): decided items
+        reviewed more than ``retention_days`` ago go (with their delivered or failed callbacks; one
+        still pending keeps its item), and the text of decided items reviewed more than ``text_days``
+        ago is erased (the verdict's feedback row keeps its own copy under the feedback retention).
+        Queued items keep their text: a person still has to read it. (deleted, texts erased)."""
+        rows_before, texts_before = prune_cutoffs(retention_days, text_days, now)
+        deleted = erased = 0
+        p = self._P
+        with self._transaction() as conn:
+            if rows_before is not None:
+                conn.execute(PRUNE_DELETE[0].format(p=p), (rows_before,))
+                deleted = conn.execute(PRUNE_DELETE[1].format(p=p), (rows_before,)).rowcount
+            if texts_before is not None:
+                erased = conn.execute(PRUNE_TEXTS.format(p=p), (texts_before,)).rowcount
+        return int(deleted), int(erased)
+
+
+class SqliteReviewQueue(ReviewTable):
     """The queue in the SQLite feedback file, on the feedback store's connection and lock (one
     writer per process; SQLite's own lock between processes)."""
+
+    _P = "?"
+    _LOCK = ""  # BEGIN IMMEDIATE already holds the one write lock
 
     def __init__(self, feedback: FeedbackStore) -> None:
         self.feedback = feedback
@@ -472,111 +609,6 @@ class SqliteReviewQueue:
                 f"RETURNING {COLUMNS}",
                 (reviewer, token, stamp + lease_seconds, stamp, *skip)).fetchone()
         return None if row is None else item_from_row(row)
-
-    def release(self, item_id: int, token: str, reviewer: str) -> None:
-        with self._transaction() as conn:
-            item = self._get(conn, item_id)
-            if check_decidable(item, item_id, token, reviewer, "") is None:
-                conn.execute("UPDATE review_items SET lease_until = NULL, lease_holder = NULL, "
-                             "lease_token = NULL WHERE id = ?", (item_id,))
-
-    @staticmethod
-    def _get(conn: sqlite3.Connection, item_id: int) -> ReviewItem | None:
-        row = conn.execute(f"SELECT {COLUMNS} FROM review_items WHERE id = ?", (int(item_id),)).fetchone()
-        return None if row is None else item_from_row(row)
-
-    def get(self, item_id: int) -> ReviewItem | None:
-        rows = self._query(f"SELECT {COLUMNS} FROM review_items WHERE id = ?", (int(item_id),))
-        return item_from_row(rows[0]) if rows else None
-
-    def find_appeal(self, request_id: str, index: int) -> ReviewItem | None:
-        rows = self._query(f"SELECT {COLUMNS} FROM review_items WHERE source = 'appeal' AND request_id = ? "
-                           "AND item_index = ?", (request_id, int(index)))
-        return item_from_row(rows[0]) if rows else None
-
-    def decide(self, item_id: int, token: str, reviewer: str, verdict: str, reason: str | None,
-               normalize: Callable[[str], str], *, notify: bool | Callable[[str], bool] = False,
-               now: float | None = None) -> tuple[ReviewItem, bool]:
-        """Store the verdict and its feedback row in one transaction; (item, repeated)."""
-        label, reason = check_verdict(verdict, reason)
-        stamp = time.time() if now is None else float(now)
-        with self._transaction() as conn:
-            item = self._get(conn, item_id)
-            repeated = check_decidable(item, item_id, token, reviewer, verdict)
-            if repeated is not None:
-                return repeated, True
-            assert item is not None
-            record = self.feedback.add_in(conn, item.text, normalize(item.text), label, item.model_version,
-                                          now=stamp, key_id=reviewer, request_id=item.request_id,
-                                          data_id=item.data_id)
-            conn.execute("UPDATE review_items SET state = 'decided', verdict = ?, reason = ?, reviewer = ?, "
-                         "reviewed_at = ?, feedback_id = ?, lease_until = NULL WHERE id = ?",
-                         (verdict, reason, reviewer, stamp, int(record["id"]), item_id))
-            decided = self._get(conn, item_id)
-            assert decided is not None
-            if decided.source == "appeal" and decided.key_id and wants_callback(notify, decided.key_id):
-                conn.execute("INSERT INTO review_notifications (item_id, key_id, payload, created_at, next_at) "
-                             "VALUES (?, ?, ?, ?, ?)", (item_id, decided.key_id,
-                                                        json.dumps(appeal_payload(decided)), stamp, stamp))
-        return decided, False
-
-    def stats(self, *, hours: float = 6.0, now: float | None = None) -> dict[str, Any]:
-        stamp = time.time() if now is None else float(now)
-        since = stamp - hours * 3600
-        by_source = self._query(QUEUED_BY_SOURCE.format(p="?"), (stamp,))
-        rows = self._query("SELECT enqueued_at, reviewed_at FROM review_items WHERE enqueued_at <= ? AND "
-                           "(reviewed_at IS NULL OR reviewed_at > ?)", (stamp, since))
-        decided = self._query("SELECT verdict, COUNT(*) FROM review_items WHERE reviewed_at > ? "
-                              "GROUP BY verdict", (since,))
-        notes = self._query("SELECT state, COUNT(*) FROM review_notifications GROUP BY state")
-        return summarize(stamp, hours, by_source, rows, decided, notes)
-
-    def queued(self, *, now: float | None = None) -> dict[str, QueueDepth]:
-        stamp = time.time() if now is None else float(now)
-        return queue_depths(self._query(QUEUED_BY_SOURCE.format(p="?"), (stamp,)))
-
-    def due_notifications(self, *, limit: int = 20, claim_seconds: float = 30.0,
-                          now: float | None = None) -> list[Notification]:
-        stamp = time.time() if now is None else float(now)
-        if not self._query(DUE_CHECK.format(p="?"), (stamp,)):  # a read: no write lock for nothing
-            return []
-        with self._transaction() as conn:
-            rows = conn.execute(
-                "UPDATE review_notifications SET next_at = ? WHERE id IN (SELECT id FROM review_notifications "
-                "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?) "
-                "RETURNING id, item_id, key_id, payload, attempts, created_at, next_at",
-                (stamp + claim_seconds, stamp, int(limit))).fetchall()
-        return [notification_from_row(r) for r in rows]
-
-    def notification_done(self, notification_id: int, *, now: float | None = None) -> None:
-        stamp = time.time() if now is None else float(now)
-        with self._transaction() as conn:
-            conn.execute("UPDATE review_notifications SET state = 'delivered', delivered_at = ?, "
-                         "attempts = attempts + 1, last_error = NULL WHERE id = ?", (stamp, notification_id))
-
-    def notification_failed(self, notification_id: int, error: str, next_at: float | None) -> None:
-        with self._transaction() as conn:
-            conn.execute("UPDATE review_notifications SET attempts = attempts + 1, last_error = ?, "
-                         "state = ?, next_at = COALESCE(?, next_at) WHERE id = ?",
-                         (error[:300], "pending" if next_at is not None else "failed", next_at,
-                          notification_id))
-
-    def prune(self, retention_days: float, text_days: float, *,
-              now: float | None = None) -> tuple[int, int]:
-        """Retention (``antispam feedback prune``, the decision log's settings): decided items
-        reviewed more than ``retention_days`` ago go (with their delivered or failed callbacks; one
-        still pending keeps its item), and the text of decided items reviewed more than ``text_days``
-        ago is erased (the verdict's feedback row keeps its own copy under the feedback retention).
-        Queued items keep their text: a person still has to read it. (deleted, texts erased)."""
-        rows_before, texts_before = prune_cutoffs(retention_days, text_days, now)
-        deleted = erased = 0
-        with self._transaction() as conn:
-            if rows_before is not None:
-                conn.execute(PRUNE_DELETE[0].format(p="?"), (rows_before,))
-                deleted = conn.execute(PRUNE_DELETE[1].format(p="?"), (rows_before,)).rowcount
-            if texts_before is not None:
-                erased = conn.execute(PRUNE_TEXTS.format(p="?"), (texts_before,)).rowcount
-        return int(deleted), int(erased)
 
 
 PRUNE_DELETE = ("DELETE FROM review_notifications WHERE state <> 'pending' AND item_id IN (SELECT id FROM "

@@ -9,32 +9,17 @@ Needs the PostgreSQL .ci/run starts (ANTISPAM_TEST_POSTGRES_URL); skips without 
 
 from __future__ import annotations
 
-import http.client
-import json
 import threading
 import time
 from typing import Any, Iterator
 
 import pytest
 
-from tests.helpers.serve_process import ServeProcess
+from tests.helpers.serve_process import ServeProcess, request
 from tests.helpers.stores import fresh_schema, postgres_url
 
 WORDS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥"
 
-
-def request(port: int, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
-        headers = {"Authorization": f"Bearer {key}"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=headers)
-        answer = conn.getresponse()
-        return answer.status, json.loads(answer.read() or b"{}")
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -23,26 +23,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.helpers.serve_process import ServeProcess
+from tests.helpers.serve_process import ServeProcess, request
 from tests.helpers.stores import fresh_schema, postgres_url, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 20.0
 
-
-def request(port: int, method: str, path: str, key: str, body: Any = None,
-            timeout: float = 30.0) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
-        headers = {"Authorization": f"Bearer {key}"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=headers)
-        answer = conn.getresponse()
-        return answer.status, json.loads(answer.read() or b"{}")
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ and stderr collected by a thread so a full pipe never blocks the service.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 READY = re.compile(r"ready on (http://127\.0\.0\.1:(\d+))")
 
@@ -76,3 +79,20 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._reader.join(5)
+
+
+def request(port: int, method: str, path: str, key: str | None = None, body: Any = None,
+            timeout: float = 60.0) -> tuple[int, Any]:
+    """One request to a service on 127.0.0.1 with an optional bearer key and JSON body; (status,
+    the JSON answer). A new connection each time: the e2e tests count what each process did."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+    finally:
+        conn.close()

@@ -39,10 +39,15 @@ REMOTE_BACKENDS = ("antispam.backends.base", "antispam.backends.batching", "anti
                    "antispam.backends.remote", "antispam.backends.remote_versions", "antispam.backends.fallback",
                    "antispam.backends.factory")
 SERVICE = ("antispam.runtime", "antispam.app", "antispam.http", "antispam.scoring", "antispam.metrics",
-           "antispam.errors", "antispam.cache", "antispam.console")
-# Domain modules of issue 12 (lists, policies, explanations, request ids): below the app like scoring.
+           "antispam.errors", "antispam.cache", "antispam.console", "antispam.callbacks")
+# Domain modules of issue 12 (lists, policies, explanations, request ids) and the stores and workflow of
+# issue 23 (decision log, review queue, shared limiter): below the app like scoring. (The appeal callbacks,
+# antispam.callbacks, send with Tornado's HTTP client: they are the app's, in SERVICE.)
 DOMAIN_12 = ("antispam.lists", "antispam.allow", "antispam.policies", "antispam.explain", "antispam.request_ids",
-             "antispam.aio", "antispam.campaigns", "antispam.senders", "antispam.blocklist")
+             "antispam.aio", "antispam.campaigns", "antispam.senders", "antispam.blocklist",
+             "antispam.decisions", "antispam.decision_store", "antispam.review", "antispam.review_pg",
+             "antispam.review_stores", "antispam.ratelimit", "antispam.feedback_stores",
+             "antispam.feedback_pg")
 CLI = ("antispam.cli", "antispam.commands", "antispam.network.cli", "antispam.word2vec.cli")
 
 
