@@ -232,9 +232,19 @@ def insert_values(item: dict[str, Any], stamp: float) -> tuple[Any, ...]:
             item.get("key_id"), None if decided_at is None else float(decided_at), item.get("policy"),
             item.get("model_name"),
             None if version is None else int(version),
-            None if probability is None else float(probability), item.get("suggestion"),
+            _finite(probability), item.get("suggestion"),
             item.get("decided_by"), json.dumps(item.get("matches") or [], ensure_ascii=False),
             text, item.get("appeal_reason"), stamp)
+
+
+def _finite(value: Any) -> float | None:
+    """A probability as stored: None when absent or not a finite number. A NaN would fail the
+    PostgreSQL batch's JSON (``allow_nan=False``) and with it every item of the batch; a list
+    decision of ``review`` can carry a probability the model never produced."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 ENQUEUE_CHUNK = 500  # rows per multi-row INSERT (SQLite: 16 x 500 bound values, under its 32766 limit)

@@ -45,6 +45,15 @@ def test_enqueue_is_once_per_decision_and_source(queue: Any) -> None:
         queue.enqueue([item(3, text="")])
 
 
+def test_a_probability_that_is_not_a_number_does_not_sink_the_batch(queue: Any) -> None:
+    """A list decision may carry no usable probability; the batch around it is still queued."""
+    answers = queue.enqueue([item(1), item(2, probability=float("nan")), item(3, probability=float("inf"))],
+                            now=T0)
+    assert [added for _id, added in answers] == [True, True, True]
+    assert queue.get(answers[0][0]).probability == 0.61
+    assert queue.get(answers[1][0]).probability is None and queue.get(answers[2][0]).probability is None
+
+
 def test_a_batch_is_enqueued_at_once_and_answered_in_order(queue: Any) -> None:
     """The decision log's listener hands whole batches (one statement per batch): the answer is
     still (id, added) per item in input order, repeats inside a batch and items already queued
