@@ -1142,8 +1142,8 @@
           " · policy " + (item.policy || "default")],
         ["Decision", el(doc, "span", {}, [badge(doc, item.suggestion || "?"), " p=" + formatNumber(item.probability) +
           (item.decided_by && item.decided_by !== "model" ? " by " + item.decided_by.replace(/_/g, " ") : "")])],
-        isNumber(explanation.spam_probability) ? ["Serving now", "v" + explanation.model_version + " p=" +
-          formatNumber(explanation.spam_probability)] : null,
+        isNumber(explanation.spam_probability) ? ["Serving now", (isNumber(explanation.model_version) ?
+          "v" + explanation.model_version + " " : "") + "p=" + formatNumber(explanation.spam_probability)] : null,
         item.data_id ? ["Data id", item.data_id] : null,
         ["Waiting", formatAge(Date.now() / 1000 - item.enqueued_at)],
         ["Lease", "until " + new Date(item.lease.until * 1000).toLocaleTimeString()],
