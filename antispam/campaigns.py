@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from antispam.contacts import Contact
+from antispam.ratelimit import redis_client
 from antispam.signatures import PIECE, signature_keys
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ SLOTS = 10
 EXAMPLE_CHARS = 1000
 RETRY_SECONDS = 1.0
 PREFIX = "antispam:campaign:"
-FAIL_MODES = ("open", "closed")
 DEFAULT_WINDOW_SECONDS = 600.0
 DEFAULT_MIN_SENDERS = 5
 DEFAULT_MAX_COUNTERS = 10_000
@@ -431,13 +431,7 @@ class RedisTracker:
                  prefix: str = PREFIX, clock: Callable[[], float] | None = None,
                  fallback: MemoryTracker | None = None, retry_seconds: float = RETRY_SECONDS,
                  max_listed: int = 1000) -> None:
-        try:
-            import redis
-        except ModuleNotFoundError:
-            raise ValueError("ANTISPAM_REDIS_URL is set but redis-py is not installed: "
-                             "pip install 'antispam[redis]'") from None
-        if fail not in FAIL_MODES:
-            raise ValueError(f"fail must be one of {', '.join(FAIL_MODES)}, got {fail!r}")
+        self._client, self._errors = redis_client(url, fail, timeout_ms)
         _check(window_seconds, min_senders)
         self.window_seconds = float(window_seconds)
         self.min_senders = min_senders
@@ -447,10 +441,6 @@ class RedisTracker:
         self.max_listed = max_listed
         self._clock = clock
         self._fallback = fallback or MemoryTracker(window_seconds, min_senders)
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        timeout = timeout_ms / 1000
-        self._client: Any = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                                 health_check_interval=30)
         self._observe: Any = self._client.register_script(OBSERVE)
         self._window_ms = str(int(self.window_seconds * 1000))
         self._read: Any = self._client.register_script(READ)

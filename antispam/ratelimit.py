@@ -42,6 +42,24 @@ log = logging.getLogger(__name__)
 
 FAIL_MODES = ("open", "closed")
 RETRY_SECONDS = 1.0  # after a failure, how long Redis is left alone (fail mode in the meantime)
+
+
+def redis_client(url: str, fail: str, timeout_ms: float) -> tuple[Any, tuple[type[BaseException], ...]]:
+    """A Redis client for a shared counter (this limiter, the campaign tracker) and the errors
+    that mean "Redis did not answer": one place for the settings both read (``ANTISPAM_REDIS_URL``,
+    ``ANTISPAM_REDIS_FAIL``, ``ANTISPAM_REDIS_TIMEOUT_MS``) and for the message when redis-py is
+    missing. Connecting is lazy: a Redis that is down fails the first call, not this one."""
+    try:
+        import redis
+    except ModuleNotFoundError:
+        raise ValueError("ANTISPAM_REDIS_URL is set but redis-py is not installed: "
+                         "pip install 'antispam[redis]'") from None
+    if fail not in FAIL_MODES:
+        raise ValueError(f"fail must be one of {', '.join(FAIL_MODES)}, got {fail!r}")
+    timeout = timeout_ms / 1000
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                  health_check_interval=30)
+    return client, (redis.RedisError, OSError)
 PREFIX = "antispam:bucket:"
 
 # KEYS[1]: the bucket; ARGV: rate per second, capacity, now (seconds; empty: Redis's TIME).
@@ -98,22 +116,12 @@ class RedisTokenBuckets:
     def __init__(self, url: str, *, fail: str = "open", timeout_ms: float = 100.0, prefix: str = PREFIX,
                  clock: Callable[[], float] | None = None, fallback: TokenBuckets | None = None,
                  retry_seconds: float = RETRY_SECONDS) -> None:
-        try:
-            import redis
-        except ModuleNotFoundError:
-            raise ValueError("ANTISPAM_REDIS_URL is set but redis-py is not installed: "
-                             "pip install 'antispam[redis]'") from None
-        if fail not in FAIL_MODES:
-            raise ValueError(f"fail must be one of {', '.join(FAIL_MODES)}, got {fail!r}")
+        self._client, self._errors = redis_client(url, fail, timeout_ms)
         self.fail = fail
         self.prefix = prefix
         self.retry_seconds = retry_seconds
         self._clock = clock
         self._fallback = fallback or TokenBuckets()
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        timeout = timeout_ms / 1000
-        self._client: Any = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                                 health_check_interval=30)
         self._script: Any = self._client.register_script(TOKEN_BUCKET)
         self._down_until = 0.0
         self._lock = threading.Lock()
